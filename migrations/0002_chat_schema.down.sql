@@ -1,0 +1,14 @@
+drop table chatctl.audit_log;
+drop table public.user_status;
+drop table public.read_receipts;
+drop table public.attachments;
+drop table public.emojis;
+drop table public.chat;
+drop table public.shared_channels;
+drop table public.members;
+alter table public.workspaces drop constraint workspaces_default_channel_fkey;
+drop table public.channels;
+drop table public.workspace_members;
+drop table public.workspaces;
+drop table public.users;
+drop schema chat_private cascade;

@@ -1,0 +1,123 @@
+//! `chatctl dev`: the embedded local PostgreSQL (up, down, status, url) and `dev seed`.
+
+use super::Context;
+use crate::db::local::LocalCluster;
+use crate::db::seed::{self, SeedOptions};
+use crate::error::{Error, ExitCode, Result};
+use crate::output::Report;
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    #[command(subcommand)]
+    cmd: DevCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DevCmd {
+    /// Initialise (first time) and start the local cluster
+    Up,
+    /// Stop the local cluster (its data stays)
+    Down,
+    /// Show whether the local cluster is running, where, and on which port
+    Status,
+    /// Print the local cluster's database URL (starting it if needed)
+    Url,
+    /// Generate realistic data and load it with COPY (deterministic for a given --seed)
+    Seed {
+        /// Number of users
+        #[arg(long, default_value_t = 200, value_name = "N")]
+        users: u32,
+        /// Number of channels (public, private, DMs and group DMs)
+        #[arg(long, default_value_t = 40, value_name = "N")]
+        channels: u32,
+        /// Number of messages (about a fifth are thread replies)
+        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        messages: u64,
+        /// Number of workspaces the users and channels are spread over
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        workspaces: u32,
+        /// Random seed: the same seed gives the same data
+        #[arg(long, default_value_t = 42, value_name = "S")]
+        seed: u64,
+    },
+}
+
+pub async fn run(ctx: &Context, args: DevArgs) -> Result<ExitCode> {
+    match args.cmd {
+        DevCmd::Seed { users, channels, messages, workspaces, seed } => {
+            let url = ctx.database_url().await?;
+            let pool = crate::db::pool(&url, &ctx.config).await?;
+            let opts = SeedOptions { users, channels, messages, workspaces, seed, progress: !ctx.out.quiet };
+            let report = seed::seed(&pool, &opts).await?;
+            ctx.out.render(&report)?;
+            Ok(ExitCode::Success)
+        }
+        cmd => {
+            if ctx.config.database_url().is_some() {
+                ctx.out.status("note: DATABASE_URL is set, so other commands use that database, not the local cluster");
+            }
+            let cluster = crate::db::local_cluster(&ctx.config)?;
+            match cmd {
+                DevCmd::Up => {
+                    ctx.database_url_local().await?;
+                    ctx.out.render(&blocking(&cluster, |c| c.status()).await?)?;
+                }
+                DevCmd::Down => {
+                    let was_running = blocking(&cluster, |c| c.stop()).await?;
+                    ctx.out.status(if was_running { "stopped the local cluster" } else { "the local cluster was not running" });
+                    ctx.out.render(&blocking(&cluster, |c| c.status()).await?)?;
+                }
+                DevCmd::Status => ctx.out.render(&blocking(&cluster, |c| c.status()).await?)?,
+                DevCmd::Url => {
+                    let url = ctx.database_url_local().await?;
+                    ctx.out.render(&UrlReport { url })?;
+                }
+                DevCmd::Seed { .. } => unreachable!("handled above"),
+            }
+            Ok(ExitCode::Success)
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    cluster: &LocalCluster,
+    f: impl FnOnce(&LocalCluster) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || f(&c))
+        .await
+        .map_err(|e| Error::failed(format!("the local cluster task failed: {e}")))?
+}
+
+#[derive(serde::Serialize)]
+struct UrlReport {
+    url: String,
+}
+
+impl Report for UrlReport {
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writeln!(out, "{}", self.url)
+    }
+}
+
+impl Report for crate::db::local::ClusterStatus {
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        use crate::db::local::ClusterState;
+        let state = match &self.state {
+            ClusterState::NotInitialized => "not initialised".to_owned(),
+            ClusterState::Stopped => "stopped".to_owned(),
+            ClusterState::Running { port } => format!("running on 127.0.0.1:{port}"),
+        };
+        writeln!(out, "local PostgreSQL {}: {state}", self.postgres_version)?;
+        writeln!(out, "  data:  {}", self.data_dir.display())?;
+        writeln!(out, "  log:   {}", self.log_file.display())?;
+        writeln!(out, "  bin:   {}", self.bin_dir.display())?;
+        if let Some(user) = &self.run_as {
+            writeln!(out, "  runs as the `{user}` user (chatctl is root)")?;
+        }
+        if let Some(url) = &self.url {
+            writeln!(out, "  url:   {url}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! `chatctl migrate`: apply, revert, inspect and verify schema migrations.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Context;
+use crate::db::migrate::{self, DownOptions, DownTarget, Migrations, Source, UpOptions};
+use crate::error::{ExitCode, Result};
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Read migrations from this directory instead of the ones built into chatctl
+    #[arg(long, global = true, value_name = "DIR")]
+    source: Option<PathBuf>,
+    /// How long to wait for another migration run to finish (e.g. 60s, 5m)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    lock_timeout: Option<Duration>,
+    #[command(subcommand)]
+    cmd: MigrateCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum MigrateCmd {
+    /// Apply pending migrations (all, or up to --to)
+    Up {
+        /// Apply up to and including this version
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+        /// Print the SQL that would run; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Revert applied migrations (to a version, or a number of steps)
+    Down {
+        /// Revert every migration newer than this version (0: all)
+        #[arg(long, value_name = "VERSION", required_unless_present = "steps", conflicts_with = "steps")]
+        to: Option<i64>,
+        /// Revert this many of the newest migrations
+        #[arg(long, value_name = "N")]
+        steps: Option<u32>,
+        /// Print the SQL that would run; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List migrations: applied, pending, or drifted (edited, unknown, missing, failed)
+    Status,
+    /// Exit 2 when the applied migrations drifted from the files (edited, missing, unknown)
+    Verify,
+    /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory
+    New {
+        /// The migration's name, in snake_case
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
+    if let MigrateCmd::New { name } = &args.cmd {
+        let dir = args.source.clone().unwrap_or_else(|| ctx.config.base_dir.join("migrations"));
+        ctx.out.render(&migrate::new_migration(&dir, name)?)?;
+        return Ok(ExitCode::Success);
+    }
+    let source = match args.source {
+        Some(dir) => Source::Dir(dir),
+        None => Source::Embedded,
+    };
+    let migrations = Migrations::load(&source).await?;
+    let lock_timeout = match args.lock_timeout {
+        Some(t) => t,
+        None => ctx.config.lock_timeout()?,
+    };
+    let url = ctx.database_url().await?;
+    let mut conn = migrate::connect(&url, ctx.config.connect_timeout()?).await?;
+    match args.cmd {
+        MigrateCmd::Up { to, dry_run } => {
+            let report = migrate::up(&mut conn, &migrations, &UpOptions { target: to, dry_run, lock_timeout }).await?;
+            ctx.out.render(&report)?;
+            Ok(ExitCode::Success)
+        }
+        MigrateCmd::Down { to, steps, dry_run } => {
+            let target = match (to, steps) {
+                (Some(v), _) => DownTarget::Version(v),
+                (None, Some(n)) => DownTarget::Steps(n),
+                (None, None) => unreachable!("clap requires --to or --steps"),
+            };
+            let report = migrate::down(&mut conn, &migrations, &DownOptions { target, dry_run, lock_timeout }).await?;
+            ctx.out.render(&report)?;
+            Ok(ExitCode::Success)
+        }
+        MigrateCmd::Status => {
+            ctx.out.render(&migrate::status(&mut conn, &migrations).await?)?;
+            Ok(ExitCode::Success)
+        }
+        MigrateCmd::Verify => {
+            let report = migrate::status(&mut conn, &migrations).await?;
+            ctx.out.render(&report)?;
+            Ok(if report.has_drift() { ExitCode::ChangesPending } else { ExitCode::Success })
+        }
+        MigrateCmd::New { .. } => unreachable!("handled above"),
+    }
+}

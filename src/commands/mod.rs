@@ -1,0 +1,130 @@
+//! The command line: the `Cli` definition, the global flags, the per-run [`Context`], and the
+//! one `dispatch` that knows every command. Each command lives in its own file and is thin:
+//! parse, call one library function, render the report.
+
+mod completions;
+mod config;
+mod dev;
+mod migrate;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Env, LogFormat, OutputFormat, Overrides};
+use crate::error::{ExitCode, Result};
+use crate::output::Output;
+
+/// chatctl: operate a Slack-like chat application on Supabase
+///
+/// Migrate the schema, run the local development stack, generate data, and (as they land)
+/// provision workspaces, import users, rebuild search and run the bots.
+#[derive(Debug, Parser)]
+#[command(name = "chatctl", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL [env: DATABASE_URL]; unset: the embedded local cluster
+    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Config file [env: CHATCTL_CONFIG] [default: config/chatctl.yaml when present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format of results on stdout
+    #[arg(long, short = 'o', global = true, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// More logging (-v debug, -vv trace)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr: no status lines, no progress bars
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Log format on stderr
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring the local stack up (database, migrations) and keep it running until Ctrl-C
+    Up(up::UpArgs),
+    /// Apply, revert, inspect and verify schema migrations
+    Migrate(migrate::MigrateArgs),
+    /// Manage the embedded local PostgreSQL and generate test data
+    Dev(dev::DevArgs),
+    /// Show the effective configuration, secrets masked
+    Config(config::ConfigArgs),
+    /// Print shell completions (bash, zsh, fish, ...)
+    Completions(completions::CompletionsArgs),
+}
+
+/// What every command gets: the layered configuration and the output settings.
+pub struct Context {
+    pub config: Config,
+    pub out: Output,
+    pub global: GlobalArgs,
+}
+
+impl Context {
+    /// Builds the context from the parsed flags and the environment.
+    pub fn new(global: &GlobalArgs, env: &Env) -> Result<Context> {
+        let mut overrides = Overrides { config_file: global.config.clone(), ..Default::default() };
+        if let Some(url) = &global.database_url {
+            overrides.values.push(("database.url", "--database-url", url.clone()));
+        }
+        if let Some(o) = global.output {
+            overrides.values.push(("output", "--output", format!("{o:?}").to_lowercase()));
+        }
+        if let Some(f) = global.log_format {
+            overrides.values.push(("log.format", "--log-format", format!("{f:?}").to_lowercase()));
+        }
+        let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let config = Config::load(env, &overrides, &base)?;
+        let out = Output::new(config.output()?, global.quiet);
+        Ok(Context { config, out, global: global.clone() })
+    }
+
+    /// The database URL to use: the configured one, or the local cluster's (started on demand).
+    pub async fn database_url(&self) -> Result<String> {
+        let target = crate::db::target(&self.config).await?;
+        if target.local.is_some() {
+            tracing::debug!(url = %target.url, "using the embedded local cluster");
+        }
+        Ok(target.url)
+    }
+
+    /// The local cluster's URL, started on demand, whatever `database.url` says.
+    pub async fn database_url_local(&self) -> Result<String> {
+        let mut config = self.config.clone();
+        config.clear_database_url();
+        Ok(crate::db::target(&config).await?.url)
+    }
+}
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => up::run(ctx, args).await,
+        Command::Migrate(args) => migrate::run(ctx, args).await,
+        Command::Dev(args) => dev::run(ctx, args).await,
+        Command::Config(args) => config::run(ctx, args),
+        Command::Completions(args) => completions::run(ctx, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

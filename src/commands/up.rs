@@ -1,0 +1,34 @@
+//! `chatctl up`: bring the local stack up and keep it running in the foreground.
+//!
+//! Today the stack is the database (the local cluster, or DATABASE_URL) and its migrations;
+//! provisioning, the search index and the bots join it as their issues land.
+
+use super::Context;
+use crate::db::migrate::{self, Migrations, Source, UpOptions};
+use crate::error::{ExitCode, Result};
+use crate::stack::{self, StackReport};
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Bring everything up, print what runs, and exit instead of waiting for Ctrl-C
+    #[arg(long)]
+    detach: bool,
+}
+
+pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
+    let started = stack::start(&ctx.config).await?;
+    let migrations = Migrations::load(&Source::Embedded).await?;
+    let mut conn = migrate::connect(&started.url, ctx.config.connect_timeout()?).await?;
+    let opts = UpOptions { target: None, dry_run: false, lock_timeout: ctx.config.lock_timeout()? };
+    let migrated = migrate::up(&mut conn, &migrations, &opts).await?;
+    drop(conn);
+    let report = StackReport::new(&started, &migrated, args.detach);
+    ctx.out.render(&report)?;
+    if args.detach {
+        return Ok(ExitCode::Success);
+    }
+    stack::wait_for_shutdown().await;
+    ctx.out.status("shutting down");
+    stack::stop(&started).await?;
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,584 @@
+//! Layered configuration: built-in defaults < config file < environment < command-line flags.
+//!
+//! Every key is declared once in [`KEYS`], with its environment variables, default and whether
+//! it is a secret. Each effective value remembers its [`Origin`], so errors can say where a bad
+//! value came from and `chatctl config show` can print it. This is the only module that reads
+//! the process environment ([`Env::from_process`]); everything else receives a [`Config`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{self, Error, Result};
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Origin {
+    BuiltIn,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::BuiltIn => f.write_str("built-in default"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Env(name) => write!(f, "env {name}"),
+            Origin::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// How a value is kept out of output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrecy {
+    /// Printed as is.
+    Public,
+    /// Never printed.
+    Secret,
+    /// A URL whose password is never printed.
+    UrlPassword,
+}
+
+/// One configuration key.
+struct Key {
+    name: &'static str,
+    /// Unprefixed, well-known variables read before `CHATCTL_*` (which wins over them).
+    aliases: &'static [&'static str],
+    default: Option<&'static str>,
+    secrecy: Secrecy,
+    help: &'static str,
+}
+
+/// Every configuration key. The `CHATCTL_*` variable of a key is its name upper-cased with
+/// `.` replaced by `__` (`database.url` ↔ `CHATCTL_DATABASE__URL`).
+const KEYS: &[Key] = &[
+    Key {
+        name: "database.url",
+        aliases: &["DATABASE_URL"],
+        default: None,
+        secrecy: Secrecy::UrlPassword,
+        help: "PostgreSQL URL; unset: the embedded local cluster",
+    },
+    Key {
+        name: "database.max_connections",
+        aliases: &[],
+        default: Some("10"),
+        secrecy: Secrecy::Public,
+        help: "connection pool size",
+    },
+    Key {
+        name: "database.connect_timeout",
+        aliases: &[],
+        default: Some("10s"),
+        secrecy: Secrecy::Public,
+        help: "how long to wait for a connection",
+    },
+    Key {
+        name: "local.data_dir",
+        aliases: &[],
+        default: Some(".chatctl"),
+        secrecy: Secrecy::Public,
+        help: "where the embedded cluster (and other local state) lives",
+    },
+    Key {
+        name: "local.pg_bin_dir",
+        aliases: &[],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "PostgreSQL binaries; unset: PATH, then /usr/lib/postgresql/*/bin",
+    },
+    Key {
+        name: "migrate.lock_timeout",
+        aliases: &[],
+        default: Some("60s"),
+        secrecy: Secrecy::Public,
+        help: "how long `migrate` waits for another migration run",
+    },
+    Key {
+        name: "output",
+        aliases: &[],
+        default: Some("table"),
+        secrecy: Secrecy::Public,
+        help: "table, json or yaml",
+    },
+    Key {
+        name: "log.format",
+        aliases: &[],
+        default: Some("text"),
+        secrecy: Secrecy::Public,
+        help: "text or json (logs go to stderr)",
+    },
+    Key {
+        name: "supabase.url",
+        aliases: &["SUPABASE_URL"],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "the Supabase project URL",
+    },
+    Key {
+        name: "supabase.service_role_key",
+        aliases: &["SUPABASE_SERVICE_ROLE_KEY"],
+        default: None,
+        secrecy: Secrecy::Secret,
+        help: "the project's service-role key",
+    },
+    Key {
+        name: "supabase.jwt_secret",
+        aliases: &["SUPABASE_JWT_SECRET"],
+        default: None,
+        secrecy: Secrecy::Secret,
+        help: "the project's JWT secret",
+    },
+    Key {
+        name: "openai.api_key",
+        aliases: &["OPENAI_API_KEY"],
+        default: None,
+        secrecy: Secrecy::Secret,
+        help: "key of an OpenAI-compatible API",
+    },
+    Key {
+        name: "openai.base_url",
+        aliases: &["OPENAI_BASE_URL"],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "base URL of an OpenAI-compatible API",
+    },
+];
+
+fn key(name: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .expect("config keys are declared in KEYS")
+}
+
+/// The environment variable `CHATCTL_*` for a key.
+pub fn env_name(key: &str) -> String {
+    format!("CHATCTL_{}", key.to_uppercase().replace('.', "__"))
+}
+
+/// A snapshot of the process environment (tests build one by hand).
+#[derive(Debug, Clone, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+impl Env {
+    /// The process environment. The only place chatctl reads it.
+    #[allow(clippy::disallowed_methods)]
+    pub fn from_process() -> Env {
+        Env(std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect())
+    }
+
+    pub fn from_pairs<I, K, V>(pairs: I) -> Env
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// The configuration file, as written. Unknown keys are errors (typo protection); serde_yaml
+/// attaches the line and column to every error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database: Option<FileDatabase>,
+    local: Option<FileLocal>,
+    migrate: Option<FileMigrate>,
+    output: Option<OutputFormat>,
+    log: Option<FileLog>,
+    supabase: Option<FileSupabase>,
+    openai: Option<FileOpenai>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    url: Option<String>,
+    max_connections: Option<u32>,
+    connect_timeout: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLocal {
+    data_dir: Option<PathBuf>,
+    pg_bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMigrate {
+    lock_timeout: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSupabase {
+    url: Option<String>,
+    service_role_key: Option<String>,
+    jwt_secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOpenai {
+    api_key: Option<String>,
+    base_url: Option<String>,
+}
+
+/// A duration in the file: seconds as a number, or a string such as `90s`, `2m`, `500ms`.
+#[derive(Debug)]
+struct DurationValue(String);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        let text = match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a duration such as `60s` or `2m`"))?
+        {
+            Raw::Int(n) => format!("{n}s"),
+            Raw::Str(s) => s,
+        };
+        parse_duration(&text).map_err(serde::de::Error::custom)?;
+        Ok(DurationValue(text))
+    }
+}
+
+/// Parses `500ms`, `60s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. `60s`, `2m`, `500ms`)"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" | "secs" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" | "mins" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{text}`")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{text}` is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// How results are printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// How logs are printed on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Values given on the command line, which win over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// (key, flag name, value)
+    pub values: Vec<(&'static str, &'static str, String)>,
+    /// `--config PATH`
+    pub config_file: Option<PathBuf>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    values: BTreeMap<&'static str, (String, Origin)>,
+    /// The configuration file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// The directory relative paths in the config resolve against (the working directory).
+    pub base_dir: PathBuf,
+    /// `PATH`, where the PostgreSQL binaries are looked for first.
+    pub path_env: Option<String>,
+}
+
+/// Where the default config file is looked for, relative to the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "config/chatctl.yaml";
+
+impl Config {
+    /// Loads the layers: defaults, the config file (`--config`, `CHATCTL_CONFIG`, or
+    /// `config/chatctl.yaml` when present), the environment, then `overrides`.
+    pub fn load(env: &Env, overrides: &Overrides, base_dir: &Path) -> Result<Config> {
+        let mut values: BTreeMap<&'static str, (String, Origin)> = BTreeMap::new();
+        for k in KEYS {
+            if let Some(d) = k.default {
+                values.insert(k.name, (d.to_owned(), Origin::BuiltIn));
+            }
+        }
+
+        let file = match (&overrides.config_file, env.get("CHATCTL_CONFIG")) {
+            (Some(p), _) => Some(base_dir.join(p)),
+            (None, Some(p)) => Some(base_dir.join(p)),
+            (None, None) => {
+                let p = base_dir.join(DEFAULT_CONFIG_FILE);
+                p.is_file().then_some(p)
+            }
+        };
+        if let Some(path) = &file {
+            for (name, value) in read_file(path)? {
+                values.insert(name, (value, Origin::File(path.clone())));
+            }
+        }
+
+        for k in KEYS {
+            for alias in k.aliases {
+                if let Some(v) = env.get(alias) {
+                    values.insert(k.name, (v.to_owned(), Origin::Env((*alias).to_owned())));
+                }
+            }
+            let name = env_name(k.name);
+            if let Some(v) = env.get(&name) {
+                values.insert(k.name, (v.to_owned(), Origin::Env(name)));
+            }
+        }
+
+        for (name, flag, value) in &overrides.values {
+            values.insert(key(name).name, (value.clone(), Origin::Flag((*flag).to_owned())));
+        }
+
+        let config = Config {
+            values,
+            file,
+            base_dir: base_dir.to_owned(),
+            path_env: env.get("PATH").map(str::to_owned),
+        };
+        config.validate()?;
+        config.register_secrets();
+        Ok(config)
+    }
+
+    /// Checks every value parses, so a bad value fails at start with its origin named.
+    fn validate(&self) -> Result<()> {
+        self.max_connections()?;
+        self.connect_timeout()?;
+        self.lock_timeout()?;
+        self.output()?;
+        self.log_format()?;
+        if let Some(url) = self.database_url() {
+            crate::db::url::parse(url).map_err(|e| {
+                let origin = &self.values["database.url"].1;
+                anyhow::Error::from(
+                    Error::usage(format!("invalid `database.url` (from {origin}): {e}"))
+                        .with_help("expected postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn register_secrets(&self) {
+        for k in KEYS {
+            let Some((value, _)) = self.values.get(k.name) else {
+                continue;
+            };
+            match k.secrecy {
+                Secrecy::Public => {}
+                Secrecy::Secret => error::register_secret(value),
+                Secrecy::UrlPassword => {
+                    if let Some(p) = crate::db::url::password(value) {
+                        error::register_secret(&p);
+                    }
+                }
+            }
+        }
+    }
+
+    fn raw(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|(v, _)| v.as_str())
+    }
+
+    fn parsed<T>(&self, name: &str, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+        let (value, origin) = &self.values[name];
+        parse(value).ok_or_else(|| {
+            Error::usage(format!(
+                "invalid `{name}` = `{value}` (from {origin}): expected {expected}"
+            ))
+            .into()
+        })
+    }
+
+    /// Forgets `database.url`, so the local cluster is used.
+    pub fn clear_database_url(&mut self) {
+        self.values.remove("database.url");
+    }
+
+    /// The database URL, or `None` for the embedded local cluster.
+    pub fn database_url(&self) -> Option<&str> {
+        self.raw("database.url")
+    }
+
+    pub fn max_connections(&self) -> Result<u32> {
+        self.parsed("database.max_connections", "a positive integer", |v| {
+            v.trim().parse::<u32>().ok().filter(|n| *n > 0)
+        })
+    }
+
+    pub fn connect_timeout(&self) -> Result<Duration> {
+        self.parsed("database.connect_timeout", "a duration such as `10s`", |v| {
+            parse_duration(v).ok()
+        })
+    }
+
+    pub fn lock_timeout(&self) -> Result<Duration> {
+        self.parsed("migrate.lock_timeout", "a duration such as `60s`", |v| {
+            parse_duration(v).ok()
+        })
+    }
+
+    pub fn output(&self) -> Result<OutputFormat> {
+        self.parsed("output", "one of table, json, yaml", |v| {
+            clap::ValueEnum::from_str(v, true).ok()
+        })
+    }
+
+    pub fn log_format(&self) -> Result<LogFormat> {
+        self.parsed("log.format", "one of text, json", |v| {
+            clap::ValueEnum::from_str(v, true).ok()
+        })
+    }
+
+    /// The local state directory (embedded cluster, later the search index), absolute.
+    pub fn data_dir(&self) -> PathBuf {
+        self.base_dir
+            .join(self.raw("local.data_dir").unwrap_or(".chatctl"))
+    }
+
+    pub fn pg_bin_dir(&self) -> Option<PathBuf> {
+        self.raw("local.pg_bin_dir").map(|p| self.base_dir.join(p))
+    }
+
+    /// The effective configuration, every key, secrets masked, with origins.
+    pub fn show(&self) -> ConfigReport {
+        let entries = KEYS
+            .iter()
+            .map(|k| {
+                let (value, origin) = match self.values.get(k.name) {
+                    Some((v, o)) => (Some(mask(k.secrecy, v)), Some(o.clone())),
+                    None => (None, None),
+                };
+                ConfigEntry {
+                    key: k.name,
+                    value,
+                    origin,
+                    env: env_name(k.name),
+                    help: k.help,
+                }
+            })
+            .collect();
+        ConfigReport {
+            file: self.file.clone(),
+            entries,
+        }
+    }
+}
+
+fn mask(secrecy: Secrecy, value: &str) -> String {
+    match secrecy {
+        Secrecy::Public => value.to_owned(),
+        Secrecy::Secret => "***".to_owned(),
+        Secrecy::UrlPassword => crate::db::url::redact(value),
+    }
+}
+
+/// Reads the config file into (key, value) pairs.
+fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::usage(format!("cannot read config file {}: {e}", path.display()))
+            .with_help("pass an existing file with --config, or unset CHATCTL_CONFIG")
+    })?;
+    let file: FileConfig = if text.trim().is_empty() {
+        FileConfig::default()
+    } else {
+        serde_yaml::from_str(&text).map_err(|e| {
+            Error::usage(format!("invalid config file {}: {}", path.display(), error::scrub(&e.to_string())))
+                .with_help(format!(
+                    "fix the file, or see `chatctl config show` for the keys; {} lists them with examples",
+                    "config/chatctl.example.yaml"
+                ))
+        })?
+    };
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let mut put = |name: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push((name, v));
+        }
+    };
+    let db = file.database.unwrap_or_default();
+    put("database.url", db.url);
+    put("database.max_connections", db.max_connections.map(|n| n.to_string()));
+    put("database.connect_timeout", db.connect_timeout.map(|d| d.0));
+    let local = file.local.unwrap_or_default();
+    put("local.data_dir", local.data_dir.map(|p| p.display().to_string()));
+    put("local.pg_bin_dir", local.pg_bin_dir.map(|p| p.display().to_string()));
+    put("migrate.lock_timeout", file.migrate.unwrap_or_default().lock_timeout.map(|d| d.0));
+    put("output", file.output.map(|o| format!("{o:?}").to_lowercase()));
+    put("log.format", file.log.unwrap_or_default().format.map(|f| format!("{f:?}").to_lowercase()));
+    let sb = file.supabase.unwrap_or_default();
+    put("supabase.url", sb.url);
+    put("supabase.service_role_key", sb.service_role_key);
+    put("supabase.jwt_secret", sb.jwt_secret);
+    let ai = file.openai.unwrap_or_default();
+    put("openai.api_key", ai.api_key);
+    put("openai.base_url", ai.base_url);
+    Ok(out)
+}
+
+/// `chatctl config show`.
+#[derive(Debug, Serialize)]
+pub struct ConfigReport {
+    pub file: Option<PathBuf>,
+    pub entries: Vec<ConfigEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfigEntry {
+    pub key: &'static str,
+    pub value: Option<String>,
+    pub origin: Option<Origin>,
+    pub env: String,
+    #[serde(skip)]
+    pub help: &'static str,
+}
+
+#[cfg(test)]
+mod tests;

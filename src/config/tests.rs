@@ -1,0 +1,88 @@
+use super::*;
+
+fn load(env: &[(&str, &str)], file: Option<&str>, flags: &[(&'static str, &'static str, &str)]) -> Result<Config> {
+    let dir = tempdir();
+    let mut overrides = Overrides::default();
+    if let Some(text) = file {
+        let p = dir.join("c.yaml");
+        std::fs::write(&p, text).unwrap();
+        overrides.config_file = Some(p);
+    }
+    overrides.values = flags.iter().map(|(k, f, v)| (*k, *f, (*v).to_owned())).collect();
+    Config::load(&Env::from_pairs(env.iter().copied()), &overrides, &dir)
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("chatctl-config-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn layers_in_order_defaults_file_env_flags() {
+    let c = load(&[], None, &[]).unwrap();
+    assert_eq!(c.max_connections().unwrap(), 10);
+
+    let file = "database:\n  max_connections: 20\n";
+    let c = load(&[], Some(file), &[]).unwrap();
+    assert_eq!(c.max_connections().unwrap(), 20);
+
+    let env = [("CHATCTL_DATABASE__MAX_CONNECTIONS", "30")];
+    let c = load(&env, Some(file), &[]).unwrap();
+    assert_eq!(c.max_connections().unwrap(), 30);
+
+    let c = load(&env, Some(file), &[("database.max_connections", "--max", "40")]).unwrap();
+    assert_eq!(c.max_connections().unwrap(), 40);
+    let entry = c.show().entries.into_iter().find(|e| e.key == "database.max_connections").unwrap();
+    assert_eq!(entry.origin, Some(Origin::Flag("--max".into())));
+}
+
+#[test]
+fn prefixed_env_wins_over_well_known_alias() {
+    let env = [
+        ("DATABASE_URL", "postgres://a@h/one"),
+        ("CHATCTL_DATABASE__URL", "postgres://a@h/two"),
+    ];
+    let c = load(&env, None, &[]).unwrap();
+    assert_eq!(c.database_url(), Some("postgres://a@h/two"));
+}
+
+#[test]
+fn bad_value_names_key_value_and_origin() {
+    let env = [("CHATCTL_DATABASE__MAX_CONNECTIONS", "abc")];
+    let err = load(&env, None, &[]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid `database.max_connections` = `abc` (from env CHATCTL_DATABASE__MAX_CONNECTIONS): expected a positive integer"
+    );
+}
+
+#[test]
+fn unknown_key_in_file_is_an_error_with_its_line() {
+    let err = load(&[], Some("database:\n  max_connections: 3\n  urll: x\n"), &[]).unwrap_err().to_string();
+    assert!(err.contains("unknown field `urll`"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn show_masks_secrets_and_url_passwords() {
+    let env = [
+        ("DATABASE_URL", "postgres://app:hunter2-secret@db.example.com:5432/chat"),
+        ("OPENAI_API_KEY", "sk-test-abcdef"),
+    ];
+    let c = load(&env, None, &[]).unwrap();
+    let shown = serde_json::to_string(&c.show()).unwrap();
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(!shown.contains("sk-test-abcdef"), "{shown}");
+    assert!(shown.contains("postgres://app:***@db.example.com:5432/chat"), "{shown}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+    assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+    assert!(parse_duration("soon").is_err());
+    assert!(parse_duration("5 fortnights").is_err());
+}

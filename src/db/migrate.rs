@@ -1,0 +1,690 @@
+//! The migration runner: apply, revert, inspect and verify the schema migrations.
+//!
+//! Migrations are sqlx's reversible pairs (`NNNN_name.up.sql` + `.down.sql`), embedded in the
+//! binary by [`MIGRATOR`] or read from a directory at run time (`--source`). The history is
+//! kept in `chatctl.schema_migrations` (sqlx's `_sqlx_migrations` columns, in chatctl's own
+//! schema so PostgREST never exposes it).
+//!
+//! Guarantees: one run at a time per database (a session advisory lock, waited for with a
+//! bound, whose holder is named when the wait runs out); each migration in its own
+//! transaction together with its history row, so a failure leaves the previous version; a
+//! failure names the file and the line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgErrorPosition};
+use sqlx::{Connection as _, Row as _};
+
+use crate::error::{Error, Kind, Result};
+use crate::output::{self, Report};
+
+/// The migrations in `migrations/`, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The advisory lock key of migration runs ("chatctl\0").
+const LOCK_KEY: i64 = 0x6368_6174_6374_6c00;
+
+/// Where migrations come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The migrations built into this binary.
+    Embedded,
+    /// A directory read at run time (for developing migrations; `migrate --source`).
+    Dir(PathBuf),
+}
+
+/// A loaded set of migrations: each version's up and (optional) down script.
+#[derive(Debug, Clone)]
+pub struct Migrations {
+    ups: BTreeMap<i64, Migration>,
+    downs: BTreeMap<i64, Migration>,
+}
+
+impl Migrations {
+    /// Loads migrations from `source`.
+    pub async fn load(source: &Source) -> Result<Migrations> {
+        let all: Vec<Migration> = match source {
+            Source::Embedded => MIGRATOR.iter().cloned().collect(),
+            Source::Dir(dir) => {
+                if !dir.is_dir() {
+                    return Err(Error::usage(format!("migration directory {} does not exist", dir.display()))
+                        .with_help("pass --source DIR with the NNNN_name.up.sql files")
+                        .into());
+                }
+                Migrator::new(dir.as_path())
+                    .await
+                    .with_context(|| format!("cannot read migrations from {}", dir.display()))?
+                    .iter()
+                    .cloned()
+                    .collect()
+            }
+        };
+        let mut ups = BTreeMap::new();
+        let mut downs = BTreeMap::new();
+        for m in all {
+            match m.migration_type {
+                MigrationType::ReversibleDown => {
+                    downs.insert(m.version, m);
+                }
+                _ => {
+                    ups.insert(m.version, m);
+                }
+            }
+        }
+        Ok(Migrations { ups, downs })
+    }
+
+    /// The newest version known.
+    pub fn latest(&self) -> Option<i64> {
+        self.ups.keys().next_back().copied()
+    }
+}
+
+/// The file name a migration was read from.
+pub fn file_name(m: &Migration) -> String {
+    let kind = match m.migration_type {
+        MigrationType::ReversibleDown => ".down",
+        MigrationType::ReversibleUp => ".up",
+        MigrationType::Simple => "",
+    };
+    format!("{:04}_{}{kind}.sql", m.version, m.description.replace(' ', "_"))
+}
+
+/// Connects for a migration run: one dedicated session (advisory locks are per session),
+/// named so that another run waiting for the lock can say who holds it.
+pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PgConnection> {
+    if let Some(reason) = crate::db::url::transaction_pooler_reason(url) {
+        return Err(Error::usage(format!(
+            "refusing to migrate through a transaction pooler: {reason}; advisory locks and \
+             multi-statement migrations need a direct session"
+        ))
+        .with_help(
+            "use the direct connection (Supabase: db.<project-ref>.supabase.co:5432) or the \
+             session-mode pooler on port 5432",
+        )
+        .into());
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = format!("chatctl migrate (pid {} on {})", std::process::id(), host.trim());
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::usage(format!("invalid database URL: {}", crate::error::scrub(&e.to_string()))))?
+        .application_name(&name);
+    crate::db::connect_with(connect_timeout, url, PgConnection::connect_with(&opts)).await
+}
+
+/// Options of [`up`].
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Apply up to and including this version (default: all).
+    pub target: Option<i64>,
+    /// Print what would run; change nothing.
+    pub dry_run: bool,
+    /// How long to wait for another run's lock.
+    pub lock_timeout: Duration,
+}
+
+/// How far [`down`] reverts.
+#[derive(Debug, Clone, Copy)]
+pub enum DownTarget {
+    /// Revert every applied migration newer than this version (0: all).
+    Version(i64),
+    /// Revert the newest N applied migrations.
+    Steps(u32),
+}
+
+/// Options of [`down`].
+#[derive(Debug, Clone)]
+pub struct DownOptions {
+    pub target: DownTarget,
+    pub dry_run: bool,
+    pub lock_timeout: Duration,
+}
+
+/// One migration applied or reverted (or that would be, under `--dry-run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub version: i64,
+    pub file: String,
+    pub elapsed_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+/// The outcome of [`up`] or [`down`].
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateReport {
+    pub direction: &'static str,
+    pub dry_run: bool,
+    pub steps: Vec<Step>,
+    /// The database's version afterwards (under `--dry-run`: now).
+    pub version: Option<i64>,
+    pub waited_for_lock_ms: u64,
+}
+
+impl Report for MigrateReport {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.dry_run {
+            if self.steps.is_empty() {
+                return writeln!(out, "-- nothing to {}", if self.direction == "up" { "apply" } else { "revert" });
+            }
+            for s in &self.steps {
+                writeln!(out, "-- {}", s.file)?;
+                writeln!(out, "{}", s.sql.as_deref().unwrap_or("").trim_end())?;
+                writeln!(out)?;
+            }
+            return Ok(());
+        }
+        if self.steps.is_empty() {
+            return writeln!(out, "up to date at version {}", fmt_version(self.version));
+        }
+        let verb = if self.direction == "up" { "applied" } else { "reverted" };
+        for s in &self.steps {
+            writeln!(out, "{verb} {} ({} ms)", s.file, s.elapsed_ms.unwrap_or(0))?;
+        }
+        writeln!(out, "now at version {}", fmt_version(self.version))
+    }
+}
+
+fn fmt_version(v: Option<i64>) -> String {
+    v.map_or_else(|| "0 (empty)".to_owned(), |v| v.to_string())
+}
+
+/// A row of the history table.
+#[derive(Debug, Clone)]
+struct Applied {
+    version: i64,
+    description: String,
+    installed_on: DateTime<Utc>,
+    success: bool,
+    checksum: Vec<u8>,
+}
+
+async fn ensure_history(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql(
+        "create schema if not exists chatctl;
+         create table if not exists chatctl.schema_migrations (
+             version bigint primary key,
+             description text not null,
+             installed_on timestamptz not null default now(),
+             success boolean not null,
+             checksum bytea not null,
+             execution_time bigint not null
+         );",
+    )
+    .execute(conn)
+    .await
+    .context("cannot create the migration history table chatctl.schema_migrations")?;
+    Ok(())
+}
+
+async fn applied(conn: &mut PgConnection) -> Result<BTreeMap<i64, Applied>> {
+    let exists: bool = sqlx::query_scalar("select to_regclass('chatctl.schema_migrations') is not null")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(BTreeMap::new());
+    }
+    let rows = sqlx::query(
+        "select version, description, installed_on, success, checksum
+           from chatctl.schema_migrations order by version",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("cannot read chatctl.schema_migrations")?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get("version")?,
+                Applied {
+                    version: r.try_get("version")?,
+                    description: r.try_get("description")?,
+                    installed_on: r.try_get("installed_on")?,
+                    success: r.try_get("success")?,
+                    checksum: r.try_get("checksum")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Holds the migration lock until dropped... or rather until [`release`] (advisory locks are
+/// released with the session anyway, so an early return cannot leak it).
+async fn acquire_lock(conn: &mut PgConnection, timeout: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    let mut announced = false;
+    loop {
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+            .bind(LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await
+            .context("cannot take the migration lock")?;
+        if got {
+            return Ok(start.elapsed());
+        }
+        let holder = lock_holder(conn).await.unwrap_or_else(|_| "another session".into());
+        if start.elapsed() >= timeout {
+            return Err(Error::new(
+                Kind::LockTimeout,
+                format!(
+                    "gave up after {:.0?} waiting for the migration lock, held by {holder}",
+                    timeout
+                ),
+            )
+            .with_help("wait for that run to finish, stop it, or raise --lock-timeout")
+            .into());
+        }
+        if !announced {
+            tracing::warn!(holder = %holder, "another migration run holds the lock; waiting");
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Names the session holding the migration lock.
+async fn lock_holder(conn: &mut PgConnection) -> Result<String> {
+    let row = sqlx::query(
+        "select a.pid, coalesce(nullif(a.application_name, ''), 'unnamed client') as app,
+                coalesce(host(a.client_addr), 'local') as addr, a.usename::text as usename,
+                a.backend_start
+           from pg_locks l join pg_stat_activity a on a.pid = l.pid
+          where l.locktype = 'advisory' and l.granted
+            and l.database = (select oid from pg_database where datname = current_database())
+            and l.classid::bigint = ($1 >> 32) and l.objid::bigint = ($1 & 4294967295)
+            and l.objsubid = 1
+          limit 1",
+    )
+    .bind(LOCK_KEY)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(r) => {
+            let pid: i32 = r.try_get("pid")?;
+            let app: String = r.try_get("app")?;
+            let addr: String = r.try_get("addr")?;
+            let user: Option<String> = r.try_get("usename")?;
+            let since: Option<DateTime<Utc>> = r.try_get("backend_start")?;
+            format!(
+                "`{app}` (server pid {pid}, user {}, from {addr}, connected since {})",
+                user.unwrap_or_default(),
+                since.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default()
+            )
+        }
+        None => "another session".into(),
+    })
+}
+
+async fn release_lock(conn: &mut PgConnection) {
+    let _ = sqlx::query("select pg_advisory_unlock($1)")
+        .bind(LOCK_KEY)
+        .execute(conn)
+        .await;
+}
+
+/// Refuses to go on when the history disagrees with the source (edited, unknown or failed).
+fn check_history(migrations: &Migrations, applied: &BTreeMap<i64, Applied>) -> Result<()> {
+    let drift = drift(migrations, applied);
+    if let Some(first) = drift.first() {
+        return Err(Error::failed(format!(
+            "the database's migration history does not match the migrations: {}{}",
+            first.problem,
+            if drift.len() > 1 { format!(" (and {} more)", drift.len() - 1) } else { String::new() }
+        ))
+        .with_help("run `chatctl migrate verify` for the full list; never edit an applied migration, add a new one")
+        .into());
+    }
+    Ok(())
+}
+
+/// Applies pending migrations in order.
+pub async fn up(conn: &mut PgConnection, migrations: &Migrations, opts: &UpOptions) -> Result<MigrateReport> {
+    if let Some(t) = opts.target
+        && !migrations.ups.contains_key(&t)
+    {
+        return Err(Error::usage(format!("there is no migration with version {t}"))
+            .with_help("see `chatctl migrate status` for the versions")
+            .into());
+    }
+    let waited = if opts.dry_run { Duration::ZERO } else { acquire_lock(conn, opts.lock_timeout).await? };
+    let result = up_locked(conn, migrations, opts).await;
+    if !opts.dry_run {
+        release_lock(conn).await;
+    }
+    let mut report = result?;
+    report.waited_for_lock_ms = waited.as_millis() as u64;
+    Ok(report)
+}
+
+async fn up_locked(conn: &mut PgConnection, migrations: &Migrations, opts: &UpOptions) -> Result<MigrateReport> {
+    if !opts.dry_run {
+        ensure_history(conn).await?;
+    }
+    let applied = applied(conn).await?;
+    check_history(migrations, &applied)?;
+    let pending: Vec<&Migration> = migrations
+        .ups
+        .values()
+        .filter(|m| !applied.contains_key(&m.version))
+        .filter(|m| opts.target.is_none_or(|t| m.version <= t))
+        .collect();
+    let mut version = applied.keys().next_back().copied();
+    let mut steps = Vec::new();
+    for m in pending {
+        if opts.dry_run {
+            steps.push(Step { version: m.version, file: file_name(m), elapsed_ms: None, sql: Some(m.sql.to_string()) });
+            continue;
+        }
+        let start = Instant::now();
+        tracing::info!(file = %file_name(m), "applying migration");
+        run_in_tx(conn, m, Record::Applied, version).await?;
+        version = Some(m.version);
+        steps.push(Step {
+            version: m.version,
+            file: file_name(m),
+            elapsed_ms: Some(start.elapsed().as_millis() as u64),
+            sql: None,
+        });
+    }
+    Ok(MigrateReport { direction: "up", dry_run: opts.dry_run, steps, version, waited_for_lock_ms: 0 })
+}
+
+/// How a migration's history row changes with it.
+enum Record {
+    Applied,
+    Reverted,
+}
+
+/// Runs one migration script and its history change in one transaction.
+async fn run_in_tx(conn: &mut PgConnection, m: &Migration, record: Record, version_before: Option<i64>) -> Result<()> {
+    let start = Instant::now();
+    let mut tx = conn.begin().await.context("cannot begin a transaction")?;
+    if let Err(e) = sqlx::raw_sql(&m.sql).execute(&mut *tx).await {
+        drop(tx);
+        return Err(script_error(m, &e, version_before));
+    }
+    let recorded = match record {
+        Record::Applied => sqlx::query(
+            "insert into chatctl.schema_migrations (version, description, success, checksum, execution_time)
+             values ($1, $2, true, $3, $4)",
+        )
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(&*m.checksum)
+        .bind(start.elapsed().as_nanos() as i64)
+        .execute(&mut *tx)
+        .await,
+        Record::Reverted => sqlx::query("delete from chatctl.schema_migrations where version = $1")
+            .bind(m.version)
+            .execute(&mut *tx)
+            .await,
+    };
+    recorded.context("cannot record the migration in chatctl.schema_migrations")?;
+    tx.commit().await.with_context(|| format!("cannot commit {}", file_name(m)))?;
+    Ok(())
+}
+
+/// Names the file and line of a failed script.
+fn script_error(m: &Migration, e: &sqlx::Error, version_before: Option<i64>) -> anyhow::Error {
+    let file = file_name(m);
+    let mut location = String::new();
+    let mut message = e.to_string();
+    if let Some(db) = e.as_database_error().and_then(|d| d.try_downcast_ref::<PgDatabaseError>()) {
+        message = db.message().to_owned();
+        match db.position() {
+            Some(PgErrorPosition::Original(pos)) => {
+                let line = m.sql.chars().take(pos.saturating_sub(1)).filter(|c| *c == '\n').count() + 1;
+                location = format!(" at line {line}");
+            }
+            Some(PgErrorPosition::Internal { .. }) | None => {
+                if let Some(w) = db.r#where() {
+                    location = format!(" ({})", w.lines().next().unwrap_or(w));
+                }
+            }
+        }
+        if let Some(detail) = db.detail() {
+            message = format!("{message} ({detail})");
+        }
+    }
+    Error::failed(format!(
+        "migration {file} failed{location}: {message}; rolled back, the database is still at version {}",
+        fmt_version(version_before)
+    ))
+    .with_help(format!("fix {file} and run `chatctl migrate up` again"))
+    .into()
+}
+
+/// Reverts applied migrations, newest first.
+pub async fn down(conn: &mut PgConnection, migrations: &Migrations, opts: &DownOptions) -> Result<MigrateReport> {
+    let waited = if opts.dry_run { Duration::ZERO } else { acquire_lock(conn, opts.lock_timeout).await? };
+    let result = down_locked(conn, migrations, opts).await;
+    if !opts.dry_run {
+        release_lock(conn).await;
+    }
+    let mut report = result?;
+    report.waited_for_lock_ms = waited.as_millis() as u64;
+    Ok(report)
+}
+
+async fn down_locked(conn: &mut PgConnection, migrations: &Migrations, opts: &DownOptions) -> Result<MigrateReport> {
+    let applied = applied(conn).await?;
+    check_history(migrations, &applied)?;
+    let newest_first: Vec<i64> = applied.keys().rev().copied().collect();
+    let to_revert: Vec<i64> = match opts.target {
+        DownTarget::Version(v) => {
+            if v != 0 && !applied.contains_key(&v) {
+                return Err(Error::usage(format!("version {v} is not applied"))
+                    .with_help("see `chatctl migrate status`; --to 0 reverts everything")
+                    .into());
+            }
+            newest_first.into_iter().filter(|x| *x > v).collect()
+        }
+        DownTarget::Steps(n) => newest_first.into_iter().take(n as usize).collect(),
+    };
+    let mut steps = Vec::new();
+    let mut version = applied.keys().next_back().copied();
+    for v in to_revert {
+        let m = migrations.downs.get(&v).ok_or_else(|| {
+            Error::failed(format!("migration {v} has no .down.sql, so it cannot be reverted"))
+        })?;
+        let remaining = applied.range(..v).next_back().map(|(k, _)| *k);
+        if opts.dry_run {
+            steps.push(Step { version: v, file: file_name(m), elapsed_ms: None, sql: Some(m.sql.to_string()) });
+            continue;
+        }
+        let start = Instant::now();
+        tracing::info!(file = %file_name(m), "reverting migration");
+        run_in_tx(conn, m, Record::Reverted, version).await?;
+        version = remaining;
+        steps.push(Step { version: v, file: file_name(m), elapsed_ms: Some(start.elapsed().as_millis() as u64), sql: None });
+    }
+    Ok(MigrateReport { direction: "down", dry_run: opts.dry_run, steps, version, waited_for_lock_ms: 0 })
+}
+
+/// The state of one migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Applied,
+    Pending,
+    /// Applied, but the file changed since.
+    ChecksumMismatch,
+    /// Applied, but not among the migrations (a newer binary applied it, or a file was deleted).
+    Unknown,
+    /// Pending, yet older than the newest applied one (merged out of order).
+    Missing,
+    /// Recorded as failed (a no-transaction migration that stopped half way).
+    Failed,
+}
+
+impl State {
+    fn is_drift(self) -> bool {
+        !matches!(self, State::Applied | State::Pending)
+    }
+}
+
+/// One row of `migrate status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusEntry {
+    pub version: i64,
+    pub description: String,
+    pub state: State,
+    pub installed_on: Option<DateTime<Utc>>,
+    pub problem: String,
+}
+
+/// `migrate status` / `migrate verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub version: Option<i64>,
+    pub latest: Option<i64>,
+    pub pending: usize,
+    pub drift: usize,
+    pub migrations: Vec<StatusEntry>,
+}
+
+impl StatusReport {
+    pub fn has_drift(&self) -> bool {
+        self.drift > 0
+    }
+}
+
+impl Report for StatusReport {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut t = output::table(["VERSION", "DESCRIPTION", "STATE", "INSTALLED"]);
+        for e in &self.migrations {
+            let state = serde_json::to_value(e.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            t.add_row(vec![
+                format!("{:04}", e.version),
+                e.description.clone(),
+                state.replace('_', " "),
+                e.installed_on.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+            ]);
+        }
+        output::write_table(out, &t)?;
+        writeln!(
+            out,
+            "\ndatabase at version {}, newest known {}; {} pending, {} drifted",
+            fmt_version(self.version),
+            fmt_version(self.latest),
+            self.pending,
+            self.drift
+        )?;
+        for e in self.migrations.iter().filter(|e| e.state.is_drift()) {
+            writeln!(out, "drift: {}", e.problem)?;
+        }
+        Ok(())
+    }
+}
+
+fn drift(migrations: &Migrations, applied: &BTreeMap<i64, Applied>) -> Vec<StatusEntry> {
+    entries(migrations, applied).into_iter().filter(|e| e.state.is_drift()).collect()
+}
+
+fn entries(migrations: &Migrations, applied: &BTreeMap<i64, Applied>) -> Vec<StatusEntry> {
+    let newest_applied = applied.keys().next_back().copied();
+    let versions: BTreeSet<i64> = migrations.ups.keys().chain(applied.keys()).copied().collect();
+    versions
+        .into_iter()
+        .map(|v| {
+            let m = migrations.ups.get(&v);
+            let a = applied.get(&v);
+            let (state, problem) = match (m, a) {
+                (Some(m), Some(a)) if !a.success => (State::Failed, format!("{} is recorded as failed", file_name(m))),
+                (Some(m), Some(a)) if a.checksum != *m.checksum => (
+                    State::ChecksumMismatch,
+                    format!("{} was edited after it was applied (checksum mismatch)", file_name(m)),
+                ),
+                (Some(_), Some(_)) => (State::Applied, String::new()),
+                (Some(m), None) if newest_applied.is_some_and(|n| n > v) => (
+                    State::Missing,
+                    format!("{} is older than the newest applied migration but was never applied", file_name(m)),
+                ),
+                (Some(_), None) => (State::Pending, String::new()),
+                (None, Some(a)) => (
+                    State::Unknown,
+                    format!(
+                        "version {} ({}) is applied but not among the migrations (applied by a newer chatctl, or its file was removed)",
+                        a.version, a.description
+                    ),
+                ),
+                (None, None) => unreachable!("version comes from one of the two maps"),
+            };
+            StatusEntry {
+                version: v,
+                description: m.map(|m| m.description.to_string()).or_else(|| a.map(|a| a.description.clone())).unwrap_or_default(),
+                state,
+                installed_on: a.map(|a| a.installed_on),
+                problem,
+            }
+        })
+        .collect()
+}
+
+/// Compares the database's history with the migrations.
+pub async fn status(conn: &mut PgConnection, migrations: &Migrations) -> Result<StatusReport> {
+    let applied = applied(conn).await?;
+    let migrations_list = entries(migrations, &applied);
+    Ok(StatusReport {
+        version: applied.keys().next_back().copied(),
+        latest: migrations.latest(),
+        pending: migrations_list.iter().filter(|e| matches!(e.state, State::Pending | State::Missing)).count(),
+        drift: migrations_list.iter().filter(|e| e.state.is_drift()).count(),
+        migrations: migrations_list,
+    })
+}
+
+/// What `migrate new` created.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewReport {
+    pub version: i64,
+    pub up: PathBuf,
+    pub down: PathBuf,
+}
+
+impl Report for NewReport {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out, "created {}\ncreated {}", self.up.display(), self.down.display())
+    }
+}
+
+/// Creates the next `NNNN_name.up.sql` / `.down.sql` pair in `dir`.
+pub fn new_migration(dir: &Path, name: &str) -> Result<NewReport> {
+    let valid = !name.is_empty()
+        && name.len() <= 100
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_lowercase());
+    if !valid {
+        return Err(Error::usage(format!("invalid migration name `{name}`"))
+            .with_help("use snake_case: lowercase letters, digits and underscores, e.g. add_channel_pins")
+            .into());
+    }
+    if !dir.is_dir() {
+        return Err(Error::usage(format!("migration directory {} does not exist", dir.display()))
+            .with_help("run from the project root, or pass --source DIR")
+            .into());
+    }
+    let mut latest = 0i64;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let file = entry?.file_name();
+        let file = file.to_string_lossy();
+        if let Some(v) = file.split('_').next().and_then(|v| v.parse::<i64>().ok()) {
+            latest = latest.max(v);
+        }
+    }
+    let version = latest + 1;
+    let up = dir.join(format!("{version:04}_{name}.up.sql"));
+    let down = dir.join(format!("{version:04}_{name}.down.sql"));
+    std::fs::write(&up, format!("-- {name}: what this migration does and why.\n"))
+        .with_context(|| format!("cannot write {}", up.display()))?;
+    std::fs::write(&down, format!("-- Reverts {version:04}_{name}.up.sql exactly.\n"))
+        .with_context(|| format!("cannot write {}", down.display()))?;
+    Ok(NewReport { version, up, down })
+}

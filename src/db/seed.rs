@@ -1,0 +1,539 @@
+//! `chatctl dev seed`: a deterministic generator of realistic chat data, loaded with COPY.
+//!
+//! The same options and seed give the same rows, ids included. What makes it realistic:
+//! words drawn from a Zipf distribution over a vocabulary ranked by frequency, channel
+//! activity and authorship also Zipf-skewed, threads (replies to recent messages), @mentions
+//! of channel members, links, questions, reactions, DMs, group DMs and private channels.
+//! Everything is loaded in one transaction: a failure leaves the database as it was.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Zipf};
+use serde::Serialize;
+use sqlx::postgres::PgPool;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::output::{self, Report};
+use crate::progress::Progress;
+
+/// Marks generated users, so a second seed into the same database is refused clearly.
+pub const SOURCE: &str = "chatctl-seed";
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    pub users: u32,
+    pub channels: u32,
+    pub messages: u64,
+    pub workspaces: u32,
+    pub seed: u64,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// What was generated.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub workspaces: u64,
+    pub users: u64,
+    pub channels: u64,
+    pub memberships: u64,
+    pub messages: u64,
+    pub replies: u64,
+    pub reactions: u64,
+    pub elapsed_ms: u64,
+    pub messages_per_sec: u64,
+}
+
+impl Report for SeedReport {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut t = output::table(["WHAT", "ROWS"]);
+        for (k, v) in [
+            ("workspaces", self.workspaces),
+            ("users", self.users),
+            ("channels", self.channels),
+            ("memberships", self.memberships),
+            ("messages", self.messages),
+            ("  of which replies", self.replies),
+            ("reactions", self.reactions),
+        ] {
+            t.add_row(vec![k.to_owned(), v.to_string()]);
+        }
+        output::write_table(out, &t)?;
+        writeln!(
+            out,
+            "seeded in {:.1} s ({} messages/s, seed {})",
+            self.elapsed_ms as f64 / 1000.0,
+            self.messages_per_sec,
+            self.seed
+        )
+    }
+}
+
+const FIRST: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj",
+    "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yusuf", "zoe", "amara", "bruno",
+    "chen", "dmitri", "elena", "farah", "goran", "hana", "ingrid", "jamal", "kenji", "lucia", "mateo",
+    "nadia", "oskar", "priya", "quinn", "rosa", "sven", "tariq", "uma", "vera", "wei", "ximena", "yara",
+];
+const LAST: &[&str] = &[
+    "smith", "garcia", "müller", "nguyen", "kowalski", "okafor", "rossi", "tanaka", "silva", "novak",
+    "jensen", "dubois", "haddad", "ivanova", "kim", "larsen", "moreau", "patel", "quispe", "reyes",
+    "schmidt", "takahashi", "usman", "varga", "wang", "yilmaz", "zhang", "andersson", "brown", "costa",
+];
+
+/// The vocabulary, most frequent first (Zipf rank order): function words, then the nouns and
+/// verbs of a software team's chat.
+const WORDS: &str = "the to i a and is it you that of in for this on we be have with can not do but \
+are just so if what it's at or was my will there from get how an as about all me one yes no they \
+like think should need know up out now would when here more then also any did see some could going \
+time work make try back still because new sure let thanks ok good today check same use look way \
+which thing other why got only right well issue build test deploy release branch merge review fix \
+bug error server client api database query index migration schema table user channel message \
+thread search config file logs version update change commit push pull request ticket meeting \
+morning tomorrow week team customer support question answer problem works broken slow fast \
+cache memory cpu disk network timeout latency error rate alert dashboard metric incident postmortem \
+rollback hotfix staging production cluster node pod container image docker kubernetes terraform \
+ci pipeline job failed passed green red flaky retry backup restore replica primary failover \
+postgres redis kafka queue worker cron schedule token auth login password session cookie jwt \
+role permission policy rls admin owner member guest invite workspace project department design \
+doc spec draft plan estimate sprint standup retro demo feedback launch roadmap priority blocker \
+lunch coffee weekend holiday vacation sick remote office call zoom link slides notes agenda \
+great awesome nice cool weird strange interesting annoying done ready waiting blocked started \
+finished closed opened assigned reviewed approved shipped reverted pinned archived muted";
+
+const EMOJIS: &[&str] = &["+1", "eyes", "tada", "heart", "white_check_mark", "joy", "pray", "rocket", "thinking_face", "fire"];
+
+struct Gen {
+    rng: ChaCha8Rng,
+}
+
+impl Gen {
+    fn uuid(&mut self) -> Uuid {
+        let bytes: [u8; 16] = self.rng.random();
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
+/// A COPY text-format field.
+fn esc(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
+}
+
+struct Channel {
+    id: Uuid,
+    workspace: usize,
+    members: Vec<usize>,
+}
+
+/// Streams COPY data in chunks.
+struct CopyStream<'c> {
+    copy: sqlx::postgres::PgCopyIn<&'c mut sqlx::PgConnection>,
+    buf: String,
+    rows: u64,
+}
+
+impl<'c> CopyStream<'c> {
+    async fn open(conn: &'c mut sqlx::PgConnection, statement: &str) -> Result<CopyStream<'c>> {
+        let copy = conn.copy_in_raw(statement).await.with_context(|| format!("cannot start `{statement}`"))?;
+        Ok(CopyStream { copy, buf: String::with_capacity(1 << 20), rows: 0 })
+    }
+
+    async fn row_done(&mut self) -> Result<()> {
+        self.buf.push('\n');
+        self.rows += 1;
+        if self.buf.len() >= 1 << 20 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.copy.send(self.buf.as_bytes()).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<u64> {
+        self.flush().await?;
+        self.copy.finish().await?;
+        Ok(self.rows)
+    }
+}
+
+/// Generates and loads the data set.
+pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
+    if opts.users < 2 || opts.channels < 1 || opts.workspaces < 1 {
+        return Err(Error::usage("dev seed needs at least 2 users, 1 channel and 1 workspace").into());
+    }
+    let started = Instant::now();
+    let mut conn = pool.acquire().await?;
+    let already: bool = sqlx::query_scalar("select exists (select 1 from public.users where external_source = $1)")
+        .bind(SOURCE)
+        .fetch_one(&mut *conn)
+        .await
+        .context("cannot read public.users; has `chatctl migrate up` run?")?;
+    if already {
+        return Err(Error::usage("this database already holds seeded data")
+            .with_help("seed a fresh database (e.g. `chatctl migrate down --to 0 && chatctl migrate up`)")
+            .into());
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(opts.seed) };
+    let now: DateTime<Utc> = DateTime::from_timestamp(1_767_225_600, 0).expect("valid timestamp"); // 2026-01-01
+    let start = now - ChronoDuration::days(90);
+    let bar = Progress::new(opts.messages, "messages", !opts.progress);
+
+    // Users: auth.users + auth.identities (as Supabase Auth writes them) + public.users.
+    let n_users = opts.users as usize;
+    let user_ids: Vec<Uuid> = (0..n_users).map(|_| g.uuid()).collect();
+    let mut usernames: Vec<String> = Vec::with_capacity(n_users);
+    let mut display: Vec<String> = Vec::with_capacity(n_users);
+    for i in 0..n_users {
+        let f = FIRST[g.rng.random_range(0..FIRST.len())];
+        let l = LAST[g.rng.random_range(0..LAST.len())];
+        usernames.push(format!("{f}.{l}{i}"));
+        display.push(format!("{}{} {}{}", f[..1].to_uppercase(), &f[1..], l[..1].to_uppercase(), &l[1..]));
+    }
+    let created = ts(start - ChronoDuration::days(30));
+    {
+        let mut c = CopyStream::open(
+            &mut tx,
+            "copy auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at, \
+             confirmation_token, recovery_token, email_change_token_new, email_change, raw_app_meta_data, \
+             raw_user_meta_data, created_at, updated_at) from stdin",
+        )
+        .await?;
+        for i in 0..n_users {
+            let email = format!("{}@example.com", usernames[i]);
+            let _ = write!(
+                c.buf,
+                "00000000-0000-0000-0000-000000000000\t{}\tauthenticated\tauthenticated\t{email}\t\t{created}\t\t\t\t\t\
+                 {{\"provider\":\"email\",\"providers\":[\"email\"]}}\t{{\"full_name\":\"",
+                user_ids[i]
+            );
+            esc(&mut c.buf, &display[i]);
+            let _ = write!(c.buf, "\"}}\t{created}\t{created}");
+            c.row_done().await?;
+        }
+        c.finish().await?;
+    }
+    {
+        let mut c = CopyStream::open(
+            &mut tx,
+            "copy auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at) from stdin",
+        )
+        .await?;
+        for i in 0..n_users {
+            let id = user_ids[i];
+            let _ = write!(
+                c.buf,
+                "{id}\t{id}\t{{\"sub\":\"{id}\",\"email\":\"{}@example.com\",\"email_verified\":true}}\temail\t{created}\t{created}",
+                usernames[i]
+            );
+            c.row_done().await?;
+        }
+        c.finish().await?;
+    }
+    {
+        let mut c = CopyStream::open(
+            &mut tx,
+            "copy public.users (id, username, display_name, email, external_source, external_id, created_at) from stdin",
+        )
+        .await?;
+        for i in 0..n_users {
+            let _ = write!(c.buf, "{}\t", user_ids[i]);
+            esc(&mut c.buf, &usernames[i]);
+            c.buf.push('\t');
+            esc(&mut c.buf, &display[i]);
+            c.buf.push('\t');
+            esc(&mut c.buf, &format!("{}@example.com", usernames[i]));
+            let _ = write!(c.buf, "\t{SOURCE}\t{i}\t{created}");
+            c.row_done().await?;
+        }
+        c.finish().await?;
+    }
+
+    // Workspaces: users are spread round-robin; the first of each is its owner.
+    let n_ws = opts.workspaces as usize;
+    let ws_ids: Vec<Uuid> = (0..n_ws).map(|_| g.uuid()).collect();
+    let ws_users: Vec<Vec<usize>> = (0..n_ws).map(|w| (w..n_users).step_by(n_ws).collect()).collect();
+    {
+        let mut c = CopyStream::open(&mut tx, "copy public.workspaces (id, slug, name, created_by, created_at) from stdin").await?;
+        for (w, id) in ws_ids.iter().enumerate() {
+            let _ = write!(c.buf, "{id}\tseed-{w}\tSeeded workspace {w}\t{}\t{created}", user_ids[ws_users[w][0]]);
+            c.row_done().await?;
+        }
+        c.finish().await?;
+        let mut c = CopyStream::open(&mut tx, "copy public.workspace_members (workspace_id, user_id, role) from stdin").await?;
+        for (w, users) in ws_users.iter().enumerate() {
+            for (k, &u) in users.iter().enumerate() {
+                let roll: f64 = g.rng.random();
+                let role = if k == 0 { "owner" } else if roll < 0.01 { "admin" } else if roll < 0.03 { "guest" } else { "member" };
+                let _ = write!(c.buf, "{}\t{}\t{role}", ws_ids[w], user_ids[u]);
+                c.row_done().await?;
+            }
+        }
+        c.finish().await?;
+    }
+
+    // Channels: 70% public, 15% private, 10% DMs, 5% group DMs. Channel 0 of each workspace
+    // is #general with everyone in it; other sizes are Zipf-skewed.
+    let mut channels: Vec<Channel> = Vec::with_capacity(opts.channels as usize);
+    let mut dm_keys = std::collections::HashSet::new();
+    let size_zipf = Zipf::new(500.0, 1.2).expect("valid zipf");
+    let purposes = ["department", "project", "support", "general"];
+    let mut memberships = 0u64;
+    {
+        let mut cc = String::new();
+        let mut mc = String::new();
+        for i in 0..opts.channels as usize {
+            let w = i % n_ws;
+            let pool_users = &ws_users[w];
+            let id = g.uuid();
+            let roll: f64 = g.rng.random();
+            let general = i < n_ws;
+            let kind = if general || roll < 0.70 || pool_users.len() < 3 {
+                "public"
+            } else if roll < 0.85 {
+                "private"
+            } else if roll < 0.95 {
+                "dm"
+            } else {
+                "group_dm"
+            };
+            let mut members: Vec<usize> = if general {
+                pool_users.clone()
+            } else {
+                let want = match kind {
+                    "dm" => 2,
+                    "group_dm" => g.rng.random_range(3..=8usize.min(pool_users.len())),
+                    _ => (size_zipf.sample(&mut g.rng) as usize + 2).min(pool_users.len()),
+                };
+                let mut picked = std::collections::BTreeSet::new();
+                while picked.len() < want {
+                    picked.insert(pool_users[g.rng.random_range(0..pool_users.len())]);
+                }
+                picked.into_iter().collect()
+            };
+            let dm_key = if kind == "dm" || kind == "group_dm" {
+                let mut ids: Vec<String> = members.iter().map(|&u| user_ids[u].to_string()).collect();
+                ids.sort();
+                let key = ids.join(",");
+                if !dm_keys.insert((w, key.clone())) {
+                    continue; // the same set of users already has its DM
+                }
+                Some(key)
+            } else {
+                None
+            };
+            let creator = members[0];
+            let _ = write!(cc, "{id}\t{}\t", ws_ids[w]);
+            match kind {
+                "public" | "private" => {
+                    let name = if general { "general".to_owned() } else { format!("{}-{i}", word_at(g.rng.random_range(60..300))) };
+                    let purpose = if general { "general" } else { purposes[g.rng.random_range(0..purposes.len())] };
+                    let _ = write!(cc, "{name}\t{kind}\tDiscussion about {name}\t{purpose}\t\\N");
+                }
+                _ => {
+                    let _ = write!(cc, "\\N\t{kind}\t\t\\N\t{}", dm_key.as_deref().unwrap_or_default());
+                }
+            }
+            let _ = writeln!(cc, "\t{}\t{created}", user_ids[creator]);
+            members.sort_unstable();
+            for (k, &u) in members.iter().enumerate() {
+                let role = if k == 0 { "owner" } else if k < 3 && kind != "dm" && g.rng.random_bool(0.3) { "moderator" } else { "member" };
+                let _ = writeln!(mc, "{id}\t{}\t{role}", user_ids[u]);
+                memberships += 1;
+            }
+            channels.push(Channel { id, workspace: w, members });
+        }
+        let mut c = CopyStream::open(
+            &mut tx,
+            "copy public.channels (id, workspace_id, name, kind, topic, purpose, dm_key, created_by, created_at) from stdin",
+        )
+        .await?;
+        c.buf = cc;
+        c.rows = channels.len() as u64;
+        c.finish().await?;
+        let mut c = CopyStream::open(&mut tx, "copy public.members (channel_id, user_id, role) from stdin").await?;
+        c.buf = mc;
+        c.finish().await?;
+        for (w, id) in ws_ids.iter().enumerate() {
+            let general = channels.iter().find(|c| c.workspace == w).map(|c| c.id);
+            sqlx::query("update public.workspaces set default_channel_id = $1 where id = $2")
+                .bind(general)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+
+    // Messages: roots first (one COPY), then replies (a second COPY, so every parent exists).
+    let n_channels = channels.len();
+    let channel_zipf = Zipf::new(n_channels as f64, 1.1).expect("valid zipf");
+    let word_zipf = Zipf::new(WORDS.split_whitespace().count() as f64, 1.07).expect("valid zipf");
+    let author_zipf: Vec<Zipf<f64>> = channels
+        .iter()
+        .map(|c| Zipf::new(c.members.len() as f64, 1.3).expect("valid zipf"))
+        .collect();
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
+    let span_us = ChronoDuration::days(90).num_microseconds().expect("fits") as f64;
+    // Recent top-level messages per channel: candidates for replies and reactions.
+    let mut recent: Vec<Vec<Uuid>> = vec![Vec::new(); n_channels];
+    let mut roots = CopyStream::open(
+        &mut tx,
+        "copy public.chat (id, channel_id, user_id, parent_id, message, created_at, updated_at) from stdin",
+    )
+    .await?;
+    let mut replies_buf = String::with_capacity(1 << 20);
+    let mut reactions_buf = String::with_capacity(1 << 20);
+    let (mut n_replies, mut n_reactions) = (0u64, 0u64);
+    let mut text = String::with_capacity(512);
+    let mut mentions: Vec<Uuid> = Vec::new();
+    let mut reply_rows: Vec<String> = Vec::new();
+    for i in 0..opts.messages {
+        let ch = channel_zipf.sample(&mut g.rng) as usize - 1;
+        let chan = &channels[ch];
+        let author = chan.members[(author_zipf[ch].sample(&mut g.rng) as usize - 1).min(chan.members.len() - 1)];
+        let id = g.uuid();
+        let at = start + ChronoDuration::microseconds((span_us * (i as f64 + g.rng.random::<f64>()) / opts.messages as f64) as i64);
+        let parent = if !recent[ch].is_empty() && g.rng.random_bool(0.2) {
+            let r = &recent[ch];
+            Some(r[r.len() - 1 - g.rng.random_range(0..r.len().min(20))])
+        } else {
+            None
+        };
+
+        text.clear();
+        mentions.clear();
+        if g.rng.random_bool(0.06) && chan.members.len() > 1 {
+            let m = chan.members[g.rng.random_range(0..chan.members.len())];
+            if m != author {
+                let _ = write!(text, "@{} ", usernames[m]);
+                mentions.push(user_ids[m]);
+            }
+        }
+        let len = 3 + (g.rng.random::<f64>().powi(2) * 25.0) as usize;
+        for k in 0..len {
+            if k > 0 {
+                text.push(' ');
+            }
+            text.push_str(words[word_zipf.sample(&mut g.rng) as usize - 1]);
+        }
+        if g.rng.random_bool(0.03) {
+            let _ = write!(text, " https://example.com/{}/{}", words[g.rng.random_range(100..words.len())], i % 997);
+        }
+        text.push(if g.rng.random_bool(0.15) { '?' } else { '.' });
+        let mut message = serde_json::json!({ "text": text });
+        if !mentions.is_empty() {
+            message["mentions"] = serde_json::json!(mentions);
+        }
+        if g.rng.random_bool(0.02) {
+            message["attachments"] = serde_json::json!([{ "name": format!("report-{i}.pdf"), "mime_type": "application/pdf" }]);
+        }
+        let mut row = String::with_capacity(text.len() + 160);
+        let _ = write!(row, "{id}\t{}\t{}\t", chan.id, user_ids[author]);
+        match parent {
+            Some(p) => {
+                let _ = write!(row, "{p}\t");
+            }
+            None => row.push_str("\\N\t"),
+        }
+        esc(&mut row, &message.to_string());
+        let t = ts(at);
+        let _ = write!(row, "\t{t}\t{t}");
+        match parent {
+            Some(_) => {
+                reply_rows.push(row);
+                n_replies += 1;
+            }
+            None => {
+                roots.buf.push_str(&row);
+                roots.row_done().await?;
+                let r = &mut recent[ch];
+                r.push(id);
+                if r.len() > 50 {
+                    r.remove(0);
+                }
+            }
+        }
+        if g.rng.random_bool(0.1) {
+            let k = g.rng.random_range(1..=3usize.min(chan.members.len()));
+            let mut who = std::collections::BTreeSet::new();
+            for _ in 0..k {
+                who.insert(chan.members[g.rng.random_range(0..chan.members.len())]);
+            }
+            let emoji = EMOJIS[g.rng.random_range(0..EMOJIS.len())];
+            for u in who {
+                let _ = writeln!(reactions_buf, "{id}\t{}\t{emoji}", user_ids[u]);
+                n_reactions += 1;
+            }
+        }
+        if i % 10_000 == 0 {
+            bar.inc(10_000.min(opts.messages - i));
+        }
+    }
+    roots.finish().await?;
+    let mut c = CopyStream::open(
+        &mut tx,
+        "copy public.chat (id, channel_id, user_id, parent_id, message, created_at, updated_at) from stdin",
+    )
+    .await?;
+    for row in reply_rows {
+        replies_buf.push_str(&row);
+        replies_buf.push('\n');
+        if replies_buf.len() >= 1 << 20 {
+            c.buf = std::mem::take(&mut replies_buf);
+            c.flush().await?;
+        }
+    }
+    c.buf = replies_buf;
+    c.finish().await?;
+    let mut c = CopyStream::open(&mut tx, "copy public.emojis (message_id, user_id, emoji) from stdin").await?;
+    c.buf = reactions_buf;
+    c.finish().await?;
+    bar.set_message("committing");
+    tx.commit().await.context("cannot commit the seeded data")?;
+    bar.finish();
+
+    let elapsed = started.elapsed();
+    Ok(SeedReport {
+        seed: opts.seed,
+        workspaces: n_ws as u64,
+        users: n_users as u64,
+        channels: channels.len() as u64,
+        memberships,
+        messages: opts.messages,
+        replies: n_replies,
+        reactions: n_reactions,
+        elapsed_ms: elapsed.as_millis() as u64,
+        messages_per_sec: (opts.messages as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
+    })
+}
+
+fn word_at(rank: usize) -> &'static str {
+    WORDS.split_whitespace().nth(rank).unwrap_or("misc")
+}

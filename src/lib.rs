@@ -1,0 +1,16 @@
+//! chatctl: the operations toolkit and headless bot runtime of a Slack-like chat application
+//! built on Supabase.
+//!
+//! The binary (`src/bin/chatctl.rs`) only wires; [`commands`] parses and renders; every
+//! module below it does the work and is usable without the CLI (the tests call it directly).
+
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod logging;
+pub mod output;
+pub mod progress;
+pub mod stack;
+
+pub use error::Result;

@@ -1,0 +1,137 @@
+//! Rendering results: tables for people, JSON or YAML for scripts. The one place that prints.
+//!
+//! stdout carries data (a table, a JSON document, a YAML document); stderr carries status
+//! lines, warnings and errors. Under `--output json` a failure is a JSON document on stdout too,
+//! so a script always has something to parse.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{self, IsTerminal as _, Write};
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+
+use crate::config::OutputFormat;
+use crate::error::Result;
+
+/// A result a command prints: serialisable for json/yaml, and with a human form.
+pub trait Report: Serialize {
+    /// Writes the human form (usually a table, sometimes text).
+    fn human(&self, out: &mut dyn Write) -> io::Result<()>;
+}
+
+/// Where and how results and messages are printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub format: OutputFormat,
+    pub quiet: bool,
+}
+
+impl Output {
+    pub fn new(format: OutputFormat, quiet: bool) -> Output {
+        Output { format, quiet }
+    }
+
+    /// Prints a report on stdout in the chosen format.
+    pub fn render<R: Report + ?Sized>(&self, report: &R) -> Result<()> {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        let res = match self.format {
+            OutputFormat::Json => serde_json::to_writer_pretty(&mut out, report)
+                .map_err(io::Error::other)
+                .and_then(|()| writeln!(out)),
+            OutputFormat::Yaml => serde_yaml::to_string(report)
+                .map_err(io::Error::other)
+                .and_then(|s| out.write_all(s.as_bytes())),
+            OutputFormat::Table => report.human(&mut out),
+        };
+        match res.and_then(|()| out.flush()) {
+            // A closed pipe (`chatctl ... | head`) is not an error.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// A status line for people, on stderr; silent under `--quiet`.
+    pub fn status(&self, message: &str) {
+        if !self.quiet {
+            let _ = writeln!(io::stderr(), "{}", crate::error::scrub(message));
+        }
+    }
+
+    /// Prints a failure: `error: ...` on stderr, and under `--output json|yaml` the same
+    /// as a document on stdout.
+    pub fn error(&self, rendered: &crate::error::Rendered) {
+        let mut err = io::stderr().lock();
+        let _ = writeln!(err, "error: {}", rendered.message);
+        for cause in &rendered.causes {
+            let _ = writeln!(err, "  caused by: {cause}");
+        }
+        if let Some(help) = &rendered.help {
+            let _ = writeln!(err, "help: {help}");
+        }
+        #[derive(Serialize)]
+        struct Failure<'a> {
+            ok: bool,
+            error: &'a crate::error::Rendered,
+        }
+        let doc = Failure { ok: false, error: rendered };
+        let text = match self.format {
+            OutputFormat::Json => serde_json::to_string_pretty(&doc).ok().map(|s| s + "\n"),
+            OutputFormat::Yaml => serde_yaml::to_string(&doc).ok(),
+            OutputFormat::Table => None,
+        };
+        if let Some(text) = text {
+            let _ = io::stdout().lock().write_all(text.as_bytes());
+        }
+    }
+}
+
+/// A table in the house style: borders on a terminal, plain columns in a pipe.
+pub fn table<I, S>(headers: I) -> Table
+where
+    I: IntoIterator<Item = S>,
+    S: Into<comfy_table::Cell>,
+{
+    let mut t = Table::new();
+    if io::stdout().is_terminal() {
+        t.load_preset(presets::UTF8_HORIZONTAL_ONLY);
+    } else {
+        t.load_preset(presets::NOTHING);
+    }
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    t.set_header(headers);
+    t
+}
+
+/// Writes a table followed by a newline.
+pub fn write_table(out: &mut dyn Write, t: &Table) -> io::Result<()> {
+    writeln!(out, "{}", t.to_string().trim_end())
+}
+
+/// Writes bytes to stdout as they are (completion scripts); a closed pipe is not an error.
+pub fn write_raw(bytes: &[u8]) -> Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+impl Report for crate::config::ConfigReport {
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut t = table(["KEY", "VALUE", "ORIGIN", "ENV"]);
+        for e in &self.entries {
+            t.add_row(vec![
+                e.key.to_owned(),
+                e.value.clone().unwrap_or_else(|| "-".into()),
+                e.origin.as_ref().map(|o| o.to_string()).unwrap_or_else(|| "unset".into()),
+                e.env.clone(),
+            ]);
+        }
+        write_table(out, &t)?;
+        match &self.file {
+            Some(f) => writeln!(out, "\nconfig file: {}", f.display()),
+            None => writeln!(out, "\nconfig file: none"),
+        }
+    }
+}

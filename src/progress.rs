@@ -1,0 +1,42 @@
+//! Progress bars for long work: on a terminal only, silent under `--quiet` and in CI.
+#![allow(clippy::print_stderr)]
+
+use std::io::IsTerminal as _;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress bar, or nothing when stderr is not a terminal.
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    /// A bar for `total` units of `what` (e.g. "rows").
+    pub fn new(total: u64, what: &str, quiet: bool) -> Progress {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::new(total);
+        let template = format!("{{msg:>10}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Progress(Some(bar))
+    }
+
+    pub fn set_message(&self, msg: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(msg.to_owned());
+        }
+    }
+
+    pub fn inc(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}

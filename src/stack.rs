@@ -1,0 +1,110 @@
+//! The local stack `chatctl up` runs: what it started, how to reach it, and stopping it.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::local::{ClusterState, LocalCluster};
+use crate::db::migrate::MigrateReport;
+use crate::error::{Error, Result};
+use crate::output::Report;
+
+/// What `up` brought up.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub url: String,
+    pub cluster: Option<LocalCluster>,
+    /// Whether this process started the local cluster (and so stops it on the way out).
+    pub started_cluster: bool,
+}
+
+/// Brings the database up: the configured one, or the local cluster (started if needed).
+pub async fn start(config: &Config) -> Result<Started> {
+    let was_running = match config.database_url() {
+        Some(_) => true,
+        None => {
+            let cluster = crate::db::local_cluster(config)?;
+            let state = tokio::task::spawn_blocking(move || cluster.state())
+                .await
+                .map_err(|e| Error::failed(format!("the local cluster task failed: {e}")))??;
+            matches!(state, ClusterState::Running { .. })
+        }
+    };
+    let target = crate::db::target(config).await?;
+    Ok(Started { url: target.url, started_cluster: target.local.is_some() && !was_running, cluster: target.local })
+}
+
+/// Stops what [`start`] started.
+pub async fn stop(started: &Started) -> Result<()> {
+    if let (Some(cluster), true) = (&started.cluster, started.started_cluster) {
+        let c = cluster.clone();
+        tokio::task::spawn_blocking(move || c.stop())
+            .await
+            .map_err(|e| Error::failed(format!("the local cluster task failed: {e}")))??;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// What `up` prints once everything runs.
+#[derive(Debug, Serialize)]
+pub struct StackReport {
+    pub database_url: String,
+    pub local_cluster: bool,
+    pub schema_version: Option<i64>,
+    pub migrations_applied: Vec<String>,
+    pub running: Vec<&'static str>,
+    pub foreground: bool,
+}
+
+impl StackReport {
+    pub fn new(started: &Started, migrated: &MigrateReport, detach: bool) -> StackReport {
+        StackReport {
+            database_url: crate::db::url::redact(&started.url),
+            local_cluster: started.cluster.is_some(),
+            schema_version: migrated.version,
+            migrations_applied: migrated.steps.iter().map(|s| s.file.clone()).collect(),
+            running: vec!["postgres"],
+            foreground: !detach,
+        }
+    }
+}
+
+impl Report for StackReport {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let what = if self.local_cluster { "local PostgreSQL" } else { "PostgreSQL (DATABASE_URL)" };
+        writeln!(out, "chatctl is up")?;
+        writeln!(out, "  database:  {what} at {}", self.database_url)?;
+        writeln!(out, "  connect:   psql {}", self.database_url)?;
+        match self.migrations_applied.len() {
+            0 => writeln!(out, "  schema:    up to date at version {}", self.schema_version.unwrap_or(0))?,
+            n => writeln!(out, "  schema:    applied {n} migration(s), now at version {}", self.schema_version.unwrap_or(0))?,
+        }
+        writeln!(out, "  not yet:   workspaces from config/, search index and bots arrive with their issues")?;
+        if self.foreground {
+            writeln!(out, "press Ctrl-C to stop")?;
+        }
+        Ok(())
+    }
+}
