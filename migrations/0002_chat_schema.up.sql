@@ -233,6 +233,12 @@ begin
                  group by parent_id) d
          where p.id = d.parent_id;
     else
+        -- Bumping a root's counters is itself an UPDATE of chat: roots have no parent_id, so
+        -- that update finds nothing to do here and the recursion ends.
+        if not exists (select 1 from old_rows where parent_id is not null)
+           and not exists (select 1 from new_rows where parent_id is not null) then
+            return null;
+        end if;
         update public.chat p
            set total_replies = greatest(p.total_replies + d.n, 0)
           from (select parent_id, sum(delta) as n

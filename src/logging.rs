@@ -8,8 +8,8 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat, verbose: u8, quiet: bool, filter: Option<&str>) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "chatctl=debug,info",
+        (false, 0) => "warn,sqlx=error",
+        (false, 1) => "chatctl=debug,info,sqlx=warn",
         (false, _) => "trace",
     };
     let filter = filter

@@ -2,6 +2,7 @@
 //! cluster itself ([`local`]), the migration runner ([`migrate`]) and the data generator
 //! ([`seed`]).
 
+pub mod bulk;
 pub mod local;
 pub mod migrate;
 pub mod seed;

@@ -392,6 +392,16 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     }
 
     // Messages: roots first (one COPY), then replies (a second COPY, so every parent exists).
+    // Into empty tables, indexes and foreign keys are built once after the load.
+    let empty: bool = sqlx::query_scalar("select not exists (select 1 from public.chat)")
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::raw_sql("set local maintenance_work_mem = '256MB'").execute(&mut *tx).await?;
+    let deferred = if empty {
+        Some(crate::db::bulk::defer(&mut tx, &["public.chat", "public.emojis"]).await?)
+    } else {
+        None
+    };
     let n_channels = channels.len();
     let channel_zipf = Zipf::new(n_channels as f64, 1.1).expect("valid zipf");
     let word_zipf = Zipf::new(WORDS.split_whitespace().count() as f64, 1.07).expect("valid zipf");
@@ -515,6 +525,10 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     let mut c = CopyStream::open(&mut tx, "copy public.emojis (message_id, user_id, emoji) from stdin").await?;
     c.buf = reactions_buf;
     c.finish().await?;
+    if let Some(d) = deferred {
+        bar.set_message("indexing");
+        d.restore(&mut tx).await?;
+    }
     bar.set_message("committing");
     tx.commit().await.context("cannot commit the seeded data")?;
     bar.finish();

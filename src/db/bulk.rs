@@ -1,0 +1,75 @@
+//! Bulk loading the way pg_restore does it: load rows first, then build indexes and check
+//! foreign keys once over the whole table, instead of row by row.
+//!
+//! [`defer`] drops a table's secondary indexes and foreign keys inside the caller's
+//! transaction and remembers their definitions (read from the catalog, so they can never drift
+//! from the migrations); [`Deferred::restore`] recreates them, which also validates every row.
+//! If anything fails the transaction rolls back and the definitions are back as they were.
+
+use anyhow::Context as _;
+use sqlx::PgConnection;
+
+use crate::error::Result;
+
+/// Indexes and foreign keys dropped for a load, to be recreated after it.
+#[derive(Debug, Default)]
+pub struct Deferred {
+    indexes: Vec<(String, String)>,
+    foreign_keys: Vec<(String, String, String)>,
+}
+
+/// Drops the secondary indexes and foreign keys of `tables` (qualified names). Indexes that
+/// back a primary key or unique constraint stay: they keep loading honest.
+pub async fn defer(conn: &mut PgConnection, tables: &[&str]) -> Result<Deferred> {
+    let mut d = Deferred::default();
+    for table in tables {
+        let fks: Vec<(String, String)> = sqlx::query_as(
+            "select conname::text, pg_get_constraintdef(oid) from pg_constraint
+              where conrelid = $1::regclass and contype = 'f' order by conname",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .with_context(|| format!("cannot read the foreign keys of {table}"))?;
+        for (name, def) in fks {
+            sqlx::raw_sql(&format!("alter table {table} drop constraint \"{name}\""))
+                .execute(&mut *conn)
+                .await?;
+            d.foreign_keys.push((table.to_string(), name, def));
+        }
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) from pg_index i
+              where i.indrelid = $1::regclass
+                and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)
+              order by 1",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .with_context(|| format!("cannot read the indexes of {table}"))?;
+        for (name, def) in indexes {
+            sqlx::raw_sql(&format!("drop index {name}")).execute(&mut *conn).await?;
+            d.indexes.push((name, def));
+        }
+    }
+    Ok(d)
+}
+
+impl Deferred {
+    /// Recreates the indexes, then the foreign keys (each checked against every row).
+    pub async fn restore(self, conn: &mut PgConnection) -> Result<()> {
+        for (name, def) in self.indexes {
+            sqlx::raw_sql(&def)
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("cannot rebuild index {name}"))?;
+        }
+        for (table, name, def) in self.foreign_keys {
+            sqlx::raw_sql(&format!("alter table {table} add constraint \"{name}\" {def}"))
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("foreign key {name} of {table} does not hold for the loaded rows"))?;
+        }
+        Ok(())
+    }
+}
