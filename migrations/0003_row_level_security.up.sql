@@ -47,14 +47,17 @@ language sql stable security definer set search_path = '' as $$
     )
 $$;
 
--- Moderates: a channel owner or moderator, or an owner/admin of the channel's workspace.
+-- Moderates: a channel owner or moderator; for a public channel also an owner/admin of its
+-- workspace. Workspace admins do not moderate private channels and DMs (as in Slack): that
+-- would let them add themselves and read what is not theirs.
 create function chat_private.can_moderate_channel(ch uuid) returns boolean
 language sql stable security definer set search_path = '' as $$
     select exists (select 1 from public.members m
                     where m.channel_id = ch and m.user_id = auth.uid() and m.role in ('owner', 'moderator'))
         or exists (select 1 from public.channels c
                      join public.workspace_members wm on wm.workspace_id = c.workspace_id
-                    where c.id = ch and wm.user_id = auth.uid() and wm.role in ('owner', 'admin'))
+                    where c.id = ch and c.kind = 'public' and wm.user_id = auth.uid()
+                      and wm.role in ('owner', 'admin'))
 $$;
 
 -- Postable: a member of a channel that is not archived.

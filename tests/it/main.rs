@@ -1,1 +1,11 @@
+//! The integration tests: one binary, one real PostgreSQL per test run, one database per test.
 
+mod support;
+
+mod cli;
+mod local;
+mod migrate;
+mod rls;
+mod schema;
+mod seed;
+mod tidy;

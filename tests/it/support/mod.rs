@@ -1,0 +1,223 @@
+//! Test support: one real PostgreSQL per test run (the embedded local cluster, started from
+//! the system binaries by chatctl's own code), a template database migrated once, and a
+//! fresh database per test cloned from it.
+//!
+//! The cluster lives in a directory derived from the checkout and keeps running between
+//! runs (a second run starts in milliseconds); `.ci/run` stops it at the end. Databases of
+//! passing tests are dropped; a failing test's database is kept for a look
+//! (`CHATCTL_TEST_KEEP_DB=1` keeps all) and swept by the next run's template rebuild.
+
+#![allow(dead_code)]
+
+use std::hash::{Hash as _, Hasher as _};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chatctl::config::Env;
+use chatctl::db::local::{LocalCluster, PgBinaries, ServerOptions};
+use chatctl::db::migrate::{self, Migrations, Source, UpOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Connection as _;
+use uuid::Uuid;
+
+pub const TEMPLATE: &str = "chatctl_template";
+
+/// Where the test cluster lives.
+pub fn cluster_dir() -> PathBuf {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    env!("CARGO_MANIFEST_DIR").hash(&mut h);
+    std::env::temp_dir().join(format!("chatctl-it-{:x}", h.finish()))
+}
+
+struct Started {
+    port: u16,
+}
+
+static STARTED: OnceLock<Started> = OnceLock::new();
+
+/// The port of the test cluster, started (and the template migrated) on first use.
+pub fn port() -> u16 {
+    STARTED
+        .get_or_init(|| {
+            // Runs on a plain thread with its own runtime: the caller may be inside a runtime.
+            std::thread::spawn(start)
+                .join()
+                .expect("test cluster start-up panicked")
+        })
+        .port
+}
+
+fn start() -> Started {
+    let env = Env::from_process();
+    let bins = PgBinaries::find(None, env.get("PATH")).expect("PostgreSQL server binaries (see README)");
+    let cluster = LocalCluster::new(&cluster_dir(), bins, ServerOptions { durable: false }).expect("test cluster");
+    let port = cluster.ensure_running().expect("start the test cluster");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(ensure_template(port));
+    Started { port }
+}
+
+/// Migrates the template database, rebuilding it when the migrations changed. Several test
+/// processes may race here (nextest): a file lock serialises them.
+async fn ensure_template(port: u16) {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cluster_dir().join("template.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let migrations = Migrations::load(&Source::Embedded).await.unwrap();
+    let admin = url(port, "postgres");
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+        .bind(TEMPLATE)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let fresh = if exists {
+        let mut t = sqlx::PgConnection::connect(&url(port, TEMPLATE)).await.unwrap();
+        let status = migrate::status(&mut t, &migrations).await.unwrap();
+        t.close().await.unwrap();
+        status.pending == 0 && !status.has_drift()
+    } else {
+        false
+    };
+    if !fresh {
+        // Sweep the previous run's leftovers with the stale template.
+        let old: Vec<String> = sqlx::query_scalar("select datname::text from pg_database where datname like 't\\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        for db in old {
+            sqlx::raw_sql(&format!("drop database if exists \"{db}\" with (force)")).execute(&mut conn).await.unwrap();
+        }
+        sqlx::raw_sql(&format!("drop database if exists {TEMPLATE} with (force)")).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(&format!("create database {TEMPLATE}")).execute(&mut conn).await.unwrap();
+        let mut t = migrate::connect(&url(port, TEMPLATE), std::time::Duration::from_secs(10)).await.unwrap();
+        let opts = UpOptions { target: None, dry_run: false, lock_timeout: std::time::Duration::from_secs(60) };
+        migrate::up(&mut t, &migrations, &opts).await.unwrap();
+        t.close().await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+pub fn url(port: u16, db: &str) -> String {
+    LocalCluster::url(port, db)
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A fresh, fully migrated database.
+    pub async fn new() -> TestDb {
+        Self::create(Some(TEMPLATE)).await
+    }
+
+    /// An empty database: no migrations, nothing of Supabase's (roles exist: they are
+    /// cluster-wide).
+    pub async fn empty() -> TestDb {
+        Self::create(None).await
+    }
+
+    async fn create(template: Option<&str>) -> TestDb {
+        let port = port();
+        let name = format!(
+            "t_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            &Uuid::new_v4().simple().to_string()[..6]
+        );
+        let mut conn = sqlx::PgConnection::connect(&url(port, "postgres")).await.unwrap();
+        let sql = match template {
+            Some(t) => format!("create database {name} template {t}"),
+            None => format!("create database {name} template template0"),
+        };
+        sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        TestDb { url: url(port, &name), name }
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPoolOptions::new().max_connections(4).connect(&self.url).await.unwrap()
+    }
+
+    pub async fn conn(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() || Env::from_process().get("CHATCTL_TEST_KEEP_DB").is_some() {
+            eprintln!("kept database {} for inspection: psql {}", self.name, self.url);
+            return;
+        }
+        let name = self.name.clone();
+        let admin = url(port(), "postgres");
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut c).await;
+                    let _ = c.close().await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Creates a user as Supabase Auth would (auth.users + identity) plus its profile.
+pub async fn user(conn: &mut sqlx::PgConnection, username: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    let email = format!("{username}@example.com");
+    sqlx::query(
+        "insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+            confirmation_token, recovery_token, email_change_token_new, email_change,
+            raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
+         values ('00000000-0000-0000-0000-000000000000', $1, 'authenticated', 'authenticated', $2, '', now(),
+            '', '', '', '', '{\"provider\":\"email\",\"providers\":[\"email\"]}', '{}', now(), now())",
+    )
+    .bind(id)
+    .bind(&email)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query("insert into public.users (id, username, display_name, email) values ($1, $2, $2, $3)")
+        .bind(id)
+        .bind(username)
+        .bind(&email)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    id
+}
+
+/// Runs the chatctl binary with a clean environment: PATH, a HOME of its own, and `env`.
+pub fn chatctl(env: &[(&str, &str)]) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("chatctl");
+    cmd.env_clear();
+    let process = Env::from_process();
+    if let Some(path) = process.get("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.env("HOME", std::env::temp_dir());
+    cmd.current_dir(std::env::temp_dir());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// stdout and stderr of a finished command, as text.
+pub fn outputs(out: &std::process::Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
