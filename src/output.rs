@@ -74,7 +74,10 @@ impl Output {
             ok: bool,
             error: &'a crate::error::Rendered,
         }
-        let doc = Failure { ok: false, error: rendered };
+        let doc = Failure {
+            ok: false,
+            error: rendered,
+        };
         let text = match self.format {
             OutputFormat::Json => serde_json::to_string_pretty(&doc).ok().map(|s| s + "\n"),
             OutputFormat::Yaml => serde_yaml::to_string(&doc).ok(),
@@ -124,7 +127,10 @@ impl Report for crate::config::ConfigReport {
             t.add_row(vec![
                 e.key.to_owned(),
                 e.value.clone().unwrap_or_else(|| "-".into()),
-                e.origin.as_ref().map(|o| o.to_string()).unwrap_or_else(|| "unset".into()),
+                e.origin
+                    .as_ref()
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "unset".into()),
                 e.env.clone(),
             ]);
         }

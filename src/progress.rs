@@ -15,7 +15,8 @@ impl Progress {
             return Progress(None);
         }
         let bar = ProgressBar::new(total);
-        let template = format!("{{msg:>10}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
+        let template =
+            format!("{{msg:>10}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
         if let Ok(style) = ProgressStyle::with_template(&template) {
             bar.set_style(style.progress_chars("=> "));
         }

@@ -32,7 +32,11 @@ pub async fn start(config: &Config) -> Result<Started> {
         }
     };
     let target = crate::db::target(config).await?;
-    Ok(Started { url: target.url, started_cluster: target.local.is_some() && !was_running, cluster: target.local })
+    Ok(Started {
+        url: target.url,
+        started_cluster: target.local.is_some() && !was_running,
+        cluster: target.local,
+    })
 }
 
 /// Stops what [`start`] started.
@@ -51,13 +55,14 @@ pub async fn wait_for_shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -93,15 +98,30 @@ impl StackReport {
 
 impl Report for StackReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let what = if self.local_cluster { "local PostgreSQL" } else { "PostgreSQL (DATABASE_URL)" };
+        let what = if self.local_cluster {
+            "local PostgreSQL"
+        } else {
+            "PostgreSQL (DATABASE_URL)"
+        };
         writeln!(out, "chatctl is up")?;
         writeln!(out, "  database:  {what} at {}", self.database_url)?;
         writeln!(out, "  connect:   psql {}", self.database_url)?;
         match self.migrations_applied.len() {
-            0 => writeln!(out, "  schema:    up to date at version {}", self.schema_version.unwrap_or(0))?,
-            n => writeln!(out, "  schema:    applied {n} migration(s), now at version {}", self.schema_version.unwrap_or(0))?,
+            0 => writeln!(
+                out,
+                "  schema:    up to date at version {}",
+                self.schema_version.unwrap_or(0)
+            )?,
+            n => writeln!(
+                out,
+                "  schema:    applied {n} migration(s), now at version {}",
+                self.schema_version.unwrap_or(0)
+            )?,
         }
-        writeln!(out, "  not yet:   workspaces from config/, search index and bots arrive with their issues")?;
+        writeln!(
+            out,
+            "  not yet:   workspaces from config/, search index and bots arrive with their issues"
+        )?;
         if self.foreground {
             writeln!(out, "press Ctrl-C to stop")?;
         }

@@ -11,7 +11,11 @@ fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { ExitCode::Usage } else { ExitCode::Success };
+            let code = if e.use_stderr() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Success
+            };
             let _ = e.print();
             return code.into();
         }
@@ -20,15 +24,33 @@ fn main() -> std::process::ExitCode {
     let ctx = match Context::new(&cli.global, &env) {
         Ok(ctx) => ctx,
         Err(err) => {
-            let out = Output::new(cli.global.output.unwrap_or(chatctl::config::OutputFormat::Table), cli.global.quiet);
+            let out = Output::new(
+                cli.global
+                    .output
+                    .unwrap_or(chatctl::config::OutputFormat::Table),
+                cli.global.quiet,
+            );
             return report(&out, &err);
         }
     };
     let format = ctx.config.log_format().unwrap_or(LogFormat::Text);
-    chatctl::logging::init(format, cli.global.verbose, cli.global.quiet, env.get("CHATCTL_LOG"));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    chatctl::logging::init(
+        format,
+        cli.global.verbose,
+        cli.global.quiet,
+        env.get("CHATCTL_LOG"),
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => return report(&ctx.out, &anyhow::anyhow!("cannot start the async runtime: {e}")),
+        Err(e) => {
+            return report(
+                &ctx.out,
+                &anyhow::anyhow!("cannot start the async runtime: {e}"),
+            );
+        }
     };
     let out = ctx.out;
     // SIGINT keeps its default action (the process ends, exit status 130, open transactions

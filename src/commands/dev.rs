@@ -44,10 +44,23 @@ enum DevCmd {
 
 pub async fn run(ctx: &Context, args: DevArgs) -> Result<ExitCode> {
     match args.cmd {
-        DevCmd::Seed { users, channels, messages, workspaces, seed } => {
+        DevCmd::Seed {
+            users,
+            channels,
+            messages,
+            workspaces,
+            seed,
+        } => {
             let url = ctx.database_url().await?;
             let pool = crate::db::pool(&url, &ctx.config).await?;
-            let opts = SeedOptions { users, channels, messages, workspaces, seed, progress: !ctx.out.quiet };
+            let opts = SeedOptions {
+                users,
+                channels,
+                messages,
+                workspaces,
+                seed,
+                progress: !ctx.out.quiet,
+            };
             let report = seed::seed(&pool, &opts).await?;
             ctx.out.render(&report)?;
             Ok(ExitCode::Success)
@@ -64,7 +77,11 @@ pub async fn run(ctx: &Context, args: DevArgs) -> Result<ExitCode> {
                 }
                 DevCmd::Down => {
                     let was_running = blocking(&cluster, |c| c.stop()).await?;
-                    ctx.out.status(if was_running { "stopped the local cluster" } else { "the local cluster was not running" });
+                    ctx.out.status(if was_running {
+                        "stopped the local cluster"
+                    } else {
+                        "the local cluster was not running"
+                    });
                     ctx.out.render(&blocking(&cluster, |c| c.status()).await?)?;
                 }
                 DevCmd::Status => ctx.out.render(&blocking(&cluster, |c| c.status()).await?)?,

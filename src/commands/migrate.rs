@@ -33,7 +33,12 @@ enum MigrateCmd {
     /// Revert applied migrations (to a version, or a number of steps)
     Down {
         /// Revert every migration newer than this version (0: all)
-        #[arg(long, value_name = "VERSION", required_unless_present = "steps", conflicts_with = "steps")]
+        #[arg(
+            long,
+            value_name = "VERSION",
+            required_unless_present = "steps",
+            conflicts_with = "steps"
+        )]
         to: Option<i64>,
         /// Revert this many of the newest migrations
         #[arg(long, value_name = "N")]
@@ -60,7 +65,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     if let MigrateCmd::New { name } = &args.cmd {
-        let dir = args.source.clone().unwrap_or_else(|| ctx.config.base_dir.join("migrations"));
+        let dir = args
+            .source
+            .clone()
+            .unwrap_or_else(|| ctx.config.base_dir.join("migrations"));
         ctx.out.render(&migrate::new_migration(&dir, name)?)?;
         return Ok(ExitCode::Success);
     }
@@ -77,7 +85,16 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     let mut conn = migrate::connect(&url, ctx.config.connect_timeout()?).await?;
     match args.cmd {
         MigrateCmd::Up { to, dry_run } => {
-            let report = migrate::up(&mut conn, &migrations, &UpOptions { target: to, dry_run, lock_timeout }).await?;
+            let report = migrate::up(
+                &mut conn,
+                &migrations,
+                &UpOptions {
+                    target: to,
+                    dry_run,
+                    lock_timeout,
+                },
+            )
+            .await?;
             ctx.out.render(&report)?;
             Ok(ExitCode::Success)
         }
@@ -87,18 +104,32 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
                 (None, Some(n)) => DownTarget::Steps(n),
                 (None, None) => unreachable!("clap requires --to or --steps"),
             };
-            let report = migrate::down(&mut conn, &migrations, &DownOptions { target, dry_run, lock_timeout }).await?;
+            let report = migrate::down(
+                &mut conn,
+                &migrations,
+                &DownOptions {
+                    target,
+                    dry_run,
+                    lock_timeout,
+                },
+            )
+            .await?;
             ctx.out.render(&report)?;
             Ok(ExitCode::Success)
         }
         MigrateCmd::Status => {
-            ctx.out.render(&migrate::status(&mut conn, &migrations).await?)?;
+            ctx.out
+                .render(&migrate::status(&mut conn, &migrations).await?)?;
             Ok(ExitCode::Success)
         }
         MigrateCmd::Verify => {
             let report = migrate::status(&mut conn, &migrations).await?;
             ctx.out.render(&report)?;
-            Ok(if report.has_drift() { ExitCode::ChangesPending } else { ExitCode::Success })
+            Ok(if report.has_drift() {
+                ExitCode::ChangesPending
+            } else {
+                ExitCode::Success
+            })
         }
         MigrateCmd::New { .. } => unreachable!("handled above"),
     }

@@ -21,7 +21,12 @@ use crate::output::Output;
 /// Migrate the schema, run the local development stack, generate data, and (as they land)
 /// provision workspaces, import users, rebuild search and run the bots.
 #[derive(Debug, Parser)]
-#[command(name = "chatctl", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "chatctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -76,20 +81,35 @@ pub struct Context {
 impl Context {
     /// Builds the context from the parsed flags and the environment.
     pub fn new(global: &GlobalArgs, env: &Env) -> Result<Context> {
-        let mut overrides = Overrides { config_file: global.config.clone(), ..Default::default() };
+        let mut overrides = Overrides {
+            config_file: global.config.clone(),
+            ..Default::default()
+        };
         if let Some(url) = &global.database_url {
-            overrides.values.push(("database.url", "--database-url", url.clone()));
+            overrides
+                .values
+                .push(("database.url", "--database-url", url.clone()));
         }
         if let Some(o) = global.output {
-            overrides.values.push(("output", "--output", format!("{o:?}").to_lowercase()));
+            overrides
+                .values
+                .push(("output", "--output", format!("{o:?}").to_lowercase()));
         }
         if let Some(f) = global.log_format {
-            overrides.values.push(("log.format", "--log-format", format!("{f:?}").to_lowercase()));
+            overrides.values.push((
+                "log.format",
+                "--log-format",
+                format!("{f:?}").to_lowercase(),
+            ));
         }
         let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let config = Config::load(env, &overrides, &base)?;
         let out = Output::new(config.output()?, global.quiet);
-        Ok(Context { config, out, global: global.clone() })
+        Ok(Context {
+            config,
+            out,
+            global: global.clone(),
+        })
     }
 
     /// The database URL to use: the configured one, or the local cluster's (started on demand).

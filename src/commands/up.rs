@@ -19,7 +19,11 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let started = stack::start(&ctx.config).await?;
     let migrations = Migrations::load(&Source::Embedded).await?;
     let mut conn = migrate::connect(&started.url, ctx.config.connect_timeout()?).await?;
-    let opts = UpOptions { target: None, dry_run: false, lock_timeout: ctx.config.lock_timeout()? };
+    let opts = UpOptions {
+        target: None,
+        dry_run: false,
+        lock_timeout: ctx.config.lock_timeout()?,
+    };
     let migrated = migrate::up(&mut conn, &migrations, &opts).await?;
     drop(conn);
     let report = StackReport::new(&started, &migrated, args.detach);

@@ -189,7 +189,10 @@ impl Env {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -275,7 +278,9 @@ impl<'de> Deserialize<'de> for DurationValue {
 /// Parses `500ms`, `60s`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
@@ -373,7 +378,10 @@ impl Config {
         }
 
         for (name, flag, value) in &overrides.values {
-            values.insert(key(name).name, (value.clone(), Origin::Flag((*flag).to_owned())));
+            values.insert(
+                key(name).name,
+                (value.clone(), Origin::Flag((*flag).to_owned())),
+            );
         }
 
         let config = Config {
@@ -427,7 +435,12 @@ impl Config {
         self.values.get(name).map(|(v, _)| v.as_str())
     }
 
-    fn parsed<T>(&self, name: &str, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+    fn parsed<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T> {
         let (value, origin) = &self.values[name];
         parse(value).ok_or_else(|| {
             Error::usage(format!(
@@ -454,9 +467,11 @@ impl Config {
     }
 
     pub fn connect_timeout(&self) -> Result<Duration> {
-        self.parsed("database.connect_timeout", "a duration such as `10s`", |v| {
-            parse_duration(v).ok()
-        })
+        self.parsed(
+            "database.connect_timeout",
+            "a duration such as `10s`",
+            |v| parse_duration(v).ok(),
+        )
     }
 
     pub fn lock_timeout(&self) -> Result<Duration> {
@@ -545,14 +560,35 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
     };
     let db = file.database.unwrap_or_default();
     put("database.url", db.url);
-    put("database.max_connections", db.max_connections.map(|n| n.to_string()));
+    put(
+        "database.max_connections",
+        db.max_connections.map(|n| n.to_string()),
+    );
     put("database.connect_timeout", db.connect_timeout.map(|d| d.0));
     let local = file.local.unwrap_or_default();
-    put("local.data_dir", local.data_dir.map(|p| p.display().to_string()));
-    put("local.pg_bin_dir", local.pg_bin_dir.map(|p| p.display().to_string()));
-    put("migrate.lock_timeout", file.migrate.unwrap_or_default().lock_timeout.map(|d| d.0));
-    put("output", file.output.map(|o| format!("{o:?}").to_lowercase()));
-    put("log.format", file.log.unwrap_or_default().format.map(|f| format!("{f:?}").to_lowercase()));
+    put(
+        "local.data_dir",
+        local.data_dir.map(|p| p.display().to_string()),
+    );
+    put(
+        "local.pg_bin_dir",
+        local.pg_bin_dir.map(|p| p.display().to_string()),
+    );
+    put(
+        "migrate.lock_timeout",
+        file.migrate.unwrap_or_default().lock_timeout.map(|d| d.0),
+    );
+    put(
+        "output",
+        file.output.map(|o| format!("{o:?}").to_lowercase()),
+    );
+    put(
+        "log.format",
+        file.log
+            .unwrap_or_default()
+            .format
+            .map(|f| format!("{f:?}").to_lowercase()),
+    );
     let sb = file.supabase.unwrap_or_default();
     put("supabase.url", sb.url);
     put("supabase.service_role_key", sb.service_role_key);

@@ -1,6 +1,10 @@
 use super::*;
 
-fn load(env: &[(&str, &str)], file: Option<&str>, flags: &[(&'static str, &'static str, &str)]) -> Result<Config> {
+fn load(
+    env: &[(&str, &str)],
+    file: Option<&str>,
+    flags: &[(&'static str, &'static str, &str)],
+) -> Result<Config> {
     let dir = tempdir();
     let mut overrides = Overrides::default();
     if let Some(text) = file {
@@ -8,7 +12,10 @@ fn load(env: &[(&str, &str)], file: Option<&str>, flags: &[(&'static str, &'stat
         std::fs::write(&p, text).unwrap();
         overrides.config_file = Some(p);
     }
-    overrides.values = flags.iter().map(|(k, f, v)| (*k, *f, (*v).to_owned())).collect();
+    overrides.values = flags
+        .iter()
+        .map(|(k, f, v)| (*k, *f, (*v).to_owned()))
+        .collect();
     Config::load(&Env::from_pairs(env.iter().copied()), &overrides, &dir)
 }
 
@@ -31,9 +38,19 @@ fn layers_in_order_defaults_file_env_flags() {
     let c = load(&env, Some(file), &[]).unwrap();
     assert_eq!(c.max_connections().unwrap(), 30);
 
-    let c = load(&env, Some(file), &[("database.max_connections", "--max", "40")]).unwrap();
+    let c = load(
+        &env,
+        Some(file),
+        &[("database.max_connections", "--max", "40")],
+    )
+    .unwrap();
     assert_eq!(c.max_connections().unwrap(), 40);
-    let entry = c.show().entries.into_iter().find(|e| e.key == "database.max_connections").unwrap();
+    let entry = c
+        .show()
+        .entries
+        .into_iter()
+        .find(|e| e.key == "database.max_connections")
+        .unwrap();
     assert_eq!(entry.origin, Some(Origin::Flag("--max".into())));
 }
 
@@ -59,7 +76,13 @@ fn bad_value_names_key_value_and_origin() {
 
 #[test]
 fn unknown_key_in_file_is_an_error_with_its_line() {
-    let err = load(&[], Some("database:\n  max_connections: 3\n  urll: x\n"), &[]).unwrap_err().to_string();
+    let err = load(
+        &[],
+        Some("database:\n  max_connections: 3\n  urll: x\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("unknown field `urll`"), "{err}");
     assert!(err.contains("line 3"), "{err}");
 }
@@ -67,14 +90,20 @@ fn unknown_key_in_file_is_an_error_with_its_line() {
 #[test]
 fn show_masks_secrets_and_url_passwords() {
     let env = [
-        ("DATABASE_URL", "postgres://app:hunter2-secret@db.example.com:5432/chat"),
+        (
+            "DATABASE_URL",
+            "postgres://app:hunter2-secret@db.example.com:5432/chat",
+        ),
         ("OPENAI_API_KEY", "sk-test-abcdef"),
     ];
     let c = load(&env, None, &[]).unwrap();
     let shown = serde_json::to_string(&c.show()).unwrap();
     assert!(!shown.contains("hunter2-secret"), "{shown}");
     assert!(!shown.contains("sk-test-abcdef"), "{shown}");
-    assert!(shown.contains("postgres://app:***@db.example.com:5432/chat"), "{shown}");
+    assert!(
+        shown.contains("postgres://app:***@db.example.com:5432/chat"),
+        "{shown}"
+    );
 }
 
 #[test]

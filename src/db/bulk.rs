@@ -48,7 +48,9 @@ pub async fn defer(conn: &mut PgConnection, tables: &[&str]) -> Result<Deferred>
         .await
         .with_context(|| format!("cannot read the indexes of {table}"))?;
         for (name, def) in indexes {
-            sqlx::raw_sql(&format!("drop index {name}")).execute(&mut *conn).await?;
+            sqlx::raw_sql(&format!("drop index {name}"))
+                .execute(&mut *conn)
+                .await?;
             d.indexes.push((name, def));
         }
     }
@@ -65,10 +67,14 @@ impl Deferred {
                 .with_context(|| format!("cannot rebuild index {name}"))?;
         }
         for (table, name, def) in self.foreign_keys {
-            sqlx::raw_sql(&format!("alter table {table} add constraint \"{name}\" {def}"))
-                .execute(&mut *conn)
-                .await
-                .with_context(|| format!("foreign key {name} of {table} does not hold for the loaded rows"))?;
+            sqlx::raw_sql(&format!(
+                "alter table {table} add constraint \"{name}\" {def}"
+            ))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| {
+                format!("foreign key {name} of {table} does not hold for the loaded rows")
+            })?;
         }
         Ok(())
     }

@@ -65,11 +65,14 @@ impl PgBinaries {
                     Some((v, e.path().join("bin")))
                 })
                 .collect();
-            versioned.sort_by(|a, b| b.0.cmp(&a.0));
+            versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
             candidates.extend(versioned.into_iter().map(|(_, p)| p));
         }
         for dir in candidates {
-            if ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file()) {
+            if ["initdb", "pg_ctl", "postgres"]
+                .iter()
+                .all(|b| dir.join(b).is_file())
+            {
                 let out = Command::new(dir.join("pg_ctl")).arg("--version").output();
                 let version = out
                     .ok()
@@ -202,7 +205,11 @@ impl LocalCluster {
             .lines()
             .nth(3)
             .and_then(|l| l.trim().parse().ok())
-            .ok_or_else(|| Error::failed("the local cluster is running but its port is unknown (postmaster.pid)"))?;
+            .ok_or_else(|| {
+                Error::failed(
+                    "the local cluster is running but its port is unknown (postmaster.pid)",
+                )
+            })?;
         Ok(ClusterState::Running { port })
     }
 
@@ -260,8 +267,9 @@ impl LocalCluster {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
         if let Some((uid, gid)) = self.run_as {
-            std::os::unix::fs::chown(&self.root, Some(uid), Some(gid))
-                .with_context(|| format!("cannot hand {} to the postgres user", self.root.display()))?;
+            std::os::unix::fs::chown(&self.root, Some(uid), Some(gid)).with_context(|| {
+                format!("cannot hand {} to the postgres user", self.root.display())
+            })?;
             check_reachable(&self.root, uid)?;
         }
         Ok(())
@@ -275,7 +283,8 @@ impl LocalCluster {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
         Ok(file)
     }
 
@@ -284,12 +293,15 @@ impl LocalCluster {
         let data = self.data();
         if data.exists() {
             // A half-made data directory from an interrupted initdb.
-            fs::remove_dir_all(&data).with_context(|| format!("cannot remove {}", data.display()))?;
+            fs::remove_dir_all(&data)
+                .with_context(|| format!("cannot remove {}", data.display()))?;
         }
         let mut last = None;
         for locale in ["C.UTF-8", "C"] {
             let mut cmd = self.command("initdb");
-            cmd.arg("-D").arg(&data).args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8"]);
+            cmd.arg("-D")
+                .arg(&data)
+                .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8"]);
             cmd.arg(format!("--locale={locale}"));
             if !self.options.durable {
                 cmd.arg("--no-sync");
@@ -310,8 +322,11 @@ impl LocalCluster {
             .append(true)
             .open(&conf)
             .with_context(|| format!("cannot open {}", conf.display()))?;
-        writeln!(f, "\n# Settings chatctl manages.\ninclude_if_exists = 'chatctl.conf'")
-            .with_context(|| format!("cannot write {}", conf.display()))?;
+        writeln!(
+            f,
+            "\n# Settings chatctl manages.\ninclude_if_exists = 'chatctl.conf'"
+        )
+        .with_context(|| format!("cannot write {}", conf.display()))?;
         Ok(())
     }
 
@@ -342,8 +357,10 @@ impl LocalCluster {
         let previous = fs::read_to_string(self.data().join("chatctl.conf"))
             .ok()
             .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("port = ").and_then(|p| p.trim().parse::<u16>().ok()))
+                t.lines().find_map(|l| {
+                    l.strip_prefix("port = ")
+                        .and_then(|p| p.trim().parse::<u16>().ok())
+                })
             });
         let port = match previous {
             Some(p) if port_is_free(p) => p,
@@ -368,7 +385,11 @@ impl LocalCluster {
                 format!(
                     "the local PostgreSQL cluster did not start: {}{}",
                     String::from_utf8_lossy(&out.stderr).trim(),
-                    if tail.is_empty() { String::new() } else { format!("; log: {}", tail.join(" | ")) }
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; log: {}", tail.join(" | "))
+                    }
                 ),
             )
             .with_help(format!("see {}", self.log_file().display()))
@@ -429,7 +450,9 @@ fn free_port() -> Result<u16> {
 
 /// The effective user id, read from the owner of /proc/self (no unsafe, no libc call).
 fn effective_uid() -> u32 {
-    fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }
 
 /// The uid and gid of the `postgres` user, from /etc/passwd.

@@ -55,9 +55,12 @@ impl Migrations {
             Source::Embedded => MIGRATOR.iter().cloned().collect(),
             Source::Dir(dir) => {
                 if !dir.is_dir() {
-                    return Err(Error::usage(format!("migration directory {} does not exist", dir.display()))
-                        .with_help("pass --source DIR with the NNNN_name.up.sql files")
-                        .into());
+                    return Err(Error::usage(format!(
+                        "migration directory {} does not exist",
+                        dir.display()
+                    ))
+                    .with_help("pass --source DIR with the NNNN_name.up.sql files")
+                    .into());
                 }
                 Migrator::new(dir.as_path())
                     .await
@@ -95,7 +98,11 @@ pub fn file_name(m: &Migration) -> String {
         MigrationType::ReversibleUp => ".up",
         MigrationType::Simple => "",
     };
-    format!("{:04}_{}{kind}.sql", m.version, m.description.replace(' ', "_"))
+    format!(
+        "{:04}_{}{kind}.sql",
+        m.version,
+        m.description.replace(' ', "_")
+    )
 }
 
 /// Connects for a migration run: one dedicated session (advisory locks are per session),
@@ -113,9 +120,18 @@ pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PgConnectio
         .into());
     }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name = format!("chatctl migrate (pid {} on {})", std::process::id(), host.trim());
+    let name = format!(
+        "chatctl migrate (pid {} on {})",
+        std::process::id(),
+        host.trim()
+    );
     let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| Error::usage(format!("invalid database URL: {}", crate::error::scrub(&e.to_string()))))?
+        .map_err(|e| {
+            Error::usage(format!(
+                "invalid database URL: {}",
+                crate::error::scrub(&e.to_string())
+            ))
+        })?
         .application_name(&name);
     crate::db::connect_with(connect_timeout, url, PgConnection::connect_with(&opts)).await
 }
@@ -173,7 +189,15 @@ impl Report for MigrateReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         if self.dry_run {
             if self.steps.is_empty() {
-                return writeln!(out, "-- nothing to {}", if self.direction == "up" { "apply" } else { "revert" });
+                return writeln!(
+                    out,
+                    "-- nothing to {}",
+                    if self.direction == "up" {
+                        "apply"
+                    } else {
+                        "revert"
+                    }
+                );
             }
             for s in &self.steps {
                 writeln!(out, "-- {}", s.file)?;
@@ -185,7 +209,11 @@ impl Report for MigrateReport {
         if self.steps.is_empty() {
             return writeln!(out, "up to date at version {}", fmt_version(self.version));
         }
-        let verb = if self.direction == "up" { "applied" } else { "reverted" };
+        let verb = if self.direction == "up" {
+            "applied"
+        } else {
+            "reverted"
+        };
         for s in &self.steps {
             writeln!(out, "{verb} {} ({} ms)", s.file, s.elapsed_ms.unwrap_or(0))?;
         }
@@ -226,9 +254,10 @@ async fn ensure_history(conn: &mut PgConnection) -> Result<()> {
 }
 
 async fn applied(conn: &mut PgConnection) -> Result<BTreeMap<i64, Applied>> {
-    let exists: bool = sqlx::query_scalar("select to_regclass('chatctl.schema_migrations') is not null")
-        .fetch_one(&mut *conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("select to_regclass('chatctl.schema_migrations') is not null")
+            .fetch_one(&mut *conn)
+            .await?;
     if !exists {
         return Ok(BTreeMap::new());
     }
@@ -269,7 +298,9 @@ async fn acquire_lock(conn: &mut PgConnection, timeout: Duration) -> Result<Dura
         if got {
             return Ok(start.elapsed());
         }
-        let holder = lock_holder(conn).await.unwrap_or_else(|_| "another session".into());
+        let holder = lock_holder(conn)
+            .await
+            .unwrap_or_else(|_| "another session".into());
         if start.elapsed() >= timeout {
             return Err(Error::new(
                 Kind::LockTimeout,
@@ -315,7 +346,9 @@ async fn lock_holder(conn: &mut PgConnection) -> Result<String> {
             format!(
                 "`{app}` (server pid {pid}, user {}, from {addr}, connected since {})",
                 user.unwrap_or_default(),
-                since.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default()
+                since
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default()
             )
         }
         None => "another session".into(),
@@ -345,15 +378,25 @@ fn check_history(migrations: &Migrations, applied: &BTreeMap<i64, Applied>) -> R
 }
 
 /// Applies pending migrations in order.
-pub async fn up(conn: &mut PgConnection, migrations: &Migrations, opts: &UpOptions) -> Result<MigrateReport> {
+pub async fn up(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+    opts: &UpOptions,
+) -> Result<MigrateReport> {
     if let Some(t) = opts.target
         && !migrations.ups.contains_key(&t)
     {
-        return Err(Error::usage(format!("there is no migration with version {t}"))
-            .with_help("see `chatctl migrate status` for the versions")
-            .into());
+        return Err(
+            Error::usage(format!("there is no migration with version {t}"))
+                .with_help("see `chatctl migrate status` for the versions")
+                .into(),
+        );
     }
-    let waited = if opts.dry_run { Duration::ZERO } else { acquire_lock(conn, opts.lock_timeout).await? };
+    let waited = if opts.dry_run {
+        Duration::ZERO
+    } else {
+        acquire_lock(conn, opts.lock_timeout).await?
+    };
     let result = up_locked(conn, migrations, opts).await;
     if !opts.dry_run {
         release_lock(conn).await;
@@ -363,7 +406,11 @@ pub async fn up(conn: &mut PgConnection, migrations: &Migrations, opts: &UpOptio
     Ok(report)
 }
 
-async fn up_locked(conn: &mut PgConnection, migrations: &Migrations, opts: &UpOptions) -> Result<MigrateReport> {
+async fn up_locked(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+    opts: &UpOptions,
+) -> Result<MigrateReport> {
     if !opts.dry_run {
         ensure_history(conn).await?;
     }
@@ -379,7 +426,12 @@ async fn up_locked(conn: &mut PgConnection, migrations: &Migrations, opts: &UpOp
     let mut steps = Vec::new();
     for m in pending {
         if opts.dry_run {
-            steps.push(Step { version: m.version, file: file_name(m), elapsed_ms: None, sql: Some(m.sql.to_string()) });
+            steps.push(Step {
+                version: m.version,
+                file: file_name(m),
+                elapsed_ms: None,
+                sql: Some(m.sql.to_string()),
+            });
             continue;
         }
         let start = Instant::now();
@@ -393,7 +445,13 @@ async fn up_locked(conn: &mut PgConnection, migrations: &Migrations, opts: &UpOp
             sql: None,
         });
     }
-    Ok(MigrateReport { direction: "up", dry_run: opts.dry_run, steps, version, waited_for_lock_ms: 0 })
+    Ok(MigrateReport {
+        direction: "up",
+        dry_run: opts.dry_run,
+        steps,
+        version,
+        waited_for_lock_ms: 0,
+    })
 }
 
 /// How a migration's history row changes with it.
@@ -403,7 +461,12 @@ enum Record {
 }
 
 /// Runs one migration script and its history change in one transaction.
-async fn run_in_tx(conn: &mut PgConnection, m: &Migration, record: Record, version_before: Option<i64>) -> Result<()> {
+async fn run_in_tx(
+    conn: &mut PgConnection,
+    m: &Migration,
+    record: Record,
+    version_before: Option<i64>,
+) -> Result<()> {
     let start = Instant::now();
     let mut tx = conn.begin().await.context("cannot begin a transaction")?;
     if let Err(e) = sqlx::raw_sql(&m.sql).execute(&mut *tx).await {
@@ -427,7 +490,9 @@ async fn run_in_tx(conn: &mut PgConnection, m: &Migration, record: Record, versi
             .await,
     };
     recorded.context("cannot record the migration in chatctl.schema_migrations")?;
-    tx.commit().await.with_context(|| format!("cannot commit {}", file_name(m)))?;
+    tx.commit()
+        .await
+        .with_context(|| format!("cannot commit {}", file_name(m)))?;
     Ok(())
 }
 
@@ -436,11 +501,20 @@ fn script_error(m: &Migration, e: &sqlx::Error, version_before: Option<i64>) -> 
     let file = file_name(m);
     let mut location = String::new();
     let mut message = e.to_string();
-    if let Some(db) = e.as_database_error().and_then(|d| d.try_downcast_ref::<PgDatabaseError>()) {
+    if let Some(db) = e
+        .as_database_error()
+        .and_then(|d| d.try_downcast_ref::<PgDatabaseError>())
+    {
         message = db.message().to_owned();
         match db.position() {
             Some(PgErrorPosition::Original(pos)) => {
-                let line = m.sql.chars().take(pos.saturating_sub(1)).filter(|c| *c == '\n').count() + 1;
+                let line = m
+                    .sql
+                    .chars()
+                    .take(pos.saturating_sub(1))
+                    .filter(|c| *c == '\n')
+                    .count()
+                    + 1;
                 location = format!(" at line {line}");
             }
             Some(PgErrorPosition::Internal { .. }) | None => {
@@ -462,8 +536,16 @@ fn script_error(m: &Migration, e: &sqlx::Error, version_before: Option<i64>) -> 
 }
 
 /// Reverts applied migrations, newest first.
-pub async fn down(conn: &mut PgConnection, migrations: &Migrations, opts: &DownOptions) -> Result<MigrateReport> {
-    let waited = if opts.dry_run { Duration::ZERO } else { acquire_lock(conn, opts.lock_timeout).await? };
+pub async fn down(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+    opts: &DownOptions,
+) -> Result<MigrateReport> {
+    let waited = if opts.dry_run {
+        Duration::ZERO
+    } else {
+        acquire_lock(conn, opts.lock_timeout).await?
+    };
     let result = down_locked(conn, migrations, opts).await;
     if !opts.dry_run {
         release_lock(conn).await;
@@ -473,7 +555,11 @@ pub async fn down(conn: &mut PgConnection, migrations: &Migrations, opts: &DownO
     Ok(report)
 }
 
-async fn down_locked(conn: &mut PgConnection, migrations: &Migrations, opts: &DownOptions) -> Result<MigrateReport> {
+async fn down_locked(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+    opts: &DownOptions,
+) -> Result<MigrateReport> {
     let applied = applied(conn).await?;
     check_history(migrations, &applied)?;
     let newest_first: Vec<i64> = applied.keys().rev().copied().collect();
@@ -492,20 +578,38 @@ async fn down_locked(conn: &mut PgConnection, migrations: &Migrations, opts: &Do
     let mut version = applied.keys().next_back().copied();
     for v in to_revert {
         let m = migrations.downs.get(&v).ok_or_else(|| {
-            Error::failed(format!("migration {v} has no .down.sql, so it cannot be reverted"))
+            Error::failed(format!(
+                "migration {v} has no .down.sql, so it cannot be reverted"
+            ))
         })?;
         let remaining = applied.range(..v).next_back().map(|(k, _)| *k);
         if opts.dry_run {
-            steps.push(Step { version: v, file: file_name(m), elapsed_ms: None, sql: Some(m.sql.to_string()) });
+            steps.push(Step {
+                version: v,
+                file: file_name(m),
+                elapsed_ms: None,
+                sql: Some(m.sql.to_string()),
+            });
             continue;
         }
         let start = Instant::now();
         tracing::info!(file = %file_name(m), "reverting migration");
         run_in_tx(conn, m, Record::Reverted, version).await?;
         version = remaining;
-        steps.push(Step { version: v, file: file_name(m), elapsed_ms: Some(start.elapsed().as_millis() as u64), sql: None });
+        steps.push(Step {
+            version: v,
+            file: file_name(m),
+            elapsed_ms: Some(start.elapsed().as_millis() as u64),
+            sql: None,
+        });
     }
-    Ok(MigrateReport { direction: "down", dry_run: opts.dry_run, steps, version, waited_for_lock_ms: 0 })
+    Ok(MigrateReport {
+        direction: "down",
+        dry_run: opts.dry_run,
+        steps,
+        version,
+        waited_for_lock_ms: 0,
+    })
 }
 
 /// The state of one migration.
@@ -560,12 +664,17 @@ impl Report for StatusReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let mut t = output::table(["VERSION", "DESCRIPTION", "STATE", "INSTALLED"]);
         for e in &self.migrations {
-            let state = serde_json::to_value(e.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let state = serde_json::to_value(e.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             t.add_row(vec![
                 format!("{:04}", e.version),
                 e.description.clone(),
                 state.replace('_', " "),
-                e.installed_on.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+                e.installed_on
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
             ]);
         }
         output::write_table(out, &t)?;
@@ -585,12 +694,20 @@ impl Report for StatusReport {
 }
 
 fn drift(migrations: &Migrations, applied: &BTreeMap<i64, Applied>) -> Vec<StatusEntry> {
-    entries(migrations, applied).into_iter().filter(|e| e.state.is_drift()).collect()
+    entries(migrations, applied)
+        .into_iter()
+        .filter(|e| e.state.is_drift())
+        .collect()
 }
 
 fn entries(migrations: &Migrations, applied: &BTreeMap<i64, Applied>) -> Vec<StatusEntry> {
     let newest_applied = applied.keys().next_back().copied();
-    let versions: BTreeSet<i64> = migrations.ups.keys().chain(applied.keys()).copied().collect();
+    let versions: BTreeSet<i64> = migrations
+        .ups
+        .keys()
+        .chain(applied.keys())
+        .copied()
+        .collect();
     versions
         .into_iter()
         .map(|v| {
@@ -635,8 +752,14 @@ pub async fn status(conn: &mut PgConnection, migrations: &Migrations) -> Result<
     Ok(StatusReport {
         version: applied.keys().next_back().copied(),
         latest: migrations.latest(),
-        pending: migrations_list.iter().filter(|e| matches!(e.state, State::Pending | State::Missing)).count(),
-        drift: migrations_list.iter().filter(|e| e.state.is_drift()).count(),
+        pending: migrations_list
+            .iter()
+            .filter(|e| matches!(e.state, State::Pending | State::Missing))
+            .count(),
+        drift: migrations_list
+            .iter()
+            .filter(|e| e.state.is_drift())
+            .count(),
         migrations: migrations_list,
     })
 }
@@ -651,7 +774,12 @@ pub struct NewReport {
 
 impl Report for NewReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        writeln!(out, "created {}\ncreated {}", self.up.display(), self.down.display())
+        writeln!(
+            out,
+            "created {}\ncreated {}",
+            self.up.display(),
+            self.down.display()
+        )
     }
 }
 
@@ -659,17 +787,24 @@ impl Report for NewReport {
 pub fn new_migration(dir: &Path, name: &str) -> Result<NewReport> {
     let valid = !name.is_empty()
         && name.len() <= 100
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && name.starts_with(|c: char| c.is_ascii_lowercase());
     if !valid {
         return Err(Error::usage(format!("invalid migration name `{name}`"))
-            .with_help("use snake_case: lowercase letters, digits and underscores, e.g. add_channel_pins")
+            .with_help(
+                "use snake_case: lowercase letters, digits and underscores, e.g. add_channel_pins",
+            )
             .into());
     }
     if !dir.is_dir() {
-        return Err(Error::usage(format!("migration directory {} does not exist", dir.display()))
-            .with_help("run from the project root, or pass --source DIR")
-            .into());
+        return Err(Error::usage(format!(
+            "migration directory {} does not exist",
+            dir.display()
+        ))
+        .with_help("run from the project root, or pass --source DIR")
+        .into());
     }
     let mut latest = 0i64;
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
@@ -682,9 +817,15 @@ pub fn new_migration(dir: &Path, name: &str) -> Result<NewReport> {
     let version = latest + 1;
     let up = dir.join(format!("{version:04}_{name}.up.sql"));
     let down = dir.join(format!("{version:04}_{name}.down.sql"));
-    std::fs::write(&up, format!("-- {name}: what this migration does and why.\n"))
-        .with_context(|| format!("cannot write {}", up.display()))?;
-    std::fs::write(&down, format!("-- Reverts {version:04}_{name}.up.sql exactly.\n"))
-        .with_context(|| format!("cannot write {}", down.display()))?;
+    std::fs::write(
+        &up,
+        format!("-- {name}: what this migration does and why.\n"),
+    )
+    .with_context(|| format!("cannot write {}", up.display()))?;
+    std::fs::write(
+        &down,
+        format!("-- Reverts {version:04}_{name}.up.sql exactly.\n"),
+    )
+    .with_context(|| format!("cannot write {}", down.display()))?;
     Ok(NewReport { version, up, down })
 }

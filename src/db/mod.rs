@@ -28,14 +28,21 @@ pub struct Target {
 /// The local cluster the config describes (not started).
 pub fn local_cluster(config: &Config) -> Result<local::LocalCluster> {
     let bins = local::PgBinaries::find(config.pg_bin_dir().as_deref(), config.path_env.as_deref())?;
-    local::LocalCluster::new(&config.data_dir(), bins, local::ServerOptions { durable: true })
+    local::LocalCluster::new(
+        &config.data_dir(),
+        bins,
+        local::ServerOptions { durable: true },
+    )
 }
 
 /// Resolves the database: `database.url` when set, else the local cluster, started on
 /// demand, with its `chatctl` database created if missing.
 pub async fn target(config: &Config) -> Result<Target> {
     if let Some(url) = config.database_url() {
-        return Ok(Target { url: url.to_owned(), local: None });
+        return Ok(Target {
+            url: url.to_owned(),
+            local: None,
+        });
     }
     let cluster = local_cluster(config)?;
     let port = {
@@ -46,23 +53,33 @@ pub async fn target(config: &Config) -> Result<Target> {
     };
     let admin = local::LocalCluster::url(port, "postgres");
     create_database_if_missing(&admin, local::DATABASE, config.connect_timeout()?).await?;
-    Ok(Target { url: local::LocalCluster::url(port, local::DATABASE), local: Some(cluster) })
+    Ok(Target {
+        url: local::LocalCluster::url(port, local::DATABASE),
+        local: Some(cluster),
+    })
 }
 
 /// Creates `name` through the maintenance database at `admin_url`, if it does not exist.
-pub async fn create_database_if_missing(admin_url: &str, name: &str, timeout: Duration) -> Result<()> {
+pub async fn create_database_if_missing(
+    admin_url: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
     use sqlx::Connection as _;
     let opts = PgConnectOptions::from_str(admin_url)?;
-    let mut conn = connect_with(timeout, admin_url, sqlx::PgConnection::connect_with(&opts)).await?;
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
+    let mut conn =
+        connect_with(timeout, admin_url, sqlx::PgConnection::connect_with(&opts)).await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
         let sql = format!("create database \"{}\"", name.replace('"', "\"\""));
         if let Err(e) = sqlx::raw_sql(&sql).execute(&mut conn).await {
             // Another chatctl process created it first.
-            let duplicate = e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04");
+            let duplicate =
+                e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04");
             if !duplicate {
                 return Err(e.into());
             }
@@ -101,7 +118,12 @@ pub async fn connect_with<T>(
 pub async fn pool(url: &str, config: &Config) -> Result<PgPool> {
     let timeout = config.connect_timeout()?;
     let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| Error::usage(format!("invalid database URL: {}", crate::error::scrub(&e.to_string()))))?
+        .map_err(|e| {
+            Error::usage(format!(
+                "invalid database URL: {}",
+                crate::error::scrub(&e.to_string())
+            ))
+        })?
         .application_name("chatctl");
     connect_with(
         timeout,

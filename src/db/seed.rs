@@ -79,15 +79,43 @@ impl Report for SeedReport {
 }
 
 const FIRST: &[&str] = &[
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj",
-    "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yusuf", "zoe", "amara", "bruno",
-    "chen", "dmitri", "elena", "farah", "goran", "hana", "ingrid", "jamal", "kenji", "lucia", "mateo",
-    "nadia", "oskar", "priya", "quinn", "rosa", "sven", "tariq", "uma", "vera", "wei", "ximena", "yara",
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yusuf", "zoe",
+    "amara", "bruno", "chen", "dmitri", "elena", "farah", "goran", "hana", "ingrid", "jamal",
+    "kenji", "lucia", "mateo", "nadia", "oskar", "priya", "quinn", "rosa", "sven", "tariq", "uma",
+    "vera", "wei", "ximena", "yara",
 ];
 const LAST: &[&str] = &[
-    "smith", "garcia", "müller", "nguyen", "kowalski", "okafor", "rossi", "tanaka", "silva", "novak",
-    "jensen", "dubois", "haddad", "ivanova", "kim", "larsen", "moreau", "patel", "quispe", "reyes",
-    "schmidt", "takahashi", "usman", "varga", "wang", "yilmaz", "zhang", "andersson", "brown", "costa",
+    "smith",
+    "garcia",
+    "müller",
+    "nguyen",
+    "kowalski",
+    "okafor",
+    "rossi",
+    "tanaka",
+    "silva",
+    "novak",
+    "jensen",
+    "dubois",
+    "haddad",
+    "ivanova",
+    "kim",
+    "larsen",
+    "moreau",
+    "patel",
+    "quispe",
+    "reyes",
+    "schmidt",
+    "takahashi",
+    "usman",
+    "varga",
+    "wang",
+    "yilmaz",
+    "zhang",
+    "andersson",
+    "brown",
+    "costa",
 ];
 
 /// The vocabulary, most frequent first (Zipf rank order): function words, then the nouns and
@@ -110,7 +138,18 @@ lunch coffee weekend holiday vacation sick remote office call zoom link slides n
 great awesome nice cool weird strange interesting annoying done ready waiting blocked started \
 finished closed opened assigned reviewed approved shipped reverted pinned archived muted";
 
-const EMOJIS: &[&str] = &["+1", "eyes", "tada", "heart", "white_check_mark", "joy", "pray", "rocket", "thinking_face", "fire"];
+const EMOJIS: &[&str] = &[
+    "+1",
+    "eyes",
+    "tada",
+    "heart",
+    "white_check_mark",
+    "joy",
+    "pray",
+    "rocket",
+    "thinking_face",
+    "fire",
+];
 
 struct Gen {
     rng: ChaCha8Rng,
@@ -155,8 +194,15 @@ struct CopyStream<'c> {
 
 impl<'c> CopyStream<'c> {
     async fn open(conn: &'c mut sqlx::PgConnection, statement: &str) -> Result<CopyStream<'c>> {
-        let copy = conn.copy_in_raw(statement).await.with_context(|| format!("cannot start `{statement}`"))?;
-        Ok(CopyStream { copy, buf: String::with_capacity(1 << 20), rows: 0 })
+        let copy = conn
+            .copy_in_raw(statement)
+            .await
+            .with_context(|| format!("cannot start `{statement}`"))?;
+        Ok(CopyStream {
+            copy,
+            buf: String::with_capacity(1 << 20),
+            rows: 0,
+        })
     }
 
     async fn row_done(&mut self) -> Result<()> {
@@ -186,22 +232,29 @@ impl<'c> CopyStream<'c> {
 /// Generates and loads the data set.
 pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     if opts.users < 2 || opts.channels < 1 || opts.workspaces < 1 {
-        return Err(Error::usage("dev seed needs at least 2 users, 1 channel and 1 workspace").into());
+        return Err(
+            Error::usage("dev seed needs at least 2 users, 1 channel and 1 workspace").into(),
+        );
     }
     let started = Instant::now();
     let mut conn = pool.acquire().await?;
-    let already: bool = sqlx::query_scalar("select exists (select 1 from public.users where external_source = $1)")
-        .bind(SOURCE)
-        .fetch_one(&mut *conn)
-        .await
-        .context("cannot read public.users; has `chatctl migrate up` run?")?;
+    let already: bool =
+        sqlx::query_scalar("select exists (select 1 from public.users where external_source = $1)")
+            .bind(SOURCE)
+            .fetch_one(&mut *conn)
+            .await
+            .context("cannot read public.users; has `chatctl migrate up` run?")?;
     if already {
         return Err(Error::usage("this database already holds seeded data")
-            .with_help("seed a fresh database (e.g. `chatctl migrate down --to 0 && chatctl migrate up`)")
+            .with_help(
+                "seed a fresh database (e.g. `chatctl migrate down --to 0 && chatctl migrate up`)",
+            )
             .into());
     }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(opts.seed) };
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(opts.seed),
+    };
     let now: DateTime<Utc> = DateTime::from_timestamp(1_767_225_600, 0).expect("valid timestamp"); // 2026-01-01
     let start = now - ChronoDuration::days(90);
     let bar = Progress::new(opts.messages, "messages", !opts.progress);
@@ -215,7 +268,13 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         let f = FIRST[g.rng.random_range(0..FIRST.len())];
         let l = LAST[g.rng.random_range(0..LAST.len())];
         usernames.push(format!("{f}.{l}{i}"));
-        display.push(format!("{}{} {}{}", f[..1].to_uppercase(), &f[1..], l[..1].to_uppercase(), &l[1..]));
+        display.push(format!(
+            "{}{} {}{}",
+            f[..1].to_uppercase(),
+            &f[1..],
+            l[..1].to_uppercase(),
+            &l[1..]
+        ));
     }
     let created = ts(start - ChronoDuration::days(30));
     {
@@ -279,19 +338,41 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     // Workspaces: users are spread round-robin; the first of each is its owner.
     let n_ws = opts.workspaces as usize;
     let ws_ids: Vec<Uuid> = (0..n_ws).map(|_| g.uuid()).collect();
-    let ws_users: Vec<Vec<usize>> = (0..n_ws).map(|w| (w..n_users).step_by(n_ws).collect()).collect();
+    let ws_users: Vec<Vec<usize>> = (0..n_ws)
+        .map(|w| (w..n_users).step_by(n_ws).collect())
+        .collect();
     {
-        let mut c = CopyStream::open(&mut tx, "copy public.workspaces (id, slug, name, created_by, created_at) from stdin").await?;
+        let mut c = CopyStream::open(
+            &mut tx,
+            "copy public.workspaces (id, slug, name, created_by, created_at) from stdin",
+        )
+        .await?;
         for (w, id) in ws_ids.iter().enumerate() {
-            let _ = write!(c.buf, "{id}\tseed-{w}\tSeeded workspace {w}\t{}\t{created}", user_ids[ws_users[w][0]]);
+            let _ = write!(
+                c.buf,
+                "{id}\tseed-{w}\tSeeded workspace {w}\t{}\t{created}",
+                user_ids[ws_users[w][0]]
+            );
             c.row_done().await?;
         }
         c.finish().await?;
-        let mut c = CopyStream::open(&mut tx, "copy public.workspace_members (workspace_id, user_id, role) from stdin").await?;
+        let mut c = CopyStream::open(
+            &mut tx,
+            "copy public.workspace_members (workspace_id, user_id, role) from stdin",
+        )
+        .await?;
         for (w, users) in ws_users.iter().enumerate() {
             for (k, &u) in users.iter().enumerate() {
                 let roll: f64 = g.rng.random();
-                let role = if k == 0 { "owner" } else if roll < 0.01 { "admin" } else if roll < 0.03 { "guest" } else { "member" };
+                let role = if k == 0 {
+                    "owner"
+                } else if roll < 0.01 {
+                    "admin"
+                } else if roll < 0.03 {
+                    "guest"
+                } else {
+                    "member"
+                };
                 let _ = write!(c.buf, "{}\t{}\t{role}", ws_ids[w], user_ids[u]);
                 c.row_done().await?;
             }
@@ -339,7 +420,8 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
                 picked.into_iter().collect()
             };
             let dm_key = if kind == "dm" || kind == "group_dm" {
-                let mut ids: Vec<String> = members.iter().map(|&u| user_ids[u].to_string()).collect();
+                let mut ids: Vec<String> =
+                    members.iter().map(|&u| user_ids[u].to_string()).collect();
                 ids.sort();
                 let key = ids.join(",");
                 if !dm_keys.insert((w, key.clone())) {
@@ -353,22 +435,47 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
             let _ = write!(cc, "{id}\t{}\t", ws_ids[w]);
             match kind {
                 "public" | "private" => {
-                    let name = if general { "general".to_owned() } else { format!("{}-{i}", word_at(g.rng.random_range(60..300))) };
-                    let purpose = if general { "general" } else { purposes[g.rng.random_range(0..purposes.len())] };
-                    let _ = write!(cc, "{name}\t{kind}\tDiscussion about {name}\t{purpose}\t\\N");
+                    let name = if general {
+                        "general".to_owned()
+                    } else {
+                        format!("{}-{i}", word_at(g.rng.random_range(60..300)))
+                    };
+                    let purpose = if general {
+                        "general"
+                    } else {
+                        purposes[g.rng.random_range(0..purposes.len())]
+                    };
+                    let _ = write!(
+                        cc,
+                        "{name}\t{kind}\tDiscussion about {name}\t{purpose}\t\\N"
+                    );
                 }
                 _ => {
-                    let _ = write!(cc, "\\N\t{kind}\t\t\\N\t{}", dm_key.as_deref().unwrap_or_default());
+                    let _ = write!(
+                        cc,
+                        "\\N\t{kind}\t\t\\N\t{}",
+                        dm_key.as_deref().unwrap_or_default()
+                    );
                 }
             }
             let _ = writeln!(cc, "\t{}\t{created}", user_ids[creator]);
             members.sort_unstable();
             for (k, &u) in members.iter().enumerate() {
-                let role = if k == 0 { "owner" } else if k < 3 && kind != "dm" && g.rng.random_bool(0.3) { "moderator" } else { "member" };
+                let role = if k == 0 {
+                    "owner"
+                } else if k < 3 && kind != "dm" && g.rng.random_bool(0.3) {
+                    "moderator"
+                } else {
+                    "member"
+                };
                 let _ = writeln!(mc, "{id}\t{}\t{role}", user_ids[u]);
                 memberships += 1;
             }
-            channels.push(Channel { id, workspace: w, members });
+            channels.push(Channel {
+                id,
+                workspace: w,
+                members,
+            });
         }
         let mut c = CopyStream::open(
             &mut tx,
@@ -378,7 +485,11 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         c.buf = cc;
         c.rows = channels.len() as u64;
         c.finish().await?;
-        let mut c = CopyStream::open(&mut tx, "copy public.members (channel_id, user_id, role) from stdin").await?;
+        let mut c = CopyStream::open(
+            &mut tx,
+            "copy public.members (channel_id, user_id, role) from stdin",
+        )
+        .await?;
         c.buf = mc;
         c.finish().await?;
         for (w, id) in ws_ids.iter().enumerate() {
@@ -396,7 +507,9 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     let empty: bool = sqlx::query_scalar("select not exists (select 1 from public.chat)")
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::raw_sql("set local maintenance_work_mem = '256MB'").execute(&mut *tx).await?;
+    sqlx::raw_sql("set local maintenance_work_mem = '256MB'")
+        .execute(&mut *tx)
+        .await?;
     let deferred = if empty {
         Some(crate::db::bulk::defer(&mut tx, &["public.chat", "public.emojis"]).await?)
     } else {
@@ -427,9 +540,13 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     for i in 0..opts.messages {
         let ch = channel_zipf.sample(&mut g.rng) as usize - 1;
         let chan = &channels[ch];
-        let author = chan.members[(author_zipf[ch].sample(&mut g.rng) as usize - 1).min(chan.members.len() - 1)];
+        let author = chan.members
+            [(author_zipf[ch].sample(&mut g.rng) as usize - 1).min(chan.members.len() - 1)];
         let id = g.uuid();
-        let at = start + ChronoDuration::microseconds((span_us * (i as f64 + g.rng.random::<f64>()) / opts.messages as f64) as i64);
+        let at = start
+            + ChronoDuration::microseconds(
+                (span_us * (i as f64 + g.rng.random::<f64>()) / opts.messages as f64) as i64,
+            );
         let parent = if !recent[ch].is_empty() && g.rng.random_bool(0.2) {
             let r = &recent[ch];
             Some(r[r.len() - 1 - g.rng.random_range(0..r.len().min(20))])
@@ -454,7 +571,12 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
             text.push_str(words[word_zipf.sample(&mut g.rng) as usize - 1]);
         }
         if g.rng.random_bool(0.03) {
-            let _ = write!(text, " https://example.com/{}/{}", words[g.rng.random_range(100..words.len())], i % 997);
+            let _ = write!(
+                text,
+                " https://example.com/{}/{}",
+                words[g.rng.random_range(100..words.len())],
+                i % 997
+            );
         }
         text.push(if g.rng.random_bool(0.15) { '?' } else { '.' });
         let mut message = serde_json::json!({ "text": text });
@@ -522,7 +644,11 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     }
     c.buf = replies_buf;
     c.finish().await?;
-    let mut c = CopyStream::open(&mut tx, "copy public.emojis (message_id, user_id, emoji) from stdin").await?;
+    let mut c = CopyStream::open(
+        &mut tx,
+        "copy public.emojis (message_id, user_id, emoji) from stdin",
+    )
+    .await?;
     c.buf = reactions_buf;
     c.finish().await?;
     if let Some(d) = deferred {

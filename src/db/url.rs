@@ -7,7 +7,9 @@ pub fn parse(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
     match url.scheme() {
         "postgres" | "postgresql" => Ok(url),
-        other => Err(format!("unsupported scheme `{other}`, expected postgres://")),
+        other => Err(format!(
+            "unsupported scheme `{other}`, expected postgres://"
+        )),
     }
 }
 
@@ -38,7 +40,11 @@ pub fn redact(text: &str) -> String {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") { "***".into() } else { v.into_owned() };
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".into()
+                    } else {
+                        v.into_owned()
+                    };
                     (k.into_owned(), v)
                 })
                 .collect();
@@ -56,7 +62,9 @@ pub fn redact(text: &str) -> String {
 pub fn transaction_pooler_reason(text: &str) -> Option<String> {
     let url = Url::parse(text).ok()?;
     if url.port() == Some(6543) {
-        return Some("port 6543 is the transaction-mode pooler (Supavisor/PgBouncer) on Supabase".into());
+        return Some(
+            "port 6543 is the transaction-mode pooler (Supavisor/PgBouncer) on Supabase".into(),
+        );
     }
     for (k, v) in url.query_pairs() {
         if k == "pgbouncer" && v == "true" {
@@ -77,14 +85,25 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("postgres://u@h/db?password=x"), "postgres://u@h/db?password=***");
-        assert_eq!(password("postgres://u:p%40ss@h/db").as_deref(), Some("p@ss"));
+        assert_eq!(
+            redact("postgres://u@h/db?password=x"),
+            "postgres://u@h/db?password=***"
+        );
+        assert_eq!(
+            password("postgres://u:p%40ss@h/db").as_deref(),
+            Some("p@ss")
+        );
     }
 
     #[test]
     fn spots_transaction_poolers() {
-        assert!(transaction_pooler_reason("postgres://u:p@aws-0-eu.pooler.supabase.com:6543/postgres").is_some());
+        assert!(
+            transaction_pooler_reason("postgres://u:p@aws-0-eu.pooler.supabase.com:6543/postgres")
+                .is_some()
+        );
         assert!(transaction_pooler_reason("postgres://u:p@h:5432/db?pgbouncer=true").is_some());
-        assert!(transaction_pooler_reason("postgres://u:p@db.abc.supabase.co:5432/postgres").is_none());
+        assert!(
+            transaction_pooler_reason("postgres://u:p@db.abc.supabase.co:5432/postgres").is_none()
+        );
     }
 }

@@ -8,14 +8,23 @@ fn help_lists_every_command_with_its_purpose() {
     let (stdout, _) = outputs(&out);
     assert!(out.status.success());
     for cmd in ["up", "migrate", "dev", "config", "completions"] {
-        let line = stdout.lines().find(|l| l.trim_start().starts_with(&format!("{cmd} "))).unwrap_or_else(|| panic!("{cmd} in {stdout}"));
-        assert!(line.split_whitespace().count() > 2, "{cmd} has a one-line purpose: {line}");
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("{cmd} in {stdout}"));
+        assert!(
+            line.split_whitespace().count() > 2,
+            "{cmd} has a one-line purpose: {line}"
+        );
     }
 }
 
 #[test]
 fn unknown_flag_is_a_usage_error() {
-    let out = chatctl(&[]).args(["migrate", "up", "--frobnicate"]).output().unwrap();
+    let out = chatctl(&[])
+        .args(["migrate", "up", "--frobnicate"])
+        .output()
+        .unwrap();
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("--frobnicate"), "{stderr}");
@@ -26,7 +35,10 @@ fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let out = chatctl(&[]).args(["completions", shell]).output().unwrap();
         assert!(out.status.success());
-        assert!(String::from_utf8_lossy(&out.stdout).contains("migrate"), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("migrate"),
+            "{shell}"
+        );
     }
 }
 
@@ -34,11 +46,20 @@ fn completions_are_printed_for_each_shell() {
 fn unreachable_database_exits_69_without_the_password() {
     // Port 1 on loopback: nothing listens there.
     let url = "postgres://app:Sup3rS3cret!@127.0.0.1:1/chat";
-    let out = chatctl(&[("DATABASE_URL", url)]).args(["migrate", "status", "-o", "json"]).output().unwrap();
+    let out = chatctl(&[("DATABASE_URL", url)])
+        .args(["migrate", "status", "-o", "json"])
+        .output()
+        .unwrap();
     let (stdout, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(69), "{stderr}");
-    assert!(stderr.contains("cannot connect to the database at postgres://app:***@127.0.0.1:1/chat"), "{stderr}");
-    assert!(!stderr.contains("Sup3rS3cret") && !stdout.contains("Sup3rS3cret"), "{stdout} {stderr}");
+    assert!(
+        stderr.contains("cannot connect to the database at postgres://app:***@127.0.0.1:1/chat"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Sup3rS3cret") && !stdout.contains("Sup3rS3cret"),
+        "{stdout} {stderr}"
+    );
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["error"]["exit_code"], 69);
 }
@@ -48,29 +69,54 @@ fn a_bad_config_file_is_reported_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("chatctl.yaml");
     std::fs::write(&file, "database:\n  max_connections: 5\n  url: [unclosed\n").unwrap();
-    let out = chatctl(&[]).args(["config", "show", "--config"]).arg(&file).output().unwrap();
+    let out = chatctl(&[])
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("invalid config file") && stderr.contains("line 3"), "{stderr}");
+    assert!(
+        stderr.contains("invalid config file") && stderr.contains("line 3"),
+        "{stderr}"
+    );
 
     std::fs::write(&file, "database:\n  max_connections: lots\n").unwrap();
-    let out = chatctl(&[]).args(["config", "show", "--config"]).arg(&file).output().unwrap();
+    let out = chatctl(&[])
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
 
-    let out = chatctl(&[("CHATCTL_CONFIG", "/nonexistent/chatctl.yaml")]).args(["config", "show"]).output().unwrap();
+    let out = chatctl(&[("CHATCTL_CONFIG", "/nonexistent/chatctl.yaml")])
+        .args(["config", "show"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(outputs(&out).1.contains("cannot read config file /nonexistent/chatctl.yaml"));
+    assert!(
+        outputs(&out)
+            .1
+            .contains("cannot read config file /nonexistent/chatctl.yaml")
+    );
 }
 
 #[test]
 fn config_show_layers_and_masks_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("chatctl.yaml");
-    std::fs::write(&file, "database:\n  max_connections: 7\nopenai:\n  api_key: sk-from-file-123456\n").unwrap();
+    std::fs::write(
+        &file,
+        "database:\n  max_connections: 7\nopenai:\n  api_key: sk-from-file-123456\n",
+    )
+    .unwrap();
     let out = chatctl(&[
-        ("DATABASE_URL", "postgres://app:pw-in-env-123@db.internal:5432/chat"),
+        (
+            "DATABASE_URL",
+            "postgres://app:pw-in-env-123@db.internal:5432/chat",
+        ),
         ("CHATCTL_DATABASE__CONNECT_TIMEOUT", "3s"),
         ("SUPABASE_JWT_SECRET", "jwt-secret-abcdef"),
     ])
@@ -84,30 +130,63 @@ fn config_show_layers_and_masks_secrets() {
         assert!(!stdout.contains(secret), "{secret} leaked: {stdout}");
     }
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let entry = |k: &str| json["entries"].as_array().unwrap().iter().find(|e| e["key"] == k).unwrap().clone();
+    let entry = |k: &str| {
+        json["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == k)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(entry("database.max_connections")["value"], "7");
     assert_eq!(entry("database.max_connections")["origin"]["kind"], "file");
-    assert_eq!(entry("database.connect_timeout")["origin"]["name"], "CHATCTL_DATABASE__CONNECT_TIMEOUT");
-    assert_eq!(entry("database.url")["value"], "postgres://app:***@db.internal:5432/chat");
+    assert_eq!(
+        entry("database.connect_timeout")["origin"]["name"],
+        "CHATCTL_DATABASE__CONNECT_TIMEOUT"
+    );
+    assert_eq!(
+        entry("database.url")["value"],
+        "postgres://app:***@db.internal:5432/chat"
+    );
     assert_eq!(entry("openai.api_key")["value"], "***");
     assert_eq!(entry("migrate.lock_timeout")["origin"]["kind"], "built_in");
 }
 
 #[test]
 fn flags_win_over_the_environment() {
-    let out = chatctl(&[("CHATCTL_OUTPUT", "yaml")]).args(["config", "show", "-o", "json"]).output().unwrap();
+    let out = chatctl(&[("CHATCTL_OUTPUT", "yaml")])
+        .args(["config", "show", "-o", "json"])
+        .output()
+        .unwrap();
     assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok());
-    let out = chatctl(&[("CHATCTL_OUTPUT", "yaml")]).args(["config", "show"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("file:"), "env picks yaml");
-    let out = chatctl(&[("CHATCTL_OUTPUT", "xml")]).args(["config", "show"]).output().unwrap();
+    let out = chatctl(&[("CHATCTL_OUTPUT", "yaml")])
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("file:"),
+        "env picks yaml"
+    );
+    let out = chatctl(&[("CHATCTL_OUTPUT", "xml")])
+        .args(["config", "show"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(outputs(&out).1.contains("invalid `output` = `xml` (from env CHATCTL_OUTPUT)"));
+    assert!(
+        outputs(&out)
+            .1
+            .contains("invalid `output` = `xml` (from env CHATCTL_OUTPUT)")
+    );
 }
 
 #[tokio::test]
 async fn migrate_status_json_is_stable() {
     let db = TestDb::new().await;
-    let out = chatctl(&[("DATABASE_URL", &db.url)]).args(["migrate", "status", "--output", "json"]).output().unwrap();
+    let out = chatctl(&[("DATABASE_URL", &db.url)])
+        .args(["migrate", "status", "--output", "json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["version"], 3);

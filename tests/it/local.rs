@@ -4,11 +4,17 @@ use crate::support::{chatctl, outputs};
 
 #[test]
 fn dev_up_status_url_down_manage_a_local_cluster() {
-    let dir = tempfile::Builder::new().prefix("chatctl-dev-").tempdir_in("/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("chatctl-dev-")
+        .tempdir_in("/tmp")
+        .unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
     let env = [("CHATCTL_LOCAL__DATA_DIR", data.as_str())];
 
-    let out = chatctl(&env).args(["dev", "status", "-o", "json"]).output().unwrap();
+    let out = chatctl(&env)
+        .args(["dev", "status", "-o", "json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{:?}", outputs(&out));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["state"], "not_initialized");
@@ -16,21 +22,36 @@ fn dev_up_status_url_down_manage_a_local_cluster() {
     let out = chatctl(&env).args(["dev", "url"]).output().unwrap();
     assert!(out.status.success(), "{:?}", outputs(&out));
     let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(url.starts_with("postgres://postgres@127.0.0.1:") && url.ends_with("/chatctl"), "{url}");
+    assert!(
+        url.starts_with("postgres://postgres@127.0.0.1:") && url.ends_with("/chatctl"),
+        "{url}"
+    );
 
     // Any command without DATABASE_URL uses it, started on demand.
-    chatctl(&env).args(["migrate", "up", "-q"]).assert().success();
-    let out = chatctl(&env).args(["migrate", "status", "-o", "json"]).output().unwrap();
+    chatctl(&env)
+        .args(["migrate", "up", "-q"])
+        .assert()
+        .success();
+    let out = chatctl(&env)
+        .args(["migrate", "status", "-o", "json"])
+        .output()
+        .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["pending"], 0, "{status}");
 
-    let out = chatctl(&env).args(["dev", "status", "-o", "json"]).output().unwrap();
+    let out = chatctl(&env)
+        .args(["dev", "status", "-o", "json"])
+        .output()
+        .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["state"], "running");
     assert_eq!(status["url"].as_str(), Some(url.as_str()));
 
     chatctl(&env).args(["dev", "down"]).assert().success();
-    let out = chatctl(&env).args(["dev", "status", "-o", "json"]).output().unwrap();
+    let out = chatctl(&env)
+        .args(["dev", "status", "-o", "json"])
+        .output()
+        .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["state"], "stopped");
 
@@ -38,17 +59,23 @@ fn dev_up_status_url_down_manage_a_local_cluster() {
     let out = chatctl(&env).args(["up", "--detach"]).output().unwrap();
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout} {stderr}");
-    assert!(stdout.contains("chatctl is up") && stdout.contains("psql postgres://postgres@127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout.contains("chatctl is up") && stdout.contains("psql postgres://postgres@127.0.0.1:"),
+        "{stdout}"
+    );
     chatctl(&env).args(["dev", "down"]).assert().success();
 }
 
 #[test]
 fn missing_postgres_binaries_give_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = chatctl(&[("PATH", "/nonexistent"), ("CHATCTL_LOCAL__PG_BIN_DIR", dir.path().to_str().unwrap())])
-        .args(["migrate", "status"])
-        .output()
-        .unwrap();
+    let out = chatctl(&[
+        ("PATH", "/nonexistent"),
+        ("CHATCTL_LOCAL__PG_BIN_DIR", dir.path().to_str().unwrap()),
+    ])
+    .args(["migrate", "status"])
+    .output()
+    .unwrap();
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(69), "{stderr}");
     assert!(stderr.contains("no PostgreSQL server binaries"), "{stderr}");

@@ -9,7 +9,11 @@ use sqlx::Connection as _;
 use crate::support::{TestDb, chatctl, outputs};
 
 fn up_all() -> UpOptions {
-    UpOptions { target: None, dry_run: false, lock_timeout: Duration::from_secs(30) }
+    UpOptions {
+        target: None,
+        dry_run: false,
+        lock_timeout: Duration::from_secs(30),
+    }
 }
 
 async fn embedded() -> Migrations {
@@ -40,7 +44,9 @@ fn copy_migrations(dir: &Path) {
 async fn up_down_up_round_trips_every_migration() {
     let db = TestDb::empty().await;
     let m = embedded().await;
-    let mut c = migrate::connect(&db.url, Duration::from_secs(10)).await.unwrap();
+    let mut c = migrate::connect(&db.url, Duration::from_secs(10))
+        .await
+        .unwrap();
     let report = migrate::up(&mut c, &m, &up_all()).await.unwrap();
     assert_eq!(report.version, m.latest());
     let after_up = tables(&db).await;
@@ -48,12 +54,19 @@ async fn up_down_up_round_trips_every_migration() {
 
     // One step at a time back to nothing, and up again: every down script undoes its up.
     for _ in 0..m.latest().unwrap() {
-        let opts = DownOptions { target: DownTarget::Steps(1), dry_run: false, lock_timeout: Duration::from_secs(5) };
+        let opts = DownOptions {
+            target: DownTarget::Steps(1),
+            dry_run: false,
+            lock_timeout: Duration::from_secs(5),
+        };
         migrate::down(&mut c, &m, &opts).await.unwrap();
     }
     let status = migrate::status(&mut c, &m).await.unwrap();
     assert_eq!(status.version, None);
-    assert_eq!(tables(&db).await, vec!["chatctl.schema_migrations".to_owned()]);
+    assert_eq!(
+        tables(&db).await,
+        vec!["chatctl.schema_migrations".to_owned()]
+    );
 
     migrate::up(&mut c, &m, &up_all()).await.unwrap();
     assert_eq!(tables(&db).await, after_up);
@@ -65,14 +78,40 @@ async fn up_down_up_round_trips_every_migration() {
 async fn up_to_a_version_and_dry_run_change_only_what_they_say() {
     let db = TestDb::empty().await;
     let m = embedded().await;
-    let mut c = migrate::connect(&db.url, Duration::from_secs(10)).await.unwrap();
+    let mut c = migrate::connect(&db.url, Duration::from_secs(10))
+        .await
+        .unwrap();
 
-    let dry = migrate::up(&mut c, &m, &UpOptions { dry_run: true, ..up_all() }).await.unwrap();
+    let dry = migrate::up(
+        &mut c,
+        &m,
+        &UpOptions {
+            dry_run: true,
+            ..up_all()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(dry.steps.len(), 3);
-    assert!(dry.steps[1].sql.as_deref().unwrap().contains("create table public.chat"));
+    assert!(
+        dry.steps[1]
+            .sql
+            .as_deref()
+            .unwrap()
+            .contains("create table public.chat")
+    );
     assert!(tables(&db).await.is_empty(), "a dry run changes nothing");
 
-    migrate::up(&mut c, &m, &UpOptions { target: Some(1), ..up_all() }).await.unwrap();
+    migrate::up(
+        &mut c,
+        &m,
+        &UpOptions {
+            target: Some(1),
+            ..up_all()
+        },
+    )
+    .await
+    .unwrap();
     let status = migrate::status(&mut c, &m).await.unwrap();
     assert_eq!(status.version, Some(1));
     assert_eq!(status.pending, 2);
@@ -101,9 +140,15 @@ async fn two_concurrent_runs_apply_the_schema_once_and_both_succeed() {
     let ja: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
     let jb: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
     let applied = ja["steps"].as_array().unwrap().len() + jb["steps"].as_array().unwrap().len();
-    assert_eq!(applied, 3, "each migration applied exactly once between the two runs: {ja} {jb}");
+    assert_eq!(
+        applied, 3,
+        "each migration applied exactly once between the two runs: {ja} {jb}"
+    );
     let mut c = db.conn().await;
-    let rows: i64 = sqlx::query_scalar("select count(*) from chatctl.schema_migrations").fetch_one(&mut c).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("select count(*) from chatctl.schema_migrations")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     assert_eq!(rows, 3);
 }
 
@@ -117,7 +162,10 @@ async fn a_lock_wait_is_bounded_and_names_the_holder() {
         .database(&db.name)
         .application_name("nightly-deploy job 4711");
     let mut holder = sqlx::PgConnection::connect_with(&opts).await.unwrap();
-    sqlx::query("select pg_advisory_lock(x'6368617463746c00'::bigint)").execute(&mut holder).await.unwrap();
+    sqlx::query("select pg_advisory_lock(x'6368617463746c00'::bigint)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
 
     let out = chatctl(&[("DATABASE_URL", &db.url)])
         .args(["migrate", "up", "--lock-timeout", "1s"])
@@ -125,8 +173,14 @@ async fn a_lock_wait_is_bounded_and_names_the_holder() {
         .unwrap();
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(75), "{stderr}");
-    assert!(stderr.contains("waiting for the migration lock"), "{stderr}");
-    assert!(stderr.contains("nightly-deploy job 4711"), "the holder is named: {stderr}");
+    assert!(
+        stderr.contains("waiting for the migration lock"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nightly-deploy job 4711"),
+        "the holder is named: {stderr}"
+    );
     holder.close().await.unwrap();
 }
 
@@ -156,7 +210,11 @@ async fn a_failing_migration_names_file_and_line_and_leaves_the_previous_version
         "create table public.half_done (id int);\n\ninsert into public.half_done values (1);\nselect * from public.no_such_table;\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("0004_broken.down.sql"), "drop table public.half_done;\n").unwrap();
+    std::fs::write(
+        dir.path().join("0004_broken.down.sql"),
+        "drop table public.half_done;\n",
+    )
+    .unwrap();
 
     let out = chatctl(&[("DATABASE_URL", &db.url)])
         .args(["migrate", "up", "--output", "json", "--source"])
@@ -165,18 +223,31 @@ async fn a_failing_migration_names_file_and_line_and_leaves_the_previous_version
         .unwrap();
     let (stdout, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("0004_broken.up.sql failed at line 4"), "{stderr}");
+    assert!(
+        stderr.contains("0004_broken.up.sql failed at line 4"),
+        "{stderr}"
+    );
     assert!(stderr.contains("no_such_table"), "{stderr}");
     assert!(stderr.contains("still at version 3"), "{stderr}");
     // Under --output json, stdout is JSON on failure too.
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["ok"], false);
-    assert!(json["error"]["message"].as_str().unwrap().contains("0004_broken.up.sql"));
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("0004_broken.up.sql")
+    );
 
     let mut c = db.conn().await;
-    let exists: bool = sqlx::query_scalar("select to_regclass('public.half_done') is not null").fetch_one(&mut c).await.unwrap();
+    let exists: bool = sqlx::query_scalar("select to_regclass('public.half_done') is not null")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     assert!(!exists, "nothing of the failed migration remains");
-    let m = Migrations::load(&Source::Dir(dir.path().to_owned())).await.unwrap();
+    let m = Migrations::load(&Source::Dir(dir.path().to_owned()))
+        .await
+        .unwrap();
     let status = migrate::status(&mut c, &m).await.unwrap();
     assert_eq!(status.version, Some(3));
 }
@@ -187,14 +258,26 @@ async fn verify_reports_an_edited_migration_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     copy_migrations(dir.path());
     let env = [("DATABASE_URL", db.url.as_str())];
-    chatctl(&env).args(["migrate", "up", "--source"]).arg(dir.path()).assert().success();
-    chatctl(&env).args(["migrate", "verify", "--source"]).arg(dir.path()).assert().code(0);
+    chatctl(&env)
+        .args(["migrate", "up", "--source"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    chatctl(&env)
+        .args(["migrate", "verify", "--source"])
+        .arg(dir.path())
+        .assert()
+        .code(0);
 
     let file = dir.path().join("0002_chat_schema.up.sql");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text + "\n-- an innocent-looking edit\n").unwrap();
 
-    let out = chatctl(&env).args(["migrate", "verify", "--output", "json", "--source"]).arg(dir.path()).output().unwrap();
+    let out = chatctl(&env)
+        .args(["migrate", "verify", "--output", "json", "--source"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let (stdout, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout} {stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -202,7 +285,11 @@ async fn verify_reports_an_edited_migration_with_exit_2() {
     assert_eq!(json["migrations"][1]["state"], "checksum_mismatch");
 
     // And `up` refuses to build on a drifted history.
-    let out = chatctl(&env).args(["migrate", "up", "--source"]).arg(dir.path()).output().unwrap();
+    let out = chatctl(&env)
+        .args(["migrate", "up", "--source"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(outputs(&out).1.contains("was edited after it was applied"));
 }
@@ -215,12 +302,24 @@ async fn status_knows_unknown_and_missing_migrations() {
         .execute(&mut c)
         .await
         .unwrap();
-    sqlx::query("delete from chatctl.schema_migrations where version = 2").execute(&mut c).await.unwrap();
+    sqlx::query("delete from chatctl.schema_migrations where version = 2")
+        .execute(&mut c)
+        .await
+        .unwrap();
     let status = migrate::status(&mut c, &embedded().await).await.unwrap();
-    let states: Vec<(i64, State)> = status.migrations.iter().map(|e| (e.version, e.state)).collect();
+    let states: Vec<(i64, State)> = status
+        .migrations
+        .iter()
+        .map(|e| (e.version, e.state))
+        .collect();
     assert_eq!(
         states,
-        vec![(1, State::Applied), (2, State::Missing), (3, State::Applied), (99, State::Unknown)]
+        vec![
+            (1, State::Applied),
+            (2, State::Missing),
+            (3, State::Applied),
+            (99, State::Unknown)
+        ]
     );
     assert_eq!(status.drift, 2);
 }
@@ -229,13 +328,25 @@ async fn status_knows_unknown_and_missing_migrations() {
 async fn down_to_a_version_and_its_dry_run() {
     let db = TestDb::new().await;
     let env = [("DATABASE_URL", db.url.as_str())];
-    let out = chatctl(&env).args(["migrate", "down", "--to", "1", "--dry-run"]).output().unwrap();
+    let out = chatctl(&env)
+        .args(["migrate", "down", "--to", "1", "--dry-run"])
+        .output()
+        .unwrap();
     let (stdout, _) = outputs(&out);
     assert!(out.status.success());
-    assert!(stdout.contains("-- 0003_row_level_security.down.sql"), "{stdout}");
-    assert!(stdout.find("0003_row").unwrap() < stdout.find("0002_chat").unwrap(), "newest first: {stdout}");
+    assert!(
+        stdout.contains("-- 0003_row_level_security.down.sql"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.find("0003_row").unwrap() < stdout.find("0002_chat").unwrap(),
+        "newest first: {stdout}"
+    );
 
-    chatctl(&env).args(["migrate", "down", "--to", "1"]).assert().success();
+    chatctl(&env)
+        .args(["migrate", "down", "--to", "1"])
+        .assert()
+        .success();
     let mut c = db.conn().await;
     let m = embedded().await;
     assert_eq!(migrate::status(&mut c, &m).await.unwrap().version, Some(1));
@@ -246,10 +357,18 @@ async fn down_to_a_version_and_its_dry_run() {
 async fn new_creates_the_next_pair() {
     let dir = tempfile::tempdir().unwrap();
     copy_migrations(dir.path());
-    let out = chatctl(&[]).args(["migrate", "new", "add_channel_pins", "--source"]).arg(dir.path()).output().unwrap();
+    let out = chatctl(&[])
+        .args(["migrate", "new", "add_channel_pins", "--source"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{:?}", outputs(&out));
     assert!(dir.path().join("0004_add_channel_pins.up.sql").is_file());
     assert!(dir.path().join("0004_add_channel_pins.down.sql").is_file());
-    let out = chatctl(&[]).args(["migrate", "new", "Bad Name", "--source"]).arg(dir.path()).output().unwrap();
+    let out = chatctl(&[])
+        .args(["migrate", "new", "Bad Name", "--source"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }

@@ -17,15 +17,19 @@ struct World {
 
 async fn world(c: &mut PgConnection) -> World {
     let alice = user(c, "alice").await;
-    let ws: Uuid = sqlx::query_scalar("insert into workspaces (slug, name) values ('acme', 'Acme') returning id")
-        .fetch_one(&mut *c)
-        .await
-        .unwrap();
-    let channel: Uuid = sqlx::query_scalar("insert into channels (workspace_id, name) values ($1, 'general') returning id")
-        .bind(ws)
-        .fetch_one(&mut *c)
-        .await
-        .unwrap();
+    let ws: Uuid = sqlx::query_scalar(
+        "insert into workspaces (slug, name) values ('acme', 'Acme') returning id",
+    )
+    .fetch_one(&mut *c)
+    .await
+    .unwrap();
+    let channel: Uuid = sqlx::query_scalar(
+        "insert into channels (workspace_id, name) values ($1, 'general') returning id",
+    )
+    .bind(ws)
+    .fetch_one(&mut *c)
+    .await
+    .unwrap();
     World { ws, channel, alice }
 }
 
@@ -41,7 +45,11 @@ async fn post(c: &mut PgConnection, w: &World, parent: Option<Uuid>, text: &str)
 }
 
 async fn replies(c: &mut PgConnection, id: Uuid) -> i32 {
-    sqlx::query_scalar("select total_replies from chat where id = $1").bind(id).fetch_one(c).await.unwrap()
+    sqlx::query_scalar("select total_replies from chat where id = $1")
+        .bind(id)
+        .fetch_one(c)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -59,13 +67,34 @@ async fn total_replies_follows_inserts_soft_deletes_and_deletes() {
         .bind(w.channel).bind(w.alice).bind(root).execute(&mut c).await.unwrap();
     assert_eq!(replies(&mut c, root).await, 12);
 
-    sqlx::query("update chat set is_deleted = true where id = $1").bind(r1).execute(&mut c).await.unwrap();
-    assert_eq!(replies(&mut c, root).await, 11, "a soft-deleted reply no longer counts");
-    sqlx::query("update chat set is_deleted = false where id = $1").bind(r1).execute(&mut c).await.unwrap();
+    sqlx::query("update chat set is_deleted = true where id = $1")
+        .bind(r1)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        replies(&mut c, root).await,
+        11,
+        "a soft-deleted reply no longer counts"
+    );
+    sqlx::query("update chat set is_deleted = false where id = $1")
+        .bind(r1)
+        .execute(&mut c)
+        .await
+        .unwrap();
     assert_eq!(replies(&mut c, root).await, 12);
-    sqlx::query("delete from chat where id = $1").bind(r1).execute(&mut c).await.unwrap();
+    sqlx::query("delete from chat where id = $1")
+        .bind(r1)
+        .execute(&mut c)
+        .await
+        .unwrap();
     assert_eq!(replies(&mut c, root).await, 11);
-    let last: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar("select last_reply_at from chat where id = $1").bind(root).fetch_one(&mut c).await.unwrap();
+    let last: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select last_reply_at from chat where id = $1")
+            .bind(root)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
     assert!(last.is_some());
 }
 
@@ -102,17 +131,39 @@ async fn threads_are_one_level_and_stay_in_their_channel() {
     let reply = post(&mut c, &w, Some(root), "reply").await;
     let nested = sqlx::query("insert into chat (channel_id, user_id, parent_id, message) values ($1, $2, $3, '{\"text\":\"x\"}')")
         .bind(w.channel).bind(w.alice).bind(reply).execute(&mut c).await.unwrap_err();
-    assert!(nested.to_string().contains("threads are one level deep"), "{nested}");
+    assert!(
+        nested.to_string().contains("threads are one level deep"),
+        "{nested}"
+    );
 
-    let other: Uuid = sqlx::query_scalar("insert into channels (workspace_id, name) values ($1, 'random') returning id")
-        .bind(w.ws).fetch_one(&mut c).await.unwrap();
+    let other: Uuid = sqlx::query_scalar(
+        "insert into channels (workspace_id, name) values ($1, 'random') returning id",
+    )
+    .bind(w.ws)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
     let elsewhere = sqlx::query("insert into chat (channel_id, user_id, parent_id, message) values ($1, $2, $3, '{\"text\":\"x\"}')")
         .bind(other).bind(w.alice).bind(root).execute(&mut c).await.unwrap_err();
-    assert!(elsewhere.to_string().contains("in the channel of its parent"), "{elsewhere}");
+    assert!(
+        elsewhere
+            .to_string()
+            .contains("in the channel of its parent"),
+        "{elsewhere}"
+    );
 
-    let bad_shape = sqlx::query("insert into chat (channel_id, user_id, message) values ($1, $2, '{\"text\": 5}')")
-        .bind(w.channel).bind(w.alice).execute(&mut c).await.unwrap_err();
-    assert!(bad_shape.to_string().contains("chat_message_shape"), "{bad_shape}");
+    let bad_shape = sqlx::query(
+        "insert into chat (channel_id, user_id, message) values ($1, $2, '{\"text\": 5}')",
+    )
+    .bind(w.channel)
+    .bind(w.alice)
+    .execute(&mut c)
+    .await
+    .unwrap_err();
+    assert!(
+        bad_shape.to_string().contains("chat_message_shape"),
+        "{bad_shape}"
+    );
 }
 
 #[tokio::test]
@@ -123,13 +174,32 @@ async fn channel_names_follow_slacks_rules() {
     let long = "x".repeat(81);
     for bad in ["Has-Upper", "has space", "has.period", long.as_str()] {
         let err = sqlx::query("insert into channels (workspace_id, name) values ($1, $2)")
-            .bind(w.ws).bind(bad).execute(&mut c).await.unwrap_err();
-        assert!(err.to_string().contains("channels_name_format"), "{bad}: {err}");
+            .bind(w.ws)
+            .bind(bad)
+            .execute(&mut c)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("channels_name_format"),
+            "{bad}: {err}"
+        );
     }
     let ok = "x".repeat(80);
-    sqlx::query("insert into channels (workspace_id, name) values ($1, $2)").bind(w.ws).bind(&ok).execute(&mut c).await.unwrap();
-    let dup = sqlx::query("insert into channels (workspace_id, name) values ($1, 'general')").bind(w.ws).execute(&mut c).await.unwrap_err();
-    assert!(dup.to_string().contains("channels_workspace_name_key"), "{dup}");
+    sqlx::query("insert into channels (workspace_id, name) values ($1, $2)")
+        .bind(w.ws)
+        .bind(&ok)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let dup = sqlx::query("insert into channels (workspace_id, name) values ($1, 'general')")
+        .bind(w.ws)
+        .execute(&mut c)
+        .await
+        .unwrap_err();
+    assert!(
+        dup.to_string().contains("channels_workspace_name_key"),
+        "{dup}"
+    );
 }
 
 #[tokio::test]
@@ -138,15 +208,47 @@ async fn one_dm_per_pair_and_no_sharing_into_the_home_workspace() {
     let mut c = db.conn().await;
     let w = world(&mut c).await;
     let key = "a,b";
-    sqlx::query("insert into channels (workspace_id, kind, dm_key) values ($1, 'dm', $2)").bind(w.ws).bind(key).execute(&mut c).await.unwrap();
-    let again = sqlx::query("insert into channels (workspace_id, kind, dm_key) values ($1, 'dm', $2)").bind(w.ws).bind(key).execute(&mut c).await.unwrap_err();
-    assert!(again.to_string().contains("channels_workspace_dm_key"), "{again}");
-    let named_dm = sqlx::query("insert into channels (workspace_id, kind, name, dm_key) values ($1, 'dm', 'x', 'c,d')").bind(w.ws).execute(&mut c).await.unwrap_err();
-    assert!(named_dm.to_string().contains("channels_name_iff_not_dm"), "{named_dm}");
+    sqlx::query("insert into channels (workspace_id, kind, dm_key) values ($1, 'dm', $2)")
+        .bind(w.ws)
+        .bind(key)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let again =
+        sqlx::query("insert into channels (workspace_id, kind, dm_key) values ($1, 'dm', $2)")
+            .bind(w.ws)
+            .bind(key)
+            .execute(&mut c)
+            .await
+            .unwrap_err();
+    assert!(
+        again.to_string().contains("channels_workspace_dm_key"),
+        "{again}"
+    );
+    let named_dm = sqlx::query(
+        "insert into channels (workspace_id, kind, name, dm_key) values ($1, 'dm', 'x', 'c,d')",
+    )
+    .bind(w.ws)
+    .execute(&mut c)
+    .await
+    .unwrap_err();
+    assert!(
+        named_dm.to_string().contains("channels_name_iff_not_dm"),
+        "{named_dm}"
+    );
 
-    let home = sqlx::query("insert into shared_channels (channel_id, workspace_id) values ($1, $2)")
-        .bind(w.channel).bind(w.ws).execute(&mut c).await.unwrap_err();
-    assert!(home.to_string().contains("cannot be shared into its own workspace"), "{home}");
+    let home =
+        sqlx::query("insert into shared_channels (channel_id, workspace_id) values ($1, $2)")
+            .bind(w.channel)
+            .bind(w.ws)
+            .execute(&mut c)
+            .await
+            .unwrap_err();
+    assert!(
+        home.to_string()
+            .contains("cannot be shared into its own workspace"),
+        "{home}"
+    );
 }
 
 #[tokio::test]
@@ -156,11 +258,19 @@ async fn chat_tables_are_published_to_realtime_with_full_old_rows() {
     let published: Vec<String> = sqlx::query_scalar("select tablename::text from pg_publication_tables where pubname = 'supabase_realtime' order by 1")
         .fetch_all(&mut c).await.unwrap();
     assert_eq!(published, vec!["channels", "chat", "emojis", "members"]);
-    let identity: String = sqlx::query_scalar("select relreplident::text from pg_class where oid = 'public.chat'::regclass").fetch_one(&mut c).await.unwrap();
+    let identity: String = sqlx::query_scalar(
+        "select relreplident::text from pg_class where oid = 'public.chat'::regclass",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
     assert_eq!(identity, "f");
     let without_rls: Vec<String> = sqlx::query_scalar("select relname::text from pg_class where relnamespace = 'public'::regnamespace and relkind = 'r' and not relrowsecurity")
         .fetch_all(&mut c).await.unwrap();
-    assert!(without_rls.is_empty(), "every public table has RLS: {without_rls:?}");
+    assert!(
+        without_rls.is_empty(),
+        "every public table has RLS: {without_rls:?}"
+    );
 }
 
 /// What a Supabase project already has, approximated: its own auth and storage schemas
@@ -193,32 +303,59 @@ async fn migrations_run_unchanged_where_supabase_objects_already_exist() {
     let mut c = db.conn().await;
     sqlx::raw_sql(SUPABASE_LIKE).execute(&mut c).await.unwrap();
     let m = Migrations::load(&Source::Embedded).await.unwrap();
-    let mut mc = migrate::connect(&db.url, Duration::from_secs(10)).await.unwrap();
-    let opts = UpOptions { target: None, dry_run: false, lock_timeout: Duration::from_secs(30) };
+    let mut mc = migrate::connect(&db.url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let opts = UpOptions {
+        target: None,
+        dry_run: false,
+        lock_timeout: Duration::from_secs(30),
+    };
     migrate::up(&mut mc, &m, &opts).await.unwrap();
 
     // Nothing of theirs was replaced...
-    let created: i64 = sqlx::query_scalar("select count(*) from chatctl.bootstrap_objects").fetch_one(&mut c).await.unwrap();
+    let created: i64 = sqlx::query_scalar("select count(*) from chatctl.bootstrap_objects")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     assert_eq!(created, 0, "the bootstrap created nothing: it all existed");
-    let body: String = sqlx::query_scalar("select prosrc from pg_proc where oid = 'auth.uid()'::regprocedure").fetch_one(&mut c).await.unwrap();
+    let body: String =
+        sqlx::query_scalar("select prosrc from pg_proc where oid = 'auth.uid()'::regprocedure")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
     assert!(body.contains("supabase's"), "{body}");
     let col: bool = sqlx::query_scalar("select exists (select 1 from information_schema.columns where table_schema = 'auth' and table_name = 'users' and column_name = 'supabase_only_column')")
         .fetch_one(&mut c).await.unwrap();
     assert!(col);
     // ...our tables joined their publication...
-    let published: i64 = sqlx::query_scalar("select count(*) from pg_publication_tables where pubname = 'supabase_realtime'").fetch_one(&mut c).await.unwrap();
+    let published: i64 = sqlx::query_scalar(
+        "select count(*) from pg_publication_tables where pubname = 'supabase_realtime'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
     assert_eq!(published, 4);
     // ...the schema works on their auth.users...
     let alice = user(&mut c, "alice").await;
     assert_ne!(alice, Uuid::nil());
 
     // ...and reverting everything leaves their objects alone.
-    let down = migrate::DownOptions { target: migrate::DownTarget::Version(0), dry_run: false, lock_timeout: Duration::from_secs(30) };
+    let down = migrate::DownOptions {
+        target: migrate::DownTarget::Version(0),
+        dry_run: false,
+        lock_timeout: Duration::from_secs(30),
+    };
     migrate::down(&mut mc, &m, &down).await.unwrap();
     let still: Vec<Option<String>> = sqlx::query_scalar("select to_regclass(t)::text from unnest(array['auth.users', 'auth.identities', 'storage.buckets', 'storage.objects']) t")
         .fetch_all(&mut c).await.unwrap();
     assert!(still.iter().all(Option::is_some), "{still:?}");
-    let publication: bool = sqlx::query_scalar("select exists (select 1 from pg_publication where pubname = 'supabase_realtime')").fetch_one(&mut c).await.unwrap();
+    let publication: bool = sqlx::query_scalar(
+        "select exists (select 1 from pg_publication where pubname = 'supabase_realtime')",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
     assert!(publication);
 }
 
@@ -226,17 +363,39 @@ async fn migrations_run_unchanged_where_supabase_objects_already_exist() {
 async fn on_plain_postgres_the_bootstrap_creates_what_supabase_would_have() {
     let db = TestDb::new().await;
     let mut c = db.conn().await;
-    let created: Vec<String> = sqlx::query_scalar("select kind || ' ' || name from chatctl.bootstrap_objects order by 1").fetch_all(&mut c).await.unwrap();
-    for want in ["table auth.users", "table auth.identities", "function auth.uid()", "table storage.objects", "publication supabase_realtime"] {
+    let created: Vec<String> =
+        sqlx::query_scalar("select kind || ' ' || name from chatctl.bootstrap_objects order by 1")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    for want in [
+        "table auth.users",
+        "table auth.identities",
+        "function auth.uid()",
+        "table storage.objects",
+        "publication supabase_realtime",
+    ] {
         assert!(created.contains(&want.to_owned()), "{want} in {created:?}");
     }
     // auth.uid() reads request.jwt.claims as PostgREST sets it.
     let id = Uuid::new_v4();
-    sqlx::query("select set_config('request.jwt.claims', $1, false)").bind(format!(r#"{{"sub":"{id}","role":"authenticated"}}"#)).execute(&mut c).await.unwrap();
-    let (uid, role): (Uuid, String) = sqlx::query_as("select auth.uid(), auth.role()").fetch_one(&mut c).await.unwrap();
+    sqlx::query("select set_config('request.jwt.claims', $1, false)")
+        .bind(format!(r#"{{"sub":"{id}","role":"authenticated"}}"#))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (uid, role): (Uuid, String) = sqlx::query_as("select auth.uid(), auth.role()")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     assert_eq!((uid, role.as_str()), (id, "authenticated"));
     // confirmed_at is generated, as in Supabase.
     let alice = user(&mut c, "alice").await;
-    let confirmed: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar("select confirmed_at from auth.users where id = $1").bind(alice).fetch_one(&mut c).await.unwrap();
+    let confirmed: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select confirmed_at from auth.users where id = $1")
+            .bind(alice)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
     assert!(confirmed.is_some());
 }

@@ -5,7 +5,14 @@ use chatctl::db::seed::{self, SeedOptions};
 use crate::support::TestDb;
 
 fn opts(seed: u64) -> SeedOptions {
-    SeedOptions { users: 60, channels: 30, messages: 3_000, workspaces: 2, seed, progress: false }
+    SeedOptions {
+        users: 60,
+        channels: 30,
+        messages: 3_000,
+        workspaces: 2,
+        seed,
+        progress: false,
+    }
 }
 
 /// A fingerprint of everything generated.
@@ -24,7 +31,11 @@ async fn fingerprint(db: &TestDb) -> Vec<String> {
 
 #[tokio::test]
 async fn the_same_seed_gives_the_same_data() {
-    let (a, b, c) = (TestDb::new().await, TestDb::new().await, TestDb::new().await);
+    let (a, b, c) = (
+        TestDb::new().await,
+        TestDb::new().await,
+        TestDb::new().await,
+    );
     seed::seed(&a.pool().await, &opts(7)).await.unwrap();
     seed::seed(&b.pool().await, &opts(7)).await.unwrap();
     seed::seed(&c.pool().await, &opts(8)).await.unwrap();
@@ -39,13 +50,49 @@ async fn seeded_data_is_realistic_and_consistent() {
     assert_eq!(report.messages, 3_000);
     let mut c = db.conn().await;
     let one = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
-    let kinds: Vec<(String, i64)> = sqlx::query_as("select kind, count(*) from channels group by kind order by kind").fetch_all(&mut c).await.unwrap();
+    let kinds: Vec<(String, i64)> =
+        sqlx::query_as("select kind, count(*) from channels group by kind order by kind")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
     let kinds: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["dm", "group_dm", "private", "public"], "every kind of channel");
-    assert!(one("select count(*) from chat where parent_id is not null").fetch_one(&mut c).await.unwrap() > 300, "threads");
-    assert!(one("select count(*) from chat where jsonb_array_length(message -> 'mentions') > 0").fetch_one(&mut c).await.unwrap() > 50, "mentions");
-    assert!(one("select count(*) from chat where message ->> 'text' like '%https://%'").fetch_one(&mut c).await.unwrap() > 20, "links");
-    assert!(one("select count(*) from emojis").fetch_one(&mut c).await.unwrap() > 200, "reactions");
+    assert_eq!(
+        kinds,
+        ["dm", "group_dm", "private", "public"],
+        "every kind of channel"
+    );
+    assert!(
+        one("select count(*) from chat where parent_id is not null")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            > 300,
+        "threads"
+    );
+    assert!(
+        one("select count(*) from chat where jsonb_array_length(message -> 'mentions') > 0")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            > 50,
+        "mentions"
+    );
+    assert!(
+        one("select count(*) from chat where message ->> 'text' like '%https://%'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            > 20,
+        "links"
+    );
+    assert!(
+        one("select count(*) from emojis")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            > 200,
+        "reactions"
+    );
     // Zipf: the most frequent word is far more frequent than the 50th.
     let freq: Vec<i64> = sqlx::query_scalar("select count(*) from chat, regexp_split_to_table(message ->> 'text', '\\s+') w group by w order by 1 desc limit 50")
         .fetch_all(&mut c).await.unwrap();
@@ -54,10 +101,19 @@ async fn seeded_data_is_realistic_and_consistent() {
     assert_eq!(one("select count(*) from chat p where p.total_replies <> (select count(*) from chat r where r.parent_id = p.id)").fetch_one(&mut c).await.unwrap(), 0);
     assert_eq!(one("select count(*) from chat m where not exists (select 1 from members x where x.channel_id = m.channel_id and x.user_id = m.user_id)").fetch_one(&mut c).await.unwrap(), 0);
     // Indexes and keys that the bulk load deferred are back.
-    assert_eq!(one("select count(*) from pg_indexes where tablename = 'chat'").fetch_one(&mut c).await.unwrap(), 6);
+    assert_eq!(
+        one("select count(*) from pg_indexes where tablename = 'chat'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap(),
+        6
+    );
     assert_eq!(one("select count(*) from pg_constraint where conrelid = 'public.chat'::regclass and contype = 'f'").fetch_one(&mut c).await.unwrap(), 3);
 
     // A second seed into the same database is refused, and changes nothing.
     let err = seed::seed(&db.pool().await, &opts(1)).await.unwrap_err();
-    assert!(err.to_string().contains("already holds seeded data"), "{err}");
+    assert!(
+        err.to_string().contains("already holds seeded data"),
+        "{err}"
+    );
 }

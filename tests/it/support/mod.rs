@@ -7,7 +7,7 @@
 //! passing tests are dropped; a failing test's database is kept for a look
 //! (`CHATCTL_TEST_KEEP_DB=1` keeps all) and swept by the next run's template rebuild.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::print_stderr)]
 
 use std::hash::{Hash as _, Hasher as _};
 use std::path::PathBuf;
@@ -17,14 +17,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use chatctl::config::Env;
 use chatctl::db::local::{LocalCluster, PgBinaries, ServerOptions};
 use chatctl::db::migrate::{self, Migrations, Source, UpOptions};
-use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection as _;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 pub const TEMPLATE: &str = "chatctl_template";
 
-/// Where the test cluster lives.
+/// Where the test cluster lives: `CHATCTL_TEST_PGDIR` (CI sets it, to stop the cluster at
+/// the end), else a directory under /tmp derived from the checkout (reachable by the
+/// `postgres` user when the tests run as root).
 pub fn cluster_dir() -> PathBuf {
+    if let Some(dir) = Env::from_process().get("CHATCTL_TEST_PGDIR") {
+        return PathBuf::from(dir);
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     env!("CARGO_MANIFEST_DIR").hash(&mut h);
     std::env::temp_dir().join(format!("chatctl-it-{:x}", h.finish()))
@@ -50,10 +55,15 @@ pub fn port() -> u16 {
 
 fn start() -> Started {
     let env = Env::from_process();
-    let bins = PgBinaries::find(None, env.get("PATH")).expect("PostgreSQL server binaries (see README)");
-    let cluster = LocalCluster::new(&cluster_dir(), bins, ServerOptions { durable: false }).expect("test cluster");
+    let bins =
+        PgBinaries::find(None, env.get("PATH")).expect("PostgreSQL server binaries (see README)");
+    let cluster = LocalCluster::new(&cluster_dir(), bins, ServerOptions { durable: false })
+        .expect("test cluster");
     let port = cluster.ensure_running().expect("start the test cluster");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(ensure_template(port));
     Started { port }
 }
@@ -71,13 +81,16 @@ async fn ensure_template(port: u16) {
     let migrations = Migrations::load(&Source::Embedded).await.unwrap();
     let admin = url(port, "postgres");
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(TEMPLATE)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(TEMPLATE)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     let fresh = if exists {
-        let mut t = sqlx::PgConnection::connect(&url(port, TEMPLATE)).await.unwrap();
+        let mut t = sqlx::PgConnection::connect(&url(port, TEMPLATE))
+            .await
+            .unwrap();
         let status = migrate::status(&mut t, &migrations).await.unwrap();
         t.close().await.unwrap();
         status.pending == 0 && !status.has_drift()
@@ -86,17 +99,33 @@ async fn ensure_template(port: u16) {
     };
     if !fresh {
         // Sweep the previous run's leftovers with the stale template.
-        let old: Vec<String> = sqlx::query_scalar("select datname::text from pg_database where datname like 't\\_%'")
-            .fetch_all(&mut conn)
+        let old: Vec<String> =
+            sqlx::query_scalar("select datname::text from pg_database where datname like 't\\_%'")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        for db in old {
+            sqlx::raw_sql(&format!("drop database if exists \"{db}\" with (force)"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::raw_sql(&format!("drop database if exists {TEMPLATE} with (force)"))
+            .execute(&mut conn)
             .await
             .unwrap();
-        for db in old {
-            sqlx::raw_sql(&format!("drop database if exists \"{db}\" with (force)")).execute(&mut conn).await.unwrap();
-        }
-        sqlx::raw_sql(&format!("drop database if exists {TEMPLATE} with (force)")).execute(&mut conn).await.unwrap();
-        sqlx::raw_sql(&format!("create database {TEMPLATE}")).execute(&mut conn).await.unwrap();
-        let mut t = migrate::connect(&url(port, TEMPLATE), std::time::Duration::from_secs(10)).await.unwrap();
-        let opts = UpOptions { target: None, dry_run: false, lock_timeout: std::time::Duration::from_secs(60) };
+        sqlx::raw_sql(&format!("create database {TEMPLATE}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut t = migrate::connect(&url(port, TEMPLATE), std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
+        let opts = UpOptions {
+            target: None,
+            dry_run: false,
+            lock_timeout: std::time::Duration::from_secs(60),
+        };
         migrate::up(&mut t, &migrations, &opts).await.unwrap();
         t.close().await.unwrap();
     }
@@ -135,18 +164,27 @@ impl TestDb {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             &Uuid::new_v4().simple().to_string()[..6]
         );
-        let mut conn = sqlx::PgConnection::connect(&url(port, "postgres")).await.unwrap();
+        let mut conn = sqlx::PgConnection::connect(&url(port, "postgres"))
+            .await
+            .unwrap();
         let sql = match template {
             Some(t) => format!("create database {name} template {t}"),
             None => format!("create database {name} template template0"),
         };
         sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
-        TestDb { url: url(port, &name), name }
+        TestDb {
+            url: url(port, &name),
+            name,
+        }
     }
 
     pub async fn pool(&self) -> PgPool {
-        PgPoolOptions::new().max_connections(4).connect(&self.url).await.unwrap()
+        PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.url)
+            .await
+            .unwrap()
     }
 
     pub async fn conn(&self) -> sqlx::PgConnection {
@@ -157,16 +195,24 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::thread::panicking() || Env::from_process().get("CHATCTL_TEST_KEEP_DB").is_some() {
-            eprintln!("kept database {} for inspection: psql {}", self.name, self.url);
+            eprintln!(
+                "kept database {} for inspection: psql {}",
+                self.name, self.url
+            );
             return;
         }
         let name = self.name.clone();
         let admin = url(port(), "postgres");
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut c).await;
+                    let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)"))
+                        .execute(&mut c)
+                        .await;
                     let _ = c.close().await;
                 }
             })
@@ -191,13 +237,15 @@ pub async fn user(conn: &mut sqlx::PgConnection, username: &str) -> Uuid {
     .execute(&mut *conn)
     .await
     .unwrap();
-    sqlx::query("insert into public.users (id, username, display_name, email) values ($1, $2, $2, $3)")
-        .bind(id)
-        .bind(username)
-        .bind(&email)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    sqlx::query(
+        "insert into public.users (id, username, display_name, email) values ($1, $2, $2, $3)",
+    )
+    .bind(id)
+    .bind(username)
+    .bind(&email)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
     id
 }
 
@@ -219,5 +267,8 @@ pub fn chatctl(env: &[(&str, &str)]) -> assert_cmd::Command {
 
 /// stdout and stderr of a finished command, as text.
 pub fn outputs(out: &std::process::Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
