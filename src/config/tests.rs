@@ -5,7 +5,8 @@ fn load(
     file: Option<&str>,
     flags: &[(&'static str, &'static str, &str)],
 ) -> Result<Config> {
-    let dir = tempdir();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let mut overrides = Overrides::default();
     if let Some(text) = file {
         let p = dir.join("c.yaml");
@@ -16,13 +17,7 @@ fn load(
         .iter()
         .map(|(k, f, v)| (*k, *f, (*v).to_owned()))
         .collect();
-    Config::load(&Env::from_pairs(env.iter().copied()), &overrides, &dir)
-}
-
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("chatctl-config-test-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    Config::load(&Env::from_pairs(env.iter().copied()), &overrides, dir)
 }
 
 #[test]

@@ -231,10 +231,12 @@ impl<'c> CopyStream<'c> {
 
 /// Generates and loads the data set.
 pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
-    if opts.users < 2 || opts.channels < 1 || opts.workspaces < 1 {
-        return Err(
-            Error::usage("dev seed needs at least 2 users, 1 channel and 1 workspace").into(),
-        );
+    if opts.workspaces < 1 || opts.users < 2 * opts.workspaces || opts.channels < opts.workspaces {
+        return Err(Error::usage(format!(
+            "dev seed needs at least 2 users and 1 channel per workspace (got {} users, {} channels, {} workspaces)",
+            opts.users, opts.channels, opts.workspaces
+        ))
+        .into());
     }
     let started = Instant::now();
     let mut conn = pool.acquire().await?;

@@ -1,6 +1,6 @@
 //! The embedded default: `chatctl dev up|status|url|down` on a cluster of the test's own.
 
-use crate::support::{chatctl, outputs};
+use crate::support::{chatctl, chatctl_std, outputs};
 
 #[test]
 fn dev_up_status_url_down_manage_a_local_cluster() {
@@ -80,4 +80,57 @@ fn missing_postgres_binaries_give_one_clear_error() {
     assert_eq!(out.status.code(), Some(69), "{stderr}");
     assert!(stderr.contains("no PostgreSQL server binaries"), "{stderr}");
     assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
+}
+
+#[test]
+fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::Builder::new()
+        .prefix("chatctl-up-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let env = [("CHATCTL_LOCAL__DATA_DIR", data.as_str())];
+    let mut cmd = chatctl_std(&env);
+    cmd.arg("up");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("press Ctrl-C to stop") {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("applied 3 migration(s)")),
+        "{seen:?}"
+    );
+    let status = chatctl(&env)
+        .args(["dev", "status", "-o", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "running");
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "a requested shutdown is a success");
+    let status = chatctl(&env)
+        .args(["dev", "status", "-o", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["state"], "stopped",
+        "up stops the cluster it started"
+    );
 }

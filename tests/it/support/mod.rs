@@ -251,7 +251,12 @@ pub async fn user(conn: &mut sqlx::PgConnection, username: &str) -> Uuid {
 
 /// Runs the chatctl binary with a clean environment: PATH, a HOME of its own, and `env`.
 pub fn chatctl(env: &[(&str, &str)]) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("chatctl");
+    assert_cmd::Command::from_std(chatctl_std(env))
+}
+
+/// [`chatctl`] as a plain `std::process::Command`, for a process to spawn and signal.
+pub fn chatctl_std(env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("chatctl"));
     cmd.env_clear();
     let process = Env::from_process();
     if let Some(path) = process.get("PATH") {
