@@ -37,7 +37,10 @@ impl Output {
         let mut out = stdout.lock();
         let res = match self.format {
             OutputFormat::Json => serde_json::to_writer_pretty(&mut out, report)
-                .map_err(io::Error::other)
+                .map_err(|e| match e.io_error_kind() {
+                    Some(kind) => io::Error::from(kind),
+                    None => io::Error::other(e),
+                })
                 .and_then(|()| writeln!(out)),
             OutputFormat::Yaml => serde_yaml::to_string(report)
                 .map_err(io::Error::other)

@@ -1,0 +1,189 @@
+//! Benchmark: `chatctl dev seed` (generator + COPY + deferred indexes) against the baseline a
+//! user would otherwise write: the same messages inserted one `INSERT` at a time (prepared,
+//! one transaction). Same run, same machine, same data.
+//!
+//! `cargo bench --bench seed -- [MESSAGES] [BASELINE_MESSAGES] [RUNS]`
+//! (defaults 1000000 100000 3). Uses DATABASE_URL, or the local cluster under .chatctl/.
+#![allow(clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use chatctl::config::{Config, Env, Overrides};
+use chatctl::db::migrate::{self, Migrations, Source, UpOptions};
+use chatctl::db::seed::{self, SeedOptions};
+use sqlx::Connection as _;
+use sqlx::postgres::PgConnection;
+
+/// A message as the baseline inserts it.
+type MessageRow = (
+    uuid::Uuid,
+    uuid::Uuid,
+    uuid::Uuid,
+    Option<uuid::Uuid>,
+    serde_json::Value,
+    chrono::DateTime<chrono::Utc>,
+);
+
+fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let messages = args.first().copied().unwrap_or(1_000_000);
+    let baseline = args.get(1).copied().unwrap_or(100_000);
+    let runs = args.get(2).copied().unwrap_or(3) as usize;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(messages, baseline, runs));
+}
+
+async fn run(messages: u64, baseline: u64, runs: usize) {
+    let env = Env::from_process();
+    let config = Config::load(
+        &env,
+        &Overrides::default(),
+        &std::env::current_dir().unwrap(),
+    )
+    .unwrap();
+    let target = chatctl::db::target(&config).await.unwrap();
+    let admin = with_db(&target.url, "postgres");
+    let users = (messages / 100).clamp(200, 10_000) as u32;
+    let channels = (users / 5).max(40);
+
+    let mut copy_times = Vec::new();
+    let mut insert_times = Vec::new();
+    for run in 0..runs {
+        let db = "chatctl_bench_copy";
+        recreate(&admin, db, None).await;
+        migrate_db(&with_db(&target.url, db)).await;
+        let pool = chatctl::db::pool(&with_db(&target.url, db), &config)
+            .await
+            .unwrap();
+        let opts = SeedOptions {
+            users,
+            channels,
+            messages,
+            workspaces: 1,
+            seed: 42,
+            progress: false,
+        };
+        let start = Instant::now();
+        seed::seed(&pool, &opts).await.unwrap();
+        let copy = start.elapsed();
+        pool.close().await;
+        copy_times.push(copy);
+
+        // Baseline: the first BASELINE messages of the same data, one INSERT each.
+        let base = "chatctl_bench_insert";
+        recreate(&admin, base, Some(db)).await;
+        let mut src = PgConnection::connect(&with_db(&target.url, db))
+            .await
+            .unwrap();
+        let rows: Vec<MessageRow> =
+            sqlx::query_as("select id, channel_id, user_id, parent_id, message, created_at from chat order by created_at limit $1")
+                .bind(baseline as i64)
+                .fetch_all(&mut src)
+                .await
+                .unwrap();
+        let mut dst = PgConnection::connect(&with_db(&target.url, base))
+            .await
+            .unwrap();
+        sqlx::raw_sql("truncate chat, emojis cascade")
+            .execute(&mut dst)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let mut tx = dst.begin().await.unwrap();
+        for (id, ch, user, parent, message, at) in &rows {
+            sqlx::query("insert into chat (id, channel_id, user_id, parent_id, message, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $6)")
+                .bind(id).bind(ch).bind(user).bind(parent).bind(message).bind(at)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let insert = start.elapsed();
+        insert_times.push(insert);
+        println!(
+            "run {}: seed {messages} messages (+ users, channels, reactions) {:.2} s = {:.0} msg/s; per-row INSERT of {} messages {:.2} s = {:.0} msg/s",
+            run + 1,
+            copy.as_secs_f64(),
+            messages as f64 / copy.as_secs_f64(),
+            rows.len(),
+            insert.as_secs_f64(),
+            rows.len() as f64 / insert.as_secs_f64()
+        );
+        drop_db(&admin, base).await;
+        drop_db(&admin, db).await;
+    }
+    let copy = median(&mut copy_times);
+    let insert = median(&mut insert_times);
+    let copy_rate = messages as f64 / copy.as_secs_f64();
+    let insert_rate = baseline as f64 / insert.as_secs_f64();
+    println!();
+    println!("| what | messages | median time | messages/s |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| `dev seed` (COPY, deferred indexes) | {messages} | {:.2} s | {:.0} |",
+        copy.as_secs_f64(),
+        copy_rate
+    );
+    println!(
+        "| per-row INSERT, one transaction | {baseline} | {:.2} s | {:.0} |",
+        insert.as_secs_f64(),
+        insert_rate
+    );
+    println!(
+        "\nratio (messages/s): {:.1}x, median of {runs} runs",
+        copy_rate / insert_rate
+    );
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(db);
+    u.to_string()
+}
+
+async fn recreate(admin: &str, db: &str, template: Option<&str>) {
+    drop_db(admin, db).await;
+    let mut c = PgConnection::connect(admin).await.unwrap();
+    let sql = match template {
+        Some(t) => format!("create database {db} template {t}"),
+        None => format!("create database {db}"),
+    };
+    sqlx::raw_sql(&sql).execute(&mut c).await.unwrap();
+}
+
+async fn drop_db(admin: &str, db: &str) {
+    let mut c = PgConnection::connect(admin).await.unwrap();
+    sqlx::raw_sql(&format!("drop database if exists {db} with (force)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
+async fn migrate_db(url: &str) {
+    let m = Migrations::load(&Source::Embedded).await.unwrap();
+    let mut c = migrate::connect(url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    migrate::up(
+        &mut c,
+        &m,
+        &UpOptions {
+            target: None,
+            dry_run: false,
+            lock_timeout: Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
+}
