@@ -460,44 +460,86 @@ enum Record {
     Reverted,
 }
 
-/// Runs one migration script and its history change in one transaction.
+/// Runs one migration script and its history change in one transaction (or, for a script
+/// marked `-- no-transaction`, one after the other, recording a failure as such).
 async fn run_in_tx(
     conn: &mut PgConnection,
     m: &Migration,
     record: Record,
     version_before: Option<i64>,
 ) -> Result<()> {
+    if m.no_tx {
+        return run_without_tx(conn, m, record, version_before).await;
+    }
     let start = Instant::now();
     let mut tx = conn.begin().await.context("cannot begin a transaction")?;
     if let Err(e) = sqlx::raw_sql(&m.sql).execute(&mut *tx).await {
         drop(tx);
-        return Err(script_error(m, &e, version_before));
+        return Err(script_error(m, &e, version_before, true));
     }
-    let recorded = match record {
-        Record::Applied => sqlx::query(
-            "insert into chatctl.schema_migrations (version, description, success, checksum, execution_time)
-             values ($1, $2, true, $3, $4)",
-        )
-        .bind(m.version)
-        .bind(&*m.description)
-        .bind(&*m.checksum)
-        .bind(start.elapsed().as_nanos() as i64)
-        .execute(&mut *tx)
-        .await,
-        Record::Reverted => sqlx::query("delete from chatctl.schema_migrations where version = $1")
-            .bind(m.version)
-            .execute(&mut *tx)
-            .await,
-    };
-    recorded.context("cannot record the migration in chatctl.schema_migrations")?;
+    write_history(&mut tx, m, &record, true, start.elapsed()).await?;
     tx.commit()
         .await
         .with_context(|| format!("cannot commit {}", file_name(m)))?;
     Ok(())
 }
 
+async fn run_without_tx(
+    conn: &mut PgConnection,
+    m: &Migration,
+    record: Record,
+    version_before: Option<i64>,
+) -> Result<()> {
+    let start = Instant::now();
+    match sqlx::raw_sql(&m.sql).execute(&mut *conn).await {
+        Ok(_) => write_history(conn, m, &record, true, start.elapsed()).await,
+        Err(e) => {
+            if matches!(record, Record::Applied) {
+                write_history(conn, m, &record, false, start.elapsed()).await?;
+            }
+            Err(script_error(m, &e, version_before, false))
+        }
+    }
+}
+
+async fn write_history(
+    conn: &mut PgConnection,
+    m: &Migration,
+    record: &Record,
+    success: bool,
+    elapsed: Duration,
+) -> Result<()> {
+    let recorded = match record {
+        Record::Applied => sqlx::query(
+            "insert into chatctl.schema_migrations (version, description, success, checksum, execution_time)
+             values ($1, $2, $3, $4, $5)
+             on conflict (version) do update set success = excluded.success, installed_on = now()",
+        )
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(success)
+        .bind(&*m.checksum)
+        .bind(elapsed.as_nanos() as i64)
+        .execute(conn)
+        .await,
+        Record::Reverted => {
+            sqlx::query("delete from chatctl.schema_migrations where version = $1")
+                .bind(m.version)
+                .execute(conn)
+                .await
+        }
+    };
+    recorded.context("cannot record the migration in chatctl.schema_migrations")?;
+    Ok(())
+}
+
 /// Names the file and line of a failed script.
-fn script_error(m: &Migration, e: &sqlx::Error, version_before: Option<i64>) -> anyhow::Error {
+fn script_error(
+    m: &Migration,
+    e: &sqlx::Error,
+    version_before: Option<i64>,
+    transactional: bool,
+) -> anyhow::Error {
     let file = file_name(m);
     let mut location = String::new();
     let mut message = e.to_string();
@@ -526,6 +568,18 @@ fn script_error(m: &Migration, e: &sqlx::Error, version_before: Option<i64>) -> 
         if let Some(detail) = db.detail() {
             message = format!("{message} ({detail})");
         }
+    }
+    if !transactional {
+        return Error::failed(format!(
+            "migration {file} failed{location}: {message}; it runs outside a transaction \
+             (-- no-transaction), so it may be partly applied, and it is recorded as failed"
+        ))
+        .with_help(format!(
+            "repair by hand what {file} left behind, delete version {} from \
+             chatctl.schema_migrations, fix the file and run `chatctl migrate up` again",
+            m.version
+        ))
+        .into();
     }
     Error::failed(format!(
         "migration {file} failed{location}: {message}; rolled back, the database is still at version {}",

@@ -372,3 +372,60 @@ async fn new_creates_the_next_pair() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[tokio::test]
+async fn a_no_transaction_migration_runs_outside_one_and_a_failure_is_recorded() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_migrations(dir.path());
+    // CREATE INDEX CONCURRENTLY cannot run inside a transaction.
+    std::fs::write(
+        dir.path().join("0004_concurrent_index.up.sql"),
+        "-- no-transaction\ncreate index concurrently chat_created_idx on public.chat (created_at);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0004_concurrent_index.down.sql"),
+        "-- no-transaction\ndrop index concurrently public.chat_created_idx;\n",
+    )
+    .unwrap();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let out = chatctl(&env)
+        .args(["migrate", "up", "--source"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", outputs(&out));
+    chatctl(&env)
+        .args(["migrate", "down", "--steps", "1", "--source"])
+        .arg(dir.path())
+        .assert()
+        .success();
+
+    std::fs::write(
+        dir.path().join("0005_broken.up.sql"),
+        "-- no-transaction\nselect * from public.nope;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0005_broken.down.sql"),
+        "-- no-transaction\nselect 1;\n",
+    )
+    .unwrap();
+    let out = chatctl(&env)
+        .args(["migrate", "up", "--source"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("may be partly applied"), "{stderr}");
+    let out = chatctl(&env)
+        .args(["migrate", "verify", "-o", "json", "--source"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["migrations"][4]["state"], "failed", "{json}");
+}
