@@ -115,6 +115,8 @@ async fn run(messages: u64, baseline: u64, runs: usize) {
             insert.as_secs_f64(),
             rows.len() as f64 / insert.as_secs_f64()
         );
+        src.close().await.unwrap();
+        dst.close().await.unwrap();
         drop_db(&admin, base).await;
         drop_db(&admin, db).await;
     }

@@ -169,7 +169,9 @@ create table public.chat (
     constraint chat_text_length check (char_length(message ->> 'text') <= 40000),
     constraint chat_total_replies_nonnegative check (total_replies >= 0),
     constraint chat_not_own_parent check (parent_id <> id)
-);
+) with (fillfactor = 90);
+-- fillfactor 90: a reply bumps its root's total_replies; free space on the root's page lets
+-- that update stay HOT instead of adding an entry to every index (GIN ones included).
 -- A channel's timeline (newest first, keyset-paginated by (created_at, id)).
 create index chat_channel_timeline_idx on public.chat (channel_id, created_at desc, id desc);
 -- A thread's replies in order.

@@ -504,8 +504,57 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         }
     }
 
-    // Messages: roots first (one COPY), then replies (a second COPY, so every parent exists).
-    // Into empty tables, indexes and foreign keys are built once after the load.
+    // Messages, in two passes. The first decides each message's channel, author, time and
+    // thread (cheap, 48 bytes a message), so every root's reply count is known before it is
+    // written; the second writes the text, roots first then replies (every parent exists),
+    // each message from its own seeded generator.
+    let n_channels = channels.len();
+    let channel_zipf = Zipf::new(n_channels as f64, 1.1).expect("valid zipf");
+    let author_zipf: Vec<Zipf<f64>> = channels
+        .iter()
+        .map(|c| Zipf::new(c.members.len() as f64, 1.3).expect("valid zipf"))
+        .collect();
+    let span_us = ChronoDuration::days(90).num_microseconds().expect("fits") as f64;
+    let mut plan: Vec<Planned> = Vec::with_capacity(opts.messages as usize);
+    // Recent top-level messages per channel: candidates for replies.
+    let mut recent: Vec<std::collections::VecDeque<u32>> = vec![Default::default(); n_channels];
+    for i in 0..opts.messages {
+        let ch = channel_zipf.sample(&mut g.rng) as usize - 1;
+        let members = &channels[ch].members;
+        let author =
+            members[(author_zipf[ch].sample(&mut g.rng) as usize - 1).min(members.len() - 1)];
+        let at = (span_us * (i as f64 + g.rng.random::<f64>()) / opts.messages as f64) as i64;
+        let r = &mut recent[ch];
+        let parent = if !r.is_empty() && g.rng.random_bool(0.2) {
+            r[r.len() - 1 - g.rng.random_range(0..r.len().min(20))]
+        } else {
+            NO_PARENT
+        };
+        if parent == NO_PARENT {
+            r.push_back(i as u32);
+            if r.len() > 50 {
+                r.pop_front();
+            }
+        }
+        plan.push(Planned {
+            id: g.uuid(),
+            ch: ch as u32,
+            author: author as u32,
+            parent,
+            at,
+            seed: g.rng.random(),
+        });
+    }
+    let mut replies = vec![0u32; plan.len()];
+    let mut last_reply = vec![i64::MIN; plan.len()];
+    for p in plan.iter().filter(|p| p.parent != NO_PARENT) {
+        replies[p.parent as usize] += 1;
+        last_reply[p.parent as usize] = last_reply[p.parent as usize].max(p.at);
+    }
+
+    // Into an empty table the load is a bulk load, as pg_restore does it: indexes and foreign
+    // keys are built once afterwards, and the per-row thread triggers are off (the counts
+    // above are written directly), with a set-based check of the same rules afterwards.
     let empty: bool = sqlx::query_scalar("select not exists (select 1 from public.chat)")
         .fetch_one(&mut *tx)
         .await?;
@@ -513,139 +562,84 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         .execute(&mut *tx)
         .await?;
     let deferred = if empty {
+        sqlx::raw_sql(
+            "alter table public.chat disable trigger chat_check_parent, disable trigger chat_replies_insert",
+        )
+        .execute(&mut *tx)
+        .await?;
         Some(crate::db::bulk::defer(&mut tx, &["public.chat", "public.emojis"]).await?)
     } else {
         None
     };
-    let n_channels = channels.len();
-    let channel_zipf = Zipf::new(n_channels as f64, 1.1).expect("valid zipf");
-    let word_zipf = Zipf::new(WORDS.split_whitespace().count() as f64, 1.07).expect("valid zipf");
-    let author_zipf: Vec<Zipf<f64>> = channels
-        .iter()
-        .map(|c| Zipf::new(c.members.len() as f64, 1.3).expect("valid zipf"))
-        .collect();
+
     let words: Vec<&str> = WORDS.split_whitespace().collect();
-    let span_us = ChronoDuration::days(90).num_microseconds().expect("fits") as f64;
-    // Recent top-level messages per channel: candidates for replies and reactions.
-    let mut recent: Vec<Vec<Uuid>> = vec![Vec::new(); n_channels];
-    let mut roots = CopyStream::open(
-        &mut tx,
-        "copy public.chat (id, channel_id, user_id, parent_id, message, created_at, updated_at) from stdin",
-    )
-    .await?;
-    let mut replies_buf = String::with_capacity(1 << 20);
+    let text_gen = TextGen {
+        words: &words,
+        word_zipf: Zipf::new(words.len() as f64, 1.07).expect("valid zipf"),
+        usernames: &usernames,
+        user_ids: &user_ids,
+    };
     let mut reactions_buf = String::with_capacity(1 << 20);
     let (mut n_replies, mut n_reactions) = (0u64, 0u64);
-    let mut text = String::with_capacity(512);
-    let mut mentions: Vec<Uuid> = Vec::new();
-    let mut reply_rows: Vec<String> = Vec::new();
-    for i in 0..opts.messages {
-        let ch = channel_zipf.sample(&mut g.rng) as usize - 1;
-        let chan = &channels[ch];
-        let author = chan.members
-            [(author_zipf[ch].sample(&mut g.rng) as usize - 1).min(chan.members.len() - 1)];
-        let id = g.uuid();
-        let at = start
-            + ChronoDuration::microseconds(
-                (span_us * (i as f64 + g.rng.random::<f64>()) / opts.messages as f64) as i64,
-            );
-        let parent = if !recent[ch].is_empty() && g.rng.random_bool(0.2) {
-            let r = &recent[ch];
-            Some(r[r.len() - 1 - g.rng.random_range(0..r.len().min(20))])
-        } else {
-            None
-        };
-
-        text.clear();
-        mentions.clear();
-        if g.rng.random_bool(0.06) && chan.members.len() > 1 {
-            let m = chan.members[g.rng.random_range(0..chan.members.len())];
-            if m != author {
-                let _ = write!(text, "@{} ", usernames[m]);
-                mentions.push(user_ids[m]);
+    for pass in [Pass::Roots, Pass::Replies] {
+        let mut c = CopyStream::open(
+            &mut tx,
+            "copy public.chat (id, channel_id, user_id, parent_id, message, created_at, updated_at, \
+             total_replies, last_reply_at) from stdin",
+        )
+        .await?;
+        for (i, p) in plan.iter().enumerate() {
+            let is_reply = p.parent != NO_PARENT;
+            if is_reply != (pass == Pass::Replies) {
+                continue;
             }
-        }
-        let len = 3 + (g.rng.random::<f64>().powi(2) * 25.0) as usize;
-        for k in 0..len {
-            if k > 0 {
-                text.push(' ');
-            }
-            text.push_str(words[word_zipf.sample(&mut g.rng) as usize - 1]);
-        }
-        if g.rng.random_bool(0.03) {
+            let chan = &channels[p.ch as usize];
+            let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+            let message = text_gen.message(&mut rng, i, chan, p.author as usize);
+            let t = ts(start + ChronoDuration::microseconds(p.at));
             let _ = write!(
-                text,
-                " https://example.com/{}/{}",
-                words[g.rng.random_range(100..words.len())],
-                i % 997
+                c.buf,
+                "{}\t{}\t{}\t",
+                p.id, chan.id, user_ids[p.author as usize]
             );
-        }
-        text.push(if g.rng.random_bool(0.15) { '?' } else { '.' });
-        let mut message = serde_json::json!({ "text": text });
-        if !mentions.is_empty() {
-            message["mentions"] = serde_json::json!(mentions);
-        }
-        if g.rng.random_bool(0.02) {
-            message["attachments"] = serde_json::json!([{ "name": format!("report-{i}.pdf"), "mime_type": "application/pdf" }]);
-        }
-        let mut row = String::with_capacity(text.len() + 160);
-        let _ = write!(row, "{id}\t{}\t{}\t", chan.id, user_ids[author]);
-        match parent {
-            Some(p) => {
-                let _ = write!(row, "{p}\t");
-            }
-            None => row.push_str("\\N\t"),
-        }
-        esc(&mut row, &message.to_string());
-        let t = ts(at);
-        let _ = write!(row, "\t{t}\t{t}");
-        match parent {
-            Some(_) => {
-                reply_rows.push(row);
+            if is_reply {
+                let _ = write!(c.buf, "{}\t", plan[p.parent as usize].id);
                 n_replies += 1;
+            } else {
+                c.buf.push_str("\\N\t");
             }
-            None => {
-                roots.buf.push_str(&row);
-                roots.row_done().await?;
-                let r = &mut recent[ch];
-                r.push(id);
-                if r.len() > 50 {
-                    r.remove(0);
+            esc(&mut c.buf, &message.to_string());
+            let _ = write!(c.buf, "\t{t}\t{t}\t");
+            // Without the bulk path the triggers count replies as they arrive.
+            match (replies[i], &deferred) {
+                (n, Some(_)) if n > 0 => {
+                    let _ = write!(
+                        c.buf,
+                        "{n}\t{}",
+                        ts(start + ChronoDuration::microseconds(last_reply[i]))
+                    );
+                }
+                _ => c.buf.push_str("0\t\\N"),
+            }
+            c.row_done().await?;
+            if rng.random_bool(0.1) {
+                let k = rng.random_range(1..=3usize.min(chan.members.len()));
+                let mut who = std::collections::BTreeSet::new();
+                for _ in 0..k {
+                    who.insert(chan.members[rng.random_range(0..chan.members.len())]);
+                }
+                let emoji = EMOJIS[rng.random_range(0..EMOJIS.len())];
+                for u in who {
+                    let _ = writeln!(reactions_buf, "{}\t{}\t{emoji}", p.id, user_ids[u]);
+                    n_reactions += 1;
                 }
             }
-        }
-        if g.rng.random_bool(0.1) {
-            let k = g.rng.random_range(1..=3usize.min(chan.members.len()));
-            let mut who = std::collections::BTreeSet::new();
-            for _ in 0..k {
-                who.insert(chan.members[g.rng.random_range(0..chan.members.len())]);
-            }
-            let emoji = EMOJIS[g.rng.random_range(0..EMOJIS.len())];
-            for u in who {
-                let _ = writeln!(reactions_buf, "{id}\t{}\t{emoji}", user_ids[u]);
-                n_reactions += 1;
+            if i % 10_000 == 0 {
+                bar.inc(10_000.min(opts.messages - i as u64) / 2);
             }
         }
-        if i % 10_000 == 0 {
-            bar.inc(10_000.min(opts.messages - i));
-        }
+        c.finish().await?;
     }
-    roots.finish().await?;
-    let mut c = CopyStream::open(
-        &mut tx,
-        "copy public.chat (id, channel_id, user_id, parent_id, message, created_at, updated_at) from stdin",
-    )
-    .await?;
-    for row in reply_rows {
-        replies_buf.push_str(&row);
-        replies_buf.push('\n');
-        if replies_buf.len() >= 1 << 20 {
-            c.buf = std::mem::take(&mut replies_buf);
-            c.flush().await?;
-        }
-    }
-    c.buf = replies_buf;
-    c.finish().await?;
     let mut c = CopyStream::open(
         &mut tx,
         "copy public.emojis (message_id, user_id, emoji) from stdin",
@@ -653,6 +647,14 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     .await?;
     c.buf = reactions_buf;
     c.finish().await?;
+    if deferred.is_some() {
+        check_threads(&mut tx).await?;
+        sqlx::raw_sql(
+            "alter table public.chat enable trigger chat_check_parent, enable trigger chat_replies_insert",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     if let Some(d) = deferred {
         bar.set_message("indexing");
         d.restore(&mut tx).await?;
@@ -674,6 +676,105 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         elapsed_ms: elapsed.as_millis() as u64,
         messages_per_sec: (opts.messages as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
     })
+}
+
+const NO_PARENT: u32 = u32::MAX;
+
+/// A message decided by the first pass.
+struct Planned {
+    id: Uuid,
+    ch: u32,
+    author: u32,
+    /// Index of the root in the plan, or [`NO_PARENT`].
+    parent: u32,
+    /// Microseconds after the start of the window.
+    at: i64,
+    /// Seed of the message's own generator (text, mentions, reactions).
+    seed: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Roots,
+    Replies,
+}
+
+struct TextGen<'a> {
+    words: &'a [&'a str],
+    word_zipf: Zipf<f64>,
+    usernames: &'a [String],
+    user_ids: &'a [Uuid],
+}
+
+impl TextGen<'_> {
+    /// A message body: Zipf-distributed words, sometimes a mention, a link, a question or an
+    /// attachment.
+    fn message(
+        &self,
+        rng: &mut ChaCha8Rng,
+        i: usize,
+        chan: &Channel,
+        author: usize,
+    ) -> serde_json::Value {
+        let mut text = String::with_capacity(200);
+        let mut mentions: Vec<Uuid> = Vec::new();
+        if rng.random_bool(0.06) && chan.members.len() > 1 {
+            let m = chan.members[rng.random_range(0..chan.members.len())];
+            if m != author {
+                let _ = write!(text, "@{} ", self.usernames[m]);
+                mentions.push(self.user_ids[m]);
+            }
+        }
+        let len = 3 + (rng.random::<f64>().powi(2) * 25.0) as usize;
+        for k in 0..len {
+            if k > 0 {
+                text.push(' ');
+            }
+            text.push_str(self.words[self.word_zipf.sample(rng) as usize - 1]);
+        }
+        if rng.random_bool(0.03) {
+            let _ = write!(
+                text,
+                " https://example.com/{}/{}",
+                self.words[rng.random_range(100..self.words.len())],
+                i % 997
+            );
+        }
+        text.push(if rng.random_bool(0.15) { '?' } else { '.' });
+        let mut message = serde_json::json!({ "text": text });
+        if !mentions.is_empty() {
+            message["mentions"] = serde_json::json!(mentions);
+        }
+        if rng.random_bool(0.02) {
+            message["attachments"] = serde_json::json!([{ "name": format!("report-{i}.pdf"), "mime_type": "application/pdf" }]);
+        }
+        message
+    }
+}
+
+/// The rules the thread triggers enforce row by row, checked once over the whole table after
+/// a bulk load: replies point at a top-level message of their own channel, and every root's
+/// reply count is right.
+async fn check_threads(conn: &mut sqlx::PgConnection) -> Result<()> {
+    let (bad_parents, bad_counts): (i64, i64) = sqlx::query_as(
+        "select
+            (select count(*) from public.chat r join public.chat p on p.id = r.parent_id
+              where p.parent_id is not null or p.channel_id <> r.channel_id),
+            (select count(*) from public.chat p
+               left join (select parent_id, count(*) as n from public.chat
+                           where parent_id is not null and not is_deleted group by parent_id) r
+                 on r.parent_id = p.id
+              where p.parent_id is null and p.total_replies <> coalesce(r.n, 0))",
+    )
+    .fetch_one(conn)
+    .await?;
+    if bad_parents > 0 || bad_counts > 0 {
+        return Err(Error::failed(format!(
+            "the generated threads are inconsistent ({bad_parents} bad parents, {bad_counts} wrong reply counts); nothing was loaded"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn word_at(rank: usize) -> &'static str {

@@ -110,10 +110,45 @@ async fn seeded_data_is_realistic_and_consistent() {
     );
     assert_eq!(one("select count(*) from pg_constraint where conrelid = 'public.chat'::regclass and contype = 'f'").fetch_one(&mut c).await.unwrap(), 3);
 
+    let disabled = one(
+        "select count(*) from pg_trigger where tgrelid = 'public.chat'::regclass and tgenabled = 'D'",
+    );
+    assert_eq!(
+        disabled.fetch_one(&mut c).await.unwrap(),
+        0,
+        "the bulk load switched its triggers back on"
+    );
+
     // A second seed into the same database is refused, and changes nothing.
     let err = seed::seed(&db.pool().await, &opts(1)).await.unwrap_err();
     assert!(
         err.to_string().contains("already holds seeded data"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn seeding_beside_existing_messages_uses_the_triggers_and_stays_consistent() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    let alice = crate::support::user(&mut c, "alice").await;
+    sqlx::raw_sql(&format!(
+        "with w as (insert into workspaces (slug, name) values ('mine', 'Mine') returning id),
+              ch as (insert into channels (workspace_id, name) select id, 'existing' from w returning id)
+         insert into chat (channel_id, user_id, message) select id, '{alice}', '{{\"text\":\"already here\"}}' from ch"
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    seed::seed(&db.pool().await, &opts(3)).await.unwrap();
+    let wrong: i64 = sqlx::query_scalar("select count(*) from chat p where p.total_replies <> (select count(*) from chat r where r.parent_id = p.id)")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(wrong, 0);
+    let replies: i64 = sqlx::query_scalar("select count(*) from chat where parent_id is not null")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert!(replies > 300);
 }
