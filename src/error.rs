@@ -196,3 +196,30 @@ pub fn render(err: &anyhow::Error) -> Rendered {
         exit_code: exit_code(err).code(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_scrubs_registered_secrets_and_picks_the_exit_code() {
+        register_secret("pa55-w0rd-xyz");
+        let err = anyhow::Error::from(
+            Error::new(Kind::Unavailable, "cannot reach db").with_help("retry"),
+        )
+        .context("connecting with password pa55-w0rd-xyz");
+        let r = render(&err);
+        assert_eq!(r.message, "connecting with password ***");
+        assert_eq!(r.causes, vec!["cannot reach db".to_owned()]);
+        assert_eq!(r.help.as_deref(), Some("retry"));
+        assert_eq!(r.exit_code, 69);
+    }
+
+    #[test]
+    fn a_closed_pipe_is_success_and_other_errors_are_failures() {
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert_eq!(exit_code(&pipe), ExitCode::Success);
+        assert_eq!(exit_code(&anyhow::anyhow!("boom")), ExitCode::Failure);
+        assert_eq!(exit_code(&Error::usage("bad flag").into()), ExitCode::Usage);
+    }
+}
