@@ -13,14 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgErrorPosition};
+use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{Connection as _, Row as _};
 
 use crate::error::{Error, Kind, Result};
@@ -125,14 +124,7 @@ pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PgConnectio
         std::process::id(),
         host.trim()
     );
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| {
-            Error::usage(format!(
-                "invalid database URL: {}",
-                crate::error::scrub(&e.to_string())
-            ))
-        })?
-        .application_name(&name);
+    let opts = crate::db::connect_options(url, &name)?;
     crate::db::connect_with(connect_timeout, url, PgConnection::connect_with(&opts)).await
 }
 
@@ -284,8 +276,8 @@ async fn applied(conn: &mut PgConnection) -> Result<BTreeMap<i64, Applied>> {
         .collect()
 }
 
-/// Holds the migration lock until dropped... or rather until [`release`] (advisory locks are
-/// released with the session anyway, so an early return cannot leak it).
+/// Takes the session's migration lock, polling until `timeout`; returns how long it waited.
+/// Released by [`release_lock`], or with the session, so an early return cannot leak it.
 async fn acquire_lock(conn: &mut PgConnection, timeout: Duration) -> Result<Duration> {
     let start = Instant::now();
     let mut announced = false;
@@ -392,18 +384,7 @@ pub async fn up(
                 .into(),
         );
     }
-    let waited = if opts.dry_run {
-        Duration::ZERO
-    } else {
-        acquire_lock(conn, opts.lock_timeout).await?
-    };
-    let result = up_locked(conn, migrations, opts).await;
-    if !opts.dry_run {
-        release_lock(conn).await;
-    }
-    let mut report = result?;
-    report.waited_for_lock_ms = waited.as_millis() as u64;
-    Ok(report)
+    run_locked(conn, migrations, Plan::Up(opts)).await
 }
 
 async fn up_locked(
@@ -452,6 +433,39 @@ async fn up_locked(
         version,
         waited_for_lock_ms: 0,
     })
+}
+
+/// What a locked run does.
+enum Plan<'a> {
+    Up(&'a UpOptions),
+    Down(&'a DownOptions),
+}
+
+/// Takes the migration lock (not for a dry run), runs the plan, releases the lock.
+async fn run_locked(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+    plan: Plan<'_>,
+) -> Result<MigrateReport> {
+    let (dry_run, lock_timeout) = match &plan {
+        Plan::Up(o) => (o.dry_run, o.lock_timeout),
+        Plan::Down(o) => (o.dry_run, o.lock_timeout),
+    };
+    let waited = if dry_run {
+        Duration::ZERO
+    } else {
+        acquire_lock(conn, lock_timeout).await?
+    };
+    let result = match plan {
+        Plan::Up(o) => up_locked(conn, migrations, o).await,
+        Plan::Down(o) => down_locked(conn, migrations, o).await,
+    };
+    if !dry_run {
+        release_lock(conn).await;
+    }
+    let mut report = result?;
+    report.waited_for_lock_ms = waited.as_millis() as u64;
+    Ok(report)
 }
 
 /// How a migration's history row changes with it.
@@ -595,18 +609,7 @@ pub async fn down(
     migrations: &Migrations,
     opts: &DownOptions,
 ) -> Result<MigrateReport> {
-    let waited = if opts.dry_run {
-        Duration::ZERO
-    } else {
-        acquire_lock(conn, opts.lock_timeout).await?
-    };
-    let result = down_locked(conn, migrations, opts).await;
-    if !opts.dry_run {
-        release_lock(conn).await;
-    }
-    let mut report = result?;
-    report.waited_for_lock_ms = waited.as_millis() as u64;
-    Ok(report)
+    run_locked(conn, migrations, Plan::Down(opts)).await
 }
 
 async fn down_locked(

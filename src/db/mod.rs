@@ -66,7 +66,7 @@ pub async fn create_database_if_missing(
     timeout: Duration,
 ) -> Result<()> {
     use sqlx::Connection as _;
-    let opts = PgConnectOptions::from_str(admin_url)?;
+    let opts = connect_options(admin_url, "chatctl")?;
     let mut conn =
         connect_with(timeout, admin_url, sqlx::PgConnection::connect_with(&opts)).await?;
     let exists: bool =
@@ -114,17 +114,23 @@ pub async fn connect_with<T>(
     }
 }
 
-/// A connection pool to `url`.
-pub async fn pool(url: &str, config: &Config) -> Result<PgPool> {
-    let timeout = config.connect_timeout()?;
-    let opts = PgConnectOptions::from_str(url)
+/// Connection options for `url`, naming the session `application_name` (visible in
+/// pg_stat_activity, and in the error when another session holds the migration lock).
+pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)
         .map_err(|e| {
             Error::usage(format!(
                 "invalid database URL: {}",
                 crate::error::scrub(&e.to_string())
             ))
         })?
-        .application_name("chatctl");
+        .application_name(application_name))
+}
+
+/// A connection pool to `url`.
+pub async fn pool(url: &str, config: &Config) -> Result<PgPool> {
+    let timeout = config.connect_timeout()?;
+    let opts = connect_options(url, "chatctl")?;
     connect_with(
         timeout,
         url,
