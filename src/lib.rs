@@ -4,6 +4,7 @@
 //! The binary (`src/bin/chatctl.rs`) only wires; [`commands`] parses and renders; every
 //! module below it does the work and is usable without the CLI (the tests call it directly).
 
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod db;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod logging;
 pub mod output;
 pub mod progress;
+pub mod provision;
 pub mod stack;
 
 pub use error::Result;

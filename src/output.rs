@@ -61,6 +61,19 @@ impl Output {
         }
     }
 
+    /// Asks a yes/no question on the terminal. `None` when stdin is not a terminal (a script
+    /// must say `--yes` instead: chatctl never prompts one).
+    pub fn confirm(&self, question: &str) -> Option<bool> {
+        if !io::stdin().is_terminal() {
+            return None;
+        }
+        let _ = write!(io::stderr(), "{question} [y/N] ");
+        let _ = io::stderr().flush();
+        let mut answer = String::new();
+        io::stdin().read_line(&mut answer).ok()?;
+        Some(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    }
+
     /// Prints a failure: `error: ...` on stderr, and under `--output json|yaml` the same
     /// as a document on stdout.
     pub fn error(&self, rendered: &crate::error::Rendered) {

@@ -50,6 +50,45 @@ pub async fn stop(started: &Started) -> Result<()> {
     Ok(())
 }
 
+/// The spec `up` applies when it exists, relative to the working directory.
+pub const EXAMPLE_SPEC: &str = "config/workspace.example.yaml";
+
+/// What `up` provisioned from a spec file.
+#[derive(Debug, Serialize)]
+pub struct Provisioned {
+    pub file: String,
+    pub summary: String,
+    pub workspaces: Vec<String>,
+}
+
+/// Applies a spec file (no pruning: `up` never removes anything).
+pub async fn provision(
+    url: &str,
+    config: &Config,
+    file: &std::path::Path,
+    actor: &crate::provision::Actor,
+) -> Result<Provisioned> {
+    let files = crate::provision::spec::read(&[file.to_owned()])?;
+    let mut conn = crate::db::connect(url, config).await?;
+    let plan = crate::provision::plan(
+        &mut conn,
+        &files,
+        &crate::provision::PlanOptions { prune: false },
+    )
+    .await?;
+    if !plan.is_empty() {
+        crate::provision::apply::apply(&mut conn, &plan.changes, actor).await?;
+    }
+    Ok(Provisioned {
+        file: file.display().to_string(),
+        summary: plan.summary(),
+        workspaces: files
+            .iter()
+            .flat_map(|f| f.spec.workspaces.iter().map(|w| w.slug.clone()))
+            .collect(),
+    })
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn wait_for_shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -81,6 +120,7 @@ pub struct StackReport {
     pub migrations_applied: Vec<String>,
     pub running: Vec<&'static str>,
     pub foreground: bool,
+    pub provisioned: Option<Provisioned>,
 }
 
 impl StackReport {
@@ -92,6 +132,7 @@ impl StackReport {
             migrations_applied: migrated.steps.iter().map(|s| s.file.clone()).collect(),
             running: vec!["postgres"],
             foreground: !detach,
+            provisioned: None,
         }
     }
 }
@@ -118,9 +159,19 @@ impl Report for StackReport {
                 self.schema_version.unwrap_or(0)
             )?,
         }
+        match &self.provisioned {
+            Some(p) => writeln!(
+                out,
+                "  workspaces: {} from {} ({})",
+                p.workspaces.join(", "),
+                p.file,
+                p.summary
+            )?,
+            None => writeln!(out, "  workspaces: none applied ({EXAMPLE_SPEC} not found)")?,
+        }
         writeln!(
             out,
-            "  not yet:   workspaces from config/, search index and bots arrive with their issues"
+            "  not yet:   search index and bots arrive with their issues"
         )?;
         if self.foreground {
             writeln!(out, "press Ctrl-C to stop")?;

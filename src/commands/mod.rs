@@ -2,11 +2,14 @@
 //! one `dispatch` that knows every command. Each command lives in its own file and is thin:
 //! parse, call one library function, render the report.
 
+mod apply;
+mod audit;
 mod completions;
 mod config;
 mod dev;
 mod migrate;
 mod up;
+mod workspace;
 
 use std::path::PathBuf;
 
@@ -63,6 +66,12 @@ pub enum Command {
     Up(up::UpArgs),
     /// Apply, revert, inspect and verify schema migrations
     Migrate(migrate::MigrateArgs),
+    /// Make workspaces, channels and memberships match spec files (plan, then one transaction)
+    Apply(apply::ApplyArgs),
+    /// Export workspaces as a spec
+    Workspace(workspace::WorkspaceArgs),
+    /// Show the audit log of changes made through chatctl
+    Audit(audit::AuditArgs),
     /// Manage the embedded local PostgreSQL and generate test data
     Dev(dev::DevArgs),
     /// Show the effective configuration, secrets masked
@@ -121,6 +130,26 @@ impl Context {
         Ok(target.url)
     }
 
+    /// One connection to the database (for commands that run one transaction).
+    pub async fn connect(&self) -> Result<crate::db::Connection> {
+        let url = self.database_url().await?;
+        crate::db::connect(&url, &self.config).await
+    }
+
+    /// The command line as typed, for the audit log (database URLs redacted).
+    pub fn command_line(&self) -> String {
+        let args: Vec<String> = std::env::args()
+            .map(|a| {
+                if a.contains("://") {
+                    crate::db::url::redact(&a)
+                } else {
+                    a
+                }
+            })
+            .collect();
+        crate::error::scrub(&args.join(" "))
+    }
+
     /// The local cluster's URL, started on demand, whatever `database.url` says.
     pub async fn database_url_local(&self) -> Result<String> {
         let mut config = self.config.clone();
@@ -134,6 +163,9 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(ctx, args).await,
         Command::Migrate(args) => migrate::run(ctx, args).await,
+        Command::Apply(args) => apply::run(ctx, args).await,
+        Command::Workspace(args) => workspace::run(ctx, args).await,
+        Command::Audit(args) => audit::run(ctx, args).await,
         Command::Dev(args) => dev::run(ctx, args).await,
         Command::Config(args) => config::run(ctx, args),
         Command::Completions(args) => completions::run(ctx, args),

@@ -6,6 +6,7 @@
 use super::Context;
 use crate::db::migrate::{self, Migrations, Source, UpOptions};
 use crate::error::{ExitCode, Result};
+use crate::provision::Actor;
 use crate::stack::{self, StackReport};
 
 #[derive(Debug, clap::Args)]
@@ -26,7 +27,16 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     };
     let migrated = migrate::up(&mut conn, &migrations, &opts).await?;
     drop(conn);
-    let report = StackReport::new(&started, &migrated, args.detach);
+    let mut report = StackReport::new(&started, &migrated, args.detach);
+    let spec = ctx.config.base_dir.join(stack::EXAMPLE_SPEC);
+    if spec.is_file() {
+        let actor = Actor {
+            operator: ctx.config.operator.clone(),
+            command: ctx.command_line(),
+        };
+        report.provisioned =
+            Some(stack::provision(&started.url, &ctx.config, &spec, &actor).await?);
+    }
     ctx.out.render(&report)?;
     if args.detach {
         return Ok(ExitCode::Success);

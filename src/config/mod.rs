@@ -335,6 +335,8 @@ pub struct Config {
     pub base_dir: PathBuf,
     /// `PATH`, where the PostgreSQL binaries are looked for first.
     pub path_env: Option<String>,
+    /// Who runs chatctl, for the audit log: `CHATCTL_OPERATOR`, else `$USER@host`.
+    pub operator: String,
 }
 
 /// Where the default config file is looked for, relative to the working directory.
@@ -389,6 +391,7 @@ impl Config {
             file,
             base_dir: base_dir.to_owned(),
             path_env: env.get("PATH").map(str::to_owned),
+            operator: operator(env),
         };
         config.validate()?;
         config.register_secrets();
@@ -525,6 +528,37 @@ impl Config {
             entries,
         }
     }
+}
+
+/// The operator's identity: `CHATCTL_OPERATOR`, else `user@host`.
+fn operator(env: &Env) -> String {
+    if let Some(op) = env.get("CHATCTL_OPERATOR") {
+        return op.to_owned();
+    }
+    let user = env
+        .get("USER")
+        .or_else(|| env.get("LOGNAME"))
+        .map(str::to_owned)
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    if host.is_empty() {
+        user.to_owned()
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+/// The name of the effective user, from /etc/passwd.
+fn user_from_passwd() -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
+    })
 }
 
 fn mask(secrecy: Secrecy, value: &str) -> String {

@@ -17,6 +17,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
 
+/// A single database session.
+pub type Connection = sqlx::PgConnection;
+
 /// Which database a command talks to, and how it was found.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -138,6 +141,18 @@ pub async fn pool(url: &str, config: &Config) -> Result<PgPool> {
             .max_connections(config.max_connections()?)
             .acquire_timeout(timeout)
             .connect_with(opts),
+    )
+    .await
+}
+
+/// One connection to `url` (for work done in one transaction).
+pub async fn connect(url: &str, config: &Config) -> Result<sqlx::PgConnection> {
+    use sqlx::Connection as _;
+    let opts = connect_options(url, "chatctl")?;
+    connect_with(
+        config.connect_timeout()?,
+        url,
+        sqlx::PgConnection::connect_with(&opts),
     )
     .await
 }

@@ -1,0 +1,63 @@
+//! `chatctl apply`: make the database match workspace spec files.
+
+use std::path::PathBuf;
+
+use super::Context;
+use crate::error::{Error, ExitCode, Result};
+use crate::provision::{self, Actor, PlanOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Spec file or directory of *.yaml files (repeatable)
+    #[arg(short = 'f', long = "file", value_name = "FILE|DIR", required = true)]
+    files: Vec<PathBuf>,
+    /// Show the plan; change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Also archive channels, unshare and drop memberships the spec does not list
+    #[arg(long)]
+    prune: bool,
+    /// Do not ask before removing (required for --prune removals when stdin is not a terminal)
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Exit 0 when there is nothing to change, 2 when there is (or was)
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
+    let files = provision::spec::read(&args.files)?;
+    let mut conn = ctx.connect().await?;
+    let mut plan = provision::plan(&mut conn, &files, &PlanOptions { prune: args.prune }).await?;
+    let changed = !plan.is_empty();
+    if changed && !args.dry_run {
+        let removals = plan.removals();
+        if removals > 0 && !args.yes {
+            let question = format!("the plan removes {removals} thing(s); apply it?");
+            match ctx.out.confirm(&question) {
+                Some(true) => {}
+                Some(false) => return Err(Error::failed("not applied: declined").into()),
+                None => {
+                    ctx.out.render(&plan)?;
+                    return Err(Error::usage(format!(
+                        "refusing to remove {removals} thing(s) without --yes"
+                    ))
+                    .with_help("review the plan (--dry-run), then run again with --yes")
+                    .into());
+                }
+            }
+        }
+        let actor = Actor {
+            operator: ctx.config.operator.clone(),
+            command: ctx.command_line(),
+        };
+        provision::apply::apply(&mut conn, &plan.changes, &actor).await?;
+        plan.applied = true;
+    }
+    ctx.out.render(&plan)?;
+    Ok(if args.detailed_exitcode && changed {
+        ExitCode::ChangesPending
+    } else {
+        ExitCode::Success
+    })
+}

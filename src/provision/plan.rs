@@ -1,0 +1,704 @@
+//! The plan: the current state of the spec's workspaces read from the database, compared
+//! with the desired state, as a list of [`Change`]s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::spec::{Desired, DesiredUser};
+use crate::error::Result;
+use crate::output::{self, Report};
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Add,
+    Archive,
+    Unarchive,
+    Remove,
+}
+
+impl Action {
+    /// Whether the change takes something away (only with `--prune`).
+    pub fn is_removal(self) -> bool {
+        matches!(self, Action::Remove | Action::Archive)
+    }
+}
+
+/// The operation behind a change, with the keys needed to carry it out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    CreateUser(DesiredUser),
+    CreateWorkspace {
+        slug: String,
+        name: String,
+    },
+    RenameWorkspace {
+        slug: String,
+        name: String,
+    },
+    SetDefaultChannel {
+        slug: String,
+        channel: Option<String>,
+    },
+    AddWorkspaceMember {
+        slug: String,
+        email: String,
+        role: String,
+    },
+    SetWorkspaceRole {
+        slug: String,
+        email: String,
+        role: String,
+    },
+    RemoveWorkspaceMember {
+        slug: String,
+        email: String,
+    },
+    CreateChannel {
+        slug: String,
+        name: String,
+        kind: String,
+        topic: String,
+        description: String,
+        purpose: Option<String>,
+    },
+    UpdateChannel {
+        slug: String,
+        name: String,
+        kind: String,
+        topic: String,
+        description: String,
+        purpose: Option<String>,
+    },
+    ArchiveChannel {
+        slug: String,
+        name: String,
+    },
+    UnarchiveChannel {
+        slug: String,
+        name: String,
+    },
+    AddMember {
+        slug: String,
+        channel: String,
+        email: String,
+        role: String,
+    },
+    SetMemberRole {
+        slug: String,
+        channel: String,
+        email: String,
+        role: String,
+    },
+    RemoveMember {
+        slug: String,
+        channel: String,
+        email: String,
+    },
+    Share {
+        slug: String,
+        channel: String,
+        target: String,
+    },
+    Unshare {
+        slug: String,
+        channel: String,
+        target: String,
+    },
+}
+
+/// One change of the plan, as shown and as recorded in the audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub action: Action,
+    /// user, workspace, workspace_member, channel, member, shared_channel
+    pub object_type: &'static str,
+    /// A readable key: `alice@example.com`, `acme`, `acme/#general`, `acme/#general alice@…`.
+    pub object: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    #[serde(skip)]
+    pub op: Op,
+}
+
+/// A plan and what it would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    /// Removals left out because `--prune` was not given.
+    pub skipped_removals: usize,
+    pub applied: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn removals(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| c.action.is_removal())
+            .count()
+    }
+
+    /// Counts per action, for the summary line.
+    pub fn summary(&self) -> String {
+        if self.changes.is_empty() {
+            return "no changes".to_owned();
+        }
+        let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
+        for c in &self.changes {
+            *counts.entry(c.action).or_default() += 1;
+        }
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(a, n)| {
+                format!(
+                    "{n} to {}",
+                    serde_json::to_value(a)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        parts.join(", ")
+    }
+}
+
+impl Report for Plan {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        if !self.changes.is_empty() {
+            let mut t = output::table(["ACTION", "TYPE", "OBJECT", "CHANGE"]);
+            // A big first apply: show the first rows and a count, not 200,000 lines.
+            const SHOWN: usize = 200;
+            for c in self.changes.iter().take(SHOWN) {
+                let action = serde_json::to_value(c.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let detail = match (&c.before, &c.after) {
+                    (Some(b), Some(a)) => format!("{} -> {}", compact(b), compact(a)),
+                    (None, Some(a)) => compact(a),
+                    (Some(b), None) => compact(b),
+                    (None, None) => String::new(),
+                };
+                t.add_row(vec![
+                    action,
+                    c.object_type.to_owned(),
+                    c.object.clone(),
+                    detail,
+                ]);
+            }
+            output::write_table(out, &t)?;
+            if self.changes.len() > SHOWN {
+                writeln!(
+                    out,
+                    "... and {} more (see --output json)",
+                    self.changes.len() - SHOWN
+                )?;
+            }
+            writeln!(out)?;
+        }
+        let verb = if self.applied { "applied" } else { "plan" };
+        writeln!(out, "{verb}: {}", self.summary())?;
+        if self.skipped_removals > 0 {
+            writeln!(
+                out,
+                "{} removal(s) not in the plan: pass --prune to remove what the spec does not list",
+                self.skipped_removals
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
+            .map(|(k, v)| format!("{k}={}", compact(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// The database's state of the workspaces a spec names.
+#[derive(Debug, Default)]
+pub struct Current {
+    /// email → (id, username, display name, is_bot)
+    pub users: BTreeMap<String, (Uuid, String, String, bool)>,
+    pub workspaces: BTreeMap<String, CurrentWorkspace>,
+    /// Every workspace slug in the database.
+    pub all_slugs: BTreeSet<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct CurrentWorkspace {
+    pub id: Uuid,
+    pub name: String,
+    pub default_channel: Option<String>,
+    pub members: BTreeMap<String, String>,
+    pub channels: BTreeMap<String, CurrentChannel>,
+}
+
+#[derive(Debug, Default)]
+pub struct CurrentChannel {
+    pub id: Uuid,
+    pub kind: String,
+    pub topic: String,
+    pub description: String,
+    pub purpose: Option<String>,
+    pub archived: bool,
+    pub members: BTreeMap<String, String>,
+    pub shared_with: BTreeSet<String>,
+}
+
+/// A named channel as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ChannelRow {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub topic: String,
+    pub description: String,
+    pub purpose: Option<String>,
+    pub archived: bool,
+}
+
+/// Reads the current state of `slugs` and of the users `emails`.
+pub async fn load(conn: &mut PgConnection, slugs: &[String], emails: &[String]) -> Result<Current> {
+    let mut cur = Current::default();
+    let users: Vec<(Uuid, String, String, String, bool)> = sqlx::query_as(
+        "select id, email, username, display_name, is_bot from public.users where email = any($1)",
+    )
+    .bind(emails)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, email, username, name, bot) in users {
+        cur.users.insert(email, (id, username, name, bot));
+    }
+    cur.all_slugs = sqlx::query_scalar::<_, String>("select slug from public.workspaces")
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+    let wss: Vec<(Uuid, String, String, Option<String>)> = sqlx::query_as(
+        "select w.id, w.slug, w.name, c.name from public.workspaces w
+           left join public.channels c on c.id = w.default_channel_id
+          where w.slug = any($1)",
+    )
+    .bind(slugs)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_id: BTreeMap<Uuid, String> = BTreeMap::new();
+    for (id, slug, name, default_channel) in wss {
+        by_id.insert(id, slug.clone());
+        cur.workspaces.insert(
+            slug,
+            CurrentWorkspace {
+                id,
+                name,
+                default_channel,
+                ..Default::default()
+            },
+        );
+    }
+    let ids: Vec<Uuid> = by_id.keys().copied().collect();
+    let wm: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "select m.workspace_id, u.email, m.role from public.workspace_members m
+           join public.users u on u.id = m.user_id
+          where m.workspace_id = any($1) and u.email is not null",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (ws, email, role) in wm {
+        if let Some(w) = cur.workspaces.get_mut(&by_id[&ws]) {
+            w.members.insert(email, role);
+        }
+    }
+    let chans: Vec<ChannelRow> = sqlx::query_as(
+        "select id, workspace_id, name, kind, topic, description, purpose, archived_at is not null as archived
+           from public.channels where workspace_id = any($1) and name is not null",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut chan_key: BTreeMap<Uuid, (String, String)> = BTreeMap::new();
+    for ChannelRow {
+        id,
+        workspace_id: ws,
+        name,
+        kind,
+        topic,
+        description,
+        purpose,
+        archived,
+    } in chans
+    {
+        let slug = by_id[&ws].clone();
+        chan_key.insert(id, (slug.clone(), name.clone()));
+        if let Some(w) = cur.workspaces.get_mut(&slug) {
+            w.channels.insert(
+                name,
+                CurrentChannel {
+                    id,
+                    kind,
+                    topic,
+                    description,
+                    purpose,
+                    archived,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    let chan_ids: Vec<Uuid> = chan_key.keys().copied().collect();
+    let members: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "select m.channel_id, u.email, m.role from public.members m join public.users u on u.id = m.user_id
+          where m.channel_id = any($1) and u.email is not null",
+    )
+    .bind(&chan_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (ch, email, role) in members {
+        let (slug, name) = &chan_key[&ch];
+        if let Some(c) = cur
+            .workspaces
+            .get_mut(slug)
+            .and_then(|w| w.channels.get_mut(name))
+        {
+            c.members.insert(email, role);
+        }
+    }
+    let shares: Vec<(Uuid, String)> = sqlx::query_as(
+        "select s.channel_id, w.slug from public.shared_channels s join public.workspaces w on w.id = s.workspace_id
+          where s.channel_id = any($1)",
+    )
+    .bind(&chan_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (ch, target) in shares {
+        let (slug, name) = &chan_key[&ch];
+        if let Some(c) = cur
+            .workspaces
+            .get_mut(slug)
+            .and_then(|w| w.channels.get_mut(name))
+        {
+            c.shared_with.insert(target);
+        }
+    }
+    Ok(cur)
+}
+
+/// Compares the desired state with the current one.
+pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
+    let mut changes = Vec::new();
+    let mut skipped = 0usize;
+    let mut removal = |c: Change, changes: &mut Vec<Change>| {
+        if prune {
+            changes.push(c);
+        } else {
+            skipped += 1;
+        }
+    };
+
+    for u in d.users.values().filter(|u| u.declared) {
+        if !cur.users.contains_key(&u.email) {
+            changes.push(Change {
+                action: Action::Create,
+                object_type: "user",
+                object: u.email.clone(),
+                before: None,
+                after: Some(
+                    json!({ "username": u.username, "name": u.display_name, "bot": u.is_bot }),
+                ),
+                op: Op::CreateUser(u.clone()),
+            });
+        }
+    }
+
+    for (slug, w) in &d.workspaces {
+        let cw = cur.workspaces.get(slug);
+        match cw {
+            None => changes.push(Change {
+                action: Action::Create,
+                object_type: "workspace",
+                object: slug.clone(),
+                before: None,
+                after: Some(json!({ "name": w.name })),
+                op: Op::CreateWorkspace {
+                    slug: slug.clone(),
+                    name: w.name.clone(),
+                },
+            }),
+            Some(c) if c.name != w.name => changes.push(Change {
+                action: Action::Update,
+                object_type: "workspace",
+                object: slug.clone(),
+                before: Some(json!({ "name": c.name })),
+                after: Some(json!({ "name": w.name })),
+                op: Op::RenameWorkspace {
+                    slug: slug.clone(),
+                    name: w.name.clone(),
+                },
+            }),
+            Some(_) => {}
+        }
+        let empty = BTreeMap::new();
+        let cur_members = cw.map_or(&empty, |c| &c.members);
+        for (email, role) in &w.members {
+            match cur_members.get(email) {
+                None => changes.push(Change {
+                    action: Action::Add,
+                    object_type: "workspace_member",
+                    object: format!("{slug} {email}"),
+                    before: None,
+                    after: Some(json!({ "role": role })),
+                    op: Op::AddWorkspaceMember {
+                        slug: slug.clone(),
+                        email: email.clone(),
+                        role: role.clone(),
+                    },
+                }),
+                Some(r) if r != role => changes.push(Change {
+                    action: Action::Update,
+                    object_type: "workspace_member",
+                    object: format!("{slug} {email}"),
+                    before: Some(json!({ "role": r })),
+                    after: Some(json!({ "role": role })),
+                    op: Op::SetWorkspaceRole {
+                        slug: slug.clone(),
+                        email: email.clone(),
+                        role: role.clone(),
+                    },
+                }),
+                Some(_) => {}
+            }
+        }
+        for (email, role) in cur_members {
+            if !w.members.contains_key(email) {
+                removal(
+                    Change {
+                        action: Action::Remove,
+                        object_type: "workspace_member",
+                        object: format!("{slug} {email}"),
+                        before: Some(json!({ "role": role })),
+                        after: None,
+                        op: Op::RemoveWorkspaceMember {
+                            slug: slug.clone(),
+                            email: email.clone(),
+                        },
+                    },
+                    &mut changes,
+                );
+            }
+        }
+
+        let empty_ch = BTreeMap::new();
+        let cur_channels = cw.map_or(&empty_ch, |c| &c.channels);
+        for (name, ch) in &w.channels {
+            let key = format!("{slug}/#{name}");
+            let after_attrs = json!({ "kind": ch.kind, "topic": ch.topic, "description": ch.description, "purpose": ch.purpose });
+            let cc = cur_channels.get(name);
+            match cc {
+                None => changes.push(Change {
+                    action: Action::Create,
+                    object_type: "channel",
+                    object: key.clone(),
+                    before: None,
+                    after: Some(after_attrs),
+                    op: Op::CreateChannel {
+                        slug: slug.clone(),
+                        name: name.clone(),
+                        kind: ch.kind.clone(),
+                        topic: ch.topic.clone(),
+                        description: ch.description.clone(),
+                        purpose: ch.purpose.clone(),
+                    },
+                }),
+                Some(c) => {
+                    if (&c.kind, &c.topic, &c.description, &c.purpose)
+                        != (&ch.kind, &ch.topic, &ch.description, &ch.purpose)
+                    {
+                        changes.push(Change {
+                            action: Action::Update,
+                            object_type: "channel",
+                            object: key.clone(),
+                            before: Some(json!({ "kind": c.kind, "topic": c.topic, "description": c.description, "purpose": c.purpose })),
+                            after: Some(after_attrs),
+                            op: Op::UpdateChannel { slug: slug.clone(), name: name.clone(), kind: ch.kind.clone(), topic: ch.topic.clone(), description: ch.description.clone(), purpose: ch.purpose.clone() },
+                        });
+                    }
+                }
+            }
+            let archived_now = cc.is_some_and(|c| c.archived);
+            if ch.archived && !archived_now {
+                changes.push(Change {
+                    action: Action::Archive,
+                    object_type: "channel",
+                    object: key.clone(),
+                    before: None,
+                    after: None,
+                    op: Op::ArchiveChannel {
+                        slug: slug.clone(),
+                        name: name.clone(),
+                    },
+                });
+            } else if !ch.archived && archived_now {
+                changes.push(Change {
+                    action: Action::Unarchive,
+                    object_type: "channel",
+                    object: key.clone(),
+                    before: None,
+                    after: None,
+                    op: Op::UnarchiveChannel {
+                        slug: slug.clone(),
+                        name: name.clone(),
+                    },
+                });
+            }
+            let empty_m = BTreeMap::new();
+            let cur_m = cc.map_or(&empty_m, |c| &c.members);
+            for (email, role) in &ch.members {
+                match cur_m.get(email) {
+                    None => changes.push(Change {
+                        action: Action::Add,
+                        object_type: "member",
+                        object: format!("{key} {email}"),
+                        before: None,
+                        after: Some(json!({ "role": role })),
+                        op: Op::AddMember {
+                            slug: slug.clone(),
+                            channel: name.clone(),
+                            email: email.clone(),
+                            role: role.clone(),
+                        },
+                    }),
+                    Some(r) if r != role => changes.push(Change {
+                        action: Action::Update,
+                        object_type: "member",
+                        object: format!("{key} {email}"),
+                        before: Some(json!({ "role": r })),
+                        after: Some(json!({ "role": role })),
+                        op: Op::SetMemberRole {
+                            slug: slug.clone(),
+                            channel: name.clone(),
+                            email: email.clone(),
+                            role: role.clone(),
+                        },
+                    }),
+                    Some(_) => {}
+                }
+            }
+            for (email, role) in cur_m {
+                if !ch.members.contains_key(email) {
+                    removal(
+                        Change {
+                            action: Action::Remove,
+                            object_type: "member",
+                            object: format!("{key} {email}"),
+                            before: Some(json!({ "role": role })),
+                            after: None,
+                            op: Op::RemoveMember {
+                                slug: slug.clone(),
+                                channel: name.clone(),
+                                email: email.clone(),
+                            },
+                        },
+                        &mut changes,
+                    );
+                }
+            }
+            let empty_s = BTreeSet::new();
+            let cur_s = cc.map_or(&empty_s, |c| &c.shared_with);
+            for target in ch.shared_with.difference(cur_s) {
+                changes.push(Change {
+                    action: Action::Add,
+                    object_type: "shared_channel",
+                    object: format!("{key} -> {target}"),
+                    before: None,
+                    after: None,
+                    op: Op::Share {
+                        slug: slug.clone(),
+                        channel: name.clone(),
+                        target: target.clone(),
+                    },
+                });
+            }
+            for target in cur_s.difference(&ch.shared_with) {
+                removal(
+                    Change {
+                        action: Action::Remove,
+                        object_type: "shared_channel",
+                        object: format!("{key} -> {target}"),
+                        before: None,
+                        after: None,
+                        op: Op::Unshare {
+                            slug: slug.clone(),
+                            channel: name.clone(),
+                            target: target.clone(),
+                        },
+                    },
+                    &mut changes,
+                );
+            }
+        }
+        for (name, c) in cur_channels {
+            if !w.channels.contains_key(name) && !c.archived {
+                removal(
+                    Change {
+                        action: Action::Archive,
+                        object_type: "channel",
+                        object: format!("{slug}/#{name}"),
+                        before: None,
+                        after: None,
+                        op: Op::ArchiveChannel {
+                            slug: slug.clone(),
+                            name: name.clone(),
+                        },
+                    },
+                    &mut changes,
+                );
+            }
+        }
+        let cur_default = cw.and_then(|c| c.default_channel.clone());
+        if w.default_channel.is_some() && w.default_channel != cur_default {
+            changes.push(Change {
+                action: Action::Update,
+                object_type: "workspace",
+                object: slug.clone(),
+                before: Some(json!({ "default_channel": cur_default })),
+                after: Some(json!({ "default_channel": w.default_channel })),
+                op: Op::SetDefaultChannel {
+                    slug: slug.clone(),
+                    channel: w.default_channel.clone(),
+                },
+            });
+        }
+    }
+    Plan {
+        changes,
+        skipped_removals: skipped,
+        applied: false,
+        files: Vec::new(),
+    }
+}

@@ -1,0 +1,607 @@
+//! The workspace spec: what operators write (YAML), read from files and directories, and
+//! checked into a [`Desired`] state with every problem reported at once, by file and line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One spec document. Every list may be empty; several documents are merged.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// People: created when missing (large populations come from `users import`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub people: Vec<Person>,
+    /// Named lists of people, usable wherever members are listed as `group:NAME`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Bot accounts, usable in member lists as `bot:NAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bots: Vec<Bot>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workspaces: Vec<WorkspaceSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub email: String,
+    pub name: String,
+    /// Default: the part of the email before `@`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bot {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSpec {
+    pub slug: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_channel: Option<String>,
+    /// Member lists by role: emails, `group:NAME` or `bot:NAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub topic: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub private: bool,
+    /// department, project, support or general.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub archived: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moderators: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// Slugs of other workspaces this channel is shared into.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A spec file as read: its path, text (for line numbers) and contents.
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    pub path: PathBuf,
+    pub text: String,
+    pub spec: Spec,
+}
+
+/// One problem in the spec, located.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// All the problems of a spec; nothing was applied.
+#[derive(Debug, thiserror::Error)]
+#[error("the spec has {} problem(s); nothing was applied:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct SpecErrors(pub Vec<Problem>);
+
+/// Reads spec files: each path a YAML file or a directory of them (`*.yaml`, `*.yml`, sorted).
+/// YAML errors of every file are collected before failing.
+pub fn read(paths: &[PathBuf]) -> Result<Vec<SpecFile>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                return Err(Error::usage(format!("no .yaml files in {}", p.display())).into());
+            }
+            files.extend(entries);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::usage(format!("cannot read spec file {}: {e}", path.display())))?;
+        match parse(&text) {
+            Ok(spec) => out.push(SpecFile { path, text, spec }),
+            Err((line, message)) => problems.push(Problem {
+                file: path,
+                line,
+                message,
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(anyhow::Error::from(SpecErrors(problems))
+            .context(Error::usage("invalid workspace spec")));
+    }
+    Ok(out)
+}
+
+fn parse(text: &str) -> std::result::Result<Spec, (Option<usize>, String)> {
+    if text.trim().is_empty() {
+        return Ok(Spec::default());
+    }
+    serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        let msg = e.to_string();
+        // serde_yaml appends " at line L column C"; the line is reported separately.
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        (line, msg)
+    })
+}
+
+/// Finds the line a problem is about: the first line containing `needle` at or after the
+/// line of `anchor` (e.g. the channel's `name:` line). Spec values are plain scalars, so a
+/// text search is enough to point the operator at the right place.
+fn locate(text: &str, anchor: Option<&str>, needle: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = anchor
+        .and_then(|a| lines.iter().position(|l| l.contains(a)))
+        .unwrap_or(0);
+    lines[start..]
+        .iter()
+        .position(|l| l.contains(needle))
+        .map(|i| start + i + 1)
+        .or_else(|| lines.iter().position(|l| l.contains(needle)).map(|i| i + 1))
+}
+
+/// Who a user is in the desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredUser {
+    pub email: String,
+    pub username: String,
+    pub display_name: String,
+    pub is_bot: bool,
+    /// Declared in the spec (people/bots) rather than only referenced.
+    pub declared: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DesiredWorkspace {
+    pub name: String,
+    pub default_channel: Option<String>,
+    /// email → role
+    pub members: BTreeMap<String, String>,
+    pub channels: BTreeMap<String, DesiredChannel>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DesiredChannel {
+    pub kind: String,
+    pub topic: String,
+    pub description: String,
+    pub purpose: Option<String>,
+    pub archived: bool,
+    /// email → role (owner, moderator, member)
+    pub members: BTreeMap<String, String>,
+    pub shared_with: BTreeSet<String>,
+}
+
+/// The state the spec asks for, names resolved to emails.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// email → user (declared, or referenced and expected to exist)
+    pub users: BTreeMap<String, DesiredUser>,
+    /// slug → workspace
+    pub workspaces: BTreeMap<String, DesiredWorkspace>,
+    /// Where each referenced email came from, to report unknown ones.
+    pub references: BTreeMap<String, (PathBuf, Option<usize>)>,
+}
+
+/// The email a bot account has.
+pub fn bot_email(name: &str) -> String {
+    format!("{name}@bots.chatctl.invalid")
+}
+
+/// Whether a channel name follows Slack's rules (lowercase, no spaces or periods, ≤ 80).
+pub fn valid_channel_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 80
+        && name == name.to_lowercase()
+        && !name.chars().any(|c| c.is_whitespace() || c == '.')
+}
+
+/// Whether a workspace slug is valid (lowercase letters, digits, dashes; ≤ 63).
+pub fn valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 63
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !slug.starts_with('-')
+}
+
+const PURPOSES: &[&str] = &["department", "project", "support", "general"];
+const ROLE_ORDER: &[&str] = &["guest", "member", "moderator", "admin", "owner"];
+
+fn stronger(a: &str, b: &str) -> bool {
+    ROLE_ORDER.iter().position(|r| *r == a) > ROLE_ORDER.iter().position(|r| *r == b)
+}
+
+/// Merges spec files into the desired state, collecting every problem.
+pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
+    let mut d = Desired::default();
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut groups: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
+
+    // People, bots and groups first: member lists refer to them.
+    for (fi, f) in files.iter().enumerate() {
+        let mut problem = |line: Option<usize>, message: String| {
+            problems.push(Problem {
+                file: f.path.clone(),
+                line,
+                message,
+            })
+        };
+        for p in &f.spec.people {
+            let email = p.email.trim().to_lowercase();
+            let line = locate(&f.text, None, &p.email);
+            if !email.contains('@') {
+                problem(line, format!("`{}` is not an email address", p.email));
+                continue;
+            }
+            let username = p
+                .username
+                .clone()
+                .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
+            if username.is_empty()
+                || username != username.to_lowercase()
+                || username.contains(char::is_whitespace)
+            {
+                problem(
+                    line,
+                    format!("invalid username `{username}`: lowercase, no spaces"),
+                );
+                continue;
+            }
+            let user = DesiredUser {
+                email: email.clone(),
+                username,
+                display_name: p.name.clone(),
+                is_bot: false,
+                declared: true,
+            };
+            if let Some(prev) = d.users.get(&email)
+                && *prev != user
+            {
+                problem(
+                    line,
+                    format!("person `{email}` is declared twice, differently"),
+                );
+            }
+            d.users.insert(email, user);
+        }
+        for b in &f.spec.bots {
+            let line = locate(&f.text, None, &b.name);
+            if b.name.is_empty()
+                || b.name != b.name.to_lowercase()
+                || b.name.contains(char::is_whitespace)
+            {
+                problem(
+                    line,
+                    format!("invalid bot name `{}`: lowercase, no spaces", b.name),
+                );
+                continue;
+            }
+            let email = bot_email(&b.name);
+            let display = b.display_name.clone().unwrap_or_else(|| b.name.clone());
+            d.users.insert(
+                email.clone(),
+                DesiredUser {
+                    email,
+                    username: b.name.clone(),
+                    display_name: display,
+                    is_bot: true,
+                    declared: true,
+                },
+            );
+        }
+        for (name, list) in &f.spec.groups {
+            if groups.contains_key(name) {
+                problem(
+                    locate(&f.text, None, &format!("{name}:")),
+                    format!("group `{name}` is defined in more than one file"),
+                );
+            }
+            groups.insert(name.clone(), (list.clone(), fi));
+        }
+    }
+
+    // Expands a member list entry to emails.
+    let expand = |entry: &str,
+                  f: &SpecFile,
+                  anchor: Option<&str>,
+                  problems: &mut Vec<Problem>,
+                  refs: &mut BTreeMap<String, (PathBuf, Option<usize>)>|
+     -> Vec<String> {
+        let line = locate(&f.text, anchor, entry);
+        let one = |email: String, refs: &mut BTreeMap<String, (PathBuf, Option<usize>)>| {
+            refs.entry(email.clone()).or_insert((f.path.clone(), line));
+            email
+        };
+        if let Some(g) = entry.strip_prefix("group:") {
+            match groups.get(g) {
+                Some((list, _)) => list
+                    .iter()
+                    .map(|e| one(e.trim().to_lowercase(), refs))
+                    .collect(),
+                None => {
+                    problems.push(Problem {
+                        file: f.path.clone(),
+                        line,
+                        message: format!("unknown group `{g}`"),
+                    });
+                    Vec::new()
+                }
+            }
+        } else if let Some(b) = entry.strip_prefix("bot:") {
+            vec![one(bot_email(b), refs)]
+        } else if entry.contains('@') {
+            vec![one(entry.trim().to_lowercase(), refs)]
+        } else {
+            problems.push(Problem {
+                file: f.path.clone(),
+                line,
+                message: format!(
+                    "`{entry}` is not a member: use an email, `group:NAME` or `bot:NAME`"
+                ),
+            });
+            Vec::new()
+        }
+    };
+
+    let mut refs = BTreeMap::new();
+    let mut ws_files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for f in files {
+        for w in &f.spec.workspaces {
+            let ws_line = locate(&f.text, None, &format!("slug: {}", w.slug));
+            if !valid_slug(&w.slug) {
+                problems.push(Problem {
+                    file: f.path.clone(),
+                    line: ws_line,
+                    message: format!(
+                        "invalid workspace slug `{}`: lowercase letters, digits and dashes",
+                        w.slug
+                    ),
+                });
+            }
+            if let Some(prev) = ws_files.insert(w.slug.clone(), f.path.clone()) {
+                problems.push(Problem {
+                    file: f.path.clone(),
+                    line: ws_line,
+                    message: format!(
+                        "workspace `{}` is also defined in {}",
+                        w.slug,
+                        prev.display()
+                    ),
+                });
+                continue;
+            }
+            let anchor = format!("slug: {}", w.slug);
+            let mut members: BTreeMap<String, String> = BTreeMap::new();
+            for (role, list) in [
+                ("guest", &w.guests),
+                ("member", &w.members),
+                ("admin", &w.admins),
+                ("owner", &w.owners),
+            ] {
+                for entry in list {
+                    for email in expand(entry, f, Some(&anchor), &mut problems, &mut refs) {
+                        let r = members.entry(email).or_insert_with(|| role.to_owned());
+                        if stronger(role, r) {
+                            *r = role.to_owned();
+                        }
+                    }
+                }
+            }
+            let mut channels: BTreeMap<String, DesiredChannel> = BTreeMap::new();
+            for c in &w.channels {
+                let ch_anchor = format!("name: {}", c.name);
+                let line = locate(&f.text, Some(&anchor), &ch_anchor);
+                if !valid_channel_name(&c.name) {
+                    problems.push(Problem { file: f.path.clone(), line, message: format!("invalid channel name `{}`: lowercase, no spaces or periods, at most 80 characters", c.name) });
+                    continue;
+                }
+                if channels.contains_key(&c.name) {
+                    problems.push(Problem {
+                        file: f.path.clone(),
+                        line,
+                        message: format!(
+                            "channel `{}` appears twice in workspace `{}`",
+                            c.name, w.slug
+                        ),
+                    });
+                    continue;
+                }
+                if let Some(p) = &c.purpose
+                    && !PURPOSES.contains(&p.as_str())
+                {
+                    problems.push(Problem {
+                        file: f.path.clone(),
+                        line: locate(&f.text, Some(&ch_anchor), p),
+                        message: format!("unknown purpose `{p}`: one of {}", PURPOSES.join(", ")),
+                    });
+                }
+                if c.topic.chars().count() > 250 {
+                    problems.push(Problem {
+                        file: f.path.clone(),
+                        line,
+                        message: format!("the topic of `{}` is longer than 250 characters", c.name),
+                    });
+                }
+                let mut cm: BTreeMap<String, String> = BTreeMap::new();
+                for (role, list) in [
+                    ("member", &c.members),
+                    ("moderator", &c.moderators),
+                    ("owner", &c.owners),
+                ] {
+                    for entry in list {
+                        for email in expand(entry, f, Some(&ch_anchor), &mut problems, &mut refs) {
+                            let r = cm.entry(email).or_insert_with(|| role.to_owned());
+                            if stronger(role, r) {
+                                *r = role.to_owned();
+                            }
+                        }
+                    }
+                }
+                // Channel members belong to the workspace.
+                for email in cm.keys() {
+                    members
+                        .entry(email.clone())
+                        .or_insert_with(|| "member".to_owned());
+                }
+                for target in &c.shared_with {
+                    if *target == w.slug {
+                        problems.push(Problem {
+                            file: f.path.clone(),
+                            line: locate(&f.text, Some(&ch_anchor), "shared_with"),
+                            message: format!(
+                                "channel `{}` cannot be shared into its own workspace `{target}`",
+                                c.name
+                            ),
+                        });
+                    }
+                }
+                channels.insert(
+                    c.name.clone(),
+                    DesiredChannel {
+                        kind: if c.private { "private" } else { "public" }.to_owned(),
+                        topic: c.topic.clone(),
+                        description: c.description.clone(),
+                        purpose: c.purpose.clone(),
+                        archived: c.archived,
+                        members: cm,
+                        shared_with: c
+                            .shared_with
+                            .iter()
+                            .filter(|t| **t != w.slug)
+                            .cloned()
+                            .collect(),
+                    },
+                );
+            }
+            if let Some(dc) = &w.default_channel
+                && !channels.contains_key(dc)
+            {
+                problems.push(Problem {
+                    file: f.path.clone(),
+                    line: locate(&f.text, Some(&anchor), "default_channel"),
+                    message: format!(
+                        "default channel `{dc}` is not among the channels of `{}`",
+                        w.slug
+                    ),
+                });
+            }
+            d.workspaces.insert(
+                w.slug.clone(),
+                DesiredWorkspace {
+                    name: w.name.clone(),
+                    default_channel: w.default_channel.clone(),
+                    members,
+                    channels,
+                },
+            );
+        }
+    }
+    d.references = refs;
+    if !problems.is_empty() {
+        return Err(anyhow::Error::from(SpecErrors(problems))
+            .context(Error::usage("invalid workspace spec")));
+    }
+    Ok(d)
+}
+
+/// Problems found against the database (unknown emails and workspaces), located.
+pub fn unknown_reference_problems(
+    d: &Desired,
+    known_emails: &BTreeSet<String>,
+    known_workspaces: &BTreeSet<String>,
+    files: &[SpecFile],
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (email, (file, line)) in &d.references {
+        if !d.users.contains_key(email) && !known_emails.contains(email) {
+            problems.push(Problem {
+                file: file.clone(),
+                line: *line,
+                message: format!("unknown user `{email}`: not in `people` and not in the database"),
+            });
+        }
+    }
+    for ws in d.workspaces.values() {
+        for ch in ws.channels.values() {
+            for target in &ch.shared_with {
+                if !d.workspaces.contains_key(target) && !known_workspaces.contains(target) {
+                    let (file, line) = files
+                        .iter()
+                        .find_map(|f| {
+                            f.text.contains(target.as_str()).then(|| {
+                                (f.path.clone(), locate(&f.text, Some("shared_with"), target))
+                            })
+                        })
+                        .unwrap_or_default();
+                    problems.push(Problem {
+                        file,
+                        line,
+                        message: format!("unknown workspace `{target}` in shared_with"),
+                    });
+                }
+            }
+        }
+    }
+    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    problems
+}
+
+/// Reads a spec from a path (for tests and `up`).
+pub fn read_one(path: &Path) -> Result<Vec<SpecFile>> {
+    read(&[path.to_owned()])
+}
