@@ -152,6 +152,10 @@ pub fn scrub(text: &str) -> String {
 
 /// The exit code an error maps to, from the first [`Error`] in its chain.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
+    // An `Error` used as context is found by anyhow's own downcast, not in the chain.
+    if let Some(e) = err.downcast_ref::<Error>() {
+        return e.exit_code();
+    }
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return e.exit_code();
@@ -186,8 +190,12 @@ pub fn render(err: &anyhow::Error) -> Rendered {
         }
     }
     let help = err
-        .chain()
-        .find_map(|c| c.downcast_ref::<Error>().and_then(|e| e.help.clone()))
+        .downcast_ref::<Error>()
+        .and_then(|e| e.help.clone())
+        .or_else(|| {
+            err.chain()
+                .find_map(|c| c.downcast_ref::<Error>().and_then(|e| e.help.clone()))
+        })
         .map(|h| scrub(&h));
     Rendered {
         message,

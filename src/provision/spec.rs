@@ -451,6 +451,14 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
                     continue;
                 }
                 if channels.contains_key(&c.name) {
+                    // Point at the repeat, not the first one.
+                    let line = line.and_then(|first| {
+                        f.text
+                            .lines()
+                            .skip(first)
+                            .position(|l| l.contains(&ch_anchor))
+                            .map(|i| first + i + 1)
+                    });
                     problems.push(Problem {
                         file: f.path.clone(),
                         line,

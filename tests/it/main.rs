@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod local;
 mod migrate;
+mod provision;
 mod rls;
 mod schema;
 mod seed;

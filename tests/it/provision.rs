@@ -1,0 +1,390 @@
+//! `chatctl apply` / `workspace export` / `audit list` on a real database.
+
+use std::path::{Path, PathBuf};
+
+use chatctl::provision::{self, Actor, PlanOptions, spec};
+use sqlx::PgConnection;
+
+use crate::support::{TestDb, chatctl, outputs};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/workspace.example.yaml")
+}
+
+fn actor() -> Actor {
+    Actor {
+        operator: "tester@ci".into(),
+        command: "test".into(),
+    }
+}
+
+async fn apply_file(c: &mut PgConnection, path: &Path, prune: bool) -> provision::Plan {
+    let files = spec::read(&[path.to_owned()]).unwrap();
+    let plan = provision::plan(c, &files, &PlanOptions { prune })
+        .await
+        .unwrap();
+    provision::apply::apply(c, &plan.changes, &actor())
+        .await
+        .unwrap();
+    plan
+}
+
+async fn count(c: &mut PgConnection, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(c).await.unwrap()
+}
+
+#[tokio::test]
+async fn apply_is_idempotent_and_detailed_exitcode_tells_ci() {
+    let db = TestDb::new().await;
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("CHATCTL_OPERATOR", "ci-bot"),
+    ];
+    let ex = example();
+    let out = chatctl(&env)
+        .args(["apply", "--dry-run", "--detailed-exitcode", "-f"])
+        .arg(&ex)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{:?}", outputs(&out));
+    let mut c = db.conn().await;
+    assert_eq!(
+        count(&mut c, "select count(*) from workspaces").await,
+        0,
+        "a dry run changes nothing"
+    );
+
+    let out = chatctl(&env)
+        .args(["apply", "-o", "json", "-f"])
+        .arg(&ex)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", outputs(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["applied"], true);
+    assert!(json["changes"].as_array().unwrap().len() > 30);
+
+    let out = chatctl(&env)
+        .args(["apply", "-f"])
+        .arg(&ex)
+        .output()
+        .unwrap();
+    let (stdout, _) = outputs(&out);
+    assert!(out.status.success());
+    assert!(stdout.contains("no changes"), "{stdout}");
+    chatctl(&env)
+        .args(["apply", "--dry-run", "--detailed-exitcode", "-f"])
+        .arg(&ex)
+        .assert()
+        .code(0);
+
+    assert_eq!(count(&mut c, "select count(*) from channels").await, 5);
+    assert_eq!(
+        count(&mut c, "select count(*) from users where is_bot").await,
+        2
+    );
+    assert_eq!(
+        count(&mut c, "select count(*) from auth.identities").await,
+        8,
+        "every created user has an email identity"
+    );
+    let private: String = sqlx::query_scalar("select kind from channels where name = 'support'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(private, "private");
+    let default: String = sqlx::query_scalar("select c.name from workspaces w join channels c on c.id = w.default_channel_id where w.slug = 'acme'")
+        .fetch_one(&mut c).await.unwrap();
+    assert_eq!(default, "general");
+
+    // Every change is in the audit log, with who did it.
+    let out = chatctl(&env)
+        .args([
+            "audit", "list", "--since", "1h", "--limit", "1000", "-o", "json",
+        ])
+        .output()
+        .unwrap();
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), json["changes"].as_array().unwrap().len());
+    assert!(entries.iter().all(|e| e["actor"] == "ci-bot"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["object_id"] == "acme/#support" && e["after"]["kind"] == "private")
+    );
+}
+
+#[tokio::test]
+async fn prune_removes_only_when_asked_and_confirmed() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    apply_file(&mut c, &example(), false).await;
+
+    // The same spec without #engineering and without ken in #general.
+    let text = std::fs::read_to_string(example()).unwrap();
+    let start = text.find("      - name: engineering").unwrap();
+    let end = text.find("      - name: support").unwrap();
+    let smaller = format!("{}{}", &text[..start], &text[end..]).replace(
+        "members: [group:engineering, group:support, bot:summarybot]",
+        "members: [ada@example.com, linus@example.com, group:support, bot:summarybot]",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("smaller.yaml");
+    std::fs::write(&file, smaller).unwrap();
+    let env = [("DATABASE_URL", db.url.as_str())];
+
+    let out = chatctl(&env)
+        .args(["apply", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, _) = outputs(&out);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("no changes") && stdout.contains("2 removal(s) not in the plan"),
+        "{stdout}"
+    );
+
+    // With --prune but not --yes, and no terminal: refused, nothing applied.
+    let out = chatctl(&env)
+        .args(["apply", "--prune", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("without --yes"), "{stderr}");
+    assert!(
+        stdout.contains("acme/#engineering"),
+        "the plan is shown: {stdout}"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "select count(*) from channels where archived_at is not null"
+        )
+        .await,
+        0
+    );
+
+    chatctl(&env)
+        .args(["apply", "--prune", "--yes", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    assert_eq!(
+        count(
+            &mut c,
+            "select count(*) from channels where name = 'engineering' and archived_at is not null"
+        )
+        .await,
+        1,
+        "archived, not deleted"
+    );
+    assert_eq!(
+        count(&mut c, "select count(*) from members m join channels ch on ch.id = m.channel_id join users u on u.id = m.user_id where ch.name = 'general' and u.email = 'ken@example.com'").await,
+        0
+    );
+    chatctl(&env)
+        .args(["apply", "--prune", "--dry-run", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0);
+}
+
+#[tokio::test]
+async fn export_round_trips() {
+    let a = TestDb::new().await;
+    let mut ca = a.conn().await;
+    apply_file(&mut ca, &example(), false).await;
+    let slugs = vec!["acme".to_owned(), "partner".to_owned()];
+    let first = provision::export(&mut ca, &slugs).await.unwrap();
+    // Exporting describes the database exactly: applying it back changes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&first).unwrap()).unwrap();
+    let files = spec::read(&[file.clone()]).unwrap();
+    assert!(
+        provision::plan(&mut ca, &files, &PlanOptions { prune: true })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let b = TestDb::new().await;
+    let mut cb = b.conn().await;
+    apply_file(&mut cb, &file, false).await;
+    let second = provision::export(&mut cb, &slugs).await.unwrap();
+    assert_eq!(
+        serde_yaml::to_string(&first).unwrap(),
+        serde_yaml::to_string(&second).unwrap()
+    );
+
+    // The CLI prints the same document.
+    let out = chatctl(&[("DATABASE_URL", &b.url)])
+        .args(["workspace", "export", "acme", "partner"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        serde_yaml::to_string(&second).unwrap()
+    );
+    let out = chatctl(&[("DATABASE_URL", &b.url)])
+        .args(["workspace", "export", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+const BAD: &str = "\
+people:
+  - { email: ada@example.com, name: Ada }
+workspaces:
+  - slug: acme
+    name: Acme
+    channels:
+      - name: general
+        members: [ada@example.com, nobody@example.com]
+      - name: general
+      - name: Bad.Name
+      - name: team
+        members: [group:ghosts]
+      - name: outward
+        shared_with: [acme]
+";
+
+#[tokio::test]
+async fn bad_specs_report_every_problem_with_file_and_line_and_apply_nothing() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, BAD).unwrap();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let out = chatctl(&env)
+        .args(["apply", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let f = file.display().to_string();
+    for want in [
+        format!("{f}:9: channel `general` appears twice in workspace `acme`"),
+        format!("{f}:10: invalid channel name `Bad.Name`"),
+        format!("{f}:12: unknown group `ghosts`"),
+        format!("{f}:14: channel `outward` cannot be shared into its own workspace `acme`"),
+    ] {
+        assert!(stderr.contains(&want), "missing `{want}` in:\n{stderr}");
+    }
+    let mut c = db.conn().await;
+    assert_eq!(count(&mut c, "select count(*) from workspaces").await, 0);
+
+    // Problems only the database can tell (an unknown email) come with their line too.
+    std::fs::write(
+        &file,
+        BAD.split("      - name: general\n      - name: Bad.Name")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let out = chatctl(&env)
+        .args(["apply", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{f}:8: unknown user `nobody@example.com`")),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&mut c, "select count(*) from users").await,
+        0,
+        "not even the valid person was created"
+    );
+
+    // A YAML type error, with its line; and every file's errors at once.
+    let other = dir.path().join("types.yaml");
+    std::fs::write(&other, "workspaces:\n  - slug: x\n    name: X\n    channels:\n      - name: ok\n        private: maybe\n").unwrap();
+    let out = chatctl(&env)
+        .args(["apply", "-f"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:6: ", other.display())) && stderr.contains("invalid type"),
+        "{stderr}"
+    );
+}
+
+/// Reads messages of a channel as a real authenticated user, the way PostgREST would.
+async fn visible(c: &mut PgConnection, email: &str, channel: &str) -> i64 {
+    let mut tx = sqlx::Connection::begin(&mut *c).await.unwrap();
+    let id: uuid::Uuid = sqlx::query_scalar("select id from users where email = $1")
+        .bind(email)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("select set_config('request.jwt.claims', $1, true)")
+        .bind(format!(r#"{{"sub":"{id}","role":"authenticated"}}"#))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::raw_sql("set local role authenticated")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from chat m join channels c on c.id = m.channel_id where c.name = $1",
+    )
+    .bind(channel)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    n
+}
+
+#[tokio::test]
+async fn a_shared_channel_is_readable_by_the_target_workspace_and_no_one_else() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    apply_file(&mut c, &example(), false).await;
+    // A third workspace whose member must see nothing of acme's.
+    let dir = tempfile::tempdir().unwrap();
+    let third = dir.path().join("third.yaml");
+    std::fs::write(&third, "people:\n  - { email: eve@else.example, name: Eve }\nworkspaces:\n  - slug: elsewhere\n    name: Elsewhere\n    members: [eve@else.example]\n").unwrap();
+    apply_file(&mut c, &third, false).await;
+    sqlx::raw_sql(
+        "insert into chat (channel_id, user_id, message)
+         select c.id, u.id, '{\"text\":\"hello partner\"}' from channels c, users u
+          where c.name in ('launch-2027', 'engineering') and u.email = 'ada@example.com'",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        visible(&mut c, "barbara@partner.example", "launch-2027").await,
+        1,
+        "partner member reads the shared channel"
+    );
+    assert_eq!(
+        visible(&mut c, "barbara@partner.example", "engineering").await,
+        0,
+        "but nothing else of acme"
+    );
+    assert_eq!(
+        visible(&mut c, "eve@else.example", "launch-2027").await,
+        0,
+        "another workspace reads nothing"
+    );
+    assert_eq!(
+        visible(&mut c, "ken@example.com", "launch-2027").await,
+        1,
+        "acme members read their public channel"
+    );
+}
