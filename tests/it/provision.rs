@@ -204,7 +204,7 @@ async fn export_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.yaml");
     std::fs::write(&file, serde_yaml::to_string(&first).unwrap()).unwrap();
-    let files = spec::read(&[file.clone()]).unwrap();
+    let files = spec::read(std::slice::from_ref(&file)).unwrap();
     assert!(
         provision::plan(&mut ca, &files, &PlanOptions { prune: true })
             .await
