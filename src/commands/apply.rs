@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::Context;
 use crate::error::{Error, ExitCode, Result};
-use crate::provision::{self, Actor, PlanOptions};
+use crate::provision::{self, PlanOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -47,10 +47,7 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
                 }
             }
         }
-        let actor = Actor {
-            operator: ctx.config.operator.clone(),
-            command: ctx.command_line(),
-        };
+        let actor = ctx.actor();
         provision::apply::apply(&mut conn, &plan.changes, &actor).await?;
         plan.applied = true;
     }

@@ -4,9 +4,11 @@
 
 mod apply;
 mod audit;
+mod channel;
 mod completions;
 mod config;
 mod dev;
+mod dm;
 mod migrate;
 mod up;
 mod workspace;
@@ -68,8 +70,12 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Make workspaces, channels and memberships match spec files (plan, then one transaction)
     Apply(apply::ApplyArgs),
-    /// Export workspaces as a spec
+    /// Create, list, show, rename, delete and export workspaces
     Workspace(workspace::WorkspaceArgs),
+    /// Create, list, archive, rename channels; manage members and sharing
+    Channel(channel::ChannelArgs),
+    /// Open the direct message of a set of users
+    Dm(dm::DmArgs),
     /// Show the audit log of changes made through chatctl
     Audit(audit::AuditArgs),
     /// Manage the embedded local PostgreSQL and generate test data
@@ -136,6 +142,26 @@ impl Context {
         crate::db::connect(&url, &self.config).await
     }
 
+    /// Who is acting, for the audit log.
+    pub fn actor(&self) -> crate::provision::Actor {
+        crate::provision::Actor {
+            operator: self.config.operator.clone(),
+            command: self.command_line(),
+        }
+    }
+
+    /// The workspace a command names, or the only one there is.
+    pub async fn workspace_or_only(
+        &self,
+        conn: &mut crate::db::Connection,
+        given: Option<String>,
+    ) -> Result<String> {
+        if let Some(ws) = given {
+            return Ok(ws);
+        }
+        crate::provision::ops::only_workspace(conn).await
+    }
+
     /// The command line as typed, for the audit log (database URLs redacted).
     pub fn command_line(&self) -> String {
         let args: Vec<String> = std::env::args()
@@ -165,6 +191,8 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Migrate(args) => migrate::run(ctx, args).await,
         Command::Apply(args) => apply::run(ctx, args).await,
         Command::Workspace(args) => workspace::run(ctx, args).await,
+        Command::Channel(args) => channel::run(ctx, args).await,
+        Command::Dm(args) => dm::run(ctx, args).await,
         Command::Audit(args) => audit::run(ctx, args).await,
         Command::Dev(args) => dev::run(ctx, args).await,
         Command::Config(args) => config::run(ctx, args),

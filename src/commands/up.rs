@@ -6,7 +6,6 @@
 use super::Context;
 use crate::db::migrate::{self, Migrations, Source, UpOptions};
 use crate::error::{ExitCode, Result};
-use crate::provision::Actor;
 use crate::stack::{self, StackReport};
 
 #[derive(Debug, clap::Args)]
@@ -30,10 +29,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let mut report = StackReport::new(&started, &migrated, args.detach);
     let spec = ctx.config.base_dir.join(stack::EXAMPLE_SPEC);
     if spec.is_file() {
-        let actor = Actor {
-            operator: ctx.config.operator.clone(),
-            command: ctx.command_line(),
-        };
+        let actor = ctx.actor();
         report.provisioned =
             Some(stack::provision(&started.url, &ctx.config, &spec, &actor).await?);
     }

@@ -116,6 +116,13 @@ async fn load_ids(tx: &mut PgConnection, changes: &[Change]) -> Result<Ids> {
                 slugs.push(slug.clone());
                 slugs.push(target.clone());
             }
+            Op::OpenDm { slug, emails: list } => {
+                emails.extend(list.iter().cloned());
+                slugs.push(slug.clone());
+            }
+            Op::DeleteWorkspace { slug } | Op::RenameChannel { slug, .. } => {
+                slugs.push(slug.clone())
+            }
             Op::CreateWorkspace { slug, .. }
             | Op::RenameWorkspace { slug, .. }
             | Op::SetDefaultChannel { slug, .. }
@@ -228,6 +235,38 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
         }
     }
     let mut ids = load_ids(tx, changes).await?;
+    for c in changes {
+        match &c.op {
+            Op::RenameChannel { slug, name, to } => {
+                let id = ids.channel(slug, name)?;
+                sqlx::query("update public.channels set name = $2 where id = $1")
+                    .bind(id)
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await?;
+                ids.channels.remove(&(slug.clone(), name.clone()));
+                ids.channels.insert((slug.clone(), to.clone()), id);
+            }
+            Op::OpenDm { slug, emails } => {
+                let mut users: Vec<Uuid> =
+                    emails.iter().map(|e| ids.user(e)).collect::<Result<_>>()?;
+                users.sort();
+                users.dedup();
+                let key = users
+                    .iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let kind = if users.len() == 2 { "dm" } else { "group_dm" };
+                let id = Uuid::new_v4();
+                sqlx::query("insert into public.channels (id, workspace_id, kind, dm_key) values ($1, $2, $3, $4)")
+                    .bind(id).bind(ids.workspace(slug)?).bind(kind).bind(&key).execute(&mut *tx).await?;
+                sqlx::query("insert into public.members (channel_id, user_id) select $1, u from unnest($2::uuid[]) u")
+                    .bind(id).bind(&users).execute(&mut *tx).await?;
+            }
+            _ => {}
+        }
+    }
 
     // 3. Workspace members.
     let (mut ws, mut us, mut roles) = (Vec::new(), Vec::new(), Vec::new());
@@ -418,6 +457,14 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
                     .await?;
             }
             _ => {}
+        }
+    }
+    for c in changes {
+        if let Op::DeleteWorkspace { slug } = &c.op {
+            sqlx::query("delete from public.workspaces where slug = $1")
+                .bind(slug)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! transaction with an audit trail ([`apply`]); and the reverse, [`export`].
 
 pub mod apply;
+pub mod ops;
 pub mod plan;
 pub mod spec;
 

@@ -36,6 +36,19 @@ impl Action {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     CreateUser(DesiredUser),
+    DeleteWorkspace {
+        slug: String,
+    },
+    RenameChannel {
+        slug: String,
+        name: String,
+        to: String,
+    },
+    /// Creates the DM (two users) or group DM (more) of exactly these users.
+    OpenDm {
+        slug: String,
+        emails: Vec<String>,
+    },
     CreateWorkspace {
         slug: String,
         name: String,

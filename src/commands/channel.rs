@@ -1,0 +1,156 @@
+//! `chatctl channel`: day-to-day channel work in one workspace.
+
+use super::Context;
+use crate::error::{ExitCode, Result};
+use crate::provision::ops::{self, NewChannel};
+
+#[derive(Debug, clap::Args)]
+pub struct ChannelArgs {
+    /// The workspace (slug)
+    #[arg(long, short = 'w', global = true, value_name = "SLUG")]
+    workspace: Option<String>,
+    #[command(subcommand)]
+    cmd: ChannelCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ChannelCmd {
+    /// Create a channel
+    Create {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Members only (default: public)
+        #[arg(long)]
+        private: bool,
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        topic: String,
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        description: String,
+        /// department, project, support or general
+        #[arg(long, value_name = "PURPOSE")]
+        purpose: Option<String>,
+    },
+    /// List the workspace's channels
+    List,
+    /// Show a channel and its members
+    Show {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Archive a channel (read-only; nothing is deleted)
+    Archive {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Bring an archived channel back
+    Unarchive {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Rename a channel
+    Rename {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "NEW_NAME")]
+        new_name: String,
+    },
+    /// Set a channel's topic
+    SetTopic {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "TOPIC")]
+        topic: String,
+    },
+    /// Add members by email (they join the workspace too)
+    AddMembers {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "EMAIL", required = true)]
+        emails: Vec<String>,
+        /// Add them as moderators
+        #[arg(long)]
+        moderator: bool,
+    },
+    /// Remove members by email
+    RemoveMembers {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "EMAIL", required = true)]
+        emails: Vec<String>,
+    },
+    /// Share a channel into another workspace
+    Share {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The workspace to share it with
+        #[arg(long = "with", value_name = "SLUG")]
+        with: String,
+    },
+    /// Stop sharing a channel with another workspace
+    Unshare {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(long = "with", value_name = "SLUG")]
+        with: String,
+    },
+}
+
+pub async fn run(ctx: &Context, args: ChannelArgs) -> Result<ExitCode> {
+    let mut conn = ctx.connect().await?;
+    let ws = ctx.workspace_or_only(&mut conn, args.workspace).await?;
+    let actor = ctx.actor();
+    let c = &mut conn;
+    match args.cmd {
+        ChannelCmd::Create {
+            name,
+            private,
+            topic,
+            description,
+            purpose,
+        } => {
+            let new = NewChannel {
+                name,
+                private,
+                topic,
+                description,
+                purpose,
+            };
+            ctx.out
+                .render(&ops::channel_create(c, &actor, &ws, &new).await?)?;
+        }
+        ChannelCmd::List => ctx.out.render(&ops::channel_list(c, &ws, None).await?)?,
+        ChannelCmd::Show { name } => ctx.out.render(&ops::channel_show(c, &ws, &name).await?)?,
+        ChannelCmd::Archive { name } => ctx
+            .out
+            .render(&ops::channel_archive(c, &actor, &ws, &name, true).await?)?,
+        ChannelCmd::Unarchive { name } => ctx
+            .out
+            .render(&ops::channel_archive(c, &actor, &ws, &name, false).await?)?,
+        ChannelCmd::Rename { name, new_name } => ctx
+            .out
+            .render(&ops::channel_rename(c, &actor, &ws, &name, &new_name).await?)?,
+        ChannelCmd::SetTopic { name, topic } => ctx
+            .out
+            .render(&ops::channel_set_topic(c, &actor, &ws, &name, &topic).await?)?,
+        ChannelCmd::AddMembers {
+            name,
+            emails,
+            moderator,
+        } => {
+            let role = if moderator { "moderator" } else { "member" };
+            ctx.out
+                .render(&ops::channel_members(c, &actor, &ws, &name, &emails, Some(role)).await?)?;
+        }
+        ChannelCmd::RemoveMembers { name, emails } => {
+            ctx.out
+                .render(&ops::channel_members(c, &actor, &ws, &name, &emails, None).await?)?;
+        }
+        ChannelCmd::Share { name, with } => ctx
+            .out
+            .render(&ops::channel_share(c, &actor, &ws, &name, &with, true).await?)?,
+        ChannelCmd::Unshare { name, with } => ctx
+            .out
+            .render(&ops::channel_share(c, &actor, &ws, &name, &with, false).await?)?,
+    }
+    Ok(ExitCode::Success)
+}
