@@ -193,6 +193,14 @@ fn locate(text: &str, anchor: Option<&str>, needle: &str) -> Option<usize> {
         .or_else(|| lines.iter().position(|l| l.contains(needle)).map(|i| i + 1))
 }
 
+/// Where a member reference was written; its line is found only when it is a problem.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub file: PathBuf,
+    pub anchor: Option<String>,
+    pub needle: String,
+}
+
 /// Who a user is in the desired state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredUser {
@@ -233,7 +241,7 @@ pub struct Desired {
     /// slug → workspace
     pub workspaces: BTreeMap<String, DesiredWorkspace>,
     /// Where each referenced email came from, to report unknown ones.
-    pub references: BTreeMap<String, (PathBuf, Option<usize>)>,
+    pub references: BTreeMap<String, Reference>,
 }
 
 /// The email a bot account has.
@@ -283,9 +291,9 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
         };
         for p in &f.spec.people {
             let email = p.email.trim().to_lowercase();
-            let line = locate(&f.text, None, &p.email);
+            let line = || locate(&f.text, None, &p.email);
             if !email.contains('@') {
-                problem(line, format!("`{}` is not an email address", p.email));
+                problem(line(), format!("`{}` is not an email address", p.email));
                 continue;
             }
             let username = p
@@ -297,7 +305,7 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
                 || username.contains(char::is_whitespace)
             {
                 problem(
-                    line,
+                    line(),
                     format!("invalid username `{username}`: lowercase, no spaces"),
                 );
                 continue;
@@ -313,20 +321,20 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
                 && *prev != user
             {
                 problem(
-                    line,
+                    line(),
                     format!("person `{email}` is declared twice, differently"),
                 );
             }
             d.users.insert(email, user);
         }
         for b in &f.spec.bots {
-            let line = locate(&f.text, None, &b.name);
+            let line = || locate(&f.text, None, &b.name);
             if b.name.is_empty()
                 || b.name != b.name.to_lowercase()
                 || b.name.contains(char::is_whitespace)
             {
                 problem(
-                    line,
+                    line(),
                     format!("invalid bot name `{}`: lowercase, no spaces", b.name),
                 );
                 continue;
@@ -360,11 +368,15 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
                   f: &SpecFile,
                   anchor: Option<&str>,
                   problems: &mut Vec<Problem>,
-                  refs: &mut BTreeMap<String, (PathBuf, Option<usize>)>|
+                  refs: &mut BTreeMap<String, Reference>|
      -> Vec<String> {
-        let line = locate(&f.text, anchor, entry);
-        let one = |email: String, refs: &mut BTreeMap<String, (PathBuf, Option<usize>)>| {
-            refs.entry(email.clone()).or_insert((f.path.clone(), line));
+        let line = || locate(&f.text, anchor, entry);
+        let one = |email: String, refs: &mut BTreeMap<String, Reference>| {
+            refs.entry(email.clone()).or_insert_with(|| Reference {
+                file: f.path.clone(),
+                anchor: anchor.map(str::to_owned),
+                needle: entry.to_owned(),
+            });
             email
         };
         if let Some(g) = entry.strip_prefix("group:") {
@@ -376,7 +388,7 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
                 None => {
                     problems.push(Problem {
                         file: f.path.clone(),
-                        line,
+                        line: line(),
                         message: format!("unknown group `{g}`"),
                     });
                     Vec::new()
@@ -389,7 +401,7 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
         } else {
             problems.push(Problem {
                 file: f.path.clone(),
-                line,
+                line: line(),
                 message: format!(
                     "`{entry}` is not a member: use an email, `group:NAME` or `bot:NAME`"
                 ),
@@ -402,11 +414,11 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
     let mut ws_files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for f in files {
         for w in &f.spec.workspaces {
-            let ws_line = locate(&f.text, None, &format!("slug: {}", w.slug));
+            let ws_line = || locate(&f.text, None, &format!("slug: {}", w.slug));
             if !valid_slug(&w.slug) {
                 problems.push(Problem {
                     file: f.path.clone(),
-                    line: ws_line,
+                    line: ws_line(),
                     message: format!(
                         "invalid workspace slug `{}`: lowercase letters, digits and dashes",
                         w.slug
@@ -416,7 +428,7 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
             if let Some(prev) = ws_files.insert(w.slug.clone(), f.path.clone()) {
                 problems.push(Problem {
                     file: f.path.clone(),
-                    line: ws_line,
+                    line: ws_line(),
                     message: format!(
                         "workspace `{}` is also defined in {}",
                         w.slug,
@@ -445,14 +457,14 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
             let mut channels: BTreeMap<String, DesiredChannel> = BTreeMap::new();
             for c in &w.channels {
                 let ch_anchor = format!("name: {}", c.name);
-                let line = locate(&f.text, Some(&anchor), &ch_anchor);
+                let line = || locate(&f.text, Some(&anchor), &ch_anchor);
                 if !valid_channel_name(&c.name) {
-                    problems.push(Problem { file: f.path.clone(), line, message: format!("invalid channel name `{}`: lowercase, no spaces or periods, at most 80 characters", c.name) });
+                    problems.push(Problem { file: f.path.clone(), line: line(), message: format!("invalid channel name `{}`: lowercase, no spaces or periods, at most 80 characters", c.name) });
                     continue;
                 }
                 if channels.contains_key(&c.name) {
                     // Point at the repeat, not the first one.
-                    let line = line.and_then(|first| {
+                    let line = line().and_then(|first| {
                         f.text
                             .lines()
                             .skip(first)
@@ -481,7 +493,7 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
                 if c.topic.chars().count() > 250 {
                     problems.push(Problem {
                         file: f.path.clone(),
-                        line,
+                        line: line(),
                         message: format!("the topic of `{}` is longer than 250 characters", c.name),
                     });
                 }
@@ -575,11 +587,15 @@ pub fn unknown_reference_problems(
     files: &[SpecFile],
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (email, (file, line)) in &d.references {
+    for (email, r) in &d.references {
         if !d.users.contains_key(email) && !known_emails.contains(email) {
+            let text = files
+                .iter()
+                .find(|f| f.path == r.file)
+                .map_or("", |f| f.text.as_str());
             problems.push(Problem {
-                file: file.clone(),
-                line: *line,
+                file: r.file.clone(),
+                line: locate(text, r.anchor.as_deref(), &r.needle),
                 message: format!("unknown user `{email}`: not in `people` and not in the database"),
             });
         }

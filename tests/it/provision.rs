@@ -391,14 +391,24 @@ async fn a_shared_channel_is_readable_by_the_target_workspace_and_no_one_else() 
 
 /// Runs chatctl against `db` and returns its JSON stdout, asserting success.
 fn json(db: &TestDb, args: &[&str]) -> serde_json::Value {
-    let out = chatctl(&[("DATABASE_URL", db.url.as_str()), ("CHATCTL_OPERATOR", "oncall")]).args(args).args(["-o", "json"]).output().unwrap();
+    let out = chatctl(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("CHATCTL_OPERATOR", "oncall"),
+    ])
+    .args(args)
+    .args(["-o", "json"])
+    .output()
+    .unwrap();
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{args:?}: {stderr}");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
 }
 
 fn fails(db: &TestDb, args: &[&str]) -> (i32, String) {
-    let out = chatctl(&[("DATABASE_URL", db.url.as_str())]).args(args).output().unwrap();
+    let out = chatctl(&[("DATABASE_URL", db.url.as_str())])
+        .args(args)
+        .output()
+        .unwrap();
     (out.status.code().unwrap(), outputs(&out).1)
 }
 
@@ -413,10 +423,28 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
     assert_eq!(fails(&db, &["workspace", "create", "labs"]).0, 64);
     json(&db, &["workspace", "rename", "labs", "Acme Research"]);
     let list = json(&db, &["workspace", "list"]);
-    let names: Vec<&str> = list["workspaces"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["Acme Corp", "Acme Research", "Partner Inc"]);
 
-    json(&db, &["channel", "create", "random", "-w", "acme", "--topic", "Anything goes", "--purpose", "general"]);
+    json(
+        &db,
+        &[
+            "channel",
+            "create",
+            "random",
+            "-w",
+            "acme",
+            "--topic",
+            "Anything goes",
+            "--purpose",
+            "general",
+        ],
+    );
     let (code, err) = fails(&db, &["channel", "create", "random", "-w", "acme"]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("already exists"), "{err}");
@@ -429,16 +457,68 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
     let (code, _) = fails(&db, &["channel", "list"]);
     assert_eq!(code, 64, "several workspaces: --workspace is needed");
 
-    json(&db, &["channel", "add-members", "random", "-w", "acme", "ada@example.com", "KEN@example.com"]);
-    json(&db, &["channel", "add-members", "random", "-w", "acme", "ada@example.com", "--moderator"]);
-    let (code, err) = fails(&db, &["channel", "add-members", "random", "-w", "acme", "ghost@example.com"]);
+    json(
+        &db,
+        &[
+            "channel",
+            "add-members",
+            "random",
+            "-w",
+            "acme",
+            "ada@example.com",
+            "KEN@example.com",
+        ],
+    );
+    json(
+        &db,
+        &[
+            "channel",
+            "add-members",
+            "random",
+            "-w",
+            "acme",
+            "ada@example.com",
+            "--moderator",
+        ],
+    );
+    let (code, err) = fails(
+        &db,
+        &[
+            "channel",
+            "add-members",
+            "random",
+            "-w",
+            "acme",
+            "ghost@example.com",
+        ],
+    );
     assert_eq!(code, 64);
     assert!(err.contains("unknown user(s) `ghost@example.com`"), "{err}");
     let shown = json(&db, &["channel", "show", "random", "-w", "acme"]);
     assert_eq!(shown["members"]["ada@example.com"], "moderator");
     assert_eq!(shown["members"]["ken@example.com"], "member");
-    json(&db, &["channel", "remove-members", "random", "-w", "acme", "ken@example.com"]);
-    json(&db, &["channel", "set-topic", "random", "-w", "acme", "Mostly cats"]);
+    json(
+        &db,
+        &[
+            "channel",
+            "remove-members",
+            "random",
+            "-w",
+            "acme",
+            "ken@example.com",
+        ],
+    );
+    json(
+        &db,
+        &[
+            "channel",
+            "set-topic",
+            "random",
+            "-w",
+            "acme",
+            "Mostly cats",
+        ],
+    );
     json(&db, &["channel", "rename", "random", "-w", "acme", "cats"]);
     json(&db, &["channel", "archive", "cats", "-w", "acme"]);
     let shown = json(&db, &["channel", "show", "cats", "-w", "acme"]);
@@ -447,20 +527,66 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
     assert_eq!(shown["members"].as_object().unwrap().len(), 1);
     json(&db, &["channel", "unarchive", "cats", "-w", "acme"]);
 
-    json(&db, &["channel", "share", "cats", "-w", "acme", "--with", "labs"]);
-    let (code, err) = fails(&db, &["channel", "share", "cats", "-w", "acme", "--with", "acme"]);
+    json(
+        &db,
+        &["channel", "share", "cats", "-w", "acme", "--with", "labs"],
+    );
+    let (code, err) = fails(
+        &db,
+        &["channel", "share", "cats", "-w", "acme", "--with", "acme"],
+    );
     assert_eq!(code, 64);
-    assert!(err.contains("cannot be shared into its own workspace"), "{err}");
-    assert_eq!(json(&db, &["channel", "show", "cats", "-w", "acme"])["shared_with"], serde_json::json!(["labs"]));
-    json(&db, &["channel", "unshare", "cats", "-w", "acme", "--with", "labs"]);
+    assert!(
+        err.contains("cannot be shared into its own workspace"),
+        "{err}"
+    );
+    assert_eq!(
+        json(&db, &["channel", "show", "cats", "-w", "acme"])["shared_with"],
+        serde_json::json!(["labs"])
+    );
+    json(
+        &db,
+        &["channel", "unshare", "cats", "-w", "acme", "--with", "labs"],
+    );
 
     // One DM per set of users, whatever the order they are named in.
-    let first = json(&db, &["dm", "open", "-w", "acme", "ada@example.com", "ken@example.com"]);
-    let again = json(&db, &["dm", "open", "-w", "acme", "ken@example.com", "ada@example.com"]);
+    let first = json(
+        &db,
+        &[
+            "dm",
+            "open",
+            "-w",
+            "acme",
+            "ada@example.com",
+            "ken@example.com",
+        ],
+    );
+    let again = json(
+        &db,
+        &[
+            "dm",
+            "open",
+            "-w",
+            "acme",
+            "ken@example.com",
+            "ada@example.com",
+        ],
+    );
     assert_eq!(first["created"], true);
     assert_eq!(again["created"], false);
     assert_eq!(first["channel_id"], again["channel_id"]);
-    let group = json(&db, &["dm", "open", "-w", "acme", "ada@example.com", "ken@example.com", "linus@example.com"]);
+    let group = json(
+        &db,
+        &[
+            "dm",
+            "open",
+            "-w",
+            "acme",
+            "ada@example.com",
+            "ken@example.com",
+            "linus@example.com",
+        ],
+    );
     assert_eq!(group["kind"], "group_dm");
     assert_ne!(group["channel_id"], first["channel_id"]);
 
@@ -468,7 +594,14 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
     assert_eq!(code, 64, "no terminal, no --yes: refused");
     assert!(err.contains("without --yes"), "{err}");
     json(&db, &["workspace", "delete", "labs", "--yes"]);
-    assert_eq!(count(&mut c, "select count(*) from workspaces where slug = 'labs'").await, 0);
+    assert_eq!(
+        count(
+            &mut c,
+            "select count(*) from workspaces where slug = 'labs'"
+        )
+        .await,
+        0
+    );
 
     let audit = json(&db, &["audit", "list"]);
     let ours: Vec<(String, String)> = audit["entries"]
@@ -476,7 +609,12 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
         .unwrap()
         .iter()
         .filter(|e| e["actor"] == "oncall")
-        .map(|e| (e["action"].as_str().unwrap().to_owned(), e["object_id"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["object_id"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     for want in [
         ("create", "labs"),
@@ -488,6 +626,9 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
         ("remove", "acme/#random ken@example.com"),
         ("remove", "labs"),
     ] {
-        assert!(ours.contains(&(want.0.to_owned(), want.1.to_owned())), "{want:?} not in {ours:?}");
+        assert!(
+            ours.contains(&(want.0.to_owned(), want.1.to_owned())),
+            "{want:?} not in {ours:?}"
+        );
     }
 }
