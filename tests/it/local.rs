@@ -92,7 +92,8 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
     let data = dir.path().to_str().unwrap().to_owned();
     let env = [("CHATCTL_LOCAL__DATA_DIR", data.as_str())];
     let mut cmd = chatctl_std(&env);
-    cmd.arg("up");
+    // From the project root, so `up` finds config/workspace.example.yaml.
+    cmd.arg("up").current_dir(env!("CARGO_MANIFEST_DIR"));
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -110,6 +111,12 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
     assert!(
         seen.iter().any(|l| l.contains("applied 3 migration(s)")),
         "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("workspaces: acme, partner from")
+                && l.contains("config/workspace.example.yaml")),
+        "up applies the example spec and names the file: {seen:?}"
     );
     let status = chatctl(&env)
         .args(["dev", "status", "-o", "json"])
