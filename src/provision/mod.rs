@@ -28,7 +28,7 @@ pub struct PlanOptions {
 
 /// Reads the spec files and computes the changes that would make the database match.
 pub async fn plan(conn: &mut PgConnection, files: &[SpecFile], opts: &PlanOptions) -> Result<Plan> {
-    let desired = spec::resolve(files)?;
+    let (desired, mut problems) = spec::resolve_collecting(files);
     let slugs: Vec<String> = desired.workspaces.keys().cloned().collect();
     let mut emails: Vec<String> = desired.users.keys().cloned().collect();
     emails.extend(desired.references.keys().cloned());
@@ -36,7 +36,13 @@ pub async fn plan(conn: &mut PgConnection, files: &[SpecFile], opts: &PlanOption
     emails.dedup();
     let current = plan::load(conn, &slugs, &emails).await?;
     let known: std::collections::BTreeSet<String> = current.users.keys().cloned().collect();
-    let problems = spec::unknown_reference_problems(&desired, &known, &current.all_slugs, files);
+    problems.extend(spec::unknown_reference_problems(
+        &desired,
+        &known,
+        &current.all_slugs,
+        files,
+    ));
+    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     if !problems.is_empty() {
         return Err(anyhow::Error::from(SpecErrors(problems))
             .context(Error::usage("invalid workspace spec")));

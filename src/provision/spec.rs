@@ -276,6 +276,17 @@ fn stronger(a: &str, b: &str) -> bool {
 
 /// Merges spec files into the desired state, collecting every problem.
 pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
+    let (d, problems) = resolve_collecting(files);
+    if !problems.is_empty() {
+        return Err(anyhow::Error::from(SpecErrors(problems))
+            .context(Error::usage("invalid workspace spec")));
+    }
+    Ok(d)
+}
+
+/// [`resolve`], returning the problems beside what could be resolved, so a caller can add
+/// the problems only the database can tell and report them all at once.
+pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
     let mut d = Desired::default();
     let mut problems: Vec<Problem> = Vec::new();
     let mut groups: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
@@ -572,11 +583,7 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
         }
     }
     d.references = refs;
-    if !problems.is_empty() {
-        return Err(anyhow::Error::from(SpecErrors(problems))
-            .context(Error::usage("invalid workspace spec")));
-    }
-    Ok(d)
+    (d, problems)
 }
 
 /// Problems found against the database (unknown emails and workspaces), located.

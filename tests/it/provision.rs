@@ -270,6 +270,7 @@ async fn bad_specs_report_every_problem_with_file_and_line_and_apply_nothing() {
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     let f = file.display().to_string();
     for want in [
+        format!("{f}:8: unknown user `nobody@example.com`"),
         format!("{f}:9: channel `general` appears twice in workspace `acme`"),
         format!("{f}:10: invalid channel name `Bad.Name`"),
         format!("{f}:12: unknown group `ghosts`"),
