@@ -117,23 +117,15 @@ pub async fn export(conn: &mut PgConnection, slugs: &[String]) -> Result<spec::S
         .bind(id)
         .fetch_all(&mut *conn)
         .await?;
-        let by_role = |role: &str| -> Vec<String> {
-            let mut v: Vec<String> = members
-                .iter()
-                .filter(|(_, r)| r == role)
-                .map(|(e, _)| refer(e))
-                .collect();
-            v.sort();
-            v
-        };
+        let members_as = |role: &str| by_role(&members, role, &refer);
         let mut ws = spec::WorkspaceSpec {
             slug,
             name,
             default_channel,
-            owners: by_role("owner"),
-            admins: by_role("admin"),
-            members: by_role("member"),
-            guests: by_role("guest"),
+            owners: members_as("owner"),
+            admins: members_as("admin"),
+            members: members_as("member"),
+            guests: members_as("guest"),
             channels: Vec::new(),
         };
         let channels: Vec<plan::ChannelRow> = sqlx::query_as(
@@ -162,15 +154,7 @@ pub async fn export(conn: &mut PgConnection, slugs: &[String]) -> Result<spec::S
             .bind(cid)
             .fetch_all(&mut *conn)
             .await?;
-            let by_role = |role: &str| -> Vec<String> {
-                let mut v: Vec<String> = members
-                    .iter()
-                    .filter(|(_, r)| r == role)
-                    .map(|(e, _)| refer(e))
-                    .collect();
-                v.sort();
-                v
-            };
+            let members_as = |role: &str| by_role(&members, role, &refer);
             let shared_with: Vec<String> = sqlx::query_scalar(
                 "select w.slug from public.shared_channels s join public.workspaces w on w.id = s.workspace_id
                   where s.channel_id = $1 order by 1",
@@ -185,15 +169,30 @@ pub async fn export(conn: &mut PgConnection, slugs: &[String]) -> Result<spec::S
                 private: kind == "private",
                 purpose,
                 archived,
-                owners: by_role("owner"),
-                moderators: by_role("moderator"),
-                members: by_role("member"),
+                owners: members_as("owner"),
+                moderators: members_as("moderator"),
+                members: members_as("member"),
                 shared_with,
             });
         }
         out.workspaces.push(ws);
     }
     Ok(out)
+}
+
+/// The members with `role`, as spec references, sorted.
+fn by_role(
+    members: &[(String, String)],
+    role: &str,
+    refer: &dyn Fn(&String) -> String,
+) -> Vec<String> {
+    let mut v: Vec<String> = members
+        .iter()
+        .filter(|(_, r)| r == role)
+        .map(|(e, _)| refer(e))
+        .collect();
+    v.sort();
+    v
 }
 
 impl Report for spec::Spec {

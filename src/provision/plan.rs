@@ -422,6 +422,46 @@ pub async fn load(conn: &mut PgConnection, slugs: &[String], emails: &[String]) 
     Ok(cur)
 }
 
+/// The additions and role changes (into `changes`) and removals (into `gone`) that turn the
+/// `have` members (email → role) into the `want` ones; `op` builds each change's operation.
+fn diff_members(
+    object_type: &'static str,
+    key: &str,
+    want: &BTreeMap<String, String>,
+    have: &BTreeMap<String, String>,
+    changes: &mut Vec<Change>,
+    gone: &mut Vec<Change>,
+    op: &dyn Fn(Action, &str, &str) -> Op,
+) {
+    for (email, role) in want {
+        let (action, before) = match have.get(email) {
+            None => (Action::Add, None),
+            Some(r) if r != role => (Action::Update, Some(json!({ "role": r }))),
+            Some(_) => continue,
+        };
+        changes.push(Change {
+            action,
+            object_type,
+            object: format!("{key} {email}"),
+            before,
+            after: Some(json!({ "role": role })),
+            op: op(action, email, role),
+        });
+    }
+    for (email, role) in have {
+        if !want.contains_key(email) {
+            gone.push(Change {
+                action: Action::Remove,
+                object_type,
+                object: format!("{key} {email}"),
+                before: Some(json!({ "role": role })),
+                after: None,
+                op: op(Action::Remove, email, role),
+            });
+        }
+    }
+}
+
 /// Compares the desired state with the current one.
 pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
     let mut changes = Vec::new();
@@ -478,52 +518,33 @@ pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
         }
         let empty = BTreeMap::new();
         let cur_members = cw.map_or(&empty, |c| &c.members);
-        for (email, role) in &w.members {
-            match cur_members.get(email) {
-                None => changes.push(Change {
-                    action: Action::Add,
-                    object_type: "workspace_member",
-                    object: format!("{slug} {email}"),
-                    before: None,
-                    after: Some(json!({ "role": role })),
-                    op: Op::AddWorkspaceMember {
-                        slug: slug.clone(),
-                        email: email.clone(),
-                        role: role.clone(),
-                    },
-                }),
-                Some(r) if r != role => changes.push(Change {
-                    action: Action::Update,
-                    object_type: "workspace_member",
-                    object: format!("{slug} {email}"),
-                    before: Some(json!({ "role": r })),
-                    after: Some(json!({ "role": role })),
-                    op: Op::SetWorkspaceRole {
-                        slug: slug.clone(),
-                        email: email.clone(),
-                        role: role.clone(),
-                    },
-                }),
-                Some(_) => {}
-            }
-        }
-        for (email, role) in cur_members {
-            if !w.members.contains_key(email) {
-                removal(
-                    Change {
-                        action: Action::Remove,
-                        object_type: "workspace_member",
-                        object: format!("{slug} {email}"),
-                        before: Some(json!({ "role": role })),
-                        after: None,
-                        op: Op::RemoveWorkspaceMember {
-                            slug: slug.clone(),
-                            email: email.clone(),
-                        },
-                    },
-                    &mut changes,
-                );
-            }
+        let mut gone = Vec::new();
+        diff_members(
+            "workspace_member",
+            slug,
+            &w.members,
+            cur_members,
+            &mut changes,
+            &mut gone,
+            &|action, email, role| match action {
+                Action::Add => Op::AddWorkspaceMember {
+                    slug: slug.clone(),
+                    email: email.to_owned(),
+                    role: role.to_owned(),
+                },
+                Action::Update => Op::SetWorkspaceRole {
+                    slug: slug.clone(),
+                    email: email.to_owned(),
+                    role: role.to_owned(),
+                },
+                _ => Op::RemoveWorkspaceMember {
+                    slug: slug.clone(),
+                    email: email.to_owned(),
+                },
+            },
+        );
+        for c in gone {
+            removal(c, &mut changes);
         }
 
         let empty_ch = BTreeMap::new();
@@ -591,55 +612,39 @@ pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
             }
             let empty_m = BTreeMap::new();
             let cur_m = cc.map_or(&empty_m, |c| &c.members);
-            for (email, role) in &ch.members {
-                match cur_m.get(email) {
-                    None => changes.push(Change {
-                        action: Action::Add,
-                        object_type: "member",
-                        object: format!("{key} {email}"),
-                        before: None,
-                        after: Some(json!({ "role": role })),
-                        op: Op::AddMember {
-                            slug: slug.clone(),
-                            channel: name.clone(),
-                            email: email.clone(),
-                            role: role.clone(),
+            let mut gone = Vec::new();
+            diff_members(
+                "member",
+                &key,
+                &ch.members,
+                cur_m,
+                &mut changes,
+                &mut gone,
+                &|action, email, role| {
+                    let (slug, channel, email) = (slug.clone(), name.clone(), email.to_owned());
+                    match action {
+                        Action::Add => Op::AddMember {
+                            slug,
+                            channel,
+                            email,
+                            role: role.to_owned(),
                         },
-                    }),
-                    Some(r) if r != role => changes.push(Change {
-                        action: Action::Update,
-                        object_type: "member",
-                        object: format!("{key} {email}"),
-                        before: Some(json!({ "role": r })),
-                        after: Some(json!({ "role": role })),
-                        op: Op::SetMemberRole {
-                            slug: slug.clone(),
-                            channel: name.clone(),
-                            email: email.clone(),
-                            role: role.clone(),
+                        Action::Update => Op::SetMemberRole {
+                            slug,
+                            channel,
+                            email,
+                            role: role.to_owned(),
                         },
-                    }),
-                    Some(_) => {}
-                }
-            }
-            for (email, role) in cur_m {
-                if !ch.members.contains_key(email) {
-                    removal(
-                        Change {
-                            action: Action::Remove,
-                            object_type: "member",
-                            object: format!("{key} {email}"),
-                            before: Some(json!({ "role": role })),
-                            after: None,
-                            op: Op::RemoveMember {
-                                slug: slug.clone(),
-                                channel: name.clone(),
-                                email: email.clone(),
-                            },
+                        _ => Op::RemoveMember {
+                            slug,
+                            channel,
+                            email,
                         },
-                        &mut changes,
-                    );
-                }
+                    }
+                },
+            );
+            for c in gone {
+                removal(c, &mut changes);
             }
             let empty_s = BTreeSet::new();
             let cur_s = cc.map_or(&empty_s, |c| &c.shared_with);
