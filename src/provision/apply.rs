@@ -103,6 +103,7 @@ async fn load_ids(tx: &mut PgConnection, changes: &[Change]) -> Result<Ids> {
     for c in changes {
         match &c.op {
             Op::CreateUser(u) => emails.push(u.email.clone()),
+            Op::RenameUser { email, .. } => emails.push(email.clone()),
             Op::AddWorkspaceMember { slug, email, .. }
             | Op::SetWorkspaceRole { slug, email, .. }
             | Op::RemoveWorkspaceMember { slug, email }
@@ -212,6 +213,16 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
         .bind(&bots)
         .execute(&mut *tx)
         .await?;
+    }
+
+    for c in changes {
+        if let Op::RenameUser { email, name } = &c.op {
+            sqlx::query("update public.users set display_name = $2 where email = $1")
+                .bind(email)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
 
     // 2. Workspaces.

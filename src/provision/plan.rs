@@ -36,6 +36,10 @@ impl Action {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     CreateUser(DesiredUser),
+    RenameUser {
+        email: String,
+        name: String,
+    },
     DeleteWorkspace {
         slug: String,
     },
@@ -485,6 +489,20 @@ pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
                     json!({ "username": u.username, "name": u.display_name, "bot": u.is_bot }),
                 ),
                 op: Op::CreateUser(u.clone()),
+            });
+        } else if let Some((_, _, name, _)) = cur.users.get(&u.email)
+            && *name != u.display_name
+        {
+            changes.push(Change {
+                action: Action::Update,
+                object_type: "user",
+                object: u.email.clone(),
+                before: Some(json!({ "name": name })),
+                after: Some(json!({ "name": u.display_name })),
+                op: Op::RenameUser {
+                    email: u.email.clone(),
+                    name: u.display_name.clone(),
+                },
             });
         }
     }

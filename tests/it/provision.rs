@@ -633,3 +633,47 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
         );
     }
 }
+
+#[tokio::test]
+async fn changed_names_and_topics_are_updates() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    apply_file(&mut c, &example(), false).await;
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("name: Ada Lovelace", "name: Ada King")
+        .replace(
+            "topic: Builds, deploys and code review",
+            "topic: Builds and deploys",
+        )
+        .replace("name: Acme Corp", "name: Acme Corporation");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("renamed.yaml");
+    std::fs::write(&file, text).unwrap();
+    let plan = apply_file(&mut c, &file, false).await;
+    let mut changed: Vec<(String, String)> = plan
+        .changes
+        .iter()
+        .map(|ch| (ch.object_type.to_owned(), ch.object.clone()))
+        .collect();
+    changed.sort();
+    assert_eq!(
+        changed,
+        [
+            ("channel".to_owned(), "acme/#engineering".to_owned()),
+            ("user".to_owned(), "ada@example.com".to_owned()),
+            ("workspace".to_owned(), "acme".to_owned()),
+        ]
+    );
+    assert!(
+        plan.changes
+            .iter()
+            .all(|ch| ch.action == provision::Action::Update)
+    );
+    let name: String =
+        sqlx::query_scalar("select display_name from users where email = 'ada@example.com'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(name, "Ada King");
+}
