@@ -5,6 +5,7 @@
 //! module below it does the work and is usable without the CLI (the tests call it directly).
 
 pub mod audit;
+pub mod bots;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -4,6 +4,7 @@
 
 mod apply;
 mod audit;
+mod bots;
 mod channel;
 mod completions;
 mod config;
@@ -76,6 +77,8 @@ pub enum Command {
     Channel(channel::ChannelArgs),
     /// Open the direct message of a set of users
     Dm(dm::DmArgs),
+    /// Validate, list, try and run the bots (bots/*.yaml)
+    Bots(bots::BotsArgs),
     /// Show the audit log of changes made through chatctl
     Audit(audit::AuditArgs),
     /// Manage the embedded local PostgreSQL and generate test data
@@ -194,6 +197,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Channel(args) => channel::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
         Command::Audit(args) => audit::run(ctx, args).await,
+        Command::Bots(args) => bots::run(ctx, args).await,
         Command::Dev(args) => dev::run(ctx, args).await,
         Command::Config(args) => config::run(ctx, args),
         Command::Completions(args) => completions::run(ctx, args),

@@ -45,7 +45,7 @@ pub async fn plan(conn: &mut PgConnection, files: &[SpecFile], opts: &PlanOption
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     if !problems.is_empty() {
         return Err(anyhow::Error::from(SpecErrors(problems))
-            .context(Error::usage("invalid workspace spec")));
+            .context(Error::usage("invalid workspace spec; nothing was applied")));
     }
     let mut p = plan::diff(&desired, &current, opts.prune);
     p.files = files.iter().map(|f| f.path.display().to_string()).collect();

@@ -121,7 +121,7 @@ impl std::fmt::Display for Problem {
 
 /// All the problems of a spec; nothing was applied.
 #[derive(Debug, thiserror::Error)]
-#[error("the spec has {} problem(s); nothing was applied:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+#[error("{} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
 pub struct SpecErrors(pub Vec<Problem>);
 
 /// Reads spec files: each path a YAML file or a directory of them (`*.yaml`, `*.yml`, sorted).
@@ -160,7 +160,7 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<SpecFile>> {
     }
     if !problems.is_empty() {
         return Err(anyhow::Error::from(SpecErrors(problems))
-            .context(Error::usage("invalid workspace spec")));
+            .context(Error::usage("invalid workspace spec; nothing was applied")));
     }
     Ok(out)
 }
@@ -279,7 +279,7 @@ pub fn resolve(files: &[SpecFile]) -> Result<Desired> {
     let (d, problems) = resolve_collecting(files);
     if !problems.is_empty() {
         return Err(anyhow::Error::from(SpecErrors(problems))
-            .context(Error::usage("invalid workspace spec")));
+            .context(Error::usage("invalid workspace spec; nothing was applied")));
     }
     Ok(d)
 }

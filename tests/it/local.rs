@@ -109,7 +109,7 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
         }
     }
     assert!(
-        seen.iter().any(|l| l.contains("applied 3 migration(s)")),
+        seen.iter().any(|l| l.contains("applied 4 migration(s)")),
         "{seen:?}"
     );
     assert!(

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod bots;
 mod cli;
 mod local;
 mod migrate;

@@ -92,7 +92,7 @@ async fn up_to_a_version_and_dry_run_change_only_what_they_say() {
     )
     .await
     .unwrap();
-    assert_eq!(dry.steps.len(), 3);
+    assert_eq!(dry.steps.len(), 4);
     assert!(
         dry.steps[1]
             .sql
@@ -114,7 +114,7 @@ async fn up_to_a_version_and_dry_run_change_only_what_they_say() {
     .unwrap();
     let status = migrate::status(&mut c, &m).await.unwrap();
     assert_eq!(status.version, Some(1));
-    assert_eq!(status.pending, 2);
+    assert_eq!(status.pending, 3);
     assert!(!tables(&db).await.contains(&"public.chat".to_owned()));
 }
 
@@ -141,7 +141,7 @@ async fn two_concurrent_runs_apply_the_schema_once_and_both_succeed() {
     let jb: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
     let applied = ja["steps"].as_array().unwrap().len() + jb["steps"].as_array().unwrap().len();
     assert_eq!(
-        applied, 3,
+        applied, 4,
         "each migration applied exactly once between the two runs: {ja} {jb}"
     );
     let mut c = db.conn().await;
@@ -149,7 +149,7 @@ async fn two_concurrent_runs_apply_the_schema_once_and_both_succeed() {
         .fetch_one(&mut c)
         .await
         .unwrap();
-    assert_eq!(rows, 3);
+    assert_eq!(rows, 4);
 }
 
 #[tokio::test]
@@ -206,12 +206,12 @@ async fn a_failing_migration_names_file_and_line_and_leaves_the_previous_version
     let dir = tempfile::tempdir().unwrap();
     copy_migrations(dir.path());
     std::fs::write(
-        dir.path().join("0004_broken.up.sql"),
+        dir.path().join("0900_broken.up.sql"),
         "create table public.half_done (id int);\n\ninsert into public.half_done values (1);\nselect * from public.no_such_table;\n",
     )
     .unwrap();
     std::fs::write(
-        dir.path().join("0004_broken.down.sql"),
+        dir.path().join("0900_broken.down.sql"),
         "drop table public.half_done;\n",
     )
     .unwrap();
@@ -224,11 +224,11 @@ async fn a_failing_migration_names_file_and_line_and_leaves_the_previous_version
     let (stdout, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("0004_broken.up.sql failed at line 4"),
+        stderr.contains("0900_broken.up.sql failed at line 4"),
         "{stderr}"
     );
     assert!(stderr.contains("no_such_table"), "{stderr}");
-    assert!(stderr.contains("still at version 3"), "{stderr}");
+    assert!(stderr.contains("still at version 4"), "{stderr}");
     // Under --output json, stdout is JSON on failure too.
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["ok"], false);
@@ -236,7 +236,7 @@ async fn a_failing_migration_names_file_and_line_and_leaves_the_previous_version
         json["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("0004_broken.up.sql")
+            .contains("0900_broken.up.sql")
     );
 
     let mut c = db.conn().await;
@@ -249,7 +249,7 @@ async fn a_failing_migration_names_file_and_line_and_leaves_the_previous_version
         .await
         .unwrap();
     let status = migrate::status(&mut c, &m).await.unwrap();
-    assert_eq!(status.version, Some(3));
+    assert_eq!(status.version, Some(4));
 }
 
 #[tokio::test]
@@ -318,6 +318,7 @@ async fn status_knows_unknown_and_missing_migrations() {
             (1, State::Applied),
             (2, State::Missing),
             (3, State::Applied),
+            (4, State::Applied),
             (99, State::Unknown)
         ]
     );
@@ -363,8 +364,8 @@ async fn new_creates_the_next_pair() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{:?}", outputs(&out));
-    assert!(dir.path().join("0004_add_channel_pins.up.sql").is_file());
-    assert!(dir.path().join("0004_add_channel_pins.down.sql").is_file());
+    assert!(dir.path().join("0005_add_channel_pins.up.sql").is_file());
+    assert!(dir.path().join("0005_add_channel_pins.down.sql").is_file());
     let out = chatctl(&[])
         .args(["migrate", "new", "Bad Name", "--source"])
         .arg(dir.path())
@@ -380,12 +381,12 @@ async fn a_no_transaction_migration_runs_outside_one_and_a_failure_is_recorded()
     copy_migrations(dir.path());
     // CREATE INDEX CONCURRENTLY cannot run inside a transaction.
     std::fs::write(
-        dir.path().join("0004_concurrent_index.up.sql"),
+        dir.path().join("0900_concurrent_index.up.sql"),
         "-- no-transaction\ncreate index concurrently chat_created_idx on public.chat (created_at);\n",
     )
     .unwrap();
     std::fs::write(
-        dir.path().join("0004_concurrent_index.down.sql"),
+        dir.path().join("0900_concurrent_index.down.sql"),
         "-- no-transaction\ndrop index concurrently public.chat_created_idx;\n",
     )
     .unwrap();
@@ -403,12 +404,12 @@ async fn a_no_transaction_migration_runs_outside_one_and_a_failure_is_recorded()
         .success();
 
     std::fs::write(
-        dir.path().join("0005_broken.up.sql"),
+        dir.path().join("0901_broken.up.sql"),
         "-- no-transaction\nselect * from public.nope;\n",
     )
     .unwrap();
     std::fs::write(
-        dir.path().join("0005_broken.down.sql"),
+        dir.path().join("0901_broken.down.sql"),
         "-- no-transaction\nselect 1;\n",
     )
     .unwrap();
@@ -427,5 +428,11 @@ async fn a_no_transaction_migration_runs_outside_one_and_a_failure_is_recorded()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["migrations"][4]["state"], "failed", "{json}");
+    let broken = json["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["version"] == 901)
+        .unwrap();
+    assert_eq!(broken["state"], "failed", "{json}");
 }

@@ -111,7 +111,7 @@ async fn seeded_data_is_realistic_and_consistent() {
     assert_eq!(one("select count(*) from pg_constraint where conrelid = 'public.chat'::regclass and contype = 'f'").fetch_one(&mut c).await.unwrap(), 3);
 
     let disabled = one(
-        "select count(*) from pg_trigger where tgrelid = 'public.chat'::regclass and tgenabled = 'D'",
+        "select count(*) from pg_trigger where tgrelid = 'public.chat'::regclass and tgname in ('chat_check_parent', 'chat_replies_insert') and tgenabled = 'D'",
     );
     assert_eq!(
         disabled.fetch_one(&mut c).await.unwrap(),

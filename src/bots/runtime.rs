@@ -1,0 +1,516 @@
+//! The dispatcher: reads new messages from each bot's cursor, decides which bots act, and
+//! acts exactly once per (bot, message) through a claim.
+//!
+//! Events only wake it up ([`EventSource`]); what to do is always read from `public.chat`,
+//! from the bot's persisted cursor minus an overlap window (rows can commit out of order),
+//! so a missed notification, a restart or a second replica loses and doubles nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use uuid::Uuid;
+
+use super::spec::{BotSpec, Trigger};
+use crate::error::{Error, Result};
+
+/// Why the runtime woke up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A change was announced.
+    Notified,
+    /// The source (re)connected: whatever happened meanwhile must be read.
+    Connected,
+}
+
+/// Where wake-ups come from (LISTEN/NOTIFY now; Supabase Realtime later).
+pub trait EventSource: Send {
+    fn name(&self) -> &'static str;
+    fn next(&mut self) -> Pin<Box<dyn Future<Output = Result<Wake>> + Send + '_>>;
+}
+
+/// LISTEN/NOTIFY on `chatctl_events`; switches the notify trigger on.
+pub struct ListenSource {
+    listener: PgListener,
+    first: bool,
+}
+
+impl ListenSource {
+    pub async fn connect(pool: &PgPool) -> Result<ListenSource> {
+        sqlx::raw_sql("alter table public.chat enable trigger chat_notify")
+            .execute(pool)
+            .await
+            .map_err(|e| {
+                Error::failed(format!("cannot switch on the chat_notify trigger: {e}"))
+                    .with_help("the LISTEN/NOTIFY source needs the owner of public.chat")
+            })?;
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen("chatctl_events").await?;
+        Ok(ListenSource {
+            listener,
+            first: true,
+        })
+    }
+}
+
+impl EventSource for ListenSource {
+    fn name(&self) -> &'static str {
+        "listen"
+    }
+
+    fn next(&mut self) -> Pin<Box<dyn Future<Output = Result<Wake>> + Send + '_>> {
+        Box::pin(async move {
+            if self.first {
+                self.first = false;
+                return Ok(Wake::Connected);
+            }
+            // `try_recv` gives None when the connection was lost and re-established.
+            match self.listener.try_recv().await? {
+                Some(_) => {
+                    // Coalesce a burst into one wake-up.
+                    while let Ok(Some(_)) =
+                        tokio::time::timeout(Duration::from_millis(1), self.listener.try_recv())
+                            .await
+                            .unwrap_or(Ok(None))
+                    {}
+                    Ok(Wake::Notified)
+                }
+                None => Ok(Wake::Connected),
+            }
+        })
+    }
+}
+
+/// A bot ready to run: its definition, its user, and its compiled triggers.
+#[derive(Debug, Clone)]
+pub struct Bot {
+    pub spec: BotSpec,
+    pub user_id: Uuid,
+    matchers: Vec<Matcher>,
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    Mention(Option<String>),
+    Pattern(regex::Regex, String),
+    Command(String, String),
+}
+
+impl Bot {
+    pub fn new(spec: BotSpec, user_id: Uuid) -> Result<Bot> {
+        let mut matchers = Vec::new();
+        for t in &spec.triggers {
+            matchers.push(match t {
+                Trigger::Mention { reply } => Matcher::Mention(reply.clone()),
+                Trigger::Keyword { words, reply } => {
+                    let alt: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
+                    let re = regex::Regex::new(&format!(r"(?i)\b(?:{})\b", alt.join("|")))
+                        .map_err(|e| Error::usage(format!("bot `{}`: {e}", spec.name)))?;
+                    Matcher::Pattern(re, reply.clone())
+                }
+                Trigger::Regex { pattern, reply } => Matcher::Pattern(
+                    regex::Regex::new(pattern)
+                        .map_err(|e| Error::usage(format!("bot `{}`: {e}", spec.name)))?,
+                    reply.clone(),
+                ),
+                Trigger::Command { name, reply } => Matcher::Command(name.clone(), reply.clone()),
+            });
+        }
+        Ok(Bot {
+            spec,
+            user_id,
+            matchers,
+        })
+    }
+
+    /// What this bot would post for `m`, if anything.
+    pub fn decide(&self, m: &Message) -> Option<Reply> {
+        if m.user_id == self.user_id || (m.author_is_bot && !self.spec.reply_to_bots) {
+            return None;
+        }
+        if !self.in_scope(m) {
+            return None;
+        }
+        let mentioned =
+            m.mentions.contains(&self.user_id) || m.text.contains(&format!("@{}", self.spec.name));
+        for matcher in &self.matchers {
+            let template = match matcher {
+                Matcher::Mention(reply) if mentioned => reply
+                    .clone()
+                    .unwrap_or_else(|| "Hi @{user}, {bot} here: I saw your message.".into()),
+                Matcher::Pattern(re, reply) if re.is_match(&m.text) => reply.clone(),
+                Matcher::Command(name, reply) if m.text.trim_start().starts_with(name.as_str()) => {
+                    reply.clone()
+                }
+                _ => continue,
+            };
+            let text = template
+                .replace("{user}", &m.author)
+                .replace("{bot}", &self.spec.name)
+                .replace("{text}", &m.text);
+            return Some(Reply {
+                text,
+                thread_id: m.parent_id.unwrap_or(m.id),
+            });
+        }
+        None
+    }
+
+    fn in_scope(&self, m: &Message) -> bool {
+        let s = &self.spec.scope;
+        if s.workspaces.is_empty() && s.channels.is_empty() {
+            return true;
+        }
+        s.workspaces.contains(&m.workspace)
+            || m.channel_name
+                .as_ref()
+                .is_some_and(|c| s.channels.contains(&format!("{}/{c}", m.workspace)))
+    }
+}
+
+/// A message as the dispatcher sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Message {
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    pub user_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub text: String,
+    #[sqlx(json)]
+    pub mentions: Vec<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub author: String,
+    pub author_is_bot: bool,
+    pub workspace: String,
+    pub channel_name: Option<String>,
+}
+
+/// What a bot posts: text, in a thread.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reply {
+    pub text: String,
+    pub thread_id: Uuid,
+}
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// This process, as recorded in claims (`host:pid`).
+    pub instance: String,
+    /// How far before its cursor each catch-up re-reads (rows committed out of order).
+    pub overlap: Duration,
+    /// After how long an unfinished claim may be taken over (its holder died).
+    pub lease: Duration,
+    /// A poll even without events, in case a notification was lost.
+    pub poll: Duration,
+}
+
+/// What one catch-up did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub read: usize,
+    pub replied: usize,
+    pub lost_claims: usize,
+    pub capped: usize,
+}
+
+/// The dispatcher.
+pub struct Runtime {
+    pool: PgPool,
+    bots: Vec<Bot>,
+    opts: RuntimeOptions,
+}
+
+impl Runtime {
+    pub fn new(pool: PgPool, bots: Vec<Bot>, opts: RuntimeOptions) -> Runtime {
+        Runtime { pool, bots, opts }
+    }
+
+    /// Reads every bot's new messages and acts on them.
+    pub async fn catch_up(&self) -> Result<Pass> {
+        let mut total = Pass::default();
+        for bot in &self.bots {
+            let p = self.catch_up_bot(bot).await?;
+            total.read += p.read;
+            total.replied += p.replied;
+            total.lost_claims += p.lost_claims;
+            total.capped += p.capped;
+        }
+        Ok(total)
+    }
+
+    async fn catch_up_bot(&self, bot: &Bot) -> Result<Pass> {
+        let name = &bot.spec.name;
+        // A new bot starts at "now": it does not answer history.
+        sqlx::query(
+            "insert into chatctl.bot_cursors (bot, read_at, read_id) values ($1, now(), '00000000-0000-0000-0000-000000000000')
+             on conflict (bot) do nothing",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        let (read_at, _read_id): (DateTime<Utc>, Uuid) =
+            sqlx::query_as("select read_at, read_id from chatctl.bot_cursors where bot = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?;
+        let overlap = chrono::Duration::from_std(self.opts.overlap).unwrap_or_default();
+        let mut after: (DateTime<Utc>, Uuid) = (read_at - overlap, Uuid::nil());
+        let mut pass = Pass::default();
+        loop {
+            let batch: Vec<Message> = sqlx::query_as(
+                "select c.id, c.channel_id, c.user_id, c.parent_id, coalesce(c.message ->> 'text', '') as text,
+                        coalesce(c.message -> 'mentions', '[]') as mentions, c.created_at,
+                        u.username as author, u.is_bot as author_is_bot, w.slug as workspace, ch.name as channel_name
+                   from public.chat c
+                   join public.members m on m.channel_id = c.channel_id and m.user_id = $1
+                   join public.users u on u.id = c.user_id
+                   join public.channels ch on ch.id = c.channel_id
+                   join public.workspaces w on w.id = ch.workspace_id
+                  where (c.created_at, c.id) > ($2, $3) and not c.is_deleted
+                  order by c.created_at, c.id
+                  limit 500",
+            )
+            .bind(bot.user_id)
+            .bind(after.0)
+            .bind(after.1)
+            .fetch_all(&self.pool)
+            .await?;
+            let n = batch.len();
+            for m in &batch {
+                pass.read += 1;
+                if let Some(reply) = bot.decide(m) {
+                    match self.act(bot, m, &reply).await? {
+                        Acted::Replied => pass.replied += 1,
+                        Acted::Lost => pass.lost_claims += 1,
+                        Acted::Capped => pass.capped += 1,
+                    }
+                }
+                after = (m.created_at, m.id);
+            }
+            if let Some(last) = batch.last() {
+                sqlx::query(
+                    "update chatctl.bot_cursors set read_at = greatest(read_at, $2), read_id = $3, updated_at = now() where bot = $1",
+                )
+                .bind(name)
+                .bind(last.created_at)
+                .bind(last.id)
+                .execute(&self.pool)
+                .await?;
+            }
+            if n < 500 {
+                return Ok(pass);
+            }
+        }
+    }
+
+    /// Claims the message, shows 👀 while working, posts the reply in the same transaction
+    /// that completes the claim (only if this process still holds it), removes the 👀.
+    async fn act(&self, bot: &Bot, m: &Message, reply: &Reply) -> Result<Acted> {
+        let name = &bot.spec.name;
+        let (in_channel, in_thread): (i64, i64) = sqlx::query_as(
+            "select count(*), count(*) filter (where thread_id = $3) from chatctl.bot_claims
+              where bot = $1 and channel_id = $2 and claimed_at > now() - interval '1 hour'",
+        )
+        .bind(name)
+        .bind(m.channel_id)
+        .bind(reply.thread_id)
+        .fetch_one(&self.pool)
+        .await?;
+        if in_channel >= i64::from(bot.spec.limits.per_channel_per_hour)
+            || in_thread >= i64::from(bot.spec.limits.per_thread_per_hour)
+        {
+            tracing::warn!(bot = %name, channel = %m.channel_id, "reply cap reached; not replying");
+            return Ok(Acted::Capped);
+        }
+        let lease = format!("{} milliseconds", self.opts.lease.as_millis());
+        let claimed: Option<String> = sqlx::query_scalar(
+            "insert into chatctl.bot_claims (bot, message_id, channel_id, thread_id, claimed_by) values ($1, $2, $3, $4, $5)
+             on conflict (bot, message_id) do update set claimed_by = excluded.claimed_by, claimed_at = now()
+              where bot_claims.done_at is null and bot_claims.claimed_at < now() - $6::interval
+             returning claimed_by",
+        )
+        .bind(name)
+        .bind(m.id)
+        .bind(m.channel_id)
+        .bind(reply.thread_id)
+        .bind(&self.opts.instance)
+        .bind(&lease)
+        .fetch_optional(&self.pool)
+        .await?;
+        if claimed.is_none() {
+            return Ok(Acted::Lost);
+        }
+        sqlx::query("insert into public.emojis (message_id, user_id, emoji) values ($1, $2, 'eyes') on conflict do nothing")
+            .bind(m.id)
+            .bind(bot.user_id)
+            .execute(&self.pool)
+            .await?;
+        let reply_id = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        let owned = sqlx::query(
+            "update chatctl.bot_claims set done_at = now(), reply_id = $3
+              where bot = $1 and message_id = $2 and claimed_by = $4 and done_at is null",
+        )
+        .bind(name)
+        .bind(m.id)
+        .bind(reply_id)
+        .bind(&self.opts.instance)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if owned {
+            sqlx::query(
+                "insert into public.chat (id, channel_id, user_id, parent_id, message)
+                 values ($1, $2, $3, $4, jsonb_build_object('text', $5::text))",
+            )
+            .bind(reply_id)
+            .bind(m.channel_id)
+            .bind(bot.user_id)
+            .bind(reply.thread_id)
+            .bind(&reply.text)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        sqlx::query(
+            "delete from public.emojis where message_id = $1 and user_id = $2 and emoji = 'eyes'",
+        )
+        .bind(m.id)
+        .bind(bot.user_id)
+        .execute(&self.pool)
+        .await?;
+        if owned {
+            tracing::info!(bot = %name, message = %m.id, reply = %reply_id, "reply posted");
+            Ok(Acted::Replied)
+        } else {
+            Ok(Acted::Lost)
+        }
+    }
+
+    /// Runs until `shutdown` resolves: a catch-up at start, on every wake-up and every poll
+    /// interval. Work in progress finishes before it returns; errors are logged and retried.
+    pub async fn run(
+        &self,
+        source: &mut dyn EventSource,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut poll = tokio::time::interval(self.opts.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                wake = source.next() => {
+                    if let Err(e) = wake {
+                        failures += 1;
+                        let backoff = Duration::from_millis(200 * u64::from(failures.min(50)));
+                        tracing::warn!(source = source.name(), attempt = failures, error = %e, "event source failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                }
+                _ = poll.tick() => {}
+            }
+            match self.catch_up().await {
+                Ok(p) => {
+                    failures = 0;
+                    if p.read > 0 {
+                        tracing::debug!(
+                            read = p.read,
+                            replied = p.replied,
+                            lost = p.lost_claims,
+                            "catch-up"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "catch-up failed; will retry"),
+            }
+        }
+    }
+}
+
+enum Acted {
+    Replied,
+    Lost,
+    Capped,
+}
+
+/// Finds or creates each bot's user (flagged as a bot), through the audited provisioning path.
+pub async fn prepare(
+    pool: &PgPool,
+    specs: Vec<BotSpec>,
+    actor: &crate::provision::Actor,
+) -> Result<Vec<Bot>> {
+    let mut conn = pool.acquire().await?;
+    let mut changes = Vec::new();
+    for s in &specs {
+        let email = crate::provision::spec::bot_email(&s.name);
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from public.users where email = $1)")
+                .bind(&email)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            let user = crate::provision::spec::DesiredUser {
+                email: email.clone(),
+                username: s.name.clone(),
+                display_name: s.display_name.clone().unwrap_or_else(|| s.name.clone()),
+                is_bot: true,
+                declared: true,
+            };
+            changes.push(crate::provision::Change {
+                action: crate::provision::Action::Create,
+                object_type: "user",
+                object: email,
+                before: None,
+                after: Some(serde_json::json!({ "username": s.name, "bot": true })),
+                op: crate::provision::Op::CreateUser(user),
+            });
+        }
+    }
+    if !changes.is_empty() {
+        crate::provision::apply::apply(&mut conn, &changes, actor).await?;
+    }
+    let mut bots = Vec::new();
+    for s in specs {
+        let id: Uuid = sqlx::query_scalar("select id from public.users where email = $1")
+            .bind(crate::provision::spec::bot_email(&s.name))
+            .fetch_one(&mut *conn)
+            .await?;
+        bots.push(Bot::new(s, id)?);
+    }
+    Ok(bots)
+}
+
+/// What `bot` would post for `text` in `workspace/#channel`, by a human author, without a
+/// database (`bots test`).
+pub fn dry_run(
+    spec: &BotSpec,
+    workspace: &str,
+    channel: &str,
+    text: &str,
+) -> Result<Option<Reply>> {
+    let bot = Bot::new(spec.clone(), Uuid::from_u128(1))?;
+    let m = Message {
+        id: Uuid::from_u128(2),
+        channel_id: Uuid::from_u128(3),
+        user_id: Uuid::from_u128(4),
+        parent_id: None,
+        text: text.to_owned(),
+        mentions: Vec::new(),
+        created_at: Utc::now(),
+        author: "you".into(),
+        author_is_bot: false,
+        workspace: workspace.to_owned(),
+        channel_name: Some(channel.to_owned()),
+    };
+    Ok(bot.decide(&m))
+}

@@ -1,0 +1,206 @@
+//! Bot definitions (`bots/*.yaml`): who the bot is, where it listens, what triggers it.
+//! Every invalid definition is reported with its file, line and reason.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::provision::spec::Problem;
+
+/// One bot.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotSpec {
+    /// The bot's name; also its user's username (the user is created if missing).
+    pub name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub scope: Scope,
+    /// Each trigger is a one-key map: `- mention: {}`, `- keyword: {words: [..], reply: ..}`.
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    pub triggers: Vec<Trigger>,
+    /// The persona / system prompt the AI engine uses for this bot.
+    #[serde(default)]
+    pub persona: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Answer other bots too (default: no, to prevent loops).
+    #[serde(default)]
+    pub reply_to_bots: bool,
+}
+
+/// Where a bot listens. Empty lists: every channel the bot is a member of.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Workspace slugs: every channel the bot is a member of in them.
+    #[serde(default)]
+    pub workspaces: Vec<String>,
+    /// `slug/channel` names.
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+/// Reply caps, per window of an hour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_per_channel")]
+    pub per_channel_per_hour: u32,
+    #[serde(default = "default_per_thread")]
+    pub per_thread_per_hour: u32,
+}
+
+fn default_per_channel() -> u32 {
+    30
+}
+fn default_per_thread() -> u32 {
+    10
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_channel_per_hour: default_per_channel(),
+            per_thread_per_hour: default_per_thread(),
+        }
+    }
+}
+
+/// What makes a bot act.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Trigger {
+    /// `@bot` in a message: reply in its thread.
+    Mention {
+        #[serde(default)]
+        reply: Option<String>,
+    },
+    /// Any of these words (case-insensitive, whole words).
+    Keyword { words: Vec<String>, reply: String },
+    /// A regular expression.
+    Regex { pattern: String, reply: String },
+    /// A message starting with this command (`/summarize`, `!help`).
+    Command { name: String, reply: String },
+}
+
+/// A loaded bot and the file it came from.
+#[derive(Debug, Clone)]
+pub struct BotFile {
+    pub path: PathBuf,
+    pub spec: BotSpec,
+}
+
+/// Reads every `*.yaml` in `dir`; all problems at once.
+pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            Error::usage(format!("cannot read bot directory {}: {e}", dir.display()))
+                .with_help("pass --bots DIR")
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    paths.sort();
+    let mut bots = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::usage(format!("cannot read {}: {e}", path.display())))?;
+        match serde_yaml::from_str::<BotSpec>(&text) {
+            Ok(spec) => {
+                for message in check(&spec) {
+                    let line = text
+                        .lines()
+                        .position(|l| l.contains(&message.1))
+                        .map(|i| i + 1);
+                    problems.push(Problem {
+                        file: path.clone(),
+                        line,
+                        message: message.0,
+                    });
+                }
+                bots.push(BotFile { path, spec });
+            }
+            Err(e) => {
+                let line = e.location().map(|l| l.line());
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+                problems.push(Problem {
+                    file: path,
+                    line,
+                    message: msg,
+                });
+            }
+        }
+    }
+    let mut names: Vec<&str> = bots.iter().map(|b| b.spec.name.as_str()).collect();
+    names.sort_unstable();
+    for w in names.windows(2) {
+        if w[0] == w[1] {
+            problems.push(Problem {
+                file: dir.to_owned(),
+                line: None,
+                message: format!("two bots are named `{}`", w[0]),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(anyhow::Error::from(crate::provision::SpecErrors(problems))
+            .context(Error::usage("invalid bot definitions")));
+    }
+    Ok(bots)
+}
+
+/// Problems in one definition: (message, text to find its line by).
+fn check(b: &BotSpec) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if b.name.is_empty() || b.name != b.name.to_lowercase() || b.name.contains(char::is_whitespace)
+    {
+        out.push((
+            format!("invalid bot name `{}`: lowercase, no spaces", b.name),
+            format!("name: {}", b.name),
+        ));
+    }
+    if b.triggers.is_empty() {
+        out.push(("a bot needs at least one trigger".into(), "triggers".into()));
+    }
+    for t in &b.triggers {
+        match t {
+            Trigger::Regex { pattern, .. } => {
+                if let Err(e) = regex::Regex::new(pattern) {
+                    out.push((
+                        format!(
+                            "invalid regex `{pattern}`: {}",
+                            e.to_string().lines().last().unwrap_or_default()
+                        ),
+                        pattern.clone(),
+                    ));
+                }
+            }
+            Trigger::Keyword { words, .. } if words.is_empty() => {
+                out.push(("a keyword trigger needs words".into(), "keyword".into()))
+            }
+            Trigger::Command { name, .. }
+                if !(name.starts_with('/') || name.starts_with('!')) || name.len() < 2 =>
+            {
+                out.push((
+                    format!("command `{name}` must start with / or !"),
+                    name.clone(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    for c in &b.scope.channels {
+        if !c.contains('/') {
+            out.push((
+                format!("scope channel `{c}` must be `workspace/channel`"),
+                c.clone(),
+            ));
+        }
+    }
+    out
+}

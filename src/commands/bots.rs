@@ -1,0 +1,187 @@
+//! `chatctl bots`: validate, list, try and run the bots defined in `bots/*.yaml`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Context;
+use crate::bots::runtime::{self, ListenSource, Runtime, RuntimeOptions};
+use crate::bots::spec;
+use crate::error::{Error, ExitCode, Result};
+use crate::output::Report;
+
+#[derive(Debug, clap::Args)]
+pub struct BotsArgs {
+    /// Directory of bot definitions (*.yaml)
+    #[arg(long, global = true, value_name = "DIR", default_value = "bots")]
+    bots: PathBuf,
+    #[command(subcommand)]
+    cmd: BotsCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BotsCmd {
+    /// Check every definition; exit 64 with file, line and reason on the first problem list
+    Validate,
+    /// List the bots, their triggers and scope
+    List,
+    /// Show what a bot would post for a message (posts nothing)
+    Test {
+        #[arg(value_name = "BOT")]
+        bot: String,
+        /// `workspace/channel`
+        #[arg(long, value_name = "WORKSPACE/CHANNEL")]
+        channel: String,
+        #[arg(long, value_name = "TEXT")]
+        message: String,
+    },
+    /// Run every bot until Ctrl-C / SIGTERM (LISTEN/NOTIFY event source)
+    Run,
+}
+
+pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
+    let dir = ctx.config.base_dir.join(&args.bots);
+    let files = spec::load_dir(&dir)?;
+    match args.cmd {
+        BotsCmd::Validate => {
+            ctx.out.status(&format!(
+                "{} bot definition(s) in {} are valid",
+                files.len(),
+                dir.display()
+            ));
+            ctx.out.render(&BotList::from(&files))?;
+        }
+        BotsCmd::List => ctx.out.render(&BotList::from(&files))?,
+        BotsCmd::Test {
+            bot,
+            channel,
+            message,
+        } => {
+            let spec = files
+                .iter()
+                .find(|f| f.spec.name == bot)
+                .map(|f| f.spec.clone())
+                .ok_or_else(|| Error::usage(format!("no bot `{bot}` in {}", dir.display())))?;
+            let (workspace, channel_name) = channel
+                .split_once('/')
+                .ok_or_else(|| Error::usage("--channel takes `workspace/channel`"))?;
+            let decision = runtime::dry_run(
+                &spec,
+                workspace,
+                channel_name.trim_start_matches('#'),
+                &message,
+            )?;
+            ctx.out.render(&TestReport {
+                bot,
+                reply: decision.map(|r| r.text),
+            })?;
+        }
+        BotsCmd::Run => {
+            let url = ctx.database_url().await?;
+            let pool = crate::db::pool(&url, &ctx.config).await?;
+            let bots = runtime::prepare(
+                &pool,
+                files.into_iter().map(|f| f.spec).collect(),
+                &ctx.actor(),
+            )
+            .await?;
+            let mut source = ListenSource::connect(&pool).await?;
+            ctx.out.status(&format!(
+                "running {} bot(s) on LISTEN/NOTIFY; Ctrl-C to stop",
+                bots.len()
+            ));
+            let rt = Runtime::new(pool, bots, runtime_options());
+            rt.run(&mut source, crate::stack::wait_for_shutdown())
+                .await?;
+            ctx.out.status("stopped");
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+/// The dispatcher's settings for this process.
+pub fn runtime_options() -> RuntimeOptions {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    RuntimeOptions {
+        instance: format!("{}:{}", host.trim(), std::process::id()),
+        overlap: Duration::from_secs(10),
+        lease: Duration::from_secs(60),
+        poll: Duration::from_secs(5),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct BotList {
+    bots: Vec<BotRow>,
+}
+
+#[derive(serde::Serialize)]
+struct BotRow {
+    name: String,
+    file: String,
+    triggers: Vec<String>,
+    scope: String,
+}
+
+impl From<&Vec<spec::BotFile>> for BotList {
+    fn from(files: &Vec<spec::BotFile>) -> Self {
+        BotList {
+            bots: files
+                .iter()
+                .map(|f| BotRow {
+                    name: f.spec.name.clone(),
+                    file: f.path.display().to_string(),
+                    triggers: f.spec.triggers.iter().map(trigger_name).collect(),
+                    scope: {
+                        let s = &f.spec.scope;
+                        let mut v: Vec<String> = s.workspaces.clone();
+                        v.extend(s.channels.iter().cloned());
+                        if v.is_empty() {
+                            "channels it is a member of".into()
+                        } else {
+                            v.join(", ")
+                        }
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+fn trigger_name(t: &spec::Trigger) -> String {
+    match t {
+        spec::Trigger::Mention { .. } => "mention".into(),
+        spec::Trigger::Keyword { words, .. } => format!("keyword({})", words.join("|")),
+        spec::Trigger::Regex { pattern, .. } => format!("regex({pattern})"),
+        spec::Trigger::Command { name, .. } => format!("command({name})"),
+    }
+}
+
+impl Report for BotList {
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut t = crate::output::table(["BOT", "TRIGGERS", "SCOPE", "FILE"]);
+        for b in &self.bots {
+            t.add_row(vec![
+                b.name.clone(),
+                b.triggers.join(", "),
+                b.scope.clone(),
+                b.file.clone(),
+            ]);
+        }
+        crate::output::write_table(out, &t)
+    }
+}
+
+#[derive(serde::Serialize)]
+struct TestReport {
+    bot: String,
+    reply: Option<String>,
+}
+
+impl Report for TestReport {
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match &self.reply {
+            Some(r) => writeln!(out, "{} would reply in the thread:\n{r}", self.bot),
+            None => writeln!(out, "{} would not reply", self.bot),
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The bot runtime on a real database: exactly-once replies, catch-up, replicas, caps,
+//! LISTEN/NOTIFY wake-ups, and definitions checked with file and line.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chatctl::bots::runtime::{self, Bot, ListenSource, Runtime, RuntimeOptions};
+use chatctl::bots::spec::BotSpec;
+use chatctl::provision::{self, Actor, PlanOptions, spec};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::support::{TestDb, chatctl, outputs};
+
+const BOT: &str = "
+name: summarybot
+triggers:
+  - command: { name: /summarize, reply: 'summary for @{user}' }
+  - mention: { reply: 'hello @{user}' }
+limits: { per_channel_per_hour: 1000, per_thread_per_hour: 1000 }
+";
+
+fn actor() -> Actor {
+    Actor {
+        operator: "test".into(),
+        command: "test".into(),
+    }
+}
+
+fn options(instance: &str) -> RuntimeOptions {
+    RuntimeOptions {
+        instance: instance.into(),
+        overlap: Duration::from_secs(10),
+        lease: Duration::from_secs(60),
+        poll: Duration::from_secs(600),
+    }
+}
+
+/// The example workspace, and the bot ready to run (its cursor starts now).
+async fn setup(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
+    let mut c = db.conn().await;
+    let files =
+        spec::read(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("config/workspace.example.yaml")])
+            .unwrap();
+    let plan = provision::plan(&mut c, &files, &PlanOptions { prune: false })
+        .await
+        .unwrap();
+    provision::apply::apply(&mut c, &plan.changes, &actor())
+        .await
+        .unwrap();
+    let pool = db.pool().await;
+    let spec: BotSpec = serde_yaml::from_str(yaml).unwrap();
+    let bots = runtime::prepare(&pool, vec![spec], &actor()).await.unwrap();
+    Runtime::new(pool.clone(), bots.clone(), options("setup"))
+        .catch_up()
+        .await
+        .unwrap();
+    (pool, bots)
+}
+
+async fn post(
+    c: &mut PgConnection,
+    email: &str,
+    channel: &str,
+    text: &str,
+    parent: Option<Uuid>,
+) -> Uuid {
+    sqlx::query_scalar(
+        "insert into chat (channel_id, user_id, parent_id, message)
+         select c.id, u.id, $4, jsonb_build_object('text', $3::text) from channels c, users u
+          where c.name = $2 and u.email = $1 returning chat.id",
+    )
+    .bind(email)
+    .bind(channel)
+    .bind(text)
+    .bind(parent)
+    .fetch_one(c)
+    .await
+    .unwrap()
+}
+
+/// The bot's replies: (parent, text).
+async fn replies(c: &mut PgConnection) -> Vec<(Option<Uuid>, String)> {
+    sqlx::query_as(
+        "select m.parent_id, m.message ->> 'text' from chat m join users u on u.id = m.user_id
+          where u.username = 'summarybot' order by m.created_at, m.id",
+    )
+    .fetch_all(c)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_mention_gets_exactly_one_threaded_reply() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let mut c = db.conn().await;
+    let asked = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "@summarybot are you there?",
+        None,
+    )
+    .await;
+    let rt = Runtime::new(pool, bots, options("a"));
+    let pass = rt.catch_up().await.unwrap();
+    assert_eq!(pass.replied, 1);
+    assert_eq!(
+        replies(&mut c).await,
+        vec![(Some(asked), "hello @ada".to_owned())]
+    );
+    // Again: the overlap re-reads the message, the claim says it is done.
+    rt.catch_up().await.unwrap();
+    assert_eq!(replies(&mut c).await.len(), 1);
+    let eyes: i64 = sqlx::query_scalar("select count(*) from emojis where emoji = 'eyes'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(eyes, 0, "the in-flight reaction is removed after");
+    // A reply inside a thread stays in that thread; commands work too.
+    post(
+        &mut c,
+        "ken@example.com",
+        "general",
+        "/summarize please",
+        Some(asked),
+    )
+    .await;
+    rt.catch_up().await.unwrap();
+    assert_eq!(
+        replies(&mut c).await[1],
+        (Some(asked), "summary for @ken".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn bots_ignore_themselves_and_other_bots_and_channels_they_are_not_in() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let mut c = db.conn().await;
+    post(
+        &mut c,
+        "summarybot@bots.chatctl.invalid",
+        "general",
+        "@summarybot talking to myself",
+        None,
+    )
+    .await;
+    post(
+        &mut c,
+        "helpbot@bots.chatctl.invalid",
+        "general",
+        "/summarize from a bot",
+        None,
+    )
+    .await;
+    // summarybot is not a member of #support.
+    post(
+        &mut c,
+        "grace@example.com",
+        "support",
+        "@summarybot psst",
+        None,
+    )
+    .await;
+    let pass = Runtime::new(pool, bots, options("a"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(pass.replied, 0);
+    // Its only message is the one it wrote itself.
+    assert_eq!(
+        replies(&mut c).await,
+        vec![(None, "@summarybot talking to myself".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn messages_posted_while_down_are_answered_on_start_and_history_is_not() {
+    let db = TestDb::new().await;
+    let mut c0 = db.conn().await;
+    // Before the bot ever ran: history it must not answer.
+    let files =
+        spec::read(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("config/workspace.example.yaml")])
+            .unwrap();
+    let plan = provision::plan(&mut c0, &files, &PlanOptions { prune: false })
+        .await
+        .unwrap();
+    provision::apply::apply(&mut c0, &plan.changes, &actor())
+        .await
+        .unwrap();
+    let pool = db.pool().await;
+    let spec: BotSpec = serde_yaml::from_str(BOT).unwrap();
+    let bots = runtime::prepare(&pool, vec![spec], &actor()).await.unwrap();
+    Runtime::new(pool.clone(), bots.clone(), options("first"))
+        .catch_up()
+        .await
+        .unwrap();
+    // Down: nobody runs. Three mentions arrive.
+    for i in 0..3 {
+        post(
+            &mut c0,
+            "ada@example.com",
+            "engineering",
+            &format!("@summarybot question {i}"),
+            None,
+        )
+        .await;
+    }
+    let pass = Runtime::new(pool, bots, options("second"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(pass.replied, 3);
+}
+
+#[tokio::test]
+async fn two_replicas_on_a_burst_never_reply_twice() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let mut c = db.conn().await;
+    for i in 0..200 {
+        post(
+            &mut c,
+            "linus@example.com",
+            "engineering",
+            &format!("@summarybot burst {i}"),
+            None,
+        )
+        .await;
+    }
+    let a = Runtime::new(pool.clone(), bots.clone(), options("replica-a"));
+    let b = Runtime::new(pool.clone(), bots.clone(), options("replica-b"));
+    let (pa, pb) = tokio::join!(a.catch_up(), b.catch_up());
+    let (pa, pb) = (pa.unwrap(), pb.unwrap());
+    assert_eq!(pa.replied + pb.replied, 200, "{pa:?} {pb:?}");
+    let replies = replies(&mut c).await;
+    let mut parents: Vec<Option<Uuid>> = replies.iter().map(|r| r.0).collect();
+    parents.sort();
+    parents.dedup();
+    assert_eq!(
+        (replies.len(), parents.len()),
+        (200, 200),
+        "one reply per message"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_replicas_claim_is_taken_over_after_its_lease() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let mut c = db.conn().await;
+    let asked = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "@summarybot hello?",
+        None,
+    )
+    .await;
+    // A replica claimed it and died (kill -9) before replying.
+    sqlx::query("insert into chatctl.bot_claims (bot, message_id, channel_id, claimed_by, claimed_at) select 'summarybot', id, channel_id, 'dead:1', now() - interval '2 minutes' from chat where id = $1")
+        .bind(asked)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let pass = Runtime::new(pool, bots, options("alive"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(pass.replied, 1);
+    let by: String =
+        sqlx::query_scalar("select claimed_by from chatctl.bot_claims where message_id = $1")
+            .bind(asked)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(by, "alive");
+}
+
+#[tokio::test]
+async fn reply_caps_per_thread_hold() {
+    let db = TestDb::new().await;
+    let capped = BOT.replace("per_thread_per_hour: 1000", "per_thread_per_hour: 2");
+    let (pool, bots) = setup(&db, &capped).await;
+    let mut c = db.conn().await;
+    let root = post(&mut c, "ada@example.com", "general", "thread", None).await;
+    for i in 0..5 {
+        post(
+            &mut c,
+            "ken@example.com",
+            "general",
+            &format!("@summarybot {i}"),
+            Some(root),
+        )
+        .await;
+    }
+    let pass = Runtime::new(pool, bots, options("a"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!((pass.replied, pass.capped), (2, 3));
+}
+
+#[tokio::test]
+async fn listen_notify_wakes_the_runtime_and_shutdown_is_clean() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let rt = Runtime::new(pool.clone(), bots, options("listener"));
+    let mut source = ListenSource::connect(&pool).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        rt.run(&mut source, async {
+            stopped.await.ok();
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = db.conn().await;
+    // The poll interval is 10 minutes: only the notification can wake it in time.
+    post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "@summarybot ping",
+        None,
+    )
+    .await;
+    let mut answered = false;
+    for _ in 0..100 {
+        if !replies(&mut c).await.is_empty() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered, "no reply within 5 s of the NOTIFY");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn invalid_definitions_are_reported_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "name: a\ntriggers:\n  - regex: { pattern: '(unclosed', reply: x }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "name: b\ntriggers:\n  - telepathy: {}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("c.yaml"), "name: c\ntriggers: []\n").unwrap();
+    let out = chatctl(&[])
+        .args(["bots", "validate", "--bots"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let d = dir.path().display();
+    assert!(
+        stderr.contains(&format!("{d}/a.yaml:3: invalid regex `(unclosed`")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{d}/b.yaml:3: ")) && stderr.contains("telepathy"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{d}/c.yaml:2: a bot needs at least one trigger")),
+        "{stderr}"
+    );
+
+    let bots = Path::new(env!("CARGO_MANIFEST_DIR")).join("bots");
+    chatctl(&[])
+        .args(["bots", "validate", "--bots"])
+        .arg(&bots)
+        .assert()
+        .success();
+    let out = chatctl(&[])
+        .args([
+            "bots",
+            "test",
+            "helpbot",
+            "--channel",
+            "acme/support",
+            "--message",
+            "I forgot my password",
+            "-o",
+            "json",
+            "--bots",
+        ])
+        .arg(&bots)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["reply"],
+        "@you, you can reset your password at https://example.com/reset."
+    );
+}
