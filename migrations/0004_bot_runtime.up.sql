@@ -12,14 +12,17 @@ create table chatctl.bot_cursors (
 );
 
 -- One row per (bot, message) a bot acts on. A claim is a lease: it can be taken over when
--- it is older than the lease and not done (its holder died); the reply is posted in the
--- same transaction that marks it done, and only by the claim's holder.
+-- it is not done and either its holder's database session is gone (the process died:
+-- claimed_pid is no longer in pg_stat_activity) or it is older than the lease. The reply
+-- is posted in the same transaction that marks the claim done, and only by its holder, so a
+-- takeover can waste work but never post twice.
 create table chatctl.bot_claims (
     bot text not null,
     message_id uuid not null references public.chat (id) on delete cascade,
     channel_id uuid not null,
     thread_id uuid,
     claimed_by text not null,
+    claimed_pid integer not null default pg_backend_pid(),
     claimed_at timestamptz not null default now(),
     done_at timestamptz,
     reply_id uuid,

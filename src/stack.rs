@@ -89,26 +89,54 @@ pub async fn provision(
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+/// The bots `up` runs.
+pub struct RunningBots {
+    pub names: Vec<String>,
+    pub runtime: crate::bots::runtime::Runtime,
+    pub source: crate::bots::runtime::ListenSource,
+}
+
+/// Loads `dir`'s bots, creates their users if missing, and connects their event source.
+pub async fn bots(
+    url: &str,
+    config: &Config,
+    dir: &std::path::Path,
+    actor: &crate::provision::Actor,
+) -> Result<RunningBots> {
+    use crate::bots::runtime::{self, ListenSource, Runtime, RuntimeOptions};
+    let files = crate::bots::spec::load_dir(dir)?;
+    let pool = crate::db::pool(url, config).await?;
+    let bots = runtime::prepare(&pool, files.into_iter().map(|f| f.spec).collect(), actor).await?;
+    let names = bots.iter().map(|b| b.spec.name.clone()).collect();
+    let source = ListenSource::connect(&pool).await?;
+    Ok(RunningBots {
+        names,
+        runtime: Runtime::new(pool, bots, RuntimeOptions::for_this_process()),
+        source,
+    })
+}
+
+/// A future that resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called (inside the runtime), not when the future is first polled, so a signal that comes
+/// early is not lost to the default action.
+pub fn wait_for_shutdown() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
                 }
-            };
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = wait(interrupt) => {}
+            _ = wait(terminate) => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// What `up` prints once everything runs.
@@ -121,6 +149,7 @@ pub struct StackReport {
     pub running: Vec<&'static str>,
     pub foreground: bool,
     pub provisioned: Option<Provisioned>,
+    pub bots: Vec<String>,
 }
 
 impl StackReport {
@@ -133,6 +162,7 @@ impl StackReport {
             running: vec!["postgres"],
             foreground: !detach,
             provisioned: None,
+            bots: Vec::new(),
         }
     }
 }
@@ -169,10 +199,15 @@ impl Report for StackReport {
             )?,
             None => writeln!(out, "  workspaces: none applied ({EXAMPLE_SPEC} not found)")?,
         }
-        writeln!(
-            out,
-            "  not yet:   search index and bots arrive with their issues"
-        )?;
+        if self.bots.is_empty() {
+            writeln!(
+                out,
+                "  bots:      none running (bots/ not found, or --detach)"
+            )?;
+        } else {
+            writeln!(out, "  bots:      {} (LISTEN/NOTIFY)", self.bots.join(", "))?;
+        }
+        writeln!(out, "  not yet:   the search index arrives with its issue")?;
         if self.foreground {
             writeln!(out, "press Ctrl-C to stop")?;
         }

@@ -208,6 +208,19 @@ pub struct RuntimeOptions {
     pub poll: Duration,
 }
 
+impl RuntimeOptions {
+    /// The defaults for a daemon: this host and pid, a 10 s overlap, a 60 s lease, a 5 s poll.
+    pub fn for_this_process() -> RuntimeOptions {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        RuntimeOptions {
+            instance: format!("{}:{}", host.trim(), std::process::id()),
+            overlap: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(5),
+        }
+    }
+}
+
 /// What one catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
@@ -329,8 +342,11 @@ impl Runtime {
         let lease = format!("{} milliseconds", self.opts.lease.as_millis());
         let claimed: Option<String> = sqlx::query_scalar(
             "insert into chatctl.bot_claims (bot, message_id, channel_id, thread_id, claimed_by) values ($1, $2, $3, $4, $5)
-             on conflict (bot, message_id) do update set claimed_by = excluded.claimed_by, claimed_at = now()
-              where bot_claims.done_at is null and bot_claims.claimed_at < now() - $6::interval
+             on conflict (bot, message_id) do update
+                set claimed_by = excluded.claimed_by, claimed_pid = pg_backend_pid(), claimed_at = now()
+              where bot_claims.done_at is null
+                and (bot_claims.claimed_at < now() - $6::interval
+                     or not exists (select 1 from pg_stat_activity a where a.pid = bot_claims.claimed_pid))
              returning claimed_by",
         )
         .bind(name)
@@ -407,6 +423,7 @@ impl Runtime {
         let mut failures = 0u32;
         loop {
             tokio::select! {
+                biased;
                 _ = &mut shutdown => return Ok(()),
                 wake = source.next() => {
                     if let Err(e) = wake {

@@ -1,7 +1,6 @@
 //! `chatctl bots`: validate, list, try and run the bots defined in `bots/*.yaml`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::Context;
 use crate::bots::runtime::{self, ListenSource, Runtime, RuntimeOptions};
@@ -89,24 +88,13 @@ pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
                 "running {} bot(s) on LISTEN/NOTIFY; Ctrl-C to stop",
                 bots.len()
             ));
-            let rt = Runtime::new(pool, bots, runtime_options());
+            let rt = Runtime::new(pool, bots, RuntimeOptions::for_this_process());
             rt.run(&mut source, crate::stack::wait_for_shutdown())
                 .await?;
             ctx.out.status("stopped");
         }
     }
     Ok(ExitCode::Success)
-}
-
-/// The dispatcher's settings for this process.
-pub fn runtime_options() -> RuntimeOptions {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    RuntimeOptions {
-        instance: format!("{}:{}", host.trim(), std::process::id()),
-        overlap: Duration::from_secs(10),
-        lease: Duration::from_secs(60),
-        poll: Duration::from_secs(5),
-    }
 }
 
 #[derive(serde::Serialize)]

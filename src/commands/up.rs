@@ -33,11 +33,27 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         report.provisioned =
             Some(stack::provision(&started.url, &ctx.config, &spec, &actor).await?);
     }
+    let bots_dir = ctx.config.base_dir.join("bots");
+    let bots = if !args.detach && bots_dir.is_dir() {
+        let running = stack::bots(&started.url, &ctx.config, &bots_dir, &ctx.actor()).await?;
+        report.bots = running.names.clone();
+        report.running.push("bots");
+        Some(running)
+    } else {
+        None
+    };
     ctx.out.render(&report)?;
     if args.detach {
         return Ok(ExitCode::Success);
     }
-    stack::wait_for_shutdown().await;
+    match bots {
+        Some(mut b) => {
+            b.runtime
+                .run(&mut b.source, stack::wait_for_shutdown())
+                .await?
+        }
+        None => stack::wait_for_shutdown().await,
+    }
     ctx.out.status("shutting down");
     stack::stop(&started).await?;
     Ok(ExitCode::Success)

@@ -259,8 +259,8 @@ async fn a_dead_replicas_claim_is_taken_over_after_its_lease() {
         None,
     )
     .await;
-    // A replica claimed it and died (kill -9) before replying.
-    sqlx::query("insert into chatctl.bot_claims (bot, message_id, channel_id, claimed_by, claimed_at) select 'summarybot', id, channel_id, 'dead:1', now() - interval '2 minutes' from chat where id = $1")
+    // A replica claimed it and hangs (its session is alive) past the lease.
+    sqlx::query("insert into chatctl.bot_claims (bot, message_id, channel_id, claimed_by, claimed_at) select 'summarybot', id, channel_id, 'hung:1', now() - interval '2 minutes' from chat where id = $1")
         .bind(asked)
         .execute(&mut c)
         .await
@@ -405,5 +405,74 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
     assert_eq!(
         json["reply"],
         "@you, you can reset your password at https://example.com/reset."
+    );
+}
+
+/// `chatctl bots run` as a process, against `db`.
+fn daemon(db: &TestDb) -> std::process::Child {
+    crate::support::chatctl_std(&[("DATABASE_URL", db.url.as_str())])
+        .args(["bots", "run", "-q", "--bots"])
+        .arg(BOTS_DIR.get().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+static BOTS_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+#[tokio::test]
+async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() {
+    let db = TestDb::new().await;
+    let (_pool, _bots) = setup(&db, BOT).await;
+    let dir = BOTS_DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("chatctl-bots-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("summarybot.yaml"), BOT).unwrap();
+        d
+    });
+    assert!(dir.is_dir());
+    let mut first = daemon(&db);
+    let mut c = db.conn().await;
+    for i in 0..500 {
+        post(
+            &mut c,
+            "ada@example.com",
+            "engineering",
+            &format!("@summarybot burst {i}"),
+            None,
+        )
+        .await;
+        if i == 150 {
+            // Mid-burst: no graceful anything.
+            first.kill().unwrap(); // SIGKILL
+            first.wait().unwrap();
+        }
+    }
+    let mut second = daemon(&db);
+    let mut answered = 0;
+    for _ in 0..300 {
+        answered = replies(&mut c).await.len();
+        if answered >= 500 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let it run a little longer: nothing more may come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    let status = second.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+    let replies = replies(&mut c).await;
+    let mut parents: Vec<Option<Uuid>> = replies.iter().map(|r| r.0).collect();
+    parents.sort();
+    parents.dedup();
+    assert_eq!(
+        (answered, replies.len(), parents.len()),
+        (500, 500, 500),
+        "every mention answered exactly once"
     );
 }
