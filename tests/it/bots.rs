@@ -432,7 +432,7 @@ async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() 
         d
     });
     assert!(dir.is_dir());
-    let mut first = daemon(&db);
+    let mut first = Some(daemon(&db));
     let mut c = db.conn().await;
     for i in 0..500 {
         post(
@@ -443,10 +443,12 @@ async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() 
             None,
         )
         .await;
-        if i == 150 {
+        if i == 150
+            && let Some(mut d) = first.take()
+        {
             // Mid-burst: no graceful anything.
-            first.kill().unwrap(); // SIGKILL
-            first.wait().unwrap();
+            d.kill().unwrap(); // SIGKILL
+            d.wait().unwrap();
         }
     }
     let mut second = daemon(&db);
