@@ -116,6 +116,27 @@ pub async fn bots(
     })
 }
 
+/// Serves `/healthz`, `/readyz` and `/metrics` for `runtime` on `addr` until SIGINT or
+/// SIGTERM; returns the address bound (port 0 picks a free one).
+pub async fn serve_metrics(
+    addr: &str,
+    runtime: &crate::bots::runtime::Runtime,
+) -> Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::usage(format!("cannot listen on {addr} for /metrics: {e}"))
+            .with_help("pass --metrics HOST:PORT (port 0 picks a free one)")
+    })?;
+    let bound = listener.local_addr()?;
+    let (metrics, pool) = (runtime.metrics(), runtime.pool().clone());
+    let shutdown = wait_for_shutdown();
+    tokio::spawn(async move {
+        if let Err(e) = crate::bots::metrics::serve(listener, metrics, pool, shutdown).await {
+            tracing::warn!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    Ok(bound)
+}
+
 /// A future that resolves on SIGINT or SIGTERM. The handlers are installed when this is
 /// called (inside the runtime), not when the future is first polled, so a signal that comes
 /// early is not lost to the default action.
@@ -150,6 +171,7 @@ pub struct StackReport {
     pub foreground: bool,
     pub provisioned: Option<Provisioned>,
     pub bots: Vec<String>,
+    pub metrics: Option<String>,
 }
 
 impl StackReport {
@@ -163,6 +185,7 @@ impl StackReport {
             foreground: !detach,
             provisioned: None,
             bots: Vec::new(),
+            metrics: None,
         }
     }
 }
@@ -206,6 +229,9 @@ impl Report for StackReport {
             )?;
         } else {
             writeln!(out, "  bots:      {} (LISTEN/NOTIFY)", self.bots.join(", "))?;
+            if let Some(m) = &self.metrics {
+                writeln!(out, "  health:    http://{m}/healthz, /readyz, /metrics")?;
+            }
         }
         writeln!(out, "  not yet:   the search index arrives with its issue")?;
         if self.foreground {

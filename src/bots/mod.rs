@@ -1,4 +1,5 @@
 //! Bots: definitions ([`spec`]) and the runtime that runs them ([`runtime`]).
 
+pub mod metrics;
 pub mod runtime;
 pub mod spec;

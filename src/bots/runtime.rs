@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
+use super::metrics::Metrics;
 use super::spec::{BotSpec, Trigger};
 use crate::error::{Error, Result};
 
@@ -235,11 +236,26 @@ pub struct Runtime {
     pool: PgPool,
     bots: Vec<Bot>,
     opts: RuntimeOptions,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 impl Runtime {
     pub fn new(pool: PgPool, bots: Vec<Bot>, opts: RuntimeOptions) -> Runtime {
-        Runtime { pool, bots, opts }
+        Runtime {
+            pool,
+            bots,
+            opts,
+            metrics: Default::default(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The counters `/metrics` shows.
+    pub fn metrics(&self) -> std::sync::Arc<super::metrics::Metrics> {
+        self.metrics.clone()
     }
 
     /// Reads every bot's new messages and acts on them.
@@ -295,11 +311,21 @@ impl Runtime {
             let n = batch.len();
             for m in &batch {
                 pass.read += 1;
+                Metrics::inc(&self.metrics.messages_handled);
                 if let Some(reply) = bot.decide(m) {
                     match self.act(bot, m, &reply).await? {
-                        Acted::Replied => pass.replied += 1,
-                        Acted::Lost => pass.lost_claims += 1,
-                        Acted::Capped => pass.capped += 1,
+                        Acted::Replied => {
+                            pass.replied += 1;
+                            Metrics::inc(&self.metrics.replies_posted);
+                        }
+                        Acted::Lost => {
+                            pass.lost_claims += 1;
+                            Metrics::inc(&self.metrics.claims_lost);
+                        }
+                        Acted::Capped => {
+                            pass.capped += 1;
+                            Metrics::inc(&self.metrics.replies_capped);
+                        }
                     }
                 }
                 after = (m.created_at, m.id);
@@ -360,6 +386,8 @@ impl Runtime {
         if claimed.is_none() {
             return Ok(Acted::Lost);
         }
+        let waited = (Utc::now() - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        self.metrics.observe_latency(waited);
         sqlx::query("insert into public.emojis (message_id, user_id, emoji) values ($1, $2, 'eyes') on conflict do nothing")
             .bind(m.id)
             .bind(bot.user_id)
@@ -426,6 +454,18 @@ impl Runtime {
                 biased;
                 _ = &mut shutdown => return Ok(()),
                 wake = source.next() => {
+                    match &wake {
+                        Ok(Wake::Notified) => Metrics::inc(&self.metrics.events_received),
+                        Ok(Wake::Connected) => {
+                            if self.metrics.source_connected.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                Metrics::inc(&self.metrics.reconnects);
+                            }
+                        }
+                        Err(_) => {
+                            self.metrics.source_connected.store(false, std::sync::atomic::Ordering::Relaxed);
+                            Metrics::inc(&self.metrics.errors);
+                        }
+                    }
                     if let Err(e) = wake {
                         failures += 1;
                         let backoff = Duration::from_millis(200 * u64::from(failures.min(50)));
@@ -448,7 +488,10 @@ impl Runtime {
                         );
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "catch-up failed; will retry"),
+                Err(e) => {
+                    Metrics::inc(&self.metrics.errors);
+                    tracing::warn!(error = %e, "catch-up failed; will retry");
+                }
             }
         }
     }

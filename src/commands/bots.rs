@@ -34,7 +34,11 @@ enum BotsCmd {
         message: String,
     },
     /// Run every bot until Ctrl-C / SIGTERM (LISTEN/NOTIFY event source)
-    Run,
+    Run {
+        /// Where to serve /healthz, /readyz and /metrics (port 0: any free port)
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9464")]
+        metrics: String,
+    },
 }
 
 pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
@@ -74,7 +78,7 @@ pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
                 reply: decision.map(|r| r.text),
             })?;
         }
-        BotsCmd::Run => {
+        BotsCmd::Run { metrics } => {
             let url = ctx.database_url().await?;
             let pool = crate::db::pool(&url, &ctx.config).await?;
             let bots = runtime::prepare(
@@ -89,6 +93,9 @@ pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
                 bots.len()
             ));
             let rt = Runtime::new(pool, bots, RuntimeOptions::for_this_process());
+            let addr = crate::stack::serve_metrics(&metrics, &rt).await?;
+            ctx.out
+                .status(&format!("health and metrics on http://{addr}/metrics"));
             rt.run(&mut source, crate::stack::wait_for_shutdown())
                 .await?;
             ctx.out.status("stopped");

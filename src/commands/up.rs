@@ -13,6 +13,9 @@ pub struct UpArgs {
     /// Bring everything up, print what runs, and exit instead of waiting for Ctrl-C
     #[arg(long)]
     detach: bool,
+    /// Where the bots serve /healthz, /readyz and /metrics (port 0: any free port)
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9464")]
+    metrics: String,
 }
 
 pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
@@ -38,6 +41,11 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         let running = stack::bots(&started.url, &ctx.config, &bots_dir, &ctx.actor()).await?;
         report.bots = running.names.clone();
         report.running.push("bots");
+        report.metrics = Some(
+            stack::serve_metrics(&args.metrics, &running.runtime)
+                .await?
+                .to_string(),
+        );
         Some(running)
     } else {
         None

@@ -411,7 +411,7 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
 /// `chatctl bots run` as a process, against `db`.
 fn daemon(db: &TestDb) -> std::process::Child {
     crate::support::chatctl_std(&[("DATABASE_URL", db.url.as_str())])
-        .args(["bots", "run", "-q", "--bots"])
+        .args(["bots", "run", "-q", "--metrics", "127.0.0.1:0", "--bots"])
         .arg(BOTS_DIR.get().unwrap())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -477,4 +477,82 @@ async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() 
         (500, 500, 500),
         "every mention answered exactly once"
     );
+}
+
+/// A plain HTTP GET on loopback: (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        code,
+        text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_daemon_serves_health_readiness_and_metrics() {
+    use std::io::{BufRead as _, BufReader};
+    let db = TestDb::new().await;
+    let (_pool, _bots) = setup(&db, BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
+    let mut child = crate::support::chatctl_std(&[("DATABASE_URL", db.url.as_str())])
+        .args(["bots", "run", "--metrics", "127.0.0.1:0", "--bots"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| {
+            l.split("http://")
+                .nth(1)
+                .map(|a| a.trim_end_matches("/metrics").to_owned())
+        })
+        .unwrap();
+    assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_owned()));
+    let mut c = db.conn().await;
+    post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "@summarybot metrics?",
+        None,
+    )
+    .await;
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = get(&addr, "/metrics").1;
+        if metrics.contains("chatctl_bot_replies_posted_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.contains("chatctl_bot_replies_posted_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("chatctl_bot_dispatch_latency_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE chatctl_bot_dispatch_latency_seconds histogram"),
+        "{metrics}"
+    );
+    let (code, body) = get(&addr, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("event source: connected"), "{body}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -93,7 +93,8 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
     let env = [("CHATCTL_LOCAL__DATA_DIR", data.as_str())];
     let mut cmd = chatctl_std(&env);
     // From the project root, so `up` finds config/workspace.example.yaml.
-    cmd.arg("up").current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.args(["up", "--metrics", "127.0.0.1:0"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -1,0 +1,168 @@
+//! The daemon's health and metrics: `/healthz` (alive), `/readyz` (database and event source
+//! connected) and `/metrics` (Prometheus text format).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::error::Result;
+
+/// Handler latency buckets, seconds (message committed → handler started).
+const BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Counters the runtime updates; cheap to share.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_received: AtomicU64,
+    pub messages_handled: AtomicU64,
+    pub replies_posted: AtomicU64,
+    pub claims_lost: AtomicU64,
+    pub replies_capped: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub errors: AtomicU64,
+    pub source_connected: AtomicBool,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one dispatch latency.
+    pub fn observe_latency(&self, seconds: f64) {
+        let seconds = seconds.max(0.0);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = [
+            (
+                "chatctl_bot_events_received_total",
+                "Wake-ups from the event source",
+                &self.events_received,
+            ),
+            (
+                "chatctl_bot_messages_handled_total",
+                "Messages read by the dispatcher",
+                &self.messages_handled,
+            ),
+            (
+                "chatctl_bot_replies_posted_total",
+                "Replies posted",
+                &self.replies_posted,
+            ),
+            (
+                "chatctl_bot_claims_lost_total",
+                "Messages another replica claimed first",
+                &self.claims_lost,
+            ),
+            (
+                "chatctl_bot_replies_capped_total",
+                "Replies not posted because of a reply cap",
+                &self.replies_capped,
+            ),
+            (
+                "chatctl_bot_reconnects_total",
+                "Event source reconnections",
+                &self.reconnects,
+            ),
+            (
+                "chatctl_bot_errors_total",
+                "Failed catch-ups and event source errors",
+                &self.errors,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let name = "chatctl_bot_dispatch_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Message committed to handler started\n# TYPE {name} histogram"
+        );
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.latency_buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    pool: PgPool,
+}
+
+/// Serves the endpoints on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    pool: PgPool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move { s.metrics.render() }),
+        )
+        .with_state(AppState { metrics, pool });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn ready(State(s): State<AppState>) -> (StatusCode, String) {
+    let db = sqlx::query("select 1").execute(&s.pool).await.is_ok();
+    let source = s.metrics.source_connected.load(Ordering::Relaxed);
+    let body = format!(
+        "database: {}\nevent source: {}\n",
+        if db { "ok" } else { "down" },
+        if source { "connected" } else { "disconnected" }
+    );
+    (
+        if db && source {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
+}
