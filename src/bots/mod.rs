@@ -2,4 +2,5 @@
 
 pub mod metrics;
 pub mod runtime;
+pub mod schedule;
 pub mod spec;

@@ -15,6 +15,7 @@ use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use super::metrics::Metrics;
+use super::schedule::{Clock, Schedule, SystemClock};
 use super::spec::{BotSpec, Trigger};
 use crate::error::{Error, Result};
 
@@ -91,6 +92,8 @@ pub struct Bot {
     pub spec: BotSpec,
     pub user_id: Uuid,
     matchers: Vec<Matcher>,
+    /// (schedule, post missed windows)
+    schedules: Vec<(Schedule, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,8 +106,19 @@ enum Matcher {
 impl Bot {
     pub fn new(spec: BotSpec, user_id: Uuid) -> Result<Bot> {
         let mut matchers = Vec::new();
+        let mut schedules = Vec::new();
         for t in &spec.triggers {
             matchers.push(match t {
+                Trigger::Schedule {
+                    cron,
+                    tz,
+                    post_missed,
+                } => {
+                    let s = Schedule::parse(cron, tz.as_deref())
+                        .map_err(|e| Error::usage(format!("bot `{}`: {e}", spec.name)))?;
+                    schedules.push((s, *post_missed));
+                    continue;
+                }
                 Trigger::Mention { reply } => Matcher::Mention(reply.clone()),
                 Trigger::Keyword { words, reply } => {
                     let alt: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
@@ -124,6 +138,7 @@ impl Bot {
             spec,
             user_id,
             matchers,
+            schedules,
         })
     }
 
@@ -225,6 +240,7 @@ impl RuntimeOptions {
 /// What one catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
+    pub digests: usize,
     pub read: usize,
     pub replied: usize,
     pub lost_claims: usize,
@@ -237,6 +253,7 @@ pub struct Runtime {
     bots: Vec<Bot>,
     opts: RuntimeOptions,
     metrics: std::sync::Arc<super::metrics::Metrics>,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl Runtime {
@@ -246,7 +263,14 @@ impl Runtime {
             bots,
             opts,
             metrics: Default::default(),
+            clock: std::sync::Arc::new(SystemClock),
         }
+    }
+
+    /// The same runtime on another clock (tests drive scheduled digests with it).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Runtime {
+        self.clock = clock;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -262,6 +286,7 @@ impl Runtime {
     pub async fn catch_up(&self) -> Result<Pass> {
         let mut total = Pass::default();
         for bot in &self.bots {
+            total.digests += self.digests(bot).await?;
             let p = self.catch_up_bot(bot).await?;
             total.read += p.read;
             total.replied += p.replied;
@@ -495,6 +520,144 @@ impl Runtime {
             }
         }
     }
+}
+
+impl Runtime {
+    /// Posts each due digest once per (bot, channel, window), in every channel the bot is a
+    /// member of (and in scope); the claim and the post commit together.
+    async fn digests(&self, bot: &Bot) -> Result<usize> {
+        let now = self.clock.now();
+        let mut posted = 0;
+        for (schedule, post_missed) in &bot.schedules {
+            let Some((start, end)) = schedule.last_window(now) else {
+                continue;
+            };
+            if !post_missed && now - end > chrono::Duration::minutes(5) {
+                continue;
+            }
+            let channels: Vec<(Uuid, String, String)> = sqlx::query_as(
+                "select c.id, w.slug, c.name from public.members m join public.channels c on c.id = m.channel_id
+                   join public.workspaces w on w.id = c.workspace_id
+                  where m.user_id = $1 and c.name is not null and c.archived_at is null
+                    and not exists (select 1 from chatctl.bot_digests d
+                                     where d.bot = $2 and d.channel_id = c.id and d.window_start = $3)",
+            )
+            .bind(bot.user_id)
+            .bind(&bot.spec.name)
+            .bind(start)
+            .fetch_all(&self.pool)
+            .await?;
+            for (channel, workspace, name) in channels {
+                let s = &bot.spec.scope;
+                let in_scope = (s.workspaces.is_empty() && s.channels.is_empty())
+                    || s.workspaces.contains(&workspace)
+                    || s.channels.contains(&format!("{workspace}/{name}"));
+                if in_scope && self.post_digest(bot, channel, &name, start, end).await? {
+                    posted += 1;
+                }
+            }
+        }
+        Ok(posted)
+    }
+
+    async fn post_digest(
+        &self,
+        bot: &Bot,
+        channel: Uuid,
+        name: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "insert into chatctl.bot_digests (bot, channel_id, window_start, window_end, claimed_by)
+             values ($1, $2, $3, $4, $5) on conflict do nothing",
+        )
+        .bind(&bot.spec.name)
+        .bind(channel)
+        .bind(start)
+        .bind(end)
+        .bind(&self.opts.instance)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            return Ok(false);
+        }
+        let Some(text) = digest_text(&mut tx, bot.user_id, channel, name, start, end).await? else {
+            // An empty window posts nothing, but stays claimed.
+            tx.commit().await?;
+            return Ok(false);
+        };
+        let id: Uuid = sqlx::query_scalar(
+            "insert into public.chat (channel_id, user_id, message) values ($1, $2, jsonb_build_object('text', $3::text)) returning id",
+        )
+        .bind(channel)
+        .bind(bot.user_id)
+        .bind(&text)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("update chatctl.bot_digests set message_id = $4 where bot = $1 and channel_id = $2 and window_start = $3")
+            .bind(&bot.spec.name)
+            .bind(channel)
+            .bind(start)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(bot = %bot.spec.name, channel = %name, %start, %end, "digest posted");
+        Ok(true)
+    }
+}
+
+/// A statistical digest of a window (who wrote, the busiest threads). The AI engine's
+/// summaries replace it when it lands; until then it is honest about what it is.
+async fn digest_text(
+    conn: &mut sqlx::PgConnection,
+    bot: Uuid,
+    channel: Uuid,
+    name: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Option<String>> {
+    let (messages, people): (i64, Vec<String>) = sqlx::query_as(
+        "select count(*), coalesce(array_agg(distinct u.username), '{}') from public.chat c join public.users u on u.id = c.user_id
+          where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted and c.user_id <> $4",
+    )
+    .bind(channel)
+    .bind(start)
+    .bind(end)
+    .bind(bot)
+    .fetch_one(&mut *conn)
+    .await?;
+    if messages == 0 {
+        return Ok(None);
+    }
+    let threads: Vec<(Uuid, String, i64)> = sqlx::query_as(
+        "select p.id, left(p.message ->> 'text', 80), count(*) from public.chat r join public.chat p on p.id = r.parent_id
+          where r.channel_id = $1 and r.created_at >= $2 and r.created_at < $3 and not r.is_deleted
+          group by p.id, p.message order by 3 desc, 1 limit 3",
+    )
+    .bind(channel)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut text = format!(
+        "Digest of #{name}, {} to {} UTC: {messages} message(s) from {} (@{}).",
+        start.format("%Y-%m-%d %H:%M"),
+        end.format("%Y-%m-%d %H:%M"),
+        people.len(),
+        people.join(", @")
+    );
+    for (id, root, n) in threads {
+        text.push_str(&format!(
+            "\n- thread {id} \"{root}\": {n} repl{}",
+            if n == 1 { "y" } else { "ies" }
+        ));
+    }
+    Ok(Some(text))
 }
 
 enum Acted {

@@ -84,6 +84,20 @@ pub enum Trigger {
     Regex { pattern: String, reply: String },
     /// A message starting with this command (`/summarize`, `!help`).
     Command { name: String, reply: String },
+    /// A digest of each channel's window, posted on a cron schedule (`0 9 * * *`) in a time
+    /// zone (default UTC). A digest missed while the daemon was down is posted when it
+    /// starts, unless `post_missed: false`.
+    Schedule {
+        cron: String,
+        #[serde(default)]
+        tz: Option<String>,
+        #[serde(default = "yes")]
+        post_missed: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A loaded bot and the file it came from.
@@ -178,6 +192,11 @@ fn check(b: &BotSpec) -> Vec<(String, String)> {
                         ),
                         pattern.clone(),
                     ));
+                }
+            }
+            Trigger::Schedule { cron, tz, .. } => {
+                if let Err(e) = super::schedule::Schedule::parse(cron, tz.as_deref()) {
+                    out.push((e, cron.clone()));
                 }
             }
             Trigger::Keyword { words, .. } if words.is_empty() => {

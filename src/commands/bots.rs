@@ -148,6 +148,9 @@ fn trigger_name(t: &spec::Trigger) -> String {
         spec::Trigger::Keyword { words, .. } => format!("keyword({})", words.join("|")),
         spec::Trigger::Regex { pattern, .. } => format!("regex({pattern})"),
         spec::Trigger::Command { name, .. } => format!("command({name})"),
+        spec::Trigger::Schedule { cron, tz, .. } => {
+            format!("schedule({cron} {})", tz.as_deref().unwrap_or("UTC"))
+        }
     }
 }
 

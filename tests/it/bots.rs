@@ -556,3 +556,129 @@ async fn the_daemon_serves_health_readiness_and_metrics() {
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+struct TestClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl chatctl::bots::schedule::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+async fn post_at(c: &mut PgConnection, email: &str, channel: &str, text: &str, when: &str) {
+    sqlx::query(
+        "insert into chat (channel_id, user_id, message, created_at)
+         select c.id, u.id, jsonb_build_object('text', $3::text), $4 from channels c, users u where c.name = $2 and u.email = $1",
+    )
+    .bind(email)
+    .bind(channel)
+    .bind(text)
+    .bind(at(when))
+    .execute(c)
+    .await
+    .unwrap();
+}
+
+async fn digests(c: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "select m.message ->> 'text' from chat m join users u on u.id = m.user_id
+          where u.username = 'summarybot' and m.message ->> 'text' like 'Digest of%' order by m.created_at",
+    )
+    .fetch_all(c)
+    .await
+    .unwrap()
+}
+
+const DIGEST_BOT: &str = "
+name: summarybot
+triggers:
+  - schedule: { cron: '0 9 * * *', tz: UTC }
+";
+
+#[tokio::test]
+async fn a_scheduled_digest_is_posted_once_per_window_across_replicas_and_restarts() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, DIGEST_BOT).await;
+    let mut c = db.conn().await;
+    post_at(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "release plan?",
+        "2026-01-09T12:00:00Z",
+    )
+    .await;
+    post_at(
+        &mut c,
+        "ken@example.com",
+        "general",
+        "friday",
+        "2026-01-09T12:05:00Z",
+    )
+    .await;
+    post_at(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "ok",
+        "2026-01-09T12:06:00Z",
+    )
+    .await;
+    let clock = std::sync::Arc::new(TestClock(std::sync::Mutex::new(at("2026-01-10T09:00:30Z"))));
+    let a = Runtime::new(pool.clone(), bots.clone(), options("a")).with_clock(clock.clone());
+    let b = Runtime::new(pool.clone(), bots.clone(), options("b")).with_clock(clock.clone());
+    let (pa, pb) = tokio::join!(a.catch_up(), b.catch_up());
+    assert_eq!(
+        pa.unwrap().digests + pb.unwrap().digests,
+        1,
+        "one digest: #general (#engineering's window is empty)"
+    );
+    a.catch_up().await.unwrap();
+    let posted = digests(&mut c).await;
+    assert_eq!(posted.len(), 1);
+    assert!(
+        posted[0].starts_with(
+            "Digest of #general, 2026-01-09 09:00 to 2026-01-10 09:00 UTC: 3 message(s) from 2"
+        ),
+        "{}",
+        posted[0]
+    );
+
+    // Down over two firings: on start, the latest missed window is posted.
+    post_at(
+        &mut c,
+        "ken@example.com",
+        "general",
+        "late news",
+        "2026-01-11T15:00:00Z",
+    )
+    .await;
+    *clock.0.lock().unwrap() = at("2026-01-12T10:00:00Z");
+    let restarted =
+        Runtime::new(pool.clone(), bots.clone(), options("restarted")).with_clock(clock.clone());
+    assert_eq!(restarted.catch_up().await.unwrap().digests, 1);
+    assert!(digests(&mut c).await[1].contains("2026-01-11 09:00 to 2026-01-12 09:00"));
+
+    // With post_missed: false, a window missed by more than a few minutes is skipped.
+    let strict: BotSpec =
+        serde_yaml::from_str(&DIGEST_BOT.replace("tz: UTC", "tz: UTC, post_missed: false"))
+            .unwrap();
+    let strict = vec![Bot::new(strict, bots[0].user_id).unwrap()];
+    post_at(
+        &mut c,
+        "ken@example.com",
+        "general",
+        "more",
+        "2026-01-12T15:00:00Z",
+    )
+    .await;
+    *clock.0.lock().unwrap() = at("2026-01-13T11:00:00Z");
+    let late = Runtime::new(pool, strict, options("late")).with_clock(clock);
+    assert_eq!(late.catch_up().await.unwrap().digests, 0);
+}
