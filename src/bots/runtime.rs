@@ -373,6 +373,7 @@ impl Runtime {
 
     /// Claims the message, shows 👀 while working, posts the reply in the same transaction
     /// that completes the claim (only if this process still holds it), removes the 👀.
+    #[tracing::instrument(level = "debug", skip_all, fields(bot = %bot.spec.name, message = %m.id, channel = %m.channel_id))]
     async fn act(&self, bot: &Bot, m: &Message, reply: &Reply) -> Result<Acted> {
         let name = &bot.spec.name;
         let (in_channel, in_thread): (i64, i64) = sqlx::query_as(
