@@ -334,26 +334,20 @@ impl Runtime {
             .fetch_all(&self.pool)
             .await?;
             let n = batch.len();
+            let mut todo: Vec<(&Message, Reply)> = Vec::new();
             for m in &batch {
                 pass.read += 1;
                 Metrics::inc(&self.metrics.messages_handled);
                 if let Some(reply) = bot.decide(m) {
-                    match self.act(bot, m, &reply).await? {
-                        Acted::Replied => {
-                            pass.replied += 1;
-                            Metrics::inc(&self.metrics.replies_posted);
-                        }
-                        Acted::Lost => {
-                            pass.lost_claims += 1;
-                            Metrics::inc(&self.metrics.claims_lost);
-                        }
-                        Acted::Capped => {
-                            pass.capped += 1;
-                            Metrics::inc(&self.metrics.replies_capped);
-                        }
-                    }
+                    todo.push((m, reply));
                 }
                 after = (m.created_at, m.id);
+            }
+            if !todo.is_empty() {
+                let p = self.act(bot, &todo).await?;
+                pass.replied += p.replied;
+                pass.lost_claims += p.lost_claims;
+                pass.capped += p.capped;
             }
             if let Some(last) = batch.last() {
                 sqlx::query(
@@ -371,97 +365,141 @@ impl Runtime {
         }
     }
 
-    /// Claims the message, shows 👀 while working, posts the reply in the same transaction
-    /// that completes the claim (only if this process still holds it), removes the 👀.
-    #[tracing::instrument(level = "debug", skip_all, fields(bot = %bot.spec.name, message = %m.id, channel = %m.channel_id))]
-    async fn act(&self, bot: &Bot, m: &Message, reply: &Reply) -> Result<Acted> {
+    /// Acts on a batch of (message, reply), a few statements whatever its size: applies the
+    /// reply caps, claims the messages (one INSERT), shows 👀 on the claimed ones, then in ONE
+    /// statement completes the claims this process still holds and posts their replies, and
+    /// removes the 👀.
+    #[tracing::instrument(level = "debug", skip_all, fields(bot = %bot.spec.name, messages = todo.len()))]
+    async fn act(&self, bot: &Bot, todo: &[(&Message, Reply)]) -> Result<Pass> {
         let name = &bot.spec.name;
-        let (in_channel, in_thread): (i64, i64) = sqlx::query_as(
-            "select count(*), count(*) filter (where thread_id = $3) from chatctl.bot_claims
-              where bot = $1 and channel_id = $2 and claimed_at > now() - interval '1 hour'",
+        let mut pass = Pass::default();
+        // Reply caps: what was claimed in the last hour, plus this batch as it goes.
+        let channels: Vec<Uuid> = todo.iter().map(|(m, _)| m.channel_id).collect();
+        let recent: Vec<(Uuid, Option<Uuid>, i64)> = sqlx::query_as(
+            "select channel_id, thread_id, count(*) from chatctl.bot_claims
+              where bot = $1 and channel_id = any($2) and claimed_at > now() - interval '1 hour'
+              group by channel_id, thread_id",
         )
         .bind(name)
-        .bind(m.channel_id)
-        .bind(reply.thread_id)
-        .fetch_one(&self.pool)
+        .bind(&channels)
+        .fetch_all(&self.pool)
         .await?;
-        if in_channel >= i64::from(bot.spec.limits.per_channel_per_hour)
-            || in_thread >= i64::from(bot.spec.limits.per_thread_per_hour)
-        {
-            tracing::warn!(bot = %name, channel = %m.channel_id, "reply cap reached; not replying");
-            return Ok(Acted::Capped);
+        let mut per_channel: std::collections::HashMap<Uuid, i64> =
+            std::collections::HashMap::new();
+        let mut per_thread: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+        for (c, t, n) in recent {
+            *per_channel.entry(c).or_default() += n;
+            if let Some(t) = t {
+                *per_thread.entry(t).or_default() += n;
+            }
         }
+        let mut allowed: Vec<(&Message, &Reply)> = Vec::new();
+        for (m, r) in todo {
+            let c = per_channel.entry(m.channel_id).or_default();
+            let t = per_thread.entry(r.thread_id).or_default();
+            if *c >= i64::from(bot.spec.limits.per_channel_per_hour)
+                || *t >= i64::from(bot.spec.limits.per_thread_per_hour)
+            {
+                pass.capped += 1;
+                Metrics::inc(&self.metrics.replies_capped);
+                tracing::warn!(bot = %name, channel = %m.channel_id, "reply cap reached; not replying");
+                continue;
+            }
+            *c += 1;
+            *t += 1;
+            allowed.push((m, r));
+        }
+        if allowed.is_empty() {
+            return Ok(pass);
+        }
+        let ids: Vec<Uuid> = allowed.iter().map(|(m, _)| m.id).collect();
+        let chans: Vec<Uuid> = allowed.iter().map(|(m, _)| m.channel_id).collect();
+        let threads: Vec<Uuid> = allowed.iter().map(|(_, r)| r.thread_id).collect();
         let lease = format!("{} milliseconds", self.opts.lease.as_millis());
-        let claimed: Option<String> = sqlx::query_scalar(
-            "insert into chatctl.bot_claims (bot, message_id, channel_id, thread_id, claimed_by) values ($1, $2, $3, $4, $5)
+        let claimed: Vec<Uuid> = sqlx::query_scalar(
+            "insert into chatctl.bot_claims (bot, message_id, channel_id, thread_id, claimed_by)
+             select $1, m, c, t, $5 from unnest($2::uuid[], $3::uuid[], $4::uuid[]) as x(m, c, t)
              on conflict (bot, message_id) do update
                 set claimed_by = excluded.claimed_by, claimed_pid = pg_backend_pid(), claimed_at = now()
               where bot_claims.done_at is null
                 and (bot_claims.claimed_at < now() - $6::interval
                      or not exists (select 1 from pg_stat_activity a where a.pid = bot_claims.claimed_pid))
-             returning claimed_by",
+             returning message_id",
         )
         .bind(name)
-        .bind(m.id)
-        .bind(m.channel_id)
-        .bind(reply.thread_id)
+        .bind(&ids)
+        .bind(&chans)
+        .bind(&threads)
         .bind(&self.opts.instance)
         .bind(&lease)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        if claimed.is_none() {
-            return Ok(Acted::Lost);
+        let now = Utc::now();
+        let claimed: std::collections::HashSet<Uuid> = claimed.into_iter().collect();
+        let mine: Vec<(&Message, &Reply)> = allowed
+            .into_iter()
+            .filter(|(m, _)| claimed.contains(&m.id))
+            .collect();
+        let lost = ids.len() - mine.len();
+        pass.lost_claims += lost;
+        for _ in 0..lost {
+            Metrics::inc(&self.metrics.claims_lost);
         }
-        let waited = (Utc::now() - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-        self.metrics.observe_latency(waited);
-        sqlx::query("insert into public.emojis (message_id, user_id, emoji) values ($1, $2, 'eyes') on conflict do nothing")
-            .bind(m.id)
-            .bind(bot.user_id)
-            .execute(&self.pool)
-            .await?;
-        let reply_id = Uuid::new_v4();
-        let mut tx = self.pool.begin().await?;
-        let owned = sqlx::query(
-            "update chatctl.bot_claims set done_at = now(), reply_id = $3
-              where bot = $1 and message_id = $2 and claimed_by = $4 and done_at is null",
-        )
-        .bind(name)
-        .bind(m.id)
-        .bind(reply_id)
-        .bind(&self.opts.instance)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if owned {
-            sqlx::query(
-                "insert into public.chat (id, channel_id, user_id, parent_id, message)
-                 values ($1, $2, $3, $4, jsonb_build_object('text', $5::text))",
-            )
-            .bind(reply_id)
-            .bind(m.channel_id)
-            .bind(bot.user_id)
-            .bind(reply.thread_id)
-            .bind(&reply.text)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
+        if mine.is_empty() {
+            return Ok(pass);
         }
+        for (m, _) in &mine {
+            let waited = (now - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.metrics.observe_latency(waited);
+        }
+        let ids: Vec<Uuid> = mine.iter().map(|(m, _)| m.id).collect();
         sqlx::query(
-            "delete from public.emojis where message_id = $1 and user_id = $2 and emoji = 'eyes'",
+            "insert into public.emojis (message_id, user_id, emoji) select m, $2, 'eyes' from unnest($1::uuid[]) m
+             on conflict do nothing",
         )
-        .bind(m.id)
+        .bind(&ids)
         .bind(bot.user_id)
         .execute(&self.pool)
         .await?;
-        if owned {
-            tracing::info!(bot = %name, message = %m.id, reply = %reply_id, "reply posted");
-            Ok(Acted::Replied)
-        } else {
-            Ok(Acted::Lost)
+        let reply_ids: Vec<Uuid> = mine.iter().map(|_| Uuid::new_v4()).collect();
+        let chans: Vec<Uuid> = mine.iter().map(|(m, _)| m.channel_id).collect();
+        let threads: Vec<Uuid> = mine.iter().map(|(_, r)| r.thread_id).collect();
+        let texts: Vec<&str> = mine.iter().map(|(_, r)| r.text.as_str()).collect();
+        // Completing the claims and posting their replies is one statement: atomic, and only
+        // for the claims this process still holds.
+        let posted = sqlx::query(
+            "with done as (
+                 update chatctl.bot_claims b set done_at = now(), reply_id = x.r
+                   from unnest($2::uuid[], $3::uuid[]) as x(m, r)
+                  where b.bot = $1 and b.message_id = x.m and b.claimed_by = $4 and b.done_at is null
+                 returning b.message_id, b.reply_id)
+             insert into public.chat (id, channel_id, user_id, parent_id, message)
+             select d.reply_id, x.c, $5, x.t, jsonb_build_object('text', x.txt)
+               from done d join unnest($2::uuid[], $6::uuid[], $7::uuid[], $8::text[]) as x(m, c, t, txt) on x.m = d.message_id",
+        )
+        .bind(name)
+        .bind(&ids)
+        .bind(&reply_ids)
+        .bind(&self.opts.instance)
+        .bind(bot.user_id)
+        .bind(&chans)
+        .bind(&threads)
+        .bind(&texts)
+        .execute(&self.pool)
+        .await?
+        .rows_affected() as usize;
+        sqlx::query("delete from public.emojis where message_id = any($1) and user_id = $2 and emoji = 'eyes'")
+            .bind(&ids)
+            .bind(bot.user_id)
+            .execute(&self.pool)
+            .await?;
+        pass.replied += posted;
+        pass.lost_claims += ids.len() - posted;
+        for _ in 0..posted {
+            Metrics::inc(&self.metrics.replies_posted);
         }
+        tracing::debug!(bot = %name, posted, "replies posted");
+        Ok(pass)
     }
 
     /// Runs until `shutdown` resolves: a catch-up at start, on every wake-up and every poll
@@ -659,12 +697,6 @@ async fn digest_text(
         ));
     }
     Ok(Some(text))
-}
-
-enum Acted {
-    Replied,
-    Lost,
-    Capped,
 }
 
 /// Finds or creates each bot's user (flagged as a bot), through the audited provisioning path.
