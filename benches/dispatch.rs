@@ -135,8 +135,8 @@ async fn run(rates: &[u64], seconds: u64) {
     println!("\n| rate (msg/s) | sent | handled | p50 | p99 | max | daemon RSS |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &rate in rates {
-        sqlx::raw_sql("truncate chatctl.bot_claims")
-            .execute(&pool)
+        let since: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select now()")
+            .fetch_one(&pool)
             .await
             .unwrap();
         let start = Instant::now();
@@ -172,10 +172,13 @@ async fn run(rates: &[u64], seconds: u64) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let sent = (total / 8) * 8;
         loop {
-            let n: i64 = sqlx::query_scalar("select count(*) from chatctl.bot_claims")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from chatctl.bot_claims b join chat c on c.id = b.message_id where c.created_at >= $1",
+            )
+            .bind(since)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
             loaded = loaded.max(rss_kb(&daemon));
             if n as u64 >= sent || Instant::now() > deadline {
                 break;
@@ -188,8 +191,9 @@ async fn run(rates: &[u64], seconds: u64) {
                     coalesce(percentile_cont(0.99) within group (order by l), 0),
                     coalesce(max(l), 0)::float8
                from (select (extract(epoch from (b.claimed_at - c.created_at)) * 1000)::float8 as l
-                       from chatctl.bot_claims b join chat c on c.id = b.message_id) x",
+                       from chatctl.bot_claims b join chat c on c.id = b.message_id where c.created_at >= $1) x",
         )
+        .bind(since)
         .fetch_one(&pool)
         .await
         .unwrap();

@@ -53,6 +53,8 @@ begin
     return null;
 end
 $$;
-create trigger chat_notify after insert or update on public.chat
+-- Inserts only: the runtime acts on new messages; an update (an edit, a root's reply
+-- counter moving) would wake every listener for nothing.
+create trigger chat_notify after insert on public.chat
     for each row execute function chat_private.notify_chat();
 alter table public.chat disable trigger chat_notify;
