@@ -254,6 +254,9 @@ pub struct Runtime {
     opts: RuntimeOptions,
     metrics: std::sync::Arc<super::metrics::Metrics>,
     clock: std::sync::Arc<dyn Clock>,
+    /// Set by [`Runtime::run`]: posting runs in tasks beside the next catch-up.
+    pipelined: std::sync::atomic::AtomicBool,
+    inflight: std::sync::Mutex<tokio::task::JoinSet<Result<Pass>>>,
 }
 
 impl Runtime {
@@ -264,6 +267,8 @@ impl Runtime {
             opts,
             metrics: Default::default(),
             clock: std::sync::Arc::new(SystemClock),
+            pipelined: Default::default(),
+            inflight: Default::default(),
         }
     }
 
@@ -452,54 +457,67 @@ impl Runtime {
             let waited = (now - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             self.metrics.observe_latency(waited);
         }
-        let ids: Vec<Uuid> = mine.iter().map(|(m, _)| m.id).collect();
-        sqlx::query(
-            "insert into public.emojis (message_id, user_id, emoji) select m, $2, 'eyes' from unnest($1::uuid[]) m
-             on conflict do nothing",
-        )
-        .bind(&ids)
-        .bind(bot.user_id)
-        .execute(&self.pool)
-        .await?;
-        let reply_ids: Vec<Uuid> = mine.iter().map(|_| Uuid::new_v4()).collect();
-        let chans: Vec<Uuid> = mine.iter().map(|(m, _)| m.channel_id).collect();
-        let threads: Vec<Uuid> = mine.iter().map(|(_, r)| r.thread_id).collect();
-        let texts: Vec<&str> = mine.iter().map(|(_, r)| r.text.as_str()).collect();
-        // Completing the claims and posting their replies is one statement: atomic, and only
-        // for the claims this process still holds.
-        let posted = sqlx::query(
-            "with done as (
-                 update chatctl.bot_claims b set done_at = now(), reply_id = x.r
-                   from unnest($2::uuid[], $3::uuid[]) as x(m, r)
-                  where b.bot = $1 and b.message_id = x.m and b.claimed_by = $4 and b.done_at is null
-                 returning b.message_id, b.reply_id)
-             insert into public.chat (id, channel_id, user_id, parent_id, message)
-             select d.reply_id, x.c, $5, x.t, jsonb_build_object('text', x.txt)
-               from done d join unnest($2::uuid[], $6::uuid[], $7::uuid[], $8::text[]) as x(m, c, t, txt) on x.m = d.message_id",
-        )
-        .bind(name)
-        .bind(&ids)
-        .bind(&reply_ids)
-        .bind(&self.opts.instance)
-        .bind(bot.user_id)
-        .bind(&chans)
-        .bind(&threads)
-        .bind(&texts)
-        .execute(&self.pool)
-        .await?
-        .rows_affected() as usize;
-        sqlx::query("delete from public.emojis where message_id = any($1) and user_id = $2 and emoji = 'eyes'")
-            .bind(&ids)
-            .bind(bot.user_id)
-            .execute(&self.pool)
-            .await?;
-        pass.replied += posted;
-        pass.lost_claims += ids.len() - posted;
-        for _ in 0..posted {
-            Metrics::inc(&self.metrics.replies_posted);
+        let job = PostJob {
+            pool: self.pool.clone(),
+            metrics: self.metrics.clone(),
+            bot: name.clone(),
+            bot_user: bot.user_id,
+            instance: self.opts.instance.clone(),
+            ids: mine.iter().map(|(m, _)| m.id).collect(),
+            chans: mine.iter().map(|(m, _)| m.channel_id).collect(),
+            threads: mine.iter().map(|(_, r)| r.thread_id).collect(),
+            texts: mine.iter().map(|(_, r)| r.text.clone()).collect(),
+        };
+        if self.pipelined.load(std::sync::atomic::Ordering::Relaxed) {
+            // The daemon posts beside reading and claiming the next batch.
+            self.inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .spawn(job.run());
+        } else {
+            let p = job.run().await?;
+            pass.replied += p.replied;
+            pass.lost_claims += p.lost_claims;
         }
-        tracing::debug!(bot = %name, posted, "replies posted");
         Ok(pass)
+    }
+
+    /// Logs the outcome of posting tasks that have finished.
+    fn reap_inflight(&self) {
+        let mut set = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(done) = set.try_join_next() {
+            match done {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    Metrics::inc(&self.metrics.errors);
+                    tracing::warn!(error = %e, "posting replies failed; the claims will be retried after their lease");
+                }
+                Err(e) => {
+                    Metrics::inc(&self.metrics.errors);
+                    tracing::error!(error = %e, "a posting task panicked; this is a bug");
+                }
+            }
+        }
+    }
+
+    /// Waits (at most `grace`) for posting tasks still running; what does not finish stays
+    /// claimed and is taken over after its lease.
+    async fn finish_inflight(&self, grace: Duration) {
+        let mut set = std::mem::take(&mut *self.inflight.lock().unwrap_or_else(|e| e.into_inner()));
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(done) = set.join_next().await {
+                if let Ok(Err(e)) = done {
+                    tracing::warn!(error = %e, "posting replies failed during shutdown");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = set.len(),
+                "shutdown grace ran out with replies still being posted"
+            );
+        }
     }
 
     /// Runs until `shutdown` resolves: a catch-up at start, on every wake-up and every poll
@@ -509,6 +527,8 @@ impl Runtime {
         source: &mut dyn EventSource,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
+        self.pipelined
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         tokio::pin!(shutdown);
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -516,7 +536,10 @@ impl Runtime {
         loop {
             tokio::select! {
                 biased;
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => {
+                    self.finish_inflight(Duration::from_secs(30)).await;
+                    return Ok(());
+                }
                 wake = source.next() => {
                     match &wake {
                         Ok(Wake::Notified) => Metrics::inc(&self.metrics.events_received),
@@ -540,6 +563,7 @@ impl Runtime {
                 }
                 _ = poll.tick() => {}
             }
+            self.reap_inflight();
             match self.catch_up().await {
                 Ok(p) => {
                     failures = 0;
@@ -647,6 +671,72 @@ impl Runtime {
         tx.commit().await?;
         tracing::info!(bot = %bot.spec.name, channel = %name, %start, %end, "digest posted");
         Ok(true)
+    }
+}
+
+/// Showing 👀, completing the claims still held and posting their replies, removing the 👀:
+/// the part of handling a batch that can run beside reading and claiming the next one.
+struct PostJob {
+    pool: PgPool,
+    metrics: std::sync::Arc<Metrics>,
+    bot: String,
+    bot_user: Uuid,
+    instance: String,
+    ids: Vec<Uuid>,
+    chans: Vec<Uuid>,
+    threads: Vec<Uuid>,
+    texts: Vec<String>,
+}
+
+impl PostJob {
+    async fn run(self) -> Result<Pass> {
+        let ids = &self.ids;
+        sqlx::query(
+            "insert into public.emojis (message_id, user_id, emoji) select m, $2, 'eyes' from unnest($1::uuid[]) m
+             on conflict do nothing",
+        )
+        .bind(ids)
+        .bind(self.bot_user)
+        .execute(&self.pool)
+        .await?;
+        let reply_ids: Vec<Uuid> = ids.iter().map(|_| Uuid::new_v4()).collect();
+        let (chans, threads, texts) = (&self.chans, &self.threads, &self.texts);
+        // Completing the claims and posting their replies is one statement: atomic, and only
+        // for the claims this process still holds.
+        let posted = sqlx::query(
+            "with done as (
+                 update chatctl.bot_claims b set done_at = now(), reply_id = x.r
+                   from unnest($2::uuid[], $3::uuid[]) as x(m, r)
+                  where b.bot = $1 and b.message_id = x.m and b.claimed_by = $4 and b.done_at is null
+                 returning b.message_id, b.reply_id)
+             insert into public.chat (id, channel_id, user_id, parent_id, message)
+             select d.reply_id, x.c, $5, x.t, jsonb_build_object('text', x.txt)
+               from done d join unnest($2::uuid[], $6::uuid[], $7::uuid[], $8::text[]) as x(m, c, t, txt) on x.m = d.message_id",
+        )
+        .bind(&self.bot)
+        .bind(ids)
+        .bind(&reply_ids)
+        .bind(&self.instance)
+        .bind(self.bot_user)
+        .bind(chans)
+        .bind(threads)
+        .bind(texts)
+        .execute(&self.pool)
+        .await?
+        .rows_affected() as usize;
+        sqlx::query("delete from public.emojis where message_id = any($1) and user_id = $2 and emoji = 'eyes'")
+            .bind(ids)
+            .bind(self.bot_user)
+            .execute(&self.pool)
+            .await?;
+        let mut pass = Pass::default();
+        pass.replied += posted;
+        pass.lost_claims += ids.len() - posted;
+        for _ in 0..posted {
+            Metrics::inc(&self.metrics.replies_posted);
+        }
+        tracing::debug!(bot = %self.bot, posted, "replies posted");
+        Ok(pass)
     }
 }
 
