@@ -330,12 +330,18 @@ impl Runtime {
                    join public.channels ch on ch.id = c.channel_id
                    join public.workspaces w on w.id = ch.workspace_id
                   where (c.created_at, c.id) > ($2, $3) and not c.is_deleted
+                    -- The overlap re-reads recent rows: skip what is done, or in flight here.
+                    and not exists (select 1 from chatctl.bot_claims b
+                                     where b.bot = $4 and b.message_id = c.id
+                                       and (b.done_at is not null or b.claimed_by = $5))
                   order by c.created_at, c.id
                   limit 500",
             )
             .bind(bot.user_id)
             .bind(after.0)
             .bind(after.1)
+            .bind(name)
+            .bind(&self.opts.instance)
             .fetch_all(&self.pool)
             .await?;
             let n = batch.len();
