@@ -4,8 +4,10 @@
 
 -- Per bot: the newest (created_at, id) it has read. Catch-up reads from here minus an
 -- overlap window, so rows committed out of order are still seen; claims dedupe the overlap.
+-- started_at: when the bot first ran; it never answers what came before.
 create table chatctl.bot_cursors (
     bot text primary key,
+    started_at timestamptz not null default now(),
     read_at timestamptz not null,
     read_id uuid not null,
     updated_at timestamptz not null default now()

@@ -303,21 +303,27 @@ impl Runtime {
 
     async fn catch_up_bot(&self, bot: &Bot) -> Result<Pass> {
         let name = &bot.spec.name;
-        // A new bot starts at "now": it does not answer history.
-        sqlx::query(
+        // A new bot starts at "now", without the overlap: it does not answer history.
+        let created: Option<DateTime<Utc>> = sqlx::query_scalar(
             "insert into chatctl.bot_cursors (bot, read_at, read_id) values ($1, now(), '00000000-0000-0000-0000-000000000000')
-             on conflict (bot) do nothing",
+             on conflict (bot) do nothing returning read_at",
         )
         .bind(name)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        let (read_at, _read_id): (DateTime<Utc>, Uuid) =
-            sqlx::query_as("select read_at, read_id from chatctl.bot_cursors where bot = $1")
+        let read_at: DateTime<Utc> = match created {
+            Some(t) => t,
+            None => {
+                let (t, started): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+                    "select read_at, started_at from chatctl.bot_cursors where bot = $1",
+                )
                 .bind(name)
                 .fetch_one(&self.pool)
                 .await?;
-        let overlap = chrono::Duration::from_std(self.opts.overlap).unwrap_or_default();
-        let mut after: (DateTime<Utc>, Uuid) = (read_at - overlap, Uuid::nil());
+                (t - chrono::Duration::from_std(self.opts.overlap).unwrap_or_default()).max(started)
+            }
+        };
+        let mut after: (DateTime<Utc>, Uuid) = (read_at, Uuid::nil());
         let mut pass = Pass::default();
         loop {
             let batch: Vec<Message> = sqlx::query_as(

@@ -36,8 +36,8 @@ fn options(instance: &str) -> RuntimeOptions {
     }
 }
 
-/// The example workspace, and the bot ready to run (its cursor starts now).
-async fn setup(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
+/// The example workspace, and the bot ready to run.
+async fn prepared(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
     let mut c = db.conn().await;
     let files =
         spec::read(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("config/workspace.example.yaml")])
@@ -51,6 +51,12 @@ async fn setup(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
     let pool = db.pool().await;
     let spec: BotSpec = serde_yaml::from_str(yaml).unwrap();
     let bots = runtime::prepare(&pool, vec![spec], &actor()).await.unwrap();
+    (pool, bots)
+}
+
+/// [`prepared`], run once (its cursor starts now).
+async fn setup(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
+    let (pool, bots) = prepared(db, yaml).await;
     Runtime::new(pool.clone(), bots.clone(), options("setup"))
         .catch_up()
         .await
@@ -179,24 +185,22 @@ async fn bots_ignore_themselves_and_other_bots_and_channels_they_are_not_in() {
 #[tokio::test]
 async fn messages_posted_while_down_are_answered_on_start_and_history_is_not() {
     let db = TestDb::new().await;
+    let (pool, bots) = prepared(&db, BOT).await;
     let mut c0 = db.conn().await;
     // Before the bot ever ran: history it must not answer.
-    let files =
-        spec::read(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("config/workspace.example.yaml")])
-            .unwrap();
-    let plan = provision::plan(&mut c0, &files, &PlanOptions { prune: false })
-        .await
-        .unwrap();
-    provision::apply::apply(&mut c0, &plan.changes, &actor())
-        .await
-        .unwrap();
-    let pool = db.pool().await;
-    let spec: BotSpec = serde_yaml::from_str(BOT).unwrap();
-    let bots = runtime::prepare(&pool, vec![spec], &actor()).await.unwrap();
-    Runtime::new(pool.clone(), bots.clone(), options("first"))
+    post(
+        &mut c0,
+        "ada@example.com",
+        "engineering",
+        "@summarybot old question",
+        None,
+    )
+    .await;
+    let first = Runtime::new(pool.clone(), bots.clone(), options("first"))
         .catch_up()
         .await
         .unwrap();
+    assert_eq!(first.replied, 0, "a new bot does not answer history");
     // Down: nobody runs. Three mentions arrive.
     for i in 0..3 {
         post(
