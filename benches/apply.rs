@@ -6,12 +6,15 @@
 //! Uses DATABASE_URL, or the local cluster under .chatctl/.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
+use common::{drop_db, migrate_db, recreate, with_db};
+
 use std::fmt::Write as _;
 
 use std::time::{Duration, Instant};
 
 use chatctl::config::{Config, Env, Overrides};
-use chatctl::db::migrate::{self, Migrations, Source, UpOptions};
 use chatctl::provision::{self, Actor, Op, PlanOptions, spec};
 use rand::{Rng, SeedableRng};
 use sqlx::Connection as _;
@@ -100,7 +103,7 @@ async fn run(channels: usize, per_channel: usize, runs: usize) {
     let mut timings = Vec::new();
     for run in 0..runs {
         let db = "chatctl_bench_apply";
-        recreate(&admin, db).await;
+        recreate(&admin, db, None).await;
         migrate_db(&with_db(&target.url, db)).await;
         let mut conn = PgConnection::connect(&with_db(&target.url, db))
             .await
@@ -130,7 +133,7 @@ async fn run(channels: usize, per_channel: usize, runs: usize) {
         conn.close().await.unwrap();
 
         // Baseline: the first plan's changes as one SQL statement each.
-        recreate(&admin, db).await;
+        recreate(&admin, db, None).await;
         migrate_db(&with_db(&target.url, db)).await;
         let mut conn = PgConnection::connect(&with_db(&target.url, db))
             .await
@@ -257,48 +260,4 @@ async fn baseline(conn: &mut PgConnection, changes: &[provision::Change]) {
         }
     }
     tx.commit().await.unwrap();
-}
-
-fn with_db(url: &str, db: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap();
-    u.set_path(db);
-    u.to_string()
-}
-
-async fn recreate(admin: &str, db: &str) {
-    drop_db(admin, db).await;
-    let mut c = PgConnection::connect(admin).await.unwrap();
-    sqlx::raw_sql(&format!("create database {db}"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    c.close().await.unwrap();
-}
-
-async fn drop_db(admin: &str, db: &str) {
-    let mut c = PgConnection::connect(admin).await.unwrap();
-    sqlx::raw_sql(&format!("drop database if exists {db} with (force)"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    c.close().await.unwrap();
-}
-
-async fn migrate_db(url: &str) {
-    let m = Migrations::load(&Source::Embedded).await.unwrap();
-    let mut c = migrate::connect(url, Duration::from_secs(10))
-        .await
-        .unwrap();
-    migrate::up(
-        &mut c,
-        &m,
-        &UpOptions {
-            target: None,
-            dry_run: false,
-            lock_timeout: Duration::from_secs(60),
-        },
-    )
-    .await
-    .unwrap();
-    c.close().await.unwrap();
 }

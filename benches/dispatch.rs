@@ -6,12 +6,13 @@
 //! (defaults: 1000 5000, 5 s each). Uses DATABASE_URL or the local cluster.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chatctl::config::{Config, Env, Overrides};
-use chatctl::db::migrate::{self, Migrations, Source, UpOptions};
 use chatctl::provision::{self, Actor, PlanOptions, spec};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnection, PgPoolOptions};
@@ -64,30 +65,8 @@ async fn run(rates: &[u64], seconds: u64) {
     let admin = u.to_string();
     u.set_path("chatctl_bench_dispatch");
     let url = u.to_string();
-    let mut c = PgConnection::connect(&admin).await.unwrap();
-    sqlx::raw_sql("drop database if exists chatctl_bench_dispatch with (force)")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    sqlx::raw_sql("create database chatctl_bench_dispatch")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let m = Migrations::load(&Source::Embedded).await.unwrap();
-    let mut mc = migrate::connect(&url, Duration::from_secs(10))
-        .await
-        .unwrap();
-    migrate::up(
-        &mut mc,
-        &m,
-        &UpOptions {
-            target: None,
-            dry_run: false,
-            lock_timeout: Duration::from_secs(60),
-        },
-    )
-    .await
-    .unwrap();
+    common::recreate(&admin, "chatctl_bench_dispatch", None).await;
+    common::migrate_db(&url).await;
     let mut conn = PgConnection::connect(&url).await.unwrap();
     let files =
         spec::read(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("config/workspace.example.yaml")])
@@ -211,8 +190,5 @@ async fn run(rates: &[u64], seconds: u64) {
         .args(["-TERM", &daemon.id().to_string()])
         .status();
     let _ = daemon.wait();
-    sqlx::raw_sql("drop database if exists chatctl_bench_dispatch with (force)")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    common::drop_db(&admin, "chatctl_bench_dispatch").await;
 }

@@ -6,10 +6,13 @@
 //! (defaults 1000000 100000 3). Uses DATABASE_URL, or the local cluster under .chatctl/.
 #![allow(clippy::print_stdout)]
 
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{drop_db, median, migrate_db, recreate, with_db};
+
+use std::time::Instant;
 
 use chatctl::config::{Config, Env, Overrides};
-use chatctl::db::migrate::{self, Migrations, Source, UpOptions};
 use chatctl::db::seed::{self, SeedOptions};
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
@@ -141,51 +144,4 @@ async fn run(messages: u64, baseline: u64, runs: usize) {
         "\nratio (messages/s): {:.1}x, median of {runs} runs",
         copy_rate / insert_rate
     );
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn with_db(url: &str, db: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap();
-    u.set_path(db);
-    u.to_string()
-}
-
-async fn recreate(admin: &str, db: &str, template: Option<&str>) {
-    drop_db(admin, db).await;
-    let mut c = PgConnection::connect(admin).await.unwrap();
-    let sql = match template {
-        Some(t) => format!("create database {db} template {t}"),
-        None => format!("create database {db}"),
-    };
-    sqlx::raw_sql(&sql).execute(&mut c).await.unwrap();
-}
-
-async fn drop_db(admin: &str, db: &str) {
-    let mut c = PgConnection::connect(admin).await.unwrap();
-    sqlx::raw_sql(&format!("drop database if exists {db} with (force)"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-}
-
-async fn migrate_db(url: &str) {
-    let m = Migrations::load(&Source::Embedded).await.unwrap();
-    let mut c = migrate::connect(url, Duration::from_secs(10))
-        .await
-        .unwrap();
-    migrate::up(
-        &mut c,
-        &m,
-        &UpOptions {
-            target: None,
-            dry_run: false,
-            lock_timeout: Duration::from_secs(60),
-        },
-    )
-    .await
-    .unwrap();
 }

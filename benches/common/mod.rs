@@ -1,0 +1,77 @@
+//! Helpers the benchmark programs share: a database of their own in the configured server
+//! (DATABASE_URL, or the local cluster), migrated with chatctl's own runner.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chatctl::config::{Config, Env, Overrides};
+use chatctl::db::migrate::{self, Migrations, Source, UpOptions};
+use sqlx::Connection as _;
+use sqlx::postgres::PgConnection;
+
+/// The configuration and the server's URL, started on demand.
+pub async fn target() -> (Config, String) {
+    let env = Env::from_process();
+    let config = Config::load(
+        &env,
+        &Overrides::default(),
+        &std::env::current_dir().unwrap(),
+    )
+    .unwrap();
+    let url = chatctl::db::target(&config).await.unwrap().url;
+    (config, url)
+}
+
+/// `url` pointing at database `db`.
+pub fn with_db(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(db);
+    u.to_string()
+}
+
+/// Drops and creates `db` (from `template` when given) through the maintenance database.
+pub async fn recreate(admin: &str, db: &str, template: Option<&str>) {
+    drop_db(admin, db).await;
+    let mut c = PgConnection::connect(admin).await.unwrap();
+    let sql = match template {
+        Some(t) => format!("create database {db} template {t}"),
+        None => format!("create database {db}"),
+    };
+    sqlx::raw_sql(&sql).execute(&mut c).await.unwrap();
+    c.close().await.unwrap();
+}
+
+pub async fn drop_db(admin: &str, db: &str) {
+    let mut c = PgConnection::connect(admin).await.unwrap();
+    sqlx::raw_sql(&format!("drop database if exists {db} with (force)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+}
+
+/// Applies the embedded migrations to `url`.
+pub async fn migrate_db(url: &str) {
+    let m = Migrations::load(&Source::Embedded).await.unwrap();
+    let mut c = migrate::connect(url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    migrate::up(
+        &mut c,
+        &m,
+        &UpOptions {
+            target: None,
+            dry_run: false,
+            lock_timeout: Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+}
+
+/// The median of some durations.
+pub fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
