@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 
 use std::time::{Duration, Instant};
 
-use chatctl::config::{Config, Env, Overrides};
 use chatctl::provision::{self, Actor, Op, PlanOptions, spec};
 use rand::{Rng, SeedableRng};
 use sqlx::Connection as _;
@@ -80,15 +79,8 @@ struct Timing {
 }
 
 async fn run(channels: usize, per_channel: usize, runs: usize) {
-    let env = Env::from_process();
-    let config = Config::load(
-        &env,
-        &Overrides::default(),
-        &std::env::current_dir().unwrap(),
-    )
-    .unwrap();
-    let target = chatctl::db::target(&config).await.unwrap();
-    let admin = with_db(&target.url, "postgres");
+    let (_, target_url) = common::target().await;
+    let admin = with_db(&target_url, "postgres");
     let people = 5000.min(channels * per_channel);
     let dir = tempfile::tempdir().unwrap();
     let first_file = dir.path().join("spec.yaml");
@@ -104,8 +96,8 @@ async fn run(channels: usize, per_channel: usize, runs: usize) {
     for run in 0..runs {
         let db = "chatctl_bench_apply";
         recreate(&admin, db, None).await;
-        migrate_db(&with_db(&target.url, db)).await;
-        let mut conn = PgConnection::connect(&with_db(&target.url, db))
+        migrate_db(&with_db(&target_url, db)).await;
+        let mut conn = PgConnection::connect(&with_db(&target_url, db))
             .await
             .unwrap();
 
@@ -134,8 +126,8 @@ async fn run(channels: usize, per_channel: usize, runs: usize) {
 
         // Baseline: the first plan's changes as one SQL statement each.
         recreate(&admin, db, None).await;
-        migrate_db(&with_db(&target.url, db)).await;
-        let mut conn = PgConnection::connect(&with_db(&target.url, db))
+        migrate_db(&with_db(&target_url, db)).await;
+        let mut conn = PgConnection::connect(&with_db(&target_url, db))
             .await
             .unwrap();
         let start = Instant::now();

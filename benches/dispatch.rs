@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chatctl::config::{Config, Env, Overrides};
 use chatctl::provision::{self, Actor, PlanOptions, spec};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnection, PgPoolOptions};
@@ -52,15 +51,8 @@ fn rss_kb(child: &Child) -> u64 {
 }
 
 async fn run(rates: &[u64], seconds: u64) {
-    let env = Env::from_process();
-    let config = Config::load(
-        &env,
-        &Overrides::default(),
-        &std::env::current_dir().unwrap(),
-    )
-    .unwrap();
-    let target = chatctl::db::target(&config).await.unwrap();
-    let mut u = url::Url::parse(&target.url).unwrap();
+    let (_, target_url) = common::target().await;
+    let mut u = url::Url::parse(&target_url).unwrap();
     u.set_path("postgres");
     let admin = u.to_string();
     u.set_path("chatctl_bench_dispatch");

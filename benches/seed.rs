@@ -12,7 +12,6 @@ use common::{drop_db, median, migrate_db, recreate, with_db};
 
 use std::time::Instant;
 
-use chatctl::config::{Config, Env, Overrides};
 use chatctl::db::seed::{self, SeedOptions};
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
@@ -43,15 +42,8 @@ fn main() {
 }
 
 async fn run(messages: u64, baseline: u64, runs: usize) {
-    let env = Env::from_process();
-    let config = Config::load(
-        &env,
-        &Overrides::default(),
-        &std::env::current_dir().unwrap(),
-    )
-    .unwrap();
-    let target = chatctl::db::target(&config).await.unwrap();
-    let admin = with_db(&target.url, "postgres");
+    let (config, target_url) = common::target().await;
+    let admin = with_db(&target_url, "postgres");
     let users = (messages / 100).clamp(200, 10_000) as u32;
     let channels = (users / 5).max(40);
 
@@ -60,8 +52,8 @@ async fn run(messages: u64, baseline: u64, runs: usize) {
     for run in 0..runs {
         let db = "chatctl_bench_copy";
         recreate(&admin, db, None).await;
-        migrate_db(&with_db(&target.url, db)).await;
-        let pool = chatctl::db::pool(&with_db(&target.url, db), &config)
+        migrate_db(&with_db(&target_url, db)).await;
+        let pool = chatctl::db::pool(&with_db(&target_url, db), &config)
             .await
             .unwrap();
         let opts = SeedOptions {
@@ -81,7 +73,7 @@ async fn run(messages: u64, baseline: u64, runs: usize) {
         // Baseline: the first BASELINE messages of the same data, one INSERT each.
         let base = "chatctl_bench_insert";
         recreate(&admin, base, Some(db)).await;
-        let mut src = PgConnection::connect(&with_db(&target.url, db))
+        let mut src = PgConnection::connect(&with_db(&target_url, db))
             .await
             .unwrap();
         let rows: Vec<MessageRow> =
@@ -90,7 +82,7 @@ async fn run(messages: u64, baseline: u64, runs: usize) {
                 .fetch_all(&mut src)
                 .await
                 .unwrap();
-        let mut dst = PgConnection::connect(&with_db(&target.url, base))
+        let mut dst = PgConnection::connect(&with_db(&target_url, base))
             .await
             .unwrap();
         sqlx::raw_sql("truncate chat, emojis cascade")

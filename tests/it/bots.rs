@@ -251,7 +251,7 @@ async fn two_replicas_on_a_burst_never_reply_twice() {
 }
 
 #[tokio::test]
-async fn a_dead_replicas_claim_is_taken_over_after_its_lease() {
+async fn a_claim_held_past_its_lease_is_taken_over() {
     let db = TestDb::new().await;
     let (pool, bots) = setup(&db, BOT).await;
     let mut c = db.conn().await;
