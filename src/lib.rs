@@ -14,6 +14,7 @@ pub mod logging;
 pub mod output;
 pub mod progress;
 pub mod provision;
+pub mod realtime;
 pub mod stack;
 
 pub use error::Result;

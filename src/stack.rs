@@ -93,7 +93,7 @@ pub async fn provision(
 pub struct RunningBots {
     pub names: Vec<String>,
     pub runtime: crate::bots::runtime::Runtime,
-    pub source: crate::bots::runtime::ListenSource,
+    pub source: Box<dyn crate::realtime::EventSource>,
 }
 
 /// Loads `dir`'s bots, creates their users if missing, and connects their event source.
@@ -103,12 +103,12 @@ pub async fn bots(
     dir: &std::path::Path,
     actor: &crate::provision::Actor,
 ) -> Result<RunningBots> {
-    use crate::bots::runtime::{self, ListenSource, Runtime, RuntimeOptions};
+    use crate::bots::runtime::{self, Runtime, RuntimeOptions};
     let files = crate::bots::spec::load_dir(dir)?;
     let pool = crate::db::pool(url, config).await?;
     let bots = runtime::prepare(&pool, files.into_iter().map(|f| f.spec).collect(), actor).await?;
     let names = bots.iter().map(|b| b.spec.name.clone()).collect();
-    let source = ListenSource::connect(&pool).await?;
+    let source = crate::realtime::connect(config, &pool).await?;
     Ok(RunningBots {
         names,
         runtime: Runtime::new(pool, bots, RuntimeOptions::for_this_process()),

@@ -6,85 +6,18 @@
 //! so a missed notification, a restart or a second replica loses and doubles nothing.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use super::metrics::Metrics;
 use super::schedule::{Clock, Schedule, SystemClock};
 use super::spec::{BotSpec, Trigger};
 use crate::error::{Error, Result};
-
-/// Why the runtime woke up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// A change was announced.
-    Notified,
-    /// The source (re)connected: whatever happened meanwhile must be read.
-    Connected,
-}
-
-/// Where wake-ups come from (LISTEN/NOTIFY now; Supabase Realtime later).
-pub trait EventSource: Send {
-    fn name(&self) -> &'static str;
-    fn next(&mut self) -> Pin<Box<dyn Future<Output = Result<Wake>> + Send + '_>>;
-}
-
-/// LISTEN/NOTIFY on `chatctl_events`; switches the notify trigger on.
-pub struct ListenSource {
-    listener: PgListener,
-    first: bool,
-}
-
-impl ListenSource {
-    pub async fn connect(pool: &PgPool) -> Result<ListenSource> {
-        sqlx::raw_sql("alter table public.chat enable trigger chat_notify")
-            .execute(pool)
-            .await
-            .map_err(|e| {
-                Error::failed(format!("cannot switch on the chat_notify trigger: {e}"))
-                    .with_help("the LISTEN/NOTIFY source needs the owner of public.chat")
-            })?;
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen("chatctl_events").await?;
-        Ok(ListenSource {
-            listener,
-            first: true,
-        })
-    }
-}
-
-impl EventSource for ListenSource {
-    fn name(&self) -> &'static str {
-        "listen"
-    }
-
-    fn next(&mut self) -> Pin<Box<dyn Future<Output = Result<Wake>> + Send + '_>> {
-        Box::pin(async move {
-            if self.first {
-                self.first = false;
-                return Ok(Wake::Connected);
-            }
-            // `try_recv` gives None when the connection was lost and re-established.
-            match self.listener.try_recv().await? {
-                Some(_) => {
-                    // Coalesce a burst into one wake-up.
-                    while let Ok(Some(_)) =
-                        tokio::time::timeout(Duration::from_millis(1), self.listener.try_recv())
-                            .await
-                            .unwrap_or(Ok(None))
-                    {}
-                    Ok(Wake::Notified)
-                }
-                None => Ok(Wake::Connected),
-            }
-        })
-    }
-}
+pub use crate::realtime::{EventSource, ListenSource, Wake};
+use crate::realtime::{TypingSink, Watch};
 
 /// A bot ready to run: its definition, its user, and its compiled triggers.
 #[derive(Debug, Clone)]
@@ -176,14 +109,15 @@ impl Bot {
     }
 
     fn in_scope(&self, m: &Message) -> bool {
+        self.covers(&m.workspace, m.channel_name.as_deref())
+    }
+
+    /// Whether the bot's scope takes in this workspace's channel (a DM has no name).
+    fn covers(&self, workspace: &str, channel: Option<&str>) -> bool {
         let s = &self.spec.scope;
-        if s.workspaces.is_empty() && s.channels.is_empty() {
-            return true;
-        }
-        s.workspaces.contains(&m.workspace)
-            || m.channel_name
-                .as_ref()
-                .is_some_and(|c| s.channels.contains(&format!("{}/{c}", m.workspace)))
+        (s.workspaces.is_empty() && s.channels.is_empty())
+            || s.workspaces.iter().any(|w| w == workspace)
+            || channel.is_some_and(|c| s.channels.contains(&format!("{workspace}/{c}")))
     }
 }
 
@@ -257,6 +191,8 @@ pub struct Runtime {
     /// Set by [`Runtime::run`]: posting runs in tasks beside the next catch-up.
     pipelined: std::sync::atomic::AtomicBool,
     inflight: std::sync::Mutex<tokio::task::JoinSet<Result<Pass>>>,
+    /// Where typing indicators go, when the event source can show them.
+    typing: std::sync::OnceLock<TypingSink>,
 }
 
 impl Runtime {
@@ -269,6 +205,7 @@ impl Runtime {
             clock: std::sync::Arc::new(SystemClock),
             pipelined: Default::default(),
             inflight: Default::default(),
+            typing: Default::default(),
         }
     }
 
@@ -285,6 +222,34 @@ impl Runtime {
     /// The counters `/metrics` shows.
     pub fn metrics(&self) -> std::sync::Arc<super::metrics::Metrics> {
         self.metrics.clone()
+    }
+
+    /// What each bot listens to: the channels its user is a member of, within its scope.
+    pub async fn watches(&self) -> Result<Vec<Watch>> {
+        let users: Vec<Uuid> = self.bots.iter().map(|b| b.user_id).collect();
+        let rows: Vec<(Uuid, Uuid, String, Option<String>)> = sqlx::query_as(
+            "select m.user_id, c.id, w.slug, c.name from public.members m
+               join public.channels c on c.id = m.channel_id
+               join public.workspaces w on w.id = c.workspace_id
+              where m.user_id = any($1) and c.archived_at is null
+              order by c.id",
+        )
+        .bind(&users)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(self
+            .bots
+            .iter()
+            .map(|b| Watch {
+                bot: b.spec.name.clone(),
+                user_id: b.user_id,
+                channels: rows
+                    .iter()
+                    .filter(|(u, _, w, n)| *u == b.user_id && b.covers(w, n.as_deref()))
+                    .map(|(_, c, _, _)| *c)
+                    .collect(),
+            })
+            .collect())
     }
 
     /// Reads every bot's new messages and acts on them.
@@ -465,6 +430,14 @@ impl Runtime {
         if mine.is_empty() {
             return Ok(pass);
         }
+        if let Some(sink) = self.typing.get() {
+            let mut shown = std::collections::HashSet::new();
+            for (m, _) in &mine {
+                if shown.insert(m.channel_id) {
+                    sink.typing(bot.user_id, m.channel_id);
+                }
+            }
+        }
         for (m, _) in &mine {
             let waited = (now - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             self.metrics.observe_latency(waited);
@@ -541,6 +514,12 @@ impl Runtime {
     ) -> Result<()> {
         self.pipelined
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(sink) = source.typing_sink() {
+            let _ = self.typing.set(sink);
+        }
+        let mut watched = self.watches().await?;
+        source.watch(&watched);
+        let mut was_connected = false;
         tokio::pin!(shutdown);
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -556,9 +535,16 @@ impl Runtime {
                     match &wake {
                         Ok(Wake::Notified) => Metrics::inc(&self.metrics.events_received),
                         Ok(Wake::Connected) => {
-                            if self.metrics.source_connected.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            self.metrics.source_connected.store(true, std::sync::atomic::Ordering::Relaxed);
+                            if was_connected {
                                 Metrics::inc(&self.metrics.reconnects);
                             }
+                            was_connected = true;
+                        }
+                        Ok(Wake::Disconnected) => {
+                            self.metrics.source_connected.store(false, std::sync::atomic::Ordering::Relaxed);
+                            tracing::warn!(source = source.name(), "event source disconnected; polling until it is back");
+                            continue;
                         }
                         Err(_) => {
                             self.metrics.source_connected.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -573,7 +559,17 @@ impl Runtime {
                         continue;
                     }
                 }
-                _ = poll.tick() => {}
+                _ = poll.tick() => {
+                    // Channels joined or left since: listen to what the bots serve now.
+                    match self.watches().await {
+                        Ok(w) if w != watched => {
+                            source.watch(&w);
+                            watched = w;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot list the bots' channels"),
+                    }
+                }
             }
             self.reap_inflight();
             match self.catch_up().await {
@@ -623,11 +619,9 @@ impl Runtime {
             .fetch_all(&self.pool)
             .await?;
             for (channel, workspace, name) in channels {
-                let s = &bot.spec.scope;
-                let in_scope = (s.workspaces.is_empty() && s.channels.is_empty())
-                    || s.workspaces.contains(&workspace)
-                    || s.channels.contains(&format!("{workspace}/{name}"));
-                if in_scope && self.post_digest(bot, channel, &name, start, end).await? {
+                if bot.covers(&workspace, Some(&name))
+                    && self.post_digest(bot, channel, &name, start, end).await?
+                {
                     posted += 1;
                 }
             }

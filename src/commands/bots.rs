@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::Context;
-use crate::bots::runtime::{self, ListenSource, Runtime, RuntimeOptions};
+use crate::bots::runtime;
 use crate::bots::spec;
 use crate::error::{Error, ExitCode, Result};
 use crate::output::Report;
@@ -33,7 +33,7 @@ enum BotsCmd {
         #[arg(long, value_name = "TEXT")]
         message: String,
     },
-    /// Run every bot until Ctrl-C / SIGTERM (LISTEN/NOTIFY event source)
+    /// Run every bot until Ctrl-C / SIGTERM (Supabase Realtime or LISTEN/NOTIFY, per config)
     Run {
         /// Where to serve /healthz, /readyz and /metrics (port 0: any free port)
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9464")]
@@ -80,23 +80,21 @@ pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
         }
         BotsCmd::Run { metrics } => {
             let url = ctx.database_url().await?;
-            let pool = crate::db::pool(&url, &ctx.config).await?;
-            let bots = runtime::prepare(
-                &pool,
-                files.into_iter().map(|f| f.spec).collect(),
-                &ctx.actor(),
-            )
-            .await?;
-            let mut source = ListenSource::connect(&pool).await?;
+            let mut running = crate::stack::bots(&url, &ctx.config, &dir, &ctx.actor()).await?;
             ctx.out.status(&format!(
-                "running {} bot(s) on LISTEN/NOTIFY; Ctrl-C to stop",
-                bots.len()
+                "running {} bot(s) on {}; Ctrl-C to stop",
+                running.names.len(),
+                match running.source.name() {
+                    "realtime" => "Supabase Realtime",
+                    _ => "LISTEN/NOTIFY",
+                }
             ));
-            let rt = Runtime::new(pool, bots, RuntimeOptions::for_this_process());
-            let addr = crate::stack::serve_metrics(&metrics, &rt).await?;
+            let addr = crate::stack::serve_metrics(&metrics, &running.runtime).await?;
             ctx.out
                 .status(&format!("health and metrics on http://{addr}/metrics"));
-            rt.run(&mut source, crate::stack::wait_for_shutdown())
+            running
+                .runtime
+                .run(&mut *running.source, crate::stack::wait_for_shutdown())
                 .await?;
             ctx.out.status("stopped");
         }

@@ -57,7 +57,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     match bots {
         Some(mut b) => {
             b.runtime
-                .run(&mut b.source, stack::wait_for_shutdown())
+                .run(&mut *b.source, stack::wait_for_shutdown())
                 .await?
         }
         None => stack::wait_for_shutdown().await,

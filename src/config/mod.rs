@@ -137,6 +137,34 @@ const KEYS: &[Key] = &[
         help: "the project's JWT secret",
     },
     Key {
+        name: "bots.event_source",
+        aliases: &[],
+        default: Some("auto"),
+        secrecy: Secrecy::Public,
+        help: "auto (Realtime when a Supabase URL is set, else LISTEN/NOTIFY), listen or realtime",
+    },
+    Key {
+        name: "realtime.url",
+        aliases: &[],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "the Realtime websocket endpoint; unset: derived from supabase.url",
+    },
+    Key {
+        name: "realtime.heartbeat",
+        aliases: &[],
+        default: Some("25s"),
+        secrecy: Secrecy::Public,
+        help: "how often the Realtime client sends a heartbeat",
+    },
+    Key {
+        name: "realtime.token_ttl",
+        aliases: &[],
+        default: Some("1h"),
+        secrecy: Secrecy::Public,
+        help: "lifetime of the tokens minted for bots (needs supabase.jwt_secret)",
+    },
+    Key {
         name: "openai.api_key",
         aliases: &["OPENAI_API_KEY"],
         default: None,
@@ -208,6 +236,22 @@ struct FileConfig {
     log: Option<FileLog>,
     supabase: Option<FileSupabase>,
     openai: Option<FileOpenai>,
+    bots: Option<FileBots>,
+    realtime: Option<FileRealtime>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBots {
+    event_source: Option<crate::realtime::SourceKind>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRealtime {
+    url: Option<String>,
+    heartbeat: Option<DurationValue>,
+    token_ttl: Option<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -405,6 +449,10 @@ impl Config {
         self.lock_timeout()?;
         self.output()?;
         self.log_format()?;
+        self.event_source()?;
+        self.realtime_url()?;
+        self.realtime_heartbeat()?;
+        self.realtime_token_ttl()?;
         if let Some(url) = self.database_url() {
             crate::db::url::parse(url).map_err(|e| {
                 let origin = &self.values["database.url"].1;
@@ -493,6 +541,47 @@ impl Config {
         self.parsed("log.format", "one of text, json", |v| {
             clap::ValueEnum::from_str(v, true).ok()
         })
+    }
+
+    /// Which event source the bot daemon uses.
+    pub fn event_source(&self) -> Result<crate::realtime::SourceKind> {
+        self.parsed("bots.event_source", "one of auto, listen, realtime", |v| {
+            clap::ValueEnum::from_str(v, true).ok()
+        })
+    }
+
+    /// The Realtime websocket endpoint: `realtime.url`, else derived from `supabase.url`.
+    pub fn realtime_url(&self) -> Result<Option<url::Url>> {
+        for name in ["realtime.url", "supabase.url"] {
+            if self.raw(name).is_some() {
+                return self
+                    .parsed(name, "an https://, http://, wss:// or ws:// URL", |v| {
+                        crate::realtime::RealtimeOptions::websocket_url(v).ok()
+                    })
+                    .map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn realtime_heartbeat(&self) -> Result<Duration> {
+        self.parsed("realtime.heartbeat", "a duration such as `25s`", |v| {
+            parse_duration(v).ok().filter(|d| !d.is_zero())
+        })
+    }
+
+    pub fn realtime_token_ttl(&self) -> Result<Duration> {
+        self.parsed("realtime.token_ttl", "a duration of at least `10s`", |v| {
+            parse_duration(v).ok().filter(|d| d.as_secs() >= 10)
+        })
+    }
+
+    pub fn supabase_service_role_key(&self) -> Option<&str> {
+        self.raw("supabase.service_role_key")
+    }
+
+    pub fn supabase_jwt_secret(&self) -> Option<&str> {
+        self.raw("supabase.jwt_secret")
     }
 
     /// The local state directory (embedded cluster, later the search index), absolute.
@@ -630,6 +719,17 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
     let ai = file.openai.unwrap_or_default();
     put("openai.api_key", ai.api_key);
     put("openai.base_url", ai.base_url);
+    put(
+        "bots.event_source",
+        file.bots
+            .unwrap_or_default()
+            .event_source
+            .map(|k| format!("{k:?}").to_lowercase()),
+    );
+    let rt = file.realtime.unwrap_or_default();
+    put("realtime.url", rt.url);
+    put("realtime.heartbeat", rt.heartbeat.map(|d| d.0));
+    put("realtime.token_ttl", rt.token_ttl.map(|d| d.0));
     Ok(out)
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::support::{TestDb, chatctl, outputs};
 
-const BOT: &str = "
+pub(crate) const BOT: &str = "
 name: summarybot
 triggers:
   - command: { name: /summarize, reply: 'summary for @{user}' }
@@ -27,7 +27,7 @@ fn actor() -> Actor {
     }
 }
 
-fn options(instance: &str) -> RuntimeOptions {
+pub(crate) fn options(instance: &str) -> RuntimeOptions {
     RuntimeOptions {
         instance: instance.into(),
         overlap: Duration::from_secs(10),
@@ -37,7 +37,7 @@ fn options(instance: &str) -> RuntimeOptions {
 }
 
 /// The example workspace, and the bot ready to run.
-async fn prepared(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
+pub(crate) async fn prepared(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
     let mut c = db.conn().await;
     let files =
         spec::read(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("config/workspace.example.yaml")])
@@ -55,7 +55,7 @@ async fn prepared(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
 }
 
 /// [`prepared`], run once (its cursor starts now).
-async fn setup(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
+pub(crate) async fn setup(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
     let (pool, bots) = prepared(db, yaml).await;
     Runtime::new(pool.clone(), bots.clone(), options("setup"))
         .catch_up()
@@ -64,7 +64,7 @@ async fn setup(db: &TestDb, yaml: &str) -> (PgPool, Vec<Bot>) {
     (pool, bots)
 }
 
-async fn post(
+pub(crate) async fn post(
     c: &mut PgConnection,
     email: &str,
     channel: &str,
@@ -86,7 +86,7 @@ async fn post(
 }
 
 /// The bot's replies: (parent, text).
-async fn replies(c: &mut PgConnection) -> Vec<(Option<Uuid>, String)> {
+pub(crate) async fn replies(c: &mut PgConnection) -> Vec<(Option<Uuid>, String)> {
     sqlx::query_as(
         "select m.parent_id, m.message ->> 'text' from chat m join users u on u.id = m.user_id
           where u.username = 'summarybot' order by m.created_at, m.id",

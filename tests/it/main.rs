@@ -7,6 +7,7 @@ mod cli;
 mod local;
 mod migrate;
 mod provision;
+mod realtime;
 mod rls;
 mod schema;
 mod seed;

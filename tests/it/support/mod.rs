@@ -9,6 +9,8 @@
 
 #![allow(dead_code, clippy::print_stderr)]
 
+pub mod realtime_server;
+
 use std::hash::{Hash as _, Hasher as _};
 use std::path::PathBuf;
 use std::sync::OnceLock;

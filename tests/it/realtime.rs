@@ -1,0 +1,408 @@
+//! The bot runtime over Supabase Realtime: the real client against a websocket stand-in that
+//! speaks the fixture frames (support/realtime_server.rs), on the real database. Every fault
+//! ends the same way: the client reconnects or resubscribes, catches up from the database,
+//! and every mention gets exactly one reply.
+
+use std::time::Duration;
+
+use chatctl::bots::metrics::Metrics;
+use chatctl::bots::runtime::{Bot, Runtime};
+use chatctl::realtime::phoenix::Backoff;
+use chatctl::realtime::token::Tokens;
+use chatctl::realtime::{RealtimeOptions, RealtimeSource};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::bots::{BOT, options, post, replies, setup};
+use crate::support::TestDb;
+use crate::support::realtime_server::{FakeRealtime, ServerOptions, fixture_client_frame};
+
+const SECRET: &str = "a-test-jwt-secret-of-at-least-32-characters";
+
+fn server_options() -> ServerOptions {
+    ServerOptions {
+        jwt_secret: Some(SECRET.into()),
+        subscribe_delay: Duration::from_millis(100),
+        join_error_delay: Duration::from_millis(300),
+    }
+}
+
+/// realtime-js's behaviour on a faster clock.
+fn client_options(server: &FakeRealtime) -> RealtimeOptions {
+    let mut o = RealtimeOptions::new(server.url(), "test-apikey".into());
+    o.heartbeat = Duration::from_millis(300);
+    o.join_timeout = Duration::from_secs(3);
+    let fast = Backoff([50, 100, 200].map(Duration::from_millis).to_vec());
+    o.reconnect = fast.clone();
+    o.rejoin = fast;
+    o
+}
+
+fn minted(ttl: Duration) -> Tokens {
+    Tokens::Minted {
+        secret: SECRET.into(),
+        ttl,
+    }
+}
+
+/// `chatctl bots run` in-process: the runtime on a Realtime source, until stopped.
+struct Daemon {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<chatctl::Result<()>>,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl Daemon {
+    fn start(pool: PgPool, bots: Vec<Bot>, source: RealtimeSource) -> Daemon {
+        let rt = Runtime::new(pool, bots, options("realtime"));
+        let metrics = rt.metrics();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut source = source;
+            rt.run(&mut source, async {
+                stopped.await.ok();
+            })
+            .await
+        });
+        Daemon {
+            stop,
+            task,
+            metrics,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the daemon stops within its grace")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Ada posts in `channel`; the server delivers the INSERT if the topic is subscribed.
+async fn say(c: &mut PgConnection, server: &FakeRealtime, channel: &str, text: &str) -> Uuid {
+    let id = post(c, "ada@example.com", channel, text, None).await;
+    let row: Value = sqlx::query_scalar("select to_jsonb(m) from chat m where m.id = $1")
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    server.insert(&row);
+    id
+}
+
+async fn channel_id(c: &mut PgConnection, name: &str) -> Uuid {
+    sqlx::query_scalar("select id from channels where name = $1")
+        .bind(name)
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
+/// Waits for `n` replies of the bot; returns how many there are.
+async fn wait_replies(c: &mut PgConnection, n: usize, within: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = replies(c).await.len();
+        if got >= n || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn claims(jwt: &str) -> Value {
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.set_audience(&["authenticated"]);
+    jsonwebtoken::decode::<Value>(
+        jwt,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+        &v,
+    )
+    .expect("the token verifies with the project's secret")
+    .claims
+}
+
+#[tokio::test]
+async fn over_realtime_a_mention_is_answered_once_and_the_bot_shows_online_and_typing() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let bot_user = bots[0].user_id;
+    let server = FakeRealtime::start(server_options()).await;
+    let d = Daemon::start(
+        pool,
+        bots,
+        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
+    );
+    // summarybot is a member of #general and #engineering: one topic each.
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    let mut c = db.conn().await;
+    let fixture = fixture_client_frame("join-postgres-changes-ok", "phx_join", 0);
+    let joins = server.frames("phx_join");
+    assert_eq!(joins.len(), 2);
+    let mut topics = Vec::new();
+    for j in &joins {
+        let topic = j["topic"].as_str().unwrap();
+        let channel = topic.strip_prefix("realtime:channel:").unwrap();
+        topics.push(topic.to_owned());
+        let config = &j["payload"]["config"];
+        assert_eq!(
+            config["broadcast"],
+            fixture["payload"]["config"]["broadcast"]
+        );
+        assert_eq!(config["private"], false);
+        assert_eq!(
+            config["presence"],
+            json!({"enabled": true, "key": bot_user})
+        );
+        assert_eq!(
+            config["postgres_changes"],
+            json!([{"event": "*", "schema": "public", "table": "chat",
+                    "filter": format!("channel_id=eq.{channel}")}])
+        );
+        assert_eq!(j["ref"], j["join_ref"], "a join's join_ref is its ref");
+        let claims = claims(j["payload"]["access_token"].as_str().unwrap());
+        assert_eq!(
+            claims["sub"],
+            json!(bot_user),
+            "the bot joins as itself (its RLS)"
+        );
+        assert_eq!(claims["role"], "authenticated");
+    }
+    for t in [
+        channel_id(&mut c, "general").await,
+        channel_id(&mut c, "engineering").await,
+    ] {
+        assert!(topics.contains(&format!("realtime:channel:{t}")));
+    }
+
+    let asked = say(&mut c, &server, "general", "@summarybot are you there?").await;
+    assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
+    assert_eq!(
+        replies(&mut c).await,
+        vec![(Some(asked), "hello @ada".to_owned())]
+    );
+
+    // Presence: tracked once per join, as the bot.
+    let tracks = server.frames("presence");
+    assert_eq!(tracks.len(), 2, "one presence track per join");
+    for t in &tracks {
+        assert_eq!(t["payload"]["event"], "track");
+        assert_eq!(t["payload"]["payload"]["user_id"], json!(bot_user));
+        assert_eq!(t["payload"]["payload"]["status"], "online");
+    }
+
+    // A burst: every mention answered once; typing shown, at most once per 3 s per channel.
+    for i in 0..10 {
+        say(
+            &mut c,
+            &server,
+            "general",
+            &format!("@summarybot question {i}"),
+        )
+        .await;
+    }
+    assert_eq!(wait_replies(&mut c, 11, Duration::from_secs(10)).await, 11);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(replies(&mut c).await.len(), 11, "nothing answered twice");
+    let typing: Vec<Value> = server
+        .frames("broadcast")
+        .into_iter()
+        .filter(|f| f["payload"]["event"] == "typing")
+        .collect();
+    assert!(
+        (1..=2).contains(&typing.len()),
+        "typing is throttled: {} broadcasts for 11 replies in one channel",
+        typing.len()
+    );
+    assert_eq!(typing[0]["payload"]["payload"]["user_id"], json!(bot_user));
+    assert!(
+        d.metrics
+            .events_received
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn join_errors_are_retried_and_what_was_posted_meanwhile_is_answered() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let server = FakeRealtime::start(server_options()).await;
+    server.fail_next_joins(&[
+        "InitializingProjectConnection: Realtime is initializing the project's connection",
+        "InvalidJWTToken: Token has expired 300 seconds ago",
+    ]);
+    let d = Daemon::start(
+        pool,
+        bots,
+        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut c = db.conn().await;
+    // Not subscribed yet: the server delivers nothing; the catch-up after the join must.
+    let asked = say(&mut c, &server, "general", "@summarybot anyone?").await;
+    server.wait_subscribed(2, Duration::from_secs(10)).await;
+    assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
+    assert_eq!(replies(&mut c).await[0].0, Some(asked));
+    assert!(
+        server.frames("phx_join").len() >= 4,
+        "two refused joins, then two good ones"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn server_closes_crashes_and_restarts_are_resubscribed_and_gaps_caught_up() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let server = FakeRealtime::start(server_options()).await;
+    let d = Daemon::start(
+        pool,
+        bots,
+        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
+    );
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    let mut c = db.conn().await;
+    let general = channel_id(&mut c, "general").await;
+
+    // A quota error: system error, phx_close. realtime-js would stay away; we resubscribe.
+    server.system_close(general, "Too many messages per second");
+    say(&mut c, &server, "general", "@summarybot one").await;
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
+
+    // The channel process crashed: phx_error, rejoin.
+    server.phx_error(general);
+    say(&mut c, &server, "general", "@summarybot two").await;
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    assert_eq!(wait_replies(&mut c, 2, Duration::from_secs(5)).await, 2);
+
+    // A service restart: "Server requested disconnect", close 1012, reconnect.
+    server.server_disconnect();
+    say(&mut c, &server, "general", "@summarybot three").await;
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    assert_eq!(wait_replies(&mut c, 3, Duration::from_secs(5)).await, 3);
+    assert_eq!(server.connections().0, 2, "one reconnect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(replies(&mut c).await.len(), 3);
+    assert!(
+        d.metrics
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_on_open_channels_before_they_expire() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let server = FakeRealtime::start(server_options()).await;
+    // The server ends a channel whose token expires (checked every 100 ms).
+    let d = Daemon::start(
+        pool,
+        bots,
+        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3))),
+    );
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        server.server_closes(),
+        Vec::<String>::new(),
+        "no channel outlived its token"
+    );
+    let pushed: std::collections::HashSet<String> = server
+        .frames("access_token")
+        .iter()
+        .map(|f| f["payload"]["access_token"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(pushed.len() >= 2, "fresh tokens pushed: {}", pushed.len());
+    for f in server.frames("access_token") {
+        assert!(f["join_ref"].is_string(), "pushed on the joined topic");
+    }
+    let mut c = db.conn().await;
+    server.wait_subscribed(2, Duration::from_secs(3)).await;
+    say(&mut c, &server, "general", "@summarybot still there?").await;
+    assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_burst_loses_nothing() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let server = FakeRealtime::start(server_options()).await;
+    let d = Daemon::start(
+        pool,
+        bots,
+        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
+    );
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    let mut c = db.conn().await;
+    let mut asked = std::collections::HashSet::new();
+    for i in 0..300 {
+        let channel = if i % 2 == 0 { "general" } else { "engineering" };
+        asked.insert(say(&mut c, &server, channel, &format!("@summarybot burst {i}")).await);
+        if i == 100 {
+            // The TCP connection dies, and the next two handshakes are refused.
+            server.refuse_next(2, 429, "Too many connected users");
+            server.drop_connections();
+        }
+    }
+    assert_eq!(
+        wait_replies(&mut c, 300, Duration::from_secs(30)).await,
+        300
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answered: std::collections::HashSet<Uuid> = replies(&mut c)
+        .await
+        .into_iter()
+        .filter_map(|(p, _)| p)
+        .collect();
+    assert_eq!(replies(&mut c).await.len(), 300, "nothing answered twice");
+    assert_eq!(answered, asked, "every mention answered");
+    let (accepted, refused) = server.connections();
+    assert!(
+        accepted >= 2 && refused >= 1,
+        "reconnected ({accepted}) after refusals ({refused})"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_heartbeat_closes_the_socket_and_reconnects() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let server = FakeRealtime::start(server_options()).await;
+    let d = Daemon::start(
+        pool,
+        bots,
+        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
+    );
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    server.silent_heartbeats(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !server
+        .client_closes()
+        .contains(&(1000, "heartbeat timeout".to_owned()))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no heartbeat timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.silent_heartbeats(false);
+    let mut c = db.conn().await;
+    say(&mut c, &server, "general", "@summarybot back?").await;
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
+    assert!(server.connections().0 >= 2);
+    d.stop().await;
+}
