@@ -110,3 +110,35 @@ fn durations() {
     assert!(parse_duration("soon").is_err());
     assert!(parse_duration("5 fortnights").is_err());
 }
+
+#[test]
+fn the_event_source_follows_the_supabase_url_unless_set() {
+    let c = load(&[], None, &[]).unwrap();
+    assert_eq!(c.event_source().unwrap(), crate::realtime::SourceKind::Auto);
+    assert_eq!(c.realtime_url().unwrap(), None);
+    let c = load(&[("SUPABASE_URL", "https://abc.supabase.co")], None, &[]).unwrap();
+    assert_eq!(
+        c.realtime_url().unwrap().unwrap().as_str(),
+        "wss://abc.supabase.co/realtime/v1/websocket"
+    );
+    let file = "bots:\n  event_source: listen\nrealtime:\n  url: ws://localhost:4000/socket/websocket\n  heartbeat: 10s\n";
+    let c = load(
+        &[("SUPABASE_URL", "https://abc.supabase.co")],
+        Some(file),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.event_source().unwrap(),
+        crate::realtime::SourceKind::Listen
+    );
+    assert_eq!(
+        c.realtime_url().unwrap().unwrap().as_str(),
+        "ws://localhost:4000/socket/websocket"
+    );
+    assert_eq!(c.realtime_heartbeat().unwrap(), Duration::from_secs(10));
+    let err = load(&[("CHATCTL_BOTS__EVENT_SOURCE", "kafka")], None, &[]).unwrap_err();
+    assert!(err.to_string().contains("bots.event_source"), "{err}");
+    let err = load(&[("SUPABASE_URL", "ftp://x")], None, &[]).unwrap_err();
+    assert!(err.to_string().contains("supabase.url"), "{err}");
+}

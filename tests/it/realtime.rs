@@ -406,3 +406,55 @@ async fn an_unanswered_heartbeat_closes_the_socket_and_reconnects() {
     assert!(server.connections().0 >= 2);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn the_daemon_uses_realtime_when_a_supabase_url_is_set_and_keeps_its_secrets() {
+    let db = TestDb::new().await;
+    let (_pool, _bots) = setup(&db, BOT).await;
+    let server = FakeRealtime::start(server_options()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
+    let log = dir.path().join("stderr.log");
+    let project = format!("http://{}", server.addr);
+    let service_key = "service-role-key-never-printed";
+    let mut daemon = crate::support::chatctl_std(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("SUPABASE_URL", project.as_str()),
+        ("SUPABASE_SERVICE_ROLE_KEY", service_key),
+        ("SUPABASE_JWT_SECRET", SECRET),
+        ("CHATCTL_REALTIME__HEARTBEAT", "1s"),
+        ("CHATCTL_LOG", "chatctl=debug"),
+    ])
+    .args(["bots", "run", "--metrics", "127.0.0.1:0", "--bots"])
+    .arg(dir.path())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    server.wait_subscribed(2, Duration::from_secs(20)).await;
+    let mut c = db.conn().await;
+    let asked = say(&mut c, &server, "general", "@summarybot over the wire?").await;
+    assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
+    assert_eq!(replies(&mut c).await[0].0, Some(asked));
+    // The NOTIFY trigger serialises every writer: it stays off when Realtime is the source.
+    let notify_on: bool =
+        sqlx::query_scalar("select tgenabled <> 'D' from pg_trigger where tgname = 'chat_notify'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert!(!notify_on);
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("Realtime subscriptions live"), "{stderr}");
+    let token = server.frames("phx_join")[0]["payload"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for secret in [service_key, SECRET, token.as_str()] {
+        assert!(!stderr.contains(secret), "a secret reached the log");
+    }
+}
