@@ -34,6 +34,14 @@ enum Matcher {
     Mention(Option<String>),
     Pattern(regex::Regex, String),
     Command(String, String),
+    ThreadSummary(String, Option<u32>),
+}
+
+/// Whether `text` invokes `command` (`/tldr`, `/tldr please`; not `/tldrx`).
+fn invokes(text: &str, command: &str) -> bool {
+    text.trim_start()
+        .strip_prefix(command)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
 }
 
 impl Bot {
@@ -65,6 +73,9 @@ impl Bot {
                     reply.clone(),
                 ),
                 Trigger::Command { name, reply } => Matcher::Command(name.clone(), reply.clone()),
+                Trigger::ThreadSummary { command, every } => {
+                    Matcher::ThreadSummary(command.clone(), *every)
+                }
             });
         }
         Ok(Bot {
@@ -85,14 +96,26 @@ impl Bot {
         }
         let mentioned =
             m.mentions.contains(&self.user_id) || m.text.contains(&format!("@{}", self.spec.name));
+        let thread_id = m.parent_id.unwrap_or(m.id);
         for matcher in &self.matchers {
             let template = match matcher {
                 Matcher::Mention(reply) if mentioned => reply
                     .clone()
                     .unwrap_or_else(|| "Hi @{user}, {bot} here: I saw your message.".into()),
                 Matcher::Pattern(re, reply) if re.is_match(&m.text) => reply.clone(),
-                Matcher::Command(name, reply) if m.text.trim_start().starts_with(name.as_str()) => {
-                    reply.clone()
+                Matcher::Command(name, reply) if invokes(&m.text, name) => reply.clone(),
+                Matcher::ThreadSummary(command, every)
+                    if invokes(&m.text, command)
+                        || every.is_some_and(|n| {
+                            m.thread_position
+                                .is_some_and(|p| p > 0 && p % i64::from(n) == 0)
+                        }) =>
+                {
+                    return Some(Reply {
+                        text: String::new(),
+                        thread_id,
+                        kind: ReplyKind::ThreadSummary,
+                    });
                 }
                 _ => continue,
             };
@@ -102,10 +125,18 @@ impl Bot {
                 .replace("{text}", &m.text);
             return Some(Reply {
                 text,
-                thread_id: m.parent_id.unwrap_or(m.id),
+                thread_id,
+                kind: ReplyKind::Template,
             });
         }
         None
+    }
+
+    /// Whether deciding needs each reply's position in its thread (`thread_summary.every`).
+    fn needs_thread_position(&self) -> bool {
+        self.matchers
+            .iter()
+            .any(|m| matches!(m, Matcher::ThreadSummary(_, Some(_))))
     }
 
     fn in_scope(&self, m: &Message) -> bool {
@@ -136,13 +167,28 @@ pub struct Message {
     pub author_is_bot: bool,
     pub workspace: String,
     pub channel_name: Option<String>,
+    /// For a reply: how many replies its thread has up to and including it (read only when
+    /// a bot needs it).
+    pub thread_position: Option<i64>,
 }
 
 /// What a bot posts: text, in a thread.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reply {
+    /// Empty until written, for a summary.
     pub text: String,
     pub thread_id: Uuid,
+    pub kind: ReplyKind,
+}
+
+/// How a reply's text is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    /// The trigger's template, filled in.
+    Template,
+    /// A summary of the thread, written when the message is claimed.
+    ThreadSummary,
 }
 
 /// Settings of the dispatcher.
@@ -294,7 +340,11 @@ impl Runtime {
             let batch: Vec<Message> = sqlx::query_as(
                 "select c.id, c.channel_id, c.user_id, c.parent_id, coalesce(c.message ->> 'text', '') as text,
                         coalesce(c.message -> 'mentions', '[]') as mentions, c.created_at,
-                        u.username as author, u.is_bot as author_is_bot, w.slug as workspace, ch.name as channel_name
+                        u.username as author, u.is_bot as author_is_bot, w.slug as workspace, ch.name as channel_name,
+                        case when $6 and c.parent_id is not null then
+                            (select count(*) from public.chat r
+                              where r.parent_id = c.parent_id and not r.is_deleted and r.user_id <> $1
+                                and (r.created_at, r.id) <= (c.created_at, c.id)) end as thread_position
                    from public.chat c
                    join public.members m on m.channel_id = c.channel_id and m.user_id = $1
                    join public.users u on u.id = c.user_id
@@ -313,6 +363,7 @@ impl Runtime {
             .bind(after.1)
             .bind(name)
             .bind(&self.opts.instance)
+            .bind(bot.needs_thread_position())
             .fetch_all(&self.pool)
             .await?;
             let n = batch.len();
@@ -442,6 +493,15 @@ impl Runtime {
             let waited = (now - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             self.metrics.observe_latency(waited);
         }
+        // Summaries are written once the messages are ours, one per thread.
+        let mut summaries: std::collections::HashMap<Uuid, String> =
+            std::collections::HashMap::new();
+        for (_, r) in &mine {
+            if r.kind == ReplyKind::ThreadSummary && !summaries.contains_key(&r.thread_id) {
+                let text = thread_summary(&self.pool, bot.user_id, r.thread_id).await?;
+                summaries.insert(r.thread_id, text);
+            }
+        }
         let job = PostJob {
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
@@ -451,7 +511,13 @@ impl Runtime {
             ids: mine.iter().map(|(m, _)| m.id).collect(),
             chans: mine.iter().map(|(m, _)| m.channel_id).collect(),
             threads: mine.iter().map(|(_, r)| r.thread_id).collect(),
-            texts: mine.iter().map(|(_, r)| r.text.clone()).collect(),
+            texts: mine
+                .iter()
+                .map(|(_, r)| match r.kind {
+                    ReplyKind::ThreadSummary => summaries[&r.thread_id].clone(),
+                    ReplyKind::Template => r.text.clone(),
+                })
+                .collect(),
         };
         if self.pipelined.load(std::sync::atomic::Ordering::Relaxed) {
             // The daemon posts beside reading and claiming the next batch.
@@ -795,6 +861,54 @@ async fn digest_text(
     Ok(Some(text))
 }
 
+/// A summary of a thread from its messages (who started it and with what, who replied, the
+/// latest word), the bot's own messages left out. The AI engine's summaries replace it when it
+/// lands; until then it says only what the data shows.
+async fn thread_summary(pool: &PgPool, bot: Uuid, root: Uuid) -> Result<String> {
+    let rows: Vec<(bool, String, String)> = sqlx::query_as(
+        "select c.parent_id is null, u.username, coalesce(c.message ->> 'text', '')
+           from public.chat c join public.users u on u.id = c.user_id
+          where (c.id = $1 or c.parent_id = $1) and not c.is_deleted and c.user_id <> $2
+            -- Commands (`/tldr`, `!help`) are requests, not conversation.
+            and left(ltrim(coalesce(c.message ->> 'text', '')), 1) not in ('/', '!')
+          order by c.parent_id is not null, c.created_at, c.id",
+    )
+    .bind(root)
+    .bind(bot)
+    .fetch_all(pool)
+    .await?;
+    let clip = |t: &str| {
+        let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+        match t.char_indices().nth(120) {
+            Some((i, _)) => format!("{}…", &t[..i]),
+            None => t,
+        }
+    };
+    let replies: Vec<&(bool, String, String)> = rows.iter().filter(|r| !r.0).collect();
+    let Some(last) = replies.last() else {
+        return Ok("This thread has no replies to summarize yet.".into());
+    };
+    let mut people: Vec<&str> = Vec::new();
+    for r in &replies {
+        if !people.contains(&r.1.as_str()) {
+            people.push(&r.1);
+        }
+    }
+    let mut text = match rows.iter().find(|r| r.0) {
+        Some((_, who, what)) => format!("Thread summary: @{who} started with \"{}\". ", clip(what)),
+        None => "Thread summary: ".into(),
+    };
+    text.push_str(&format!(
+        "{} repl{} from @{}. Latest, from @{}: \"{}\"",
+        replies.len(),
+        if replies.len() == 1 { "y" } else { "ies" },
+        people.join(", @"),
+        last.1,
+        clip(&last.2)
+    ));
+    Ok(text)
+}
+
 /// Finds or creates each bot's user (flagged as a bot), through the audited provisioning path.
 pub async fn prepare(
     pool: &PgPool,
@@ -863,6 +977,12 @@ pub fn dry_run(
         author_is_bot: false,
         workspace: workspace.to_owned(),
         channel_name: Some(channel.to_owned()),
+        thread_position: None,
     };
-    Ok(bot.decide(&m))
+    Ok(bot.decide(&m).map(|mut r| {
+        if r.kind == ReplyKind::ThreadSummary {
+            r.text = "(a summary of this message's thread)".into();
+        }
+        r
+    }))
 }

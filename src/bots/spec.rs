@@ -84,6 +84,15 @@ pub enum Trigger {
     Regex { pattern: String, reply: String },
     /// A message starting with this command (`/summarize`, `!help`).
     Command { name: String, reply: String },
+    /// A summary of a thread, posted in the thread: when a message starts with `command`
+    /// (default `/tldr`), and, with `every: N`, each time the thread reaches a multiple of N
+    /// replies.
+    ThreadSummary {
+        #[serde(default = "tldr")]
+        command: String,
+        #[serde(default)]
+        every: Option<u32>,
+    },
     /// A digest of each channel's window, posted on a cron schedule (`0 9 * * *`) in a time
     /// zone (default UTC). A digest missed while the daemon was down is posted when it
     /// starts, unless `post_missed: false`.
@@ -98,6 +107,10 @@ pub enum Trigger {
 
 fn yes() -> bool {
     true
+}
+
+fn tldr() -> String {
+    "/tldr".into()
 }
 
 /// A loaded bot and the file it came from.
@@ -202,7 +215,7 @@ fn check(b: &BotSpec) -> Vec<(String, String)> {
             Trigger::Keyword { words, .. } if words.is_empty() => {
                 out.push(("a keyword trigger needs words".into(), "keyword".into()))
             }
-            Trigger::Command { name, .. }
+            Trigger::Command { name, .. } | Trigger::ThreadSummary { command: name, .. }
                 if !(name.starts_with('/') || name.starts_with('!')) || name.len() < 2 =>
             {
                 out.push((
@@ -210,6 +223,13 @@ fn check(b: &BotSpec) -> Vec<(String, String)> {
                     name.clone(),
                 ))
             }
+            Trigger::ThreadSummary {
+                every: Some(n @ 0..2),
+                ..
+            } => out.push((
+                format!("thread_summary `every: {n}` must be at least 2 replies"),
+                "every".into(),
+            )),
             _ => {}
         }
     }

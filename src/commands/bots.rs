@@ -146,6 +146,10 @@ fn trigger_name(t: &spec::Trigger) -> String {
         spec::Trigger::Keyword { words, .. } => format!("keyword({})", words.join("|")),
         spec::Trigger::Regex { pattern, .. } => format!("regex({pattern})"),
         spec::Trigger::Command { name, .. } => format!("command({name})"),
+        spec::Trigger::ThreadSummary { command, every } => match every {
+            Some(n) => format!("thread_summary({command}, every {n} replies)"),
+            None => format!("thread_summary({command})"),
+        },
         spec::Trigger::Schedule { cron, tz, .. } => {
             format!("schedule({cron} {})", tz.as_deref().unwrap_or("UTC"))
         }

@@ -362,6 +362,11 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
     )
     .unwrap();
     std::fs::write(dir.path().join("c.yaml"), "name: c\ntriggers: []\n").unwrap();
+    std::fs::write(
+        dir.path().join("d.yaml"),
+        "name: d\ntriggers:\n  - mention: {}\n  - thread_summary: { every: 1 }\n",
+    )
+    .unwrap();
     let out = chatctl(&[])
         .args(["bots", "validate", "--bots"])
         .arg(dir.path())
@@ -380,6 +385,12 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
     );
     assert!(
         stderr.contains(&format!("{d}/c.yaml:2: a bot needs at least one trigger")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{d}/d.yaml:4: thread_summary `every: 1` must be at least 2 replies"
+        )),
         "{stderr}"
     );
 
@@ -685,4 +696,81 @@ async fn a_scheduled_digest_is_posted_once_per_window_across_replicas_and_restar
     *clock.0.lock().unwrap() = at("2026-01-13T11:00:00Z");
     let late = Runtime::new(pool, strict, options("late")).with_clock(clock);
     assert_eq!(late.catch_up().await.unwrap().digests, 0);
+}
+
+const SUMMARIZER: &str = "
+name: summarybot
+triggers:
+  - thread_summary: { command: /tldr, every: 3 }
+limits: { per_channel_per_hour: 1000, per_thread_per_hour: 1000 }
+";
+
+#[tokio::test]
+async fn thread_summaries_come_every_n_replies_and_on_request_once_each() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, SUMMARIZER).await;
+    let rt = Runtime::new(pool, bots, options("a"));
+    let mut c = db.conn().await;
+    let root = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "Shall we ship on Friday?",
+        None,
+    )
+    .await;
+    post(
+        &mut c,
+        "ken@example.com",
+        "general",
+        "yes, if CI is green",
+        Some(root),
+    )
+    .await;
+    post(
+        &mut c,
+        "linus@example.com",
+        "general",
+        "CI is green",
+        Some(root),
+    )
+    .await;
+    rt.catch_up().await.unwrap();
+    assert!(replies(&mut c).await.is_empty(), "two replies: not yet");
+    post(
+        &mut c,
+        "grace@example.com",
+        "general",
+        "ship it",
+        Some(root),
+    )
+    .await;
+    rt.catch_up().await.unwrap();
+    rt.catch_up().await.unwrap();
+    assert_eq!(
+        replies(&mut c).await,
+        vec![(
+            Some(root),
+            "Thread summary: @ada started with \"Shall we ship on Friday?\". 3 replies from @ken, \
+             @linus, @grace. Latest, from @grace: \"ship it\""
+                .to_owned()
+        )]
+    );
+    // On request; the request itself and the bot's own summary are not conversation.
+    post(&mut c, "ken@example.com", "general", "/tldr", Some(root)).await;
+    rt.catch_up().await.unwrap();
+    let got = replies(&mut c).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].1, got[0].1, "nothing new was said since");
+    // At the top level there is no thread yet.
+    post(&mut c, "ken@example.com", "general", "/tldr please", None).await;
+    rt.catch_up().await.unwrap();
+    assert_eq!(
+        replies(&mut c).await[2].1,
+        "This thread has no replies to summarize yet."
+    );
+    // Not a command: `/tldrx`.
+    post(&mut c, "ken@example.com", "general", "/tldrx", None).await;
+    rt.catch_up().await.unwrap();
+    assert_eq!(replies(&mut c).await.len(), 3);
 }
