@@ -2,7 +2,13 @@
 //! i.e. the claim taken; no LLM) at a given message rate, and the daemon's RSS idle and
 //! loaded. The daemon is the real `chatctl bots run` process (release build).
 //!
-//! `cargo build --release && cargo bench --bench dispatch -- [RATE...] [--seconds S]`
+//! "Committed" is when the writer's commit was acknowledged; the latency from the writer's
+//! transaction start (`created_at`, which includes waiting for its own commit) is shown too.
+//! `--async-commit` runs the writers with `synchronous_commit = off`: every NOTIFY serialises
+//! committing writers on one lock, so with fsync'd commits the writers cannot go faster than
+//! one fsync at a time.
+//!
+//! `cargo build --release && cargo bench --bench dispatch -- [RATE...] [--seconds S] [--async-commit]`
 //! (defaults: 1000 5000, 5 s each). Uses DATABASE_URL or the local cluster.
 #![allow(clippy::print_stdout)]
 
@@ -25,10 +31,12 @@ fn main() {
         .position(|a| a == "--seconds")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(5);
+    // Rates are the bare numbers that are no flag's value.
     let mut rates: Vec<u64> = args
         .iter()
-        .filter_map(|a| a.parse().ok())
-        .filter(|r| *r != seconds)
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || !args[i - 1].starts_with("--"))
+        .filter_map(|(_, a)| a.parse().ok())
         .collect();
     if rates.is_empty() {
         rates = vec![1000, 5000];
@@ -37,7 +45,16 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(&rates, seconds));
+    let flag = |name: &str| args.iter().position(|a| a == name);
+    let opts = Opts {
+        seconds,
+        async_commit: flag("--async-commit").is_some(),
+        daemon: flag("--no-daemon").is_none(),
+        mention_every: flag("--mention-every")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(1),
+    };
+    rt.block_on(run(&rates, &opts));
 }
 
 fn rss_kb(child: &Child) -> u64 {
@@ -50,7 +67,17 @@ fn rss_kb(child: &Child) -> u64 {
         .unwrap_or(0)
 }
 
-async fn run(rates: &[u64], seconds: u64) {
+struct Opts {
+    seconds: u64,
+    async_commit: bool,
+    /// Run the daemon (else: the writers alone, the trigger off: their ceiling).
+    daemon: bool,
+    /// One message in this many mentions the bot (1: every message is answered).
+    mention_every: u64,
+}
+
+async fn run(rates: &[u64], opts: &Opts) {
+    let (seconds, async_commit) = (opts.seconds, opts.async_commit);
     let (_, target_url) = common::target().await;
     let mut u = url::Url::parse(&target_url).unwrap();
     u.set_path("postgres");
@@ -80,21 +107,33 @@ async fn run(rates: &[u64], seconds: u64) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/chatctl");
-    let mut daemon = Command::new(&bin)
-        .args(["bots", "run", "-q", "--metrics", "127.0.0.1:0", "--bots"])
-        .arg(dir.path())
-        .env("DATABASE_URL", &url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("build the release binary first: cargo build --release");
+    let mut daemon = Command::new(if opts.daemon {
+        bin.as_path()
+    } else {
+        Path::new("sleep")
+    })
+    .args(if opts.daemon {
+        vec!["bots", "run", "-q", "--metrics", "127.0.0.1:0", "--bots"]
+    } else {
+        vec!["3600"]
+    })
+    .args(opts.daemon.then(|| dir.path()))
+    .env("DATABASE_URL", &url)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("build the release binary first: cargo build --release");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_kb(&daemon);
     println!("daemon idle RSS: {:.1} MB", idle as f64 / 1024.0);
 
+    let mut writer_options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    if async_commit {
+        writer_options = writer_options.options([("synchronous_commit", "off")]);
+    }
     let pool = PgPoolOptions::new()
         .max_connections(8)
-        .connect(&url)
+        .connect_with(writer_options)
         .await
         .unwrap();
     let (channel, user): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(
@@ -103,8 +142,20 @@ async fn run(rates: &[u64], seconds: u64) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    println!("\n| rate (msg/s) | sent | handled | p50 | p99 | max | daemon RSS |");
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "\nwriters commit with synchronous_commit = {}; {}; one message in {} mentions the bot",
+        if async_commit { "off" } else { "on" },
+        if opts.daemon {
+            "daemon running"
+        } else {
+            "no daemon, NOTIFY trigger off"
+        },
+        opts.mention_every
+    );
+    println!(
+        "\n| rate (msg/s) | sent | handled | p50 | p99 | max | p99 from txn start | daemon RSS |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &rate in rates {
         let since: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select now()")
             .fetch_one(&pool)
@@ -112,36 +163,55 @@ async fn run(rates: &[u64], seconds: u64) {
             .unwrap();
         let start = Instant::now();
         let total = rate * seconds;
-        // 8 writers, each paced to rate/8.
+        // 8 writers, each paced to rate/8; each message's commit time is when its commit was
+        // acknowledged (the same machine clock the database's claim times use).
         let mut tasks = Vec::new();
+        let mention_every = opts.mention_every.max(1);
         for w in 0..8u64 {
             let pool = pool.clone();
             tasks.push(tokio::spawn(async move {
                 let per = total / 8;
                 let interval = Duration::from_secs_f64(8.0 / rate as f64);
                 let t0 = Instant::now();
+                let mut committed = Vec::with_capacity(per as usize);
                 for i in 0..per {
                     let due = t0 + interval.mul_f64(i as f64);
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         tokio::time::sleep(wait).await;
                     }
-                    sqlx::query("insert into chat (channel_id, user_id, message) values ($1, $2, jsonb_build_object('text', '@summarybot ping ' || $3::text))")
+                    let text = if (w * per + i) % mention_every == 0 {
+                        format!("@summarybot ping {w}-{i}")
+                    } else {
+                        format!("just chatting {w}-{i}")
+                    };
+                    let id: uuid::Uuid = sqlx::query_scalar("insert into chat (channel_id, user_id, message) values ($1, $2, jsonb_build_object('text', $3::text)) returning id")
                         .bind(channel)
                         .bind(user)
-                        .bind(format!("{w}-{i}"))
-                        .execute(&pool)
+                        .bind(text)
+                        .fetch_one(&pool)
                         .await
                         .unwrap();
+                    committed.push((id, chrono::Utc::now()));
                 }
+                committed
             }));
         }
+        let mut committed: std::collections::HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>> =
+            std::collections::HashMap::new();
         for t in tasks {
-            t.await.unwrap();
+            committed.extend(t.await.unwrap());
         }
         let sent_in = start.elapsed();
         let mut loaded = rss_kb(&daemon);
         let deadline = Instant::now() + Duration::from_secs(60);
-        let sent = (total / 8) * 8;
+        let sent = committed.len() as u64;
+        let expected = if opts.daemon {
+            (0..sent)
+                .filter(|k| k % opts.mention_every.max(1) == 0)
+                .count() as u64
+        } else {
+            0
+        };
         loop {
             let n: i64 = sqlx::query_scalar(
                 "select count(*) from chatctl.bot_claims b join chat c on c.id = b.message_id where c.created_at >= $1",
@@ -151,26 +221,47 @@ async fn run(rates: &[u64], seconds: u64) {
             .await
             .unwrap();
             loaded = loaded.max(rss_kb(&daemon));
-            if n as u64 >= sent || Instant::now() > deadline {
+            if n as u64 >= expected || Instant::now() > deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let (handled, p50, p99, max): (i64, f64, f64, f64) = sqlx::query_as(
-            "select count(*),
-                    coalesce(percentile_cont(0.5) within group (order by l), 0),
-                    coalesce(percentile_cont(0.99) within group (order by l), 0),
-                    coalesce(max(l), 0)::float8
-               from (select (extract(epoch from (b.claimed_at - c.created_at)) * 1000)::float8 as l
-                       from chatctl.bot_claims b join chat c on c.id = b.message_id where c.created_at >= $1) x",
+        let claims: Vec<(
+            uuid::Uuid,
+            chrono::DateTime<chrono::Utc>,
+            chrono::DateTime<chrono::Utc>,
+        )> = sqlx::query_as(
+            "select b.message_id, b.claimed_at, c.created_at from chatctl.bot_claims b
+                   join chat c on c.id = b.message_id where c.created_at >= $1",
         )
         .bind(since)
-        .fetch_one(&pool)
+        .fetch_all(&pool)
         .await
         .unwrap();
+        let ms = |d: chrono::TimeDelta| d.num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0;
+        let mut from_commit: Vec<f64> = claims
+            .iter()
+            .filter_map(|(id, claimed, _)| Some(ms(*claimed - *committed.get(id)?)))
+            .collect();
+        let mut from_start: Vec<f64> = claims
+            .iter()
+            .map(|(_, claimed, created)| ms(*claimed - *created))
+            .collect();
+        from_commit.sort_by(f64::total_cmp);
+        from_start.sort_by(f64::total_cmp);
+        let pct = |v: &[f64], q: f64| {
+            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
         println!(
-            "| {rate} (sent at {:.0}/s) | {sent} | {handled} | {p50:.1} ms | {p99:.1} ms | {max:.1} ms | {:.1} MB |",
+            "| {rate} (sent at {:.0}/s) | {sent} | {}/{expected} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MB |",
             sent as f64 / sent_in.as_secs_f64(),
+            claims.len(),
+            pct(&from_commit, 0.5),
+            pct(&from_commit, 0.99),
+            from_commit.last().copied().unwrap_or(0.0),
+            pct(&from_start, 0.99),
             loaded as f64 / 1024.0
         );
         sqlx::raw_sql("delete from chat where parent_id is not null")

@@ -105,7 +105,7 @@ pub async fn bots(
 ) -> Result<RunningBots> {
     use crate::bots::runtime::{self, Runtime, RuntimeOptions};
     let files = crate::bots::spec::load_dir(dir)?;
-    let pool = crate::db::pool(url, config).await?;
+    let pool = crate::db::daemon_pool(url, config).await?;
     let bots = runtime::prepare(&pool, files.into_iter().map(|f| f.spec).collect(), actor).await?;
     let names = bots.iter().map(|b| b.spec.name.clone()).collect();
     let source = crate::realtime::connect(config, &pool).await?;

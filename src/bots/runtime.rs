@@ -6,6 +6,7 @@
 //! so a missed notification, a restart or a second replica loses and doubles nothing.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -191,6 +192,83 @@ pub enum ReplyKind {
     ThreadSummary,
 }
 
+/// A bot's view of `public.chat`, as the dispatcher reads it: messages in the bot's channels,
+/// not deleted, and not already done (or in flight here) for this bot; the overlap re-reads
+/// recent rows, the claims say what is settled. `$1` the bot's user, `$2` its name, `$3` this
+/// instance, `$4` whether thread positions are needed; callers add conditions from `$5`.
+const MESSAGES: &str = "
+    select c.id, c.channel_id, c.user_id, c.parent_id, coalesce(c.message ->> 'text', '') as text,
+           coalesce(c.message -> 'mentions', '[]') as mentions, c.created_at,
+           u.username as author, u.is_bot as author_is_bot, w.slug as workspace, ch.name as channel_name,
+           case when $4 and c.parent_id is not null then
+               (select count(*) from public.chat r
+                 where r.parent_id = c.parent_id and not r.is_deleted and r.user_id <> $1
+                   and (r.created_at, r.id) <= (c.created_at, c.id)) end as thread_position
+      from public.chat c
+      join public.members m on m.channel_id = c.channel_id and m.user_id = $1
+      join public.users u on u.id = c.user_id
+      join public.channels ch on ch.id = c.channel_id
+      join public.workspaces w on w.id = ch.workspace_id
+     where not c.is_deleted
+       and not exists (select 1 from chatctl.bot_claims b
+                        where b.bot = $2 and b.message_id = c.id
+                          and (b.done_at is not null or b.claimed_by = $3))";
+
+/// The reply caps and the claims of a batch, as one statement's common part (see
+/// [`Runtime::claim`]). `$1` bot, `$2` messages, `$3` their channels, `$4` their threads,
+/// `$5` this instance, `$6` reply ids (when posting), `$7` the lease, `$8` the bot's user,
+/// `$9` reply texts, `$10`/`$11` the caps per channel/thread per hour, `$12` whether the claims
+/// are taken done (the reply is posted in the same statement).
+///
+/// Caps count replies per fixed hourly window (`chatctl.bot_reply_counts`), the batch's own
+/// in order; what they allow is claimed, unless another holder has the claim (done, or alive
+/// within its lease); the counters are bumped for what was claimed.
+const CLAIM: &str = "
+    with x as (
+        select * from unnest($2::uuid[], $3::uuid[], $4::uuid[], $9::text[]) with ordinality as x(m, c, t, txt, ord)
+    ), counts as (
+        select scope, scope_id, replies from chatctl.bot_reply_counts
+         where bot = $1 and window_start = date_trunc('hour', now())
+           and scope_id in (select c from x union select t from x)
+    ), ranked as (
+        select x.*,
+               coalesce((select replies from counts k where k.scope = 'channel' and k.scope_id = x.c), 0)
+                 + row_number() over (partition by x.c order by x.ord) as nc,
+               coalesce((select replies from counts k where k.scope = 'thread' and k.scope_id = x.t), 0)
+                 + row_number() over (partition by x.t order by x.ord) as nt
+          from x
+    ), allowed as (
+        select r.*, ($6::uuid[])[r.ord] as reply_id from ranked r where r.nc <= $10 and r.nt <= $11
+    ), claimed as (
+        insert into chatctl.bot_claims (bot, message_id, channel_id, thread_id, claimed_by, done_at, reply_id)
+        select $1, a.m, a.c, a.t, $5, case when $12 then now() end, a.reply_id from allowed a
+        on conflict (bot, message_id) do update
+           set claimed_by = excluded.claimed_by, claimed_pid = pg_backend_pid(), claimed_at = now(),
+               done_at = excluded.done_at, reply_id = excluded.reply_id,
+               channel_id = excluded.channel_id, thread_id = excluded.thread_id
+         where bot_claims.done_at is null
+           and (bot_claims.claimed_at < now() - $7::interval
+                or not exists (select 1 from pg_stat_activity s where s.pid = bot_claims.claimed_pid))
+        returning message_id, channel_id, thread_id, reply_id
+    ), bumped as (
+        insert into chatctl.bot_reply_counts (bot, scope, scope_id, window_start, replies)
+        select $1, 'channel', channel_id, date_trunc('hour', now()), count(*) from claimed group by channel_id
+        union all
+        select $1, 'thread', thread_id, date_trunc('hour', now()), count(*) from claimed group by thread_id
+        on conflict (bot, scope, scope_id, window_start)
+           do update set replies = bot_reply_counts.replies + excluded.replies
+    )";
+
+/// A message and what a bot would post for it.
+type Todo<'a> = (&'a Message, &'a Reply);
+
+/// What [`Runtime::claim`] did: how many the caps held back, and the messages claimed (and,
+/// when posting, replied to).
+struct Claimed {
+    capped: usize,
+    claimed: Vec<Uuid>,
+}
+
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -239,6 +317,14 @@ pub struct Runtime {
     inflight: std::sync::Mutex<tokio::task::JoinSet<Result<Pass>>>,
     /// Where typing indicators go, when the event source can show them.
     typing: std::sync::OnceLock<TypingSink>,
+    /// Replies this process posted whose insert notification has not come back yet: they
+    /// wake nobody (a bot never answers itself).
+    posted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+    /// Claim statements of this process run one at a time (the sweep and the hot path both
+    /// claim, and both bump the same counter rows: at once, they could deadlock).
+    claiming: tokio::sync::Mutex<()>,
+    /// Each bot's `started_at`, known once it has caught up.
+    started: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 impl Runtime {
@@ -252,6 +338,9 @@ impl Runtime {
             pipelined: Default::default(),
             inflight: Default::default(),
             typing: Default::default(),
+            started: Default::default(),
+            posted: Default::default(),
+            claiming: Default::default(),
         }
     }
 
@@ -322,8 +411,8 @@ impl Runtime {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        let read_at: DateTime<Utc> = match created {
-            Some(t) => t,
+        let (read_at, started): (DateTime<Utc>, DateTime<Utc>) = match created {
+            Some(t) => (t, t),
             None => {
                 let (t, started): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
                     "select read_at, started_at from chatctl.bot_cursors where bot = $1",
@@ -331,58 +420,31 @@ impl Runtime {
                 .bind(name)
                 .fetch_one(&self.pool)
                 .await?;
-                (t - chrono::Duration::from_std(self.opts.overlap).unwrap_or_default()).max(started)
+                let overlap = chrono::Duration::from_std(self.opts.overlap).unwrap_or_default();
+                ((t - overlap).max(started), started)
             }
         };
+        self.started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), started);
         let mut after: (DateTime<Utc>, Uuid) = (read_at, Uuid::nil());
         let mut pass = Pass::default();
         loop {
-            let batch: Vec<Message> = sqlx::query_as(
-                "select c.id, c.channel_id, c.user_id, c.parent_id, coalesce(c.message ->> 'text', '') as text,
-                        coalesce(c.message -> 'mentions', '[]') as mentions, c.created_at,
-                        u.username as author, u.is_bot as author_is_bot, w.slug as workspace, ch.name as channel_name,
-                        case when $6 and c.parent_id is not null then
-                            (select count(*) from public.chat r
-                              where r.parent_id = c.parent_id and not r.is_deleted and r.user_id <> $1
-                                and (r.created_at, r.id) <= (c.created_at, c.id)) end as thread_position
-                   from public.chat c
-                   join public.members m on m.channel_id = c.channel_id and m.user_id = $1
-                   join public.users u on u.id = c.user_id
-                   join public.channels ch on ch.id = c.channel_id
-                   join public.workspaces w on w.id = ch.workspace_id
-                  where (c.created_at, c.id) > ($2, $3) and not c.is_deleted
-                    -- The overlap re-reads recent rows: skip what is done, or in flight here.
-                    and not exists (select 1 from chatctl.bot_claims b
-                                     where b.bot = $4 and b.message_id = c.id
-                                       and (b.done_at is not null or b.claimed_by = $5))
-                  order by c.created_at, c.id
-                  limit 500",
-            )
+            let batch: Vec<Message> = sqlx::query_as(&format!(
+                "{MESSAGES} and (c.created_at, c.id) > ($5, $6) order by c.created_at, c.id limit 500"
+            ))
             .bind(bot.user_id)
-            .bind(after.0)
-            .bind(after.1)
             .bind(name)
             .bind(&self.opts.instance)
             .bind(bot.needs_thread_position())
+            .bind(after.0)
+            .bind(after.1)
             .fetch_all(&self.pool)
             .await?;
-            let n = batch.len();
-            let mut todo: Vec<(&Message, Reply)> = Vec::new();
-            for m in &batch {
-                pass.read += 1;
-                Metrics::inc(&self.metrics.messages_handled);
-                if let Some(reply) = bot.decide(m) {
-                    todo.push((m, reply));
-                }
-                after = (m.created_at, m.id);
-            }
-            if !todo.is_empty() {
-                let p = self.act(bot, &todo).await?;
-                pass.replied += p.replied;
-                pass.lost_claims += p.lost_claims;
-                pass.capped += p.capped;
-            }
+            self.handle(bot, &batch, &mut pass).await?;
             if let Some(last) = batch.last() {
+                after = (last.created_at, last.id);
                 sqlx::query(
                     "update chatctl.bot_cursors set read_at = greatest(read_at, $2), read_id = $3, updated_at = now() where bot = $1",
                 )
@@ -392,106 +454,122 @@ impl Runtime {
                 .execute(&self.pool)
                 .await?;
             }
-            if n < 500 {
+            if batch.len() < 500 {
                 return Ok(pass);
             }
         }
     }
 
-    /// Acts on a batch of (message, reply), a few statements whatever its size: applies the
-    /// reply caps, claims the messages (one INSERT), shows 👀 on the claimed ones, then in ONE
-    /// statement completes the claims this process still holds and posts their replies, and
-    /// removes the 👀.
+    /// Reads exactly these new messages (an event source named them) and acts on them. The
+    /// cursor does not move: only a catch-up, which sees every row, moves it.
+    pub async fn handle_inserted(&self, ids: &[Uuid]) -> Result<Pass> {
+        let mut pass = Pass::default();
+        let ids: Vec<Uuid> = {
+            let mut posted = self.posted.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = ids
+                .iter()
+                .copied()
+                .filter(|id| !posted.remove(id))
+                .collect();
+            if posted.len() > 100_000 {
+                // Notifications that never came back (lost): forget them.
+                posted.clear();
+            }
+            fresh
+        };
+        if ids.is_empty() {
+            return Ok(pass);
+        }
+        for bot in &self.bots {
+            let started = self
+                .started
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&bot.spec.name)
+                .copied();
+            let Some(started) = started else {
+                // Not caught up once yet: that reads these too.
+                return self.catch_up().await;
+            };
+            let batch: Vec<Message> = sqlx::query_as(&format!(
+                "{MESSAGES} and c.id = any($5) and c.created_at >= $6 order by c.created_at, c.id"
+            ))
+            .bind(bot.user_id)
+            .bind(&bot.spec.name)
+            .bind(&self.opts.instance)
+            .bind(bot.needs_thread_position())
+            .bind(&ids)
+            .bind(started)
+            .fetch_all(&self.pool)
+            .await?;
+            self.handle(bot, &batch, &mut pass).await?;
+        }
+        Ok(pass)
+    }
+
+    /// Decides what `bot` does with each message and acts on it.
+    async fn handle(&self, bot: &Bot, batch: &[Message], pass: &mut Pass) -> Result<()> {
+        let mut todo: Vec<(&Message, Reply)> = Vec::new();
+        for m in batch {
+            pass.read += 1;
+            Metrics::inc(&self.metrics.messages_handled);
+            if let Some(reply) = bot.decide(m) {
+                todo.push((m, reply));
+            }
+        }
+        if !todo.is_empty() {
+            let p = self.act(bot, &todo).await?;
+            pass.replied += p.replied;
+            pass.lost_claims += p.lost_claims;
+            pass.capped += p.capped;
+        }
+        Ok(())
+    }
+
+    /// Acts on a batch of (message, reply), a few statements whatever its size. A template
+    /// reply is ready at once: nothing is in flight, so the reply caps, its claim, completion
+    /// and post are ONE statement. Replies that take time to write (summaries; the AI's later)
+    /// are claimed first (caps applied), show 👀, and are posted when written, only while the
+    /// claim is still held.
     #[tracing::instrument(level = "debug", skip_all, fields(bot = %bot.spec.name, messages = todo.len()))]
     async fn act(&self, bot: &Bot, todo: &[(&Message, Reply)]) -> Result<Pass> {
-        let name = &bot.spec.name;
         let mut pass = Pass::default();
-        // Reply caps: what was claimed in the last hour, plus this batch as it goes.
-        let channels: Vec<Uuid> = todo.iter().map(|(m, _)| m.channel_id).collect();
-        let recent: Vec<(Uuid, Option<Uuid>, i64)> = sqlx::query_as(
-            "select channel_id, thread_id, count(*) from chatctl.bot_claims
-              where bot = $1 and channel_id = any($2) and claimed_at > now() - interval '1 hour'
-              group by channel_id, thread_id",
-        )
-        .bind(name)
-        .bind(&channels)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut per_channel: std::collections::HashMap<Uuid, i64> =
-            std::collections::HashMap::new();
-        let mut per_thread: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
-        for (c, t, n) in recent {
-            *per_channel.entry(c).or_default() += n;
-            if let Some(t) = t {
-                *per_thread.entry(t).or_default() += n;
-            }
-        }
-        let mut allowed: Vec<(&Message, &Reply)> = Vec::new();
-        for (m, r) in todo {
-            let c = per_channel.entry(m.channel_id).or_default();
-            let t = per_thread.entry(r.thread_id).or_default();
-            if *c >= i64::from(bot.spec.limits.per_channel_per_hour)
-                || *t >= i64::from(bot.spec.limits.per_thread_per_hour)
-            {
-                pass.capped += 1;
-                Metrics::inc(&self.metrics.replies_capped);
-                tracing::warn!(bot = %name, channel = %m.channel_id, "reply cap reached; not replying");
-                continue;
-            }
-            *c += 1;
-            *t += 1;
-            allowed.push((m, r));
-        }
-        if allowed.is_empty() {
-            return Ok(pass);
-        }
-        let ids: Vec<Uuid> = allowed.iter().map(|(m, _)| m.id).collect();
-        let chans: Vec<Uuid> = allowed.iter().map(|(m, _)| m.channel_id).collect();
-        let threads: Vec<Uuid> = allowed.iter().map(|(_, r)| r.thread_id).collect();
-        let lease = format!("{} milliseconds", self.opts.lease.as_millis());
-        let claimed: Vec<Uuid> = sqlx::query_scalar(
-            "insert into chatctl.bot_claims (bot, message_id, channel_id, thread_id, claimed_by)
-             select $1, m, c, t, $5 from unnest($2::uuid[], $3::uuid[], $4::uuid[]) as x(m, c, t)
-             on conflict (bot, message_id) do update
-                set claimed_by = excluded.claimed_by, claimed_pid = pg_backend_pid(), claimed_at = now()
-              where bot_claims.done_at is null
-                and (bot_claims.claimed_at < now() - $6::interval
-                     or not exists (select 1 from pg_stat_activity a where a.pid = bot_claims.claimed_pid))
-             returning message_id",
-        )
-        .bind(name)
-        .bind(&ids)
-        .bind(&chans)
-        .bind(&threads)
-        .bind(&self.opts.instance)
-        .bind(&lease)
-        .fetch_all(&self.pool)
-        .await?;
-        let now = Utc::now();
-        let claimed: std::collections::HashSet<Uuid> = claimed.into_iter().collect();
-        let mine: Vec<(&Message, &Reply)> = allowed
-            .into_iter()
-            .filter(|(m, _)| claimed.contains(&m.id))
-            .collect();
-        let lost = ids.len() - mine.len();
-        pass.lost_claims += lost;
-        for _ in 0..lost {
-            Metrics::inc(&self.metrics.claims_lost);
-        }
-        if mine.is_empty() {
-            return Ok(pass);
-        }
+        let (instant, slow): (Vec<Todo>, Vec<Todo>) = todo
+            .iter()
+            .map(|(m, r)| (*m, r))
+            .partition(|(_, r)| r.kind == ReplyKind::Template);
         if let Some(sink) = self.typing.get() {
             let mut shown = std::collections::HashSet::new();
-            for (m, _) in &mine {
+            for (m, _) in todo {
                 if shown.insert(m.channel_id) {
                     sink.typing(bot.user_id, m.channel_id);
                 }
             }
         }
-        for (m, _) in &mine {
-            let waited = (now - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            self.metrics.observe_latency(waited);
+        if !instant.is_empty() {
+            let reply_ids: Vec<Uuid> = instant.iter().map(|_| Uuid::new_v4()).collect();
+            self.posted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(reply_ids.iter().copied());
+            let claim = self.claim(bot, &instant, &reply_ids, true).await?;
+            pass.capped += claim.capped;
+            pass.replied += claim.claimed.len();
+            pass.lost_claims += instant.len() - claim.capped - claim.claimed.len();
+        }
+        if slow.is_empty() {
+            return Ok(pass);
+        }
+        let claim = self.claim(bot, &slow, &[], false).await?;
+        pass.capped += claim.capped;
+        pass.lost_claims += slow.len() - claim.capped - claim.claimed.len();
+        let claimed: std::collections::HashSet<Uuid> = claim.claimed.into_iter().collect();
+        let mine: Vec<(&Message, &Reply)> = slow
+            .into_iter()
+            .filter(|(m, _)| claimed.contains(&m.id))
+            .collect();
+        if mine.is_empty() {
+            return Ok(pass);
         }
         // Summaries are written once the messages are ours, one per thread.
         let mut summaries: std::collections::HashMap<Uuid, String> =
@@ -504,8 +582,9 @@ impl Runtime {
         }
         let job = PostJob {
             pool: self.pool.clone(),
+            posted: self.posted.clone(),
             metrics: self.metrics.clone(),
-            bot: name.clone(),
+            bot: bot.spec.name.clone(),
             bot_user: bot.user_id,
             instance: self.opts.instance.clone(),
             ids: mine.iter().map(|(m, _)| m.id).collect(),
@@ -531,6 +610,75 @@ impl Runtime {
             pass.lost_claims += p.lost_claims;
         }
         Ok(pass)
+    }
+
+    /// Applies the reply caps and claims what they allow, in one statement, bumping the caps'
+    /// counters for what it claimed. With `reply_ids` (ready replies), the claims are taken
+    /// done and the replies posted in the same statement.
+    async fn claim(
+        &self,
+        bot: &Bot,
+        todo: &[(&Message, &Reply)],
+        reply_ids: &[Uuid],
+        post: bool,
+    ) -> Result<Claimed> {
+        let _one_at_a_time = self.claiming.lock().await;
+        let now = Utc::now();
+        let sql = if post {
+            format!(
+                "{CLAIM},
+                 posted as (
+                     insert into public.chat (id, channel_id, user_id, parent_id, message)
+                     select cl.reply_id, a.c, $8, a.t, jsonb_build_object('text', a.txt)
+                       from claimed cl join allowed a on a.m = cl.message_id
+                     returning id)
+                 select (select count(*) from x) - (select count(*) from allowed),
+                        array(select cl.message_id from claimed cl join posted p on p.id = cl.reply_id)"
+            )
+        } else {
+            format!(
+                "{CLAIM}
+                 select (select count(*) from x) - (select count(*) from allowed),
+                        array(select message_id from claimed)"
+            )
+        };
+        let texts: Vec<&str> = todo.iter().map(|(_, r)| r.text.as_str()).collect();
+        let (capped, claimed): (i64, Vec<Uuid>) = sqlx::query_as(&sql)
+            .bind(&bot.spec.name)
+            .bind(todo.iter().map(|(m, _)| m.id).collect::<Vec<_>>())
+            .bind(todo.iter().map(|(m, _)| m.channel_id).collect::<Vec<_>>())
+            .bind(todo.iter().map(|(_, r)| r.thread_id).collect::<Vec<_>>())
+            .bind(&self.opts.instance)
+            .bind(reply_ids)
+            .bind(format!("{} milliseconds", self.opts.lease.as_millis()))
+            .bind(bot.user_id)
+            .bind(&texts)
+            .bind(i64::from(bot.spec.limits.per_channel_per_hour))
+            .bind(i64::from(bot.spec.limits.per_thread_per_hour))
+            .bind(post)
+            .fetch_one(&self.pool)
+            .await?;
+        let capped = capped.max(0) as usize;
+        for _ in 0..capped {
+            Metrics::inc(&self.metrics.replies_capped);
+        }
+        if capped > 0 {
+            tracing::warn!(bot = %bot.spec.name, capped, "reply cap reached; not replying");
+        }
+        let lost = todo.len() - capped - claimed.len();
+        for _ in 0..lost {
+            Metrics::inc(&self.metrics.claims_lost);
+        }
+        for (m, _) in todo.iter().filter(|(m, _)| claimed.contains(&m.id)) {
+            let waited = (now - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.metrics.observe_latency(waited);
+        }
+        if post {
+            for _ in 0..claimed.len() {
+                Metrics::inc(&self.metrics.replies_posted);
+            }
+        }
+        Ok(Claimed { capped, claimed })
     }
 
     /// Logs the outcome of posting tasks that have finished.
@@ -590,39 +738,74 @@ impl Runtime {
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut failures = 0u32;
+        // The catch-up (a sweep from the cursor through the overlap) runs beside the handling
+        // of named new messages, so a long sweep never holds up the hot path. Claims make the
+        // two safe together: a message either may reach is replied to once.
+        let mut sweep: Option<Pin<Box<dyn Future<Output = Result<Pass>> + Send + '_>>> = None;
+        let mut sweep_again = false;
         loop {
+            let mut start_sweep = false;
             tokio::select! {
                 biased;
                 _ = &mut shutdown => {
                     self.finish_inflight(Duration::from_secs(30)).await;
                     return Ok(());
                 }
+                done = async { sweep.as_mut().expect("guarded").await }, if sweep.is_some() => {
+                    sweep = None;
+                    self.swept(done, &mut failures);
+                    start_sweep = std::mem::take(&mut sweep_again);
+                }
                 wake = source.next() => {
-                    match &wake {
-                        Ok(Wake::Notified) => Metrics::inc(&self.metrics.events_received),
+                    match wake {
+                        Ok(Wake::Inserted(ids)) => {
+                            Metrics::inc(&self.metrics.events_received);
+                            self.reap_inflight();
+                            // The sweep is driven meanwhile: it may hold what this waits for
+                            // (the claim lock), and only being polled lets it go.
+                            let handled = self.handle_inserted(&ids);
+                            tokio::pin!(handled);
+                            let handled = loop {
+                                tokio::select! {
+                                    biased;
+                                    r = &mut handled => break r,
+                                    done = async { sweep.as_mut().expect("guarded").await }, if sweep.is_some() => {
+                                        sweep = None;
+                                        self.swept(done, &mut failures);
+                                        start_sweep = std::mem::take(&mut sweep_again);
+                                    }
+                                }
+                            };
+                            if let Err(e) = handled {
+                                Metrics::inc(&self.metrics.errors);
+                                tracing::warn!(error = %e, "handling new messages failed; the next catch-up retries");
+                            }
+                        }
+                        Ok(Wake::Notified) => {
+                            Metrics::inc(&self.metrics.events_received);
+                            start_sweep = true;
+                        }
                         Ok(Wake::Connected) => {
                             self.metrics.source_connected.store(true, std::sync::atomic::Ordering::Relaxed);
                             if was_connected {
                                 Metrics::inc(&self.metrics.reconnects);
                             }
                             was_connected = true;
+                            start_sweep = true;
                         }
                         Ok(Wake::Disconnected) => {
                             self.metrics.source_connected.store(false, std::sync::atomic::Ordering::Relaxed);
                             tracing::warn!(source = source.name(), "event source disconnected; polling until it is back");
-                            continue;
                         }
-                        Err(_) => {
+                        Err(e) => {
                             self.metrics.source_connected.store(false, std::sync::atomic::Ordering::Relaxed);
                             Metrics::inc(&self.metrics.errors);
+                            failures += 1;
+                            let backoff = Duration::from_millis(200 * u64::from(failures.min(50)));
+                            tracing::warn!(source = source.name(), attempt = failures, error = %e, "event source failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            start_sweep = true;
                         }
-                    }
-                    if let Err(e) = wake {
-                        failures += 1;
-                        let backoff = Duration::from_millis(200 * u64::from(failures.min(50)));
-                        tracing::warn!(source = source.name(), attempt = failures, error = %e, "event source failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        continue;
                     }
                 }
                 _ = poll.tick() => {
@@ -635,24 +818,16 @@ impl Runtime {
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "cannot list the bots' channels"),
                     }
+                    start_sweep = true;
                 }
             }
-            self.reap_inflight();
-            match self.catch_up().await {
-                Ok(p) => {
-                    failures = 0;
-                    if p.read > 0 {
-                        tracing::debug!(
-                            read = p.read,
-                            replied = p.replied,
-                            lost = p.lost_claims,
-                            "catch-up"
-                        );
-                    }
-                }
-                Err(e) => {
-                    Metrics::inc(&self.metrics.errors);
-                    tracing::warn!(error = %e, "catch-up failed; will retry");
+            if start_sweep {
+                self.reap_inflight();
+                if sweep.is_some() {
+                    // What this one has passed may have changed: sweep again after it.
+                    sweep_again = true;
+                } else {
+                    sweep = Some(Box::pin(self.catch_up()));
                 }
             }
         }
@@ -660,6 +835,27 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// Logs how a sweep (catch-up) ended.
+    fn swept(&self, done: Result<Pass>, failures: &mut u32) {
+        match done {
+            Ok(p) => {
+                *failures = 0;
+                if p.read > 0 {
+                    tracing::debug!(
+                        read = p.read,
+                        replied = p.replied,
+                        lost = p.lost_claims,
+                        "catch-up"
+                    );
+                }
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.errors);
+                tracing::warn!(error = %e, "catch-up failed; will retry");
+            }
+        }
+    }
+
     /// Posts each due digest once per (bot, channel, window), in every channel the bot is a
     /// member of (and in scope); the claim and the post commit together.
     async fn digests(&self, bot: &Bot) -> Result<usize> {
@@ -750,6 +946,7 @@ impl Runtime {
 /// the part of handling a batch that can run beside reading and claiming the next one.
 struct PostJob {
     pool: PgPool,
+    posted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
     metrics: std::sync::Arc<Metrics>,
     bot: String,
     bot_user: Uuid,
@@ -772,6 +969,10 @@ impl PostJob {
         .execute(&self.pool)
         .await?;
         let reply_ids: Vec<Uuid> = ids.iter().map(|_| Uuid::new_v4()).collect();
+        self.posted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(reply_ids.iter().copied());
         let (chans, threads, texts) = (&self.chans, &self.threads, &self.texts);
         // Completing the claims and posting their replies is one statement: atomic, and only
         // for the claims this process still holds.

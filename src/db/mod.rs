@@ -145,6 +145,30 @@ pub async fn pool(url: &str, config: &Config) -> Result<PgPool> {
     .await
 }
 
+/// The bot daemon's pool: like [`pool`], and its inserts (bot replies, digests) send no
+/// LISTEN/NOTIFY wake-up (`chatctl.notify = off`, read by the `chat_notify` trigger): the
+/// daemon never needs to hear itself, and a NOTIFY queues its commit behind every writer's.
+pub async fn daemon_pool(url: &str, config: &Config) -> Result<PgPool> {
+    let timeout = config.connect_timeout()?;
+    let opts = connect_options(url, "chatctl bots")?;
+    connect_with(
+        timeout,
+        url,
+        PgPoolOptions::new()
+            .max_connections(config.max_connections()?)
+            .acquire_timeout(timeout)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor as _;
+                    conn.execute("set chatctl.notify = off").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts),
+    )
+    .await
+}
+
 /// One connection to `url` (for work done in one transaction).
 pub async fn connect(url: &str, config: &Config) -> Result<sqlx::PgConnection> {
     use sqlx::Connection as _;

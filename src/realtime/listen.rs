@@ -12,6 +12,19 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
 use super::{EventSource, Wake};
+
+/// The message id of a `chat_notify` payload (`{"op": "insert", "id": …, "channel_id": …}`).
+fn inserted_id(payload: &str) -> Option<uuid::Uuid> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        op: String,
+        id: uuid::Uuid,
+    }
+    serde_json::from_str::<Payload>(payload)
+        .ok()
+        .filter(|p| p.op == "insert")
+        .map(|p| p.id)
+}
 use crate::error::{Error, Result};
 
 /// LISTEN/NOTIFY on `chatctl_events`; switches the notify trigger on.
@@ -50,18 +63,27 @@ impl EventSource for ListenSource {
                 return Ok(Wake::Connected);
             }
             // `try_recv` gives None when the connection was lost and re-established.
-            match self.listener.try_recv().await? {
-                Some(_) => {
-                    // Coalesce a burst into one wake-up.
-                    while let Ok(Some(_)) =
-                        tokio::time::timeout(Duration::from_millis(1), self.listener.try_recv())
-                            .await
-                            .unwrap_or(Ok(None))
-                    {}
-                    Ok(Wake::Notified)
-                }
-                None => Ok(Wake::Connected),
+            let Some(first) = self.listener.try_recv().await? else {
+                return Ok(Wake::Connected);
+            };
+            // Coalesce a burst into one wake-up, keeping the ids the payloads name.
+            let mut ids = Vec::new();
+            let mut all_named = true;
+            let mut note = |payload: &str| match inserted_id(payload) {
+                Some(id) if ids.len() < super::MAX_IDS_PER_WAKE => ids.push(id),
+                _ => all_named = false,
+            };
+            note(first.payload());
+            while let Ok(Ok(Some(n))) =
+                tokio::time::timeout(Duration::ZERO, self.listener.try_recv()).await
+            {
+                note(n.payload());
             }
+            Ok(if all_named {
+                Wake::Inserted(ids)
+            } else {
+                Wake::Notified
+            })
         })
     }
 }

@@ -22,11 +22,16 @@ use crate::error::{Error, Result};
 pub use listen::ListenSource;
 pub use supabase::{RealtimeOptions, RealtimeSource};
 
+/// At most this many ids in one [`Wake::Inserted`]; a bigger burst is read from the cursor.
+pub const MAX_IDS_PER_WAKE: usize = 2000;
+
 /// Why the runtime woke up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
-    /// A change was announced.
+    /// Changes were announced, without saying which.
     Notified,
+    /// These messages were inserted: read them (and only them) now.
+    Inserted(Vec<Uuid>),
     /// The source is (again) fully subscribed: whatever happened meanwhile must be read.
     Connected,
     /// The source lost (part of) its subscriptions; it reconnects by itself. Nothing to read.

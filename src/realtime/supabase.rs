@@ -110,8 +110,8 @@ enum Event {
     Live(ConnKey),
     /// This socket lost a subscription (or the connection).
     Down(ConnKey),
-    /// A change was delivered.
-    Change,
+    /// A change was delivered: the inserted message's id, or `None` for "read everything".
+    Change(Option<Uuid>),
 }
 
 enum Command {
@@ -138,6 +138,8 @@ pub struct RealtimeSource {
     down: HashSet<ConnKey>,
     /// Told the runtime it is connected (and not disconnected since).
     announced: Option<bool>,
+    /// An event read while coalescing a burst, handled next.
+    pending: Option<Event>,
 }
 
 impl RealtimeSource {
@@ -155,6 +157,7 @@ impl RealtimeSource {
             routes: HashMap::new(),
             down: HashSet::new(),
             announced: None,
+            pending: None,
         }
     }
 
@@ -254,16 +257,33 @@ impl EventSource for RealtimeSource {
                 return Ok(w);
             }
             loop {
+                let pending = self.pending.take();
                 tokio::select! {
-                    ev = self.events.recv() => {
+                    ev = async { match pending { Some(ev) => Some(ev), None => self.events.recv().await } } => {
                         let Some(ev) = ev else {
                             return Err(Error::failed("the Realtime connections stopped").into());
                         };
                         match ev {
-                            Event::Change => {
-                                // Coalesce a burst into one wake-up.
-                                while let Ok(Event::Change) = self.events.try_recv() {}
-                                return Ok(Wake::Notified);
+                            Event::Change(first) => {
+                                // Coalesce a burst into one wake-up, keeping the ids.
+                                let mut ids: Vec<Uuid> = first.into_iter().collect();
+                                let mut all_named = !ids.is_empty();
+                                let mut other = None;
+                                while let Ok(ev) = self.events.try_recv() {
+                                    match ev {
+                                        Event::Change(Some(id)) if ids.len() < super::MAX_IDS_PER_WAKE => ids.push(id),
+                                        Event::Change(_) => all_named = false,
+                                        ev => {
+                                            other = Some(ev);
+                                            break;
+                                        }
+                                    }
+                                }
+                                if let Some(ev) = other {
+                                    // A status change arrived behind the burst: keep it for next time.
+                                    self.pending = Some(ev);
+                                }
+                                return Ok(if all_named { Wake::Inserted(ids) } else { Wake::Notified });
                             }
                             Event::Live(k) => {
                                 self.down.remove(&k);
@@ -707,9 +727,19 @@ impl Conn {
                 }
                 let data = f.payload.get("data").cloned().unwrap_or_default();
                 if let Some(errors) = data.get("errors").filter(|e| !e.is_null()) {
-                    tracing::warn!(bot = %self.bot, %channel, %errors, "a change arrived with errors; it is read from the database anyway");
+                    tracing::warn!(bot = %self.bot, %channel, %errors, "a change arrived with errors; reading from the database instead");
+                    self.report(Event::Change(None));
+                    return;
                 }
-                self.report(Event::Change);
+                // Bots act on new messages; edits and deletes (a root's reply counter moving
+                // with every reply) wake nobody.
+                if data.get("type").and_then(Value::as_str) == Some("INSERT") {
+                    let id = data
+                        .pointer("/record/id")
+                        .and_then(Value::as_str)
+                        .and_then(|i| i.parse().ok());
+                    self.report(Event::Change(id));
+                }
             }
             _ => {}
         }
@@ -829,7 +859,7 @@ impl Conn {
                     self.report(Event::Live(self.key));
                 } else {
                     // Catch up on this channel now; the others follow when they are live.
-                    self.report(Event::Change);
+                    self.report(Event::Change(None));
                 }
             }
             ("postgres_changes", _) => {

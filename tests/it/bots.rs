@@ -774,3 +774,94 @@ async fn thread_summaries_come_every_n_replies_and_on_request_once_each() {
     rt.catch_up().await.unwrap();
     assert_eq!(replies(&mut c).await.len(), 3);
 }
+
+#[tokio::test]
+async fn notifications_name_the_message_and_the_daemon_does_not_wake_itself() {
+    let db = TestDb::new().await;
+    let (pool, _bots) = setup(&db, BOT).await;
+    let mut source = ListenSource::connect(&pool).await.unwrap();
+    use chatctl::realtime::EventSource as _;
+    assert_eq!(
+        source.next().await.unwrap(),
+        chatctl::realtime::Wake::Connected
+    );
+    // The daemon's sessions: their inserts wake nobody.
+    let mut quiet = db.conn().await;
+    sqlx::raw_sql("set chatctl.notify = off")
+        .execute(&mut quiet)
+        .await
+        .unwrap();
+    post(
+        &mut quiet,
+        "ada@example.com",
+        "general",
+        "from the daemon",
+        None,
+    )
+    .await;
+    let mut c = db.conn().await;
+    let id = post(&mut c, "ken@example.com", "general", "from a person", None).await;
+    let wake = tokio::time::timeout(Duration::from_secs(5), source.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wake, chatctl::realtime::Wake::Inserted(vec![id]));
+}
+
+#[tokio::test]
+async fn sweeps_beside_the_hot_path_never_stall_it_during_a_burst() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    // A sweep every 20 ms: catch-ups constantly overlap the handling of notified messages.
+    let mut opts = options("busy");
+    opts.poll = Duration::from_millis(20);
+    let rt = Runtime::new(pool.clone(), bots, opts);
+    let mut source = ListenSource::connect(&pool).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        rt.run(&mut source, async {
+            stopped.await.ok();
+        })
+        .await
+    });
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let db_url = db.url.clone();
+        writers.push(tokio::spawn(async move {
+            let mut c = <PgConnection as sqlx::Connection>::connect(&db_url)
+                .await
+                .unwrap();
+            for i in 0..75 {
+                let channel = if i % 2 == 0 { "general" } else { "engineering" };
+                post(
+                    &mut c,
+                    "ada@example.com",
+                    channel,
+                    &format!("@summarybot {w}-{i}"),
+                    None,
+                )
+                .await;
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut c = db.conn().await;
+    let mut answered = 0;
+    for _ in 0..200 {
+        answered = replies(&mut c).await.len();
+        if answered >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answered, 300, "every mention answered within 10 s");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the daemon stops: nothing is stuck")
+        .unwrap()
+        .unwrap();
+    assert_eq!(replies(&mut c).await.len(), 300, "nothing answered twice");
+}

@@ -189,7 +189,7 @@ async fn migrate_status_json_is_stable() {
         .unwrap();
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["version"], 4);
+    assert_eq!(json["version"], crate::support::LATEST_MIGRATION);
     assert_eq!(json["pending"], 0);
     assert_eq!(json["drift"], 0);
     assert_eq!(json["migrations"][0]["description"], "supabase bootstrap");

@@ -110,7 +110,10 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
         }
     }
     assert!(
-        seen.iter().any(|l| l.contains("applied 4 migration(s)")),
+        seen.iter().any(|l| l.contains(&format!(
+            "applied {} migration(s)",
+            crate::support::LATEST_MIGRATION
+        ))),
         "{seen:?}"
     );
     assert!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chatctl::db::migrate::{self, DownOptions, DownTarget, Migrations, Source, State, UpOptions};
 use sqlx::Connection as _;
 
-use crate::support::{TestDb, chatctl, outputs};
+use crate::support::{LATEST_MIGRATION, TestDb, chatctl, outputs};
 
 fn up_all() -> UpOptions {
     UpOptions {
@@ -92,7 +92,7 @@ async fn up_to_a_version_and_dry_run_change_only_what_they_say() {
     )
     .await
     .unwrap();
-    assert_eq!(dry.steps.len(), 4);
+    assert_eq!(dry.steps.len() as i64, LATEST_MIGRATION);
     assert!(
         dry.steps[1]
             .sql
@@ -114,7 +114,7 @@ async fn up_to_a_version_and_dry_run_change_only_what_they_say() {
     .unwrap();
     let status = migrate::status(&mut c, &m).await.unwrap();
     assert_eq!(status.version, Some(1));
-    assert_eq!(status.pending, 3);
+    assert_eq!(status.pending as i64, LATEST_MIGRATION - 1);
     assert!(!tables(&db).await.contains(&"public.chat".to_owned()));
 }
 
@@ -141,7 +141,7 @@ async fn two_concurrent_runs_apply_the_schema_once_and_both_succeed() {
     let jb: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
     let applied = ja["steps"].as_array().unwrap().len() + jb["steps"].as_array().unwrap().len();
     assert_eq!(
-        applied, 4,
+        applied as i64, LATEST_MIGRATION,
         "each migration applied exactly once between the two runs: {ja} {jb}"
     );
     let mut c = db.conn().await;
@@ -149,7 +149,7 @@ async fn two_concurrent_runs_apply_the_schema_once_and_both_succeed() {
         .fetch_one(&mut c)
         .await
         .unwrap();
-    assert_eq!(rows, 4);
+    assert_eq!(rows, LATEST_MIGRATION);
 }
 
 #[tokio::test]
@@ -228,7 +228,10 @@ async fn a_failing_migration_names_file_and_line_and_leaves_the_previous_version
         "{stderr}"
     );
     assert!(stderr.contains("no_such_table"), "{stderr}");
-    assert!(stderr.contains("still at version 4"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("still at version {LATEST_MIGRATION}")),
+        "{stderr}"
+    );
     // Under --output json, stdout is JSON on failure too.
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["ok"], false);
@@ -249,7 +252,7 @@ async fn a_failing_migration_names_file_and_line_and_leaves_the_previous_version
         .await
         .unwrap();
     let status = migrate::status(&mut c, &m).await.unwrap();
-    assert_eq!(status.version, Some(4));
+    assert_eq!(status.version, Some(LATEST_MIGRATION));
 }
 
 #[tokio::test]
@@ -319,6 +322,7 @@ async fn status_knows_unknown_and_missing_migrations() {
             (2, State::Missing),
             (3, State::Applied),
             (4, State::Applied),
+            (5, State::Applied),
             (99, State::Unknown)
         ]
     );
@@ -364,8 +368,9 @@ async fn new_creates_the_next_pair() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{:?}", outputs(&out));
-    assert!(dir.path().join("0005_add_channel_pins.up.sql").is_file());
-    assert!(dir.path().join("0005_add_channel_pins.down.sql").is_file());
+    let next = format!("{:04}_add_channel_pins", LATEST_MIGRATION + 1);
+    assert!(dir.path().join(format!("{next}.up.sql")).is_file());
+    assert!(dir.path().join(format!("{next}.down.sql")).is_file());
     let out = chatctl(&[])
         .args(["migrate", "new", "Bad Name", "--source"])
         .arg(dir.path())
