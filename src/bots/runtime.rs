@@ -763,7 +763,9 @@ impl Runtime {
                             self.reap_inflight();
                             // The sweep is driven meanwhile: it may hold what this waits for
                             // (the claim lock), and only being polled lets it go.
-                            let handled = self.handle_inserted(&ids);
+                            // One span per event: every log line of its handling carries it.
+                            let span = tracing::info_span!("event", source = source.name(), kind = "inserted", messages = ids.len());
+                            let handled = tracing::Instrument::instrument(self.handle_inserted(&ids), span);
                             tokio::pin!(handled);
                             let handled = loop {
                                 tokio::select! {
@@ -827,7 +829,11 @@ impl Runtime {
                     // What this one has passed may have changed: sweep again after it.
                     sweep_again = true;
                 } else {
-                    sweep = Some(Box::pin(self.catch_up()));
+                    let span = tracing::info_span!("sweep", source = source.name());
+                    sweep = Some(Box::pin(tracing::Instrument::instrument(
+                        self.catch_up(),
+                        span,
+                    )));
                 }
             }
         }

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
 use super::{EventSource, Wake};
+use crate::error::{Error, Result};
 
 /// The message id of a `chat_notify` payload (`{"op": "insert", "id": …, "channel_id": …}`).
 fn inserted_id(payload: &str) -> Option<uuid::Uuid> {
@@ -25,12 +26,24 @@ fn inserted_id(payload: &str) -> Option<uuid::Uuid> {
         .filter(|p| p.op == "insert")
         .map(|p| p.id)
 }
-use crate::error::{Error, Result};
+/// What the listening task forwards: a notification's payload, `None` when the connection
+/// was lost and re-established (anything may have been missed), or an error.
+type Item = std::result::Result<Option<String>, String>;
 
 /// LISTEN/NOTIFY on `chatctl_events`; switches the notify trigger on.
+///
+/// A task of its own owns the listener and forwards every notification, so no read of the
+/// connection is ever cancelled half-way (coalescing a burst only drains the channel).
 pub struct ListenSource {
-    listener: PgListener,
+    items: tokio::sync::mpsc::UnboundedReceiver<Item>,
+    task: tokio::task::JoinHandle<()>,
     first: bool,
+}
+
+impl Drop for ListenSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl ListenSource {
@@ -44,8 +57,25 @@ impl ListenSource {
             })?;
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen("chatctl_events").await?;
+        let (tx, items) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let item = match listener.try_recv().await {
+                    Ok(n) => Ok(n.map(|n| n.payload().to_owned())),
+                    Err(e) => Err(crate::error::scrub(&e.to_string())),
+                };
+                let failed = item.is_err();
+                if tx.send(item).is_err() {
+                    return;
+                }
+                if failed {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
         Ok(ListenSource {
-            listener,
+            items,
+            task,
             first: true,
         })
     }
@@ -62,22 +92,27 @@ impl EventSource for ListenSource {
                 self.first = false;
                 return Ok(Wake::Connected);
             }
-            // `try_recv` gives None when the connection was lost and re-established.
-            let Some(first) = self.listener.try_recv().await? else {
-                return Ok(Wake::Connected);
+            let first = match self.items.recv().await {
+                None => return Err(Error::failed("the LISTEN connection task stopped").into()),
+                Some(Err(e)) => return Err(Error::failed(format!("LISTEN failed: {e}")).into()),
+                Some(Ok(None)) => return Ok(Wake::Connected),
+                Some(Ok(Some(payload))) => payload,
             };
             // Coalesce a burst into one wake-up, keeping the ids the payloads name.
             let mut ids = Vec::new();
             let mut all_named = true;
-            let mut note = |payload: &str| match inserted_id(payload) {
-                Some(id) if ids.len() < super::MAX_IDS_PER_WAKE => ids.push(id),
-                _ => all_named = false,
-            };
-            note(first.payload());
-            while let Ok(Ok(Some(n))) =
-                tokio::time::timeout(Duration::ZERO, self.listener.try_recv()).await
-            {
-                note(n.payload());
+            let mut item = Ok(Some(first));
+            loop {
+                match item.as_ref().map(|p| p.as_deref().and_then(inserted_id)) {
+                    Ok(Some(id)) if ids.len() < super::MAX_IDS_PER_WAKE => ids.push(id),
+                    // Too many, not an insert, a reconnect or an error: read everything
+                    // (the sweep) rather than these.
+                    _ => all_named = false,
+                }
+                match self.items.try_recv() {
+                    Ok(next) => item = next,
+                    Err(_) => break,
+                }
             }
             Ok(if all_named {
                 Wake::Inserted(ids)
