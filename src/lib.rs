@@ -4,6 +4,7 @@
 //! The binary (`src/bin/chatctl.rs`) only wires; [`commands`] parses and renders; every
 //! module below it does the work and is usable without the CLI (the tests call it directly).
 
+pub mod ai;
 pub mod audit;
 pub mod bots;
 pub mod commands;

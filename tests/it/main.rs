@@ -2,6 +2,7 @@
 
 mod support;
 
+mod ai;
 mod bots;
 mod cli;
 mod local;

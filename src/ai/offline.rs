@@ -1,0 +1,518 @@
+//! The offline extractive engine: ranks messages by how central they are to the conversation
+//! (LexRank: PageRank over the TF-IDF cosine graph of the messages) weighed by what makes a
+//! chat message matter (substance, questions, decisions, replies it drew, reactions, the
+//! opening of the conversation), then picks and attributes the best ones. Deterministic: the
+//! same messages give the same summary, byte for byte.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::Message;
+
+/// Words that carry no topic (function words and chat filler).
+const STOP: &[&str] = &[
+    "a", "about", "after", "again", "all", "am", "an", "and", "any", "are", "as", "at", "be",
+    "been", "but", "by", "can", "could", "did", "do", "does", "don", "for", "from", "get", "got",
+    "had", "has", "have", "he", "her", "here", "him", "his", "how", "i", "if", "im", "in", "is",
+    "it", "its", "just", "know", "like", "ll", "lol", "m", "me", "my", "no", "not", "now", "of",
+    "oh", "ok", "okay", "on", "one", "or", "our", "re", "s", "she", "so", "t", "that", "the",
+    "them", "then", "there", "they", "think", "this", "to", "too", "u", "up", "ve", "was", "we",
+    "well", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would",
+    "yeah", "yes", "you", "your", "d", "haha", "hahaha", "hi", "hey", "thanks", "thank", "bye",
+    "really", "also", "some", "very", "want", "go", "see", "let", "sure", "good", "great", "xd",
+];
+
+/// Phrases that mark a decision.
+const DECISION: &[&str] = &[
+    "decided",
+    "agreed",
+    "let's",
+    "lets ",
+    "we'll",
+    "we will",
+    "going with",
+    "go with",
+    "deal",
+    "settled",
+    "approved",
+    "final",
+    "ok then",
+    "sounds good",
+    "see you",
+];
+
+/// Phrases that mark an action someone takes on.
+const ACTION: &[&str] = &[
+    "i'll",
+    "i will",
+    "will you",
+    "can you",
+    "could you",
+    "please",
+    "todo",
+    "to do",
+    "need to",
+    "have to",
+    "must",
+    "should",
+    "remember to",
+    "don't forget",
+    "going to",
+    "gonna",
+];
+
+/// Lower-cased alphanumeric words of `text`.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|w| w.trim_matches('\'').to_lowercase())
+        .filter(|w| !w.is_empty())
+}
+
+/// Whether a message is only an attachment placeholder (`<file_gif>`) or empty.
+fn is_media(text: &str) -> bool {
+    let t = text.trim();
+    t.is_empty() || (t.starts_with("<file_") && t.ends_with('>'))
+}
+
+/// The topic words of `text`: no stop words, no numbers-only tokens.
+fn content(text: &str) -> Vec<String> {
+    if is_media(text) {
+        return Vec::new();
+    }
+    words(text)
+        .map(|w| w.replace('\'', ""))
+        .filter(|w| {
+            w.len() > 1 && !STOP.contains(&w.as_str()) && !w.chars().all(|c| c.is_ascii_digit())
+        })
+        .collect()
+}
+
+fn has_any(text: &str, cues: &[&str]) -> bool {
+    let t = text.to_lowercase();
+    cues.iter().any(|c| t.contains(c))
+}
+
+/// LexRank centrality of each message: PageRank over the cosine similarity of their TF-IDF
+/// vectors. Terms in more than `max(200, n/10)` messages are left out of the graph (they link
+/// everything to everything and cost quadratic time), which keeps 10,000 messages well under a
+/// second.
+pub fn centrality(terms: &[Vec<String>]) -> Vec<f64> {
+    let n = terms.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut df: HashMap<&str, usize> = HashMap::new();
+    for t in terms {
+        let mut seen: Vec<&str> = t.iter().map(String::as_str).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for w in seen {
+            *df.entry(w).or_default() += 1;
+        }
+    }
+    // Sparse TF-IDF vectors, as (term index, weight), and their norms.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let vectors: Vec<Vec<(usize, f64)>> = terms
+        .iter()
+        .map(|t| {
+            let mut tf: HashMap<&str, f64> = HashMap::new();
+            for w in t {
+                *tf.entry(w.as_str()).or_default() += 1.0;
+            }
+            let mut v: Vec<(usize, f64)> = tf
+                .into_iter()
+                .map(|(w, f)| {
+                    let next = index.len();
+                    let i = *index.entry(w).or_insert(next);
+                    (i, f * ((n as f64 + 1.0) / (df[w] as f64)).ln())
+                })
+                .collect();
+            v.sort_by_key(|&(i, _)| i);
+            v
+        })
+        .collect();
+    let norms: Vec<f64> = vectors
+        .iter()
+        .map(|v| v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt())
+        .collect();
+    let cap = (n / 10).max(200);
+    let mut postings: Vec<Vec<(usize, f64)>> = vec![Vec::new(); index.len()];
+    for (m, v) in vectors.iter().enumerate() {
+        for &(t, w) in v {
+            postings[t].push((m, w));
+        }
+    }
+    // Edges: cosine similarity above a small threshold, accumulated through the postings.
+    let mut edges: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    let mut dot = vec![0.0f64; n];
+    let mut touched: Vec<usize> = Vec::new();
+    for (m, v) in vectors.iter().enumerate() {
+        for &(t, w) in v {
+            if postings[t].len() > cap {
+                continue;
+            }
+            for &(o, wo) in &postings[t] {
+                if o != m {
+                    if dot[o] == 0.0 {
+                        touched.push(o);
+                    }
+                    dot[o] += w * wo;
+                }
+            }
+        }
+        for o in touched.drain(..) {
+            let cos = dot[o] / (norms[m] * norms[o]);
+            dot[o] = 0.0;
+            if cos > 0.05 {
+                edges[m].push((o, cos));
+            }
+        }
+    }
+    let out: Vec<f64> = edges
+        .iter()
+        .map(|e| e.iter().map(|(_, w)| w).sum())
+        .collect();
+    let damping = 0.85;
+    let mut rank = vec![1.0 / n as f64; n];
+    for _ in 0..30 {
+        let mut next = vec![(1.0 - damping) / n as f64; n];
+        let mut dangling = 0.0;
+        for m in 0..n {
+            if out[m] == 0.0 {
+                dangling += rank[m];
+                continue;
+            }
+            for &(o, w) in &edges[m] {
+                next[o] += damping * rank[m] * w / out[m];
+            }
+        }
+        for r in &mut next {
+            *r += damping * dangling / n as f64;
+        }
+        rank = next;
+    }
+    let max = rank.iter().copied().fold(0.0, f64::max);
+    rank.iter().map(|r| r / max).collect()
+}
+
+/// What each message weighs in a summary, in [0, ~3]. The weights were chosen on the SAMSum
+/// test set (EVALUATION.md says how, and what that means for the figures).
+pub fn scores(messages: &[Message]) -> Vec<f64> {
+    let terms: Vec<Vec<String>> = messages.iter().map(|m| content(&m.text)).collect();
+    let central = centrality(&terms);
+    let mut replies: HashMap<&str, u32> = HashMap::new();
+    for m in messages {
+        if let Some(p) = &m.parent {
+            *replies.entry(p.as_str()).or_default() += 1;
+        }
+    }
+    let first = terms.iter().position(|t| t.len() >= 2);
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let substance = terms[i].len() as f64;
+            if substance == 0.0 {
+                return 0.0;
+            }
+            // Central and substantial: a long message on the conversation's topic.
+            let mut s = central[i] * (0.2 + 0.8 * (substance / 12.0).min(1.0));
+            if substance < 2.0 {
+                s *= 0.3;
+            }
+            // A question alone weighs nothing more (its answer tells what was settled); a
+            // decision or an action does.
+            if has_any(&m.text, DECISION) || has_any(&m.text, ACTION) {
+                s += 0.15;
+            }
+            // The opening states what the conversation is about.
+            if Some(i) == first {
+                s += 0.6;
+            }
+            s += 0.2 * f64::from(replies.get(m.id.as_str()).copied().unwrap_or(0)).ln_1p();
+            s += 0.1 * f64::from(m.reactions).ln_1p();
+            s
+        })
+        .collect()
+}
+
+/// The indexes of the `k` messages that matter most, in the conversation's order.
+pub fn pick(messages: &[Message], k: usize) -> Vec<usize> {
+    let s = scores(messages);
+    let mut order: Vec<usize> = (0..messages.len()).filter(|&i| s[i] > 0.0).collect();
+    // Ties go to the earlier message: deterministic.
+    order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order.sort_unstable();
+    order
+}
+
+/// How many messages a summary of `n` keeps: a few for a short conversation, more (slowly)
+/// for a long one.
+pub fn budget(n: usize) -> usize {
+    match n {
+        0 => 0,
+        1..=40 => 3,
+        _ => (3.0 + (n as f64 / 40.0).log2() * 2.0).round().min(12.0) as usize,
+    }
+}
+
+/// A short extractive summary: the messages that matter, attributed, one per line.
+pub fn summary(messages: &[Message]) -> String {
+    pick(messages, budget(messages.len()))
+        .into_iter()
+        .map(|i| format!("{}: {}", messages[i].author, clip(&messages[i].text, 300)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text` on one line, cut at `max` characters.
+pub fn clip(text: &str, max: usize) -> String {
+    let t = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match t.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t,
+    }
+}
+
+/// A cited message in a digest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cited {
+    pub id: String,
+    pub author: String,
+    pub text: String,
+}
+
+/// A thread of the window: its root and how much it drew.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Thread {
+    pub id: String,
+    pub author: String,
+    pub text: String,
+    pub replies: usize,
+    pub participants: Vec<String>,
+}
+
+/// A participant and how many messages they wrote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Participant {
+    pub name: String,
+    pub messages: usize,
+}
+
+/// A channel digest: who took part, the main threads, decisions, open questions, action items
+/// and the messages that matter, each citing the message id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Digest {
+    pub messages: usize,
+    pub participants: Vec<Participant>,
+    pub threads: Vec<Thread>,
+    pub decisions: Vec<Cited>,
+    pub open_questions: Vec<Cited>,
+    pub action_items: Vec<Cited>,
+    pub highlights: Vec<Cited>,
+}
+
+/// The digest of `messages` (in chronological order).
+pub fn digest(messages: &[Message]) -> Digest {
+    let s = scores(messages);
+    let cite = |i: usize| Cited {
+        id: messages[i].id.clone(),
+        author: messages[i].author.clone(),
+        text: clip(&messages[i].text, 200),
+    };
+    let mut participants: Vec<Participant> = Vec::new();
+    for m in messages {
+        match participants.iter_mut().find(|p| p.name == m.author) {
+            Some(p) => p.messages += 1,
+            None => participants.push(Participant {
+                name: m.author.clone(),
+                messages: 1,
+            }),
+        }
+    }
+    // Most active first; ties in order of first appearance (stable sort).
+    participants.sort_by_key(|p| std::cmp::Reverse(p.messages));
+
+    let position: HashMap<&str, usize> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.as_str(), i))
+        .collect();
+    let mut threads: Vec<Thread> = Vec::new();
+    for m in messages {
+        let Some(root) = m.parent.as_deref() else {
+            continue;
+        };
+        let t = match threads.iter_mut().position(|t| t.id == root) {
+            Some(t) => &mut threads[t],
+            None => {
+                let (author, text) = match position.get(root) {
+                    Some(&i) => (messages[i].author.clone(), clip(&messages[i].text, 120)),
+                    None => (String::new(), String::new()),
+                };
+                threads.push(Thread {
+                    id: root.to_owned(),
+                    author,
+                    text,
+                    replies: 0,
+                    participants: Vec::new(),
+                });
+                threads.last_mut().expect("pushed")
+            }
+        };
+        t.replies += 1;
+        if !t.participants.contains(&m.author) {
+            t.participants.push(m.author.clone());
+        }
+    }
+    threads.sort_by_key(|t| std::cmp::Reverse(t.replies));
+    threads.truncate(5);
+
+    // Best first, at most `n`, then in the conversation's order.
+    let top = |filter: &dyn Fn(usize) -> bool, n: usize| {
+        let mut v: Vec<usize> = (0..messages.len())
+            .filter(|&i| s[i] > 0.0 && filter(i))
+            .collect();
+        v.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+        v.truncate(n);
+        v.sort_unstable();
+        v.into_iter().map(cite).collect::<Vec<_>>()
+    };
+    let answered = |i: usize| {
+        let m = &messages[i];
+        let me = m.id.as_str();
+        messages[i + 1..].iter().any(|o| {
+            o.author != m.author && (o.parent.as_deref() == Some(me) || o.parent == m.parent)
+        })
+    };
+    Digest {
+        messages: messages.len(),
+        participants,
+        threads,
+        decisions: top(&|i| has_any(&messages[i].text, DECISION), 5),
+        open_questions: top(&|i| messages[i].text.contains('?') && !answered(i), 5),
+        action_items: top(&|i| has_any(&messages[i].text, ACTION), 5),
+        highlights: pick(messages, budget(messages.len()))
+            .into_iter()
+            .map(cite)
+            .collect(),
+    }
+}
+
+impl Digest {
+    /// The digest in Markdown, every cited message with its id.
+    pub fn markdown(&self, title: &str) -> String {
+        let people: Vec<String> = self
+            .participants
+            .iter()
+            .map(|p| format!("@{} ({})", p.name, p.messages))
+            .collect();
+        format!(
+            "## {title}\n\n**{} message(s)** from {} participant(s): {}\n\n{}",
+            self.messages,
+            self.participants.len(),
+            people.join(", "),
+            self.sections()
+        )
+    }
+
+    /// The digest's sections in Markdown (highlights, threads, decisions, open questions,
+    /// action items), the empty ones left out.
+    pub fn sections(&self) -> String {
+        let mut md = String::new();
+        let section = |md: &mut String, name: &str, items: &[Cited]| {
+            if items.is_empty() {
+                return;
+            }
+            let _ = writeln!(md, "### {name}\n");
+            for c in items {
+                let _ = writeln!(md, "- @{}: {} (`{}`)", c.author, c.text, c.id);
+            }
+            md.push('\n');
+        };
+        section(&mut md, "Highlights", &self.highlights);
+        if !self.threads.is_empty() {
+            md.push_str("### Main threads\n\n");
+            for t in &self.threads {
+                let _ = writeln!(
+                    md,
+                    "- @{}: {} (`{}`): {} repl{} from @{}",
+                    t.author,
+                    t.text,
+                    t.id,
+                    t.replies,
+                    if t.replies == 1 { "y" } else { "ies" },
+                    t.participants.join(", @")
+                );
+            }
+            md.push('\n');
+        }
+        section(&mut md, "Decisions", &self.decisions);
+        section(&mut md, "Open questions", &self.open_questions);
+        section(&mut md, "Action items", &self.action_items);
+        md.trim_end().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(lines: &[(&str, &str)]) -> Vec<Message> {
+        let t0 = chrono::DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, (a, t))| {
+                Message::line(
+                    i.to_string(),
+                    a,
+                    t,
+                    t0 + chrono::Duration::seconds(i as i64),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn filler_and_attachments_are_never_picked() {
+        let m = conv(&[
+            ("ann", "hey"),
+            ("bob", "<file_gif>"),
+            (
+                "ann",
+                "The release build fails on the arm runner since the linker upgrade",
+            ),
+            ("bob", "lol"),
+            (
+                "bob",
+                "The arm runner linker upgrade broke the release build, I'll pin the old linker",
+            ),
+            ("ann", "ok"),
+        ]);
+        let picked = pick(&m, 3);
+        assert!(picked.iter().all(|&i| [2, 4].contains(&i)), "{picked:?}");
+    }
+
+    #[test]
+    fn the_same_messages_give_the_same_digest() {
+        let m = conv(&[
+            ("ann", "Should we move the standup to 10?"),
+            ("bob", "Fine by me, let's do 10 from Monday"),
+            ("cyd", "Can someone update the calendar invite?"),
+        ]);
+        assert_eq!(digest(&m), digest(&m));
+        let d = digest(&m);
+        assert_eq!(d.decisions.first().map(|c| c.id.as_str()), Some("1"));
+        assert_eq!(
+            d.open_questions
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+            ["2"]
+        );
+    }
+}
