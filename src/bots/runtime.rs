@@ -1019,8 +1019,47 @@ impl PostJob {
     }
 }
 
-/// A statistical digest of a window (who wrote, the busiest threads). The AI engine's
-/// summaries replace it when it lands; until then it is honest about what it is.
+/// The window's messages for the summarizer: the bot's own and deleted ones left out, each
+/// with its reactions.
+async fn window_messages(
+    conn: &mut sqlx::PgConnection,
+    bot: Uuid,
+    channel: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<crate::ai::Message>> {
+    type Row = (Uuid, String, String, Option<Uuid>, DateTime<Utc>, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "select c.id, u.username, coalesce(c.message ->> 'text', ''), c.parent_id, c.created_at,
+                (select count(*) from public.emojis e where e.message_id = c.id)
+           from public.chat c join public.users u on u.id = c.user_id
+          where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted and c.user_id <> $4
+          order by c.created_at, c.id",
+    )
+    .bind(channel)
+    .bind(start)
+    .bind(end)
+    .bind(bot)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, author, text, parent, at, reactions)| crate::ai::Message {
+                id: id.to_string(),
+                author,
+                text,
+                parent: parent.map(|p| p.to_string()),
+                created_at: at,
+                reactions: u32::try_from(reactions).unwrap_or(u32::MAX),
+            },
+        )
+        .collect())
+}
+
+/// The digest of a window by the offline engine: who wrote, what mattered, the main threads,
+/// decisions, open questions and action items, each citing its message; `None` when the window
+/// is empty.
 async fn digest_text(
     conn: &mut sqlx::PgConnection,
     bot: Uuid,
@@ -1029,51 +1068,33 @@ async fn digest_text(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Option<String>> {
-    let (messages, people): (i64, Vec<String>) = sqlx::query_as(
-        "select count(*), coalesce(array_agg(distinct u.username), '{}') from public.chat c join public.users u on u.id = c.user_id
-          where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted and c.user_id <> $4",
-    )
-    .bind(channel)
-    .bind(start)
-    .bind(end)
-    .bind(bot)
-    .fetch_one(&mut *conn)
-    .await?;
-    if messages == 0 {
+    let messages = window_messages(conn, bot, channel, start, end).await?;
+    if messages.is_empty() {
         return Ok(None);
     }
-    let threads: Vec<(Uuid, String, i64)> = sqlx::query_as(
-        "select p.id, left(p.message ->> 'text', 80), count(*) from public.chat r join public.chat p on p.id = r.parent_id
-          where r.channel_id = $1 and r.created_at >= $2 and r.created_at < $3 and not r.is_deleted
-          group by p.id, p.message order by 3 desc, 1 limit 3",
-    )
-    .bind(channel)
-    .bind(start)
-    .bind(end)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut text = format!(
-        "Digest of #{name}, {} to {} UTC: {messages} message(s) from {} (@{}).",
+    let digest = crate::ai::offline::digest(&messages);
+    let people: Vec<&str> = digest
+        .participants
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    Ok(Some(format!(
+        "Digest of #{name}, {} to {} UTC: {} message(s) from {} (@{}).\n\n{}",
         start.format("%Y-%m-%d %H:%M"),
         end.format("%Y-%m-%d %H:%M"),
+        digest.messages,
         people.len(),
-        people.join(", @")
-    );
-    for (id, root, n) in threads {
-        text.push_str(&format!(
-            "\n- thread {id} \"{root}\": {n} repl{}",
-            if n == 1 { "y" } else { "ies" }
-        ));
-    }
-    Ok(Some(text))
+        people.join(", @"),
+        digest.sections()
+    )))
 }
 
-/// A summary of a thread from its messages (who started it and with what, who replied, the
-/// latest word), the bot's own messages left out. The AI engine's summaries replace it when it
-/// lands; until then it says only what the data shows.
+/// A summary of a thread (who started it and with what, who replied, the latest word and, in
+/// a long thread, the replies that mattered by the offline engine), the bot's own messages and
+/// commands left out.
 async fn thread_summary(pool: &PgPool, bot: Uuid, root: Uuid) -> Result<String> {
-    let rows: Vec<(bool, String, String)> = sqlx::query_as(
-        "select c.parent_id is null, u.username, coalesce(c.message ->> 'text', '')
+    let rows: Vec<(Uuid, bool, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "select c.id, c.parent_id is null, u.username, coalesce(c.message ->> 'text', ''), c.created_at
            from public.chat c join public.users u on u.id = c.user_id
           where (c.id = $1 or c.parent_id = $1) and not c.is_deleted and c.user_id <> $2
             -- Commands (`/tldr`, `!help`) are requests, not conversation.
@@ -1084,25 +1105,22 @@ async fn thread_summary(pool: &PgPool, bot: Uuid, root: Uuid) -> Result<String> 
     .bind(bot)
     .fetch_all(pool)
     .await?;
-    let clip = |t: &str| {
-        let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
-        match t.char_indices().nth(120) {
-            Some((i, _)) => format!("{}…", &t[..i]),
-            None => t,
-        }
-    };
-    let replies: Vec<&(bool, String, String)> = rows.iter().filter(|r| !r.0).collect();
+    let clip = |t: &str| crate::ai::offline::clip(t, 120);
+    let replies: Vec<&(Uuid, bool, String, String, DateTime<Utc>)> =
+        rows.iter().filter(|r| !r.1).collect();
     let Some(last) = replies.last() else {
         return Ok("This thread has no replies to summarize yet.".into());
     };
     let mut people: Vec<&str> = Vec::new();
     for r in &replies {
-        if !people.contains(&r.1.as_str()) {
-            people.push(&r.1);
+        if !people.contains(&r.2.as_str()) {
+            people.push(&r.2);
         }
     }
-    let mut text = match rows.iter().find(|r| r.0) {
-        Some((_, who, what)) => format!("Thread summary: @{who} started with \"{}\". ", clip(what)),
+    let mut text = match rows.iter().find(|r| r.1) {
+        Some((_, _, who, what, _)) => {
+            format!("Thread summary: @{who} started with \"{}\". ", clip(what))
+        }
         None => "Thread summary: ".into(),
     };
     text.push_str(&format!(
@@ -1110,9 +1128,21 @@ async fn thread_summary(pool: &PgPool, bot: Uuid, root: Uuid) -> Result<String> 
         replies.len(),
         if replies.len() == 1 { "y" } else { "ies" },
         people.join(", @"),
-        last.1,
-        clip(&last.2)
+        last.2,
+        clip(&last.3)
     ));
+    // A long thread: what mattered in between too.
+    if replies.len() > 5 {
+        let messages: Vec<crate::ai::Message> = replies
+            .iter()
+            .map(|(id, _, who, what, at)| crate::ai::Message::line(id.to_string(), who, what, *at))
+            .collect();
+        text.push_str("\nWhat mattered:");
+        for i in crate::ai::offline::pick(&messages, crate::ai::offline::budget(messages.len())) {
+            let m = &messages[i];
+            text.push_str(&format!("\n- @{}: {}", m.author, clip(&m.text)));
+        }
+    }
     Ok(text)
 }
 

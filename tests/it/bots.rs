@@ -664,6 +664,8 @@ async fn a_scheduled_digest_is_posted_once_per_window_across_replicas_and_restar
         "{}",
         posted[0]
     );
+    // The offline engine's digest: what mattered, each message cited by its id.
+    assert!(posted[0].contains("### Highlights\n\n- @"), "{}", posted[0]);
 
     // Down over two firings: on start, the latest missed window is posted.
     post_at(
