@@ -775,6 +775,36 @@ async fn thread_summaries_come_every_n_replies_and_on_request_once_each() {
     post(&mut c, "ken@example.com", "general", "/tldrx", None).await;
     rt.catch_up().await.unwrap();
     assert_eq!(replies(&mut c).await.len(), 3);
+
+    // A long thread (6 replies): the summary also lists what mattered, by the offline
+    // engine; the substantial replies, not the filler.
+    for (who, text) in [
+        ("ken@example.com", "ok"),
+        (
+            "linus@example.com",
+            "Friday works, but the migration needs a freeze from Thursday noon",
+        ),
+        (
+            "ada@example.com",
+            "Agreed: freeze Thursday noon, ship Friday morning",
+        ),
+    ] {
+        post(&mut c, who, "general", text, Some(root)).await;
+    }
+    rt.catch_up().await.unwrap();
+    let got = replies(&mut c).await;
+    assert_eq!(got.len(), 4);
+    let summary = &got[3].1;
+    assert!(
+        summary.starts_with("Thread summary: @ada started with"),
+        "{summary}"
+    );
+    let (_, mattered) = summary.split_once("\nWhat mattered:").expect(summary);
+    assert!(
+        mattered.contains("- @ada: Agreed: freeze Thursday noon, ship Friday morning"),
+        "{summary}"
+    );
+    assert!(!mattered.contains("- @ken: ok"), "{summary}");
 }
 
 #[tokio::test]
