@@ -134,15 +134,14 @@ pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOpt
 pub async fn pool(url: &str, config: &Config) -> Result<PgPool> {
     let timeout = config.connect_timeout()?;
     let opts = connect_options(url, "chatctl")?;
-    connect_with(
-        timeout,
-        url,
-        PgPoolOptions::new()
-            .max_connections(config.max_connections()?)
-            .acquire_timeout(timeout)
-            .connect_with(opts),
-    )
-    .await
+    connect_with(timeout, url, pool_options(config)?.connect_with(opts)).await
+}
+
+/// The pool settings every chatctl pool shares: size and acquire timeout from the config.
+fn pool_options(config: &Config) -> Result<PgPoolOptions> {
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections()?)
+        .acquire_timeout(config.connect_timeout()?))
 }
 
 /// The bot daemon's pool: like [`pool`], and its inserts (bot replies, digests) send no
@@ -154,9 +153,7 @@ pub async fn daemon_pool(url: &str, config: &Config) -> Result<PgPool> {
     connect_with(
         timeout,
         url,
-        PgPoolOptions::new()
-            .max_connections(config.max_connections()?)
-            .acquire_timeout(timeout)
+        pool_options(config)?
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor as _;

@@ -84,8 +84,8 @@ fn a_digest_of_a_real_irc_hour_cites_real_messages_by_their_authors() {
 }
 
 #[test]
-fn the_summary_of_a_short_conversation_keeps_the_substance_in_order() {
-    // The first SAMSum-style pattern seen in real chats: a request, filler, the answer.
+fn a_summary_of_a_short_conversation_is_its_own_messages_attributed_in_order() {
+    // The first 12 lines of the same real hour.
     let messages = irc_hour("2005-06-27_12.raw.txt")[..12].to_vec();
     let summary = offline::summary(&messages);
     let lines: Vec<&str> = summary.lines().collect();

@@ -54,6 +54,12 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// On `server`, as realtime-js connects (faster clock), with hour-long minted tokens.
+    fn on(server: &FakeRealtime, pool: PgPool, bots: Vec<Bot>) -> Daemon {
+        let source = RealtimeSource::new(client_options(server), minted(Duration::from_secs(3600)));
+        Daemon::start(pool, bots, source)
+    }
+
     fn start(pool: PgPool, bots: Vec<Bot>, source: RealtimeSource) -> Daemon {
         let rt = Runtime::new(pool, bots, options("realtime"));
         let metrics = rt.metrics();
@@ -132,11 +138,7 @@ async fn over_realtime_a_mention_is_answered_once_and_the_bot_shows_online_and_t
     let (pool, bots) = setup(&db, BOT).await;
     let bot_user = bots[0].user_id;
     let server = FakeRealtime::start(server_options()).await;
-    let d = Daemon::start(
-        pool,
-        bots,
-        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
-    );
+    let d = Daemon::on(&server, pool, bots);
     // summarybot is a member of #general and #engineering: one topic each.
     server.wait_subscribed(2, Duration::from_secs(5)).await;
     let mut c = db.conn().await;
@@ -237,11 +239,7 @@ async fn join_errors_are_retried_and_what_was_posted_meanwhile_is_answered() {
         "InitializingProjectConnection: Realtime is initializing the project's connection",
         "InvalidJWTToken: Token has expired 300 seconds ago",
     ]);
-    let d = Daemon::start(
-        pool,
-        bots,
-        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
-    );
+    let d = Daemon::on(&server, pool, bots);
     tokio::time::sleep(Duration::from_millis(150)).await;
     let mut c = db.conn().await;
     // Not subscribed yet: the server delivers nothing; the catch-up after the join must.
@@ -261,11 +259,7 @@ async fn server_closes_crashes_and_restarts_are_resubscribed_and_gaps_caught_up(
     let db = TestDb::new().await;
     let (pool, bots) = setup(&db, BOT).await;
     let server = FakeRealtime::start(server_options()).await;
-    let d = Daemon::start(
-        pool,
-        bots,
-        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
-    );
+    let d = Daemon::on(&server, pool, bots);
     server.wait_subscribed(2, Duration::from_secs(5)).await;
     let mut c = db.conn().await;
     let general = channel_id(&mut c, "general").await;
@@ -338,11 +332,7 @@ async fn a_connection_dropped_mid_burst_loses_nothing() {
     let db = TestDb::new().await;
     let (pool, bots) = setup(&db, BOT).await;
     let server = FakeRealtime::start(server_options()).await;
-    let d = Daemon::start(
-        pool,
-        bots,
-        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
-    );
+    let d = Daemon::on(&server, pool, bots);
     server.wait_subscribed(2, Duration::from_secs(5)).await;
     let mut c = db.conn().await;
     let mut asked = std::collections::HashSet::new();
@@ -380,11 +370,7 @@ async fn an_unanswered_heartbeat_closes_the_socket_and_reconnects() {
     let db = TestDb::new().await;
     let (pool, bots) = setup(&db, BOT).await;
     let server = FakeRealtime::start(server_options()).await;
-    let d = Daemon::start(
-        pool,
-        bots,
-        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
-    );
+    let d = Daemon::on(&server, pool, bots);
     server.wait_subscribed(2, Duration::from_secs(5)).await;
     server.silent_heartbeats(true);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
