@@ -27,7 +27,8 @@ pub enum ExitCode {
     Usage = 64,
     /// The database (or the local PostgreSQL) could not be reached or started.
     Unavailable = 69,
-    /// A lock wait timed out (another `migrate` holds the lock); retrying later may succeed.
+    /// Try again later: a lock wait timed out (another `migrate` holds the lock), or a daily AI
+    /// token budget is spent.
     TempFail = 75,
     /// Interrupted by SIGINT.
     Interrupted = 130,
@@ -64,8 +65,8 @@ pub enum Kind {
     Usage,
     /// The database or local PostgreSQL cannot be reached or started.
     Unavailable,
-    /// A lock wait ran out.
-    LockTimeout,
+    /// A lock wait ran out, or a daily AI token budget is spent: retrying later may succeed.
+    TempFail,
     /// Interrupted by the operator.
     Interrupted,
     /// Anything else that went wrong.
@@ -106,7 +107,7 @@ impl Error {
         match self.kind {
             Kind::Usage => ExitCode::Usage,
             Kind::Unavailable => ExitCode::Unavailable,
-            Kind::LockTimeout => ExitCode::TempFail,
+            Kind::TempFail => ExitCode::TempFail,
             Kind::Interrupted => ExitCode::Interrupted,
             Kind::Failed => ExitCode::Failure,
         }

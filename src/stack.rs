@@ -109,9 +109,13 @@ pub async fn bots(
     let bots = runtime::prepare(&pool, files.into_iter().map(|f| f.spec).collect(), actor).await?;
     let names = bots.iter().map(|b| b.spec.name.clone()).collect();
     let source = crate::realtime::connect(config, &pool).await?;
+    let runtime = Runtime::new(pool.clone(), bots, RuntimeOptions::for_this_process());
+    let engine = crate::ai::engine(config, Some(pool), runtime.metrics().ai.clone())?;
+    tracing::info!(engine = %engine.name(), "AI engine");
+    let runtime = runtime.with_engine(engine, config.ai()?.daily_token_budget);
     Ok(RunningBots {
         names,
-        runtime: Runtime::new(pool, bots, RuntimeOptions::for_this_process()),
+        runtime,
         source,
     })
 }

@@ -89,6 +89,17 @@ fn content(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The topic words of `text` (no stop words), each once, in order: what a search for it uses.
+pub fn topic_words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in content(text) {
+        if !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
 fn has_any(text: &str, cues: &[&str]) -> bool {
     let t = text.to_lowercase();
     cues.iter().any(|c| t.contains(c))
@@ -315,14 +326,17 @@ pub struct Digest {
     pub highlights: Vec<Cited>,
 }
 
-/// The digest of `messages` (in chronological order).
-pub fn digest(messages: &[Message]) -> Digest {
-    let s = scores(messages);
-    let cite = |i: usize| Cited {
-        id: messages[i].id.clone(),
-        author: messages[i].author.clone(),
-        text: clip(&messages[i].text, 200),
-    };
+/// What a digest counts from the source whatever writes it: messages, participants (most
+/// active first) and every thread of the window (most replies first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counts {
+    pub messages: usize,
+    pub participants: Vec<Participant>,
+    pub threads: Vec<Thread>,
+}
+
+/// The [`Counts`] of `messages`.
+pub fn digest_counts(messages: &[Message]) -> Counts {
     let mut participants: Vec<Participant> = Vec::new();
     for m in messages {
         match participants.iter_mut().find(|p| p.name == m.author) {
@@ -369,6 +383,26 @@ pub fn digest(messages: &[Message]) -> Digest {
         }
     }
     threads.sort_by_key(|t| std::cmp::Reverse(t.replies));
+    Counts {
+        messages: messages.len(),
+        participants,
+        threads,
+    }
+}
+
+/// The digest of `messages` (in chronological order).
+pub fn digest(messages: &[Message]) -> Digest {
+    let s = scores(messages);
+    let cite = |i: usize| Cited {
+        id: messages[i].id.clone(),
+        author: messages[i].author.clone(),
+        text: clip(&messages[i].text, 200),
+    };
+    let Counts {
+        participants,
+        mut threads,
+        ..
+    } = digest_counts(messages);
     threads.truncate(5);
 
     // Best first, at most `n`, then in the conversation's order.
@@ -455,6 +489,127 @@ impl Digest {
         section(&mut md, "Action items", &self.action_items);
         md.trim_end().to_owned()
     }
+}
+
+/// The offline engine behind the [`LanguageModel`](super::LanguageModel) interface:
+/// deterministic, no network, no tokens spent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OfflineEngine;
+
+impl super::LanguageModel for OfflineEngine {
+    fn name(&self) -> String {
+        "offline".into()
+    }
+
+    fn digest<'a>(&'a self, ask: super::Ask<'a>) -> super::AiFuture<'a, Digest> {
+        Box::pin(async move { Ok(digest(ask.messages)) })
+    }
+
+    fn thread_summary<'a>(&'a self, ask: super::Ask<'a>) -> super::AiFuture<'a, String> {
+        Box::pin(async move { Ok(thread_summary(ask.messages)) })
+    }
+
+    fn reply<'a>(
+        &'a self,
+        ask: super::Ask<'a>,
+        question: super::Question<'a>,
+    ) -> super::AiFuture<'a, String> {
+        Box::pin(async move { Ok(reply(ask.channel, ask.messages, &question)) })
+    }
+}
+
+/// A thread's summary (`messages`: the root first when it is there, then the replies): who
+/// started it and with what, who replied, the latest word and, in a long thread, the replies
+/// that mattered.
+pub fn thread_summary(messages: &[Message]) -> String {
+    let (root, replies) = match messages.split_first() {
+        Some((first, rest)) if first.parent.is_none() => (Some(first), rest),
+        _ => (None, messages),
+    };
+    let Some(last) = replies.last() else {
+        return "This thread has no replies to summarize yet.".into();
+    };
+    let mut people: Vec<&str> = Vec::new();
+    for r in replies {
+        if !people.contains(&r.author.as_str()) {
+            people.push(&r.author);
+        }
+    }
+    let mut text = match root {
+        Some(r) => format!(
+            "Thread summary: @{} started with \"{}\". ",
+            r.author,
+            clip(&r.text, 120)
+        ),
+        None => "Thread summary: ".into(),
+    };
+    let _ = write!(
+        text,
+        "{} repl{} from @{}. Latest, from @{}: \"{}\"",
+        replies.len(),
+        if replies.len() == 1 { "y" } else { "ies" },
+        people.join(", @"),
+        last.author,
+        clip(&last.text, 120)
+    );
+    if replies.len() > 5 {
+        text.push_str("\nWhat mattered:");
+        for i in pick(replies, budget(replies.len())) {
+            let m = &replies[i];
+            let _ = write!(text, "\n- @{}: {}", m.author, clip(&m.text, 120));
+        }
+    }
+    text
+}
+
+/// A suggested reply: where the question was discussed before (the search results in
+/// `question.related`), else the recent messages of `context` that share its words.
+pub fn reply(channel: &str, context: &[Message], question: &super::Question<'_>) -> String {
+    let cite = |m: &Message| {
+        format!(
+            "\n- @{} on {}: \"{}\" (`{}`)",
+            m.author,
+            m.created_at.format("%Y-%m-%d"),
+            clip(&m.text, 160),
+            m.id
+        )
+    };
+    if !question.related.is_empty() {
+        let mut text = format!("@{}, this was discussed before:", question.author);
+        for m in question.related.iter().take(3) {
+            text.push_str(&cite(m));
+        }
+        return text;
+    }
+    let asked: std::collections::HashSet<String> = content(question.text).into_iter().collect();
+    let mut hits: Vec<(usize, usize)> = context
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.author != question.author || m.text != question.text)
+        .map(|(i, m)| {
+            let shared: std::collections::HashSet<String> = content(&m.text)
+                .into_iter()
+                .filter(|w| asked.contains(w))
+                .collect();
+            (i, shared.len())
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    // Most words in common first; ties go to the newest.
+    hits.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    if hits.is_empty() {
+        return format!(
+            "@{}, I found nothing about this in #{channel} yet. Someone here may know.",
+            question.author
+        );
+    }
+    let mut picked: Vec<usize> = hits.into_iter().take(3).map(|(i, _)| i).collect();
+    picked.sort_unstable();
+    let mut text = format!("@{}, related messages in #{channel}:", question.author);
+    for i in picked {
+        text.push_str(&cite(&context[i]));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub reconnects: AtomicU64,
     pub errors: AtomicU64,
     pub source_connected: AtomicBool,
+    /// The AI engine's counters (requests, retries, budget refusals, tokens...).
+    pub ai: std::sync::Arc<crate::ai::Stats>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -91,11 +93,14 @@ impl Metrics {
                 &self.errors,
             ),
         ];
+        let counters = counters
+            .into_iter()
+            .map(|(name, help, v)| (name, help, v.load(Ordering::Relaxed)))
+            .chain(self.ai.counters());
         for (name, help, v) in counters {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
         let name = "chatctl_bot_dispatch_latency_seconds";

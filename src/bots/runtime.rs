@@ -32,10 +32,28 @@ pub struct Bot {
 
 #[derive(Debug, Clone)]
 enum Matcher {
-    Mention(Option<String>),
-    Pattern(regex::Regex, String),
-    Command(String, String),
+    Mention(Action),
+    Pattern(regex::Regex, Action),
+    Command(String, Action),
     ThreadSummary(String, Option<u32>),
+}
+
+/// What a trigger answers with.
+#[derive(Debug, Clone)]
+enum Action {
+    /// A template, filled in at once.
+    Template(String),
+    /// The AI's suggested reply, with these instructions (else the default reply prompt).
+    Ai(Option<String>),
+}
+
+impl Action {
+    fn new(reply: &Option<String>, prompt: &Option<String>) -> Action {
+        match (reply, prompt) {
+            (Some(t), _) => Action::Template(t.clone()),
+            (None, p) => Action::Ai(p.clone()),
+        }
+    }
 }
 
 /// Whether `text` invokes `command` (`/tldr`, `/tldr please`; not `/tldrx`).
@@ -61,19 +79,31 @@ impl Bot {
                     schedules.push((s, *post_missed));
                     continue;
                 }
-                Trigger::Mention { reply } => Matcher::Mention(reply.clone()),
-                Trigger::Keyword { words, reply } => {
+                Trigger::Mention { reply, prompt } => Matcher::Mention(Action::new(reply, prompt)),
+                Trigger::Keyword {
+                    words,
+                    reply,
+                    prompt,
+                } => {
                     let alt: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
                     let re = regex::Regex::new(&format!(r"(?i)\b(?:{})\b", alt.join("|")))
                         .map_err(|e| Error::usage(format!("bot `{}`: {e}", spec.name)))?;
-                    Matcher::Pattern(re, reply.clone())
+                    Matcher::Pattern(re, Action::new(reply, prompt))
                 }
-                Trigger::Regex { pattern, reply } => Matcher::Pattern(
+                Trigger::Regex {
+                    pattern,
+                    reply,
+                    prompt,
+                } => Matcher::Pattern(
                     regex::Regex::new(pattern)
                         .map_err(|e| Error::usage(format!("bot `{}`: {e}", spec.name)))?,
-                    reply.clone(),
+                    Action::new(reply, prompt),
                 ),
-                Trigger::Command { name, reply } => Matcher::Command(name.clone(), reply.clone()),
+                Trigger::Command {
+                    name,
+                    reply,
+                    prompt,
+                } => Matcher::Command(name.clone(), Action::new(reply, prompt)),
                 Trigger::ThreadSummary { command, every } => {
                     Matcher::ThreadSummary(command.clone(), *every)
                 }
@@ -99,12 +129,10 @@ impl Bot {
             m.mentions.contains(&self.user_id) || m.text.contains(&format!("@{}", self.spec.name));
         let thread_id = m.parent_id.unwrap_or(m.id);
         for matcher in &self.matchers {
-            let template = match matcher {
-                Matcher::Mention(reply) if mentioned => reply
-                    .clone()
-                    .unwrap_or_else(|| "Hi @{user}, {bot} here: I saw your message.".into()),
-                Matcher::Pattern(re, reply) if re.is_match(&m.text) => reply.clone(),
-                Matcher::Command(name, reply) if invokes(&m.text, name) => reply.clone(),
+            let action = match matcher {
+                Matcher::Mention(action) if mentioned => action,
+                Matcher::Pattern(re, action) if re.is_match(&m.text) => action,
+                Matcher::Command(name, action) if invokes(&m.text, name) => action,
                 Matcher::ThreadSummary(command, every)
                     if invokes(&m.text, command)
                         || every.is_some_and(|n| {
@@ -116,9 +144,21 @@ impl Bot {
                         text: String::new(),
                         thread_id,
                         kind: ReplyKind::ThreadSummary,
+                        prompt: None,
                     });
                 }
                 _ => continue,
+            };
+            let template = match action {
+                Action::Template(t) => t,
+                Action::Ai(prompt) => {
+                    return Some(Reply {
+                        text: String::new(),
+                        thread_id,
+                        kind: ReplyKind::Ai,
+                        prompt: prompt.clone(),
+                    });
+                }
             };
             let text = template
                 .replace("{user}", &m.author)
@@ -128,6 +168,7 @@ impl Bot {
                 text,
                 thread_id,
                 kind: ReplyKind::Template,
+                prompt: None,
             });
         }
         None
@@ -176,10 +217,13 @@ pub struct Message {
 /// What a bot posts: text, in a thread.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reply {
-    /// Empty until written, for a summary.
+    /// Empty until written, for a summary or an AI reply.
     pub text: String,
     pub thread_id: Uuid,
     pub kind: ReplyKind,
+    /// An AI reply's instructions (the trigger's `prompt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// How a reply's text is made.
@@ -190,6 +234,8 @@ pub enum ReplyKind {
     Template,
     /// A summary of the thread, written when the message is claimed.
     ThreadSummary,
+    /// The AI's suggested reply, written when the message is claimed.
+    Ai,
 }
 
 /// A bot's view of `public.chat`, as the dispatcher reads it: messages in the bot's channels,
@@ -325,6 +371,10 @@ pub struct Runtime {
     claiming: tokio::sync::Mutex<()>,
     /// Each bot's `started_at`, known once it has caught up.
     started: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// What writes summaries and replies (the offline engine unless configured).
+    engine: std::sync::Arc<dyn crate::ai::LanguageModel>,
+    /// Each bot's daily token budget unless its YAML sets one.
+    daily_token_budget: Option<u64>,
 }
 
 impl Runtime {
@@ -341,7 +391,21 @@ impl Runtime {
             started: Default::default(),
             posted: Default::default(),
             claiming: Default::default(),
+            engine: std::sync::Arc::new(crate::ai::offline::OfflineEngine),
+            daily_token_budget: None,
         }
+    }
+
+    /// The same runtime writing with another engine (built on [`Runtime::metrics`]' AI
+    /// counters), `budget` the bots' default daily token budget.
+    pub fn with_engine(
+        mut self,
+        engine: std::sync::Arc<dyn crate::ai::LanguageModel>,
+        budget: Option<u64>,
+    ) -> Runtime {
+        self.engine = engine;
+        self.daily_token_budget = budget;
+        self
     }
 
     /// The same runtime on another clock (tests drive scheduled digests with it).
@@ -571,30 +635,26 @@ impl Runtime {
         if mine.is_empty() {
             return Ok(pass);
         }
-        // Summaries are written once the messages are ours, one per thread.
-        let mut summaries: std::collections::HashMap<Uuid, String> =
-            std::collections::HashMap::new();
-        for (_, r) in &mine {
-            if r.kind == ReplyKind::ThreadSummary && !summaries.contains_key(&r.thread_id) {
-                let text = thread_summary(&self.pool, bot.user_id, r.thread_id).await?;
-                summaries.insert(r.thread_id, text);
-            }
-        }
+        // Summaries and AI replies are written once the messages are ours, 👀 showing.
         let job = PostJob {
             pool: self.pool.clone(),
             posted: self.posted.clone(),
             metrics: self.metrics.clone(),
-            bot: bot.spec.name.clone(),
+            voice: self.voice(bot),
             bot_user: bot.user_id,
             instance: self.opts.instance.clone(),
             ids: mine.iter().map(|(m, _)| m.id).collect(),
             chans: mine.iter().map(|(m, _)| m.channel_id).collect(),
             threads: mine.iter().map(|(_, r)| r.thread_id).collect(),
-            texts: mine
+            work: mine
                 .iter()
-                .map(|(_, r)| match r.kind {
-                    ReplyKind::ThreadSummary => summaries[&r.thread_id].clone(),
-                    ReplyKind::Template => r.text.clone(),
+                .map(|(m, r)| match r.kind {
+                    ReplyKind::ThreadSummary => Work::ThreadSummary(r.thread_id),
+                    ReplyKind::Template => Work::Ready(r.text.clone()),
+                    ReplyKind::Ai => Work::Reply {
+                        message: (*m).clone(),
+                        prompt: r.prompt.clone(),
+                    },
                 })
                 .collect(),
         };
@@ -862,6 +922,18 @@ impl Runtime {
         }
     }
 
+    /// What the bot says with: the engine, its persona, prompts and budget.
+    fn voice(&self, bot: &Bot) -> std::sync::Arc<Voice> {
+        std::sync::Arc::new(Voice {
+            engine: self.engine.clone(),
+            bot: bot.spec.name.clone(),
+            persona: bot.spec.persona.clone(),
+            prompts: bot.spec.prompts.clone(),
+            budget: bot.spec.daily_token_budget.or(self.daily_token_budget),
+            metrics: self.metrics.clone(),
+        })
+    }
+
     /// Posts each due digest once per (bot, channel, window), in every channel the bot is a
     /// member of (and in scope); the claim and the post commit together.
     async fn digests(&self, bot: &Bot) -> Result<usize> {
@@ -922,11 +994,14 @@ impl Runtime {
         if !claimed {
             return Ok(false);
         }
-        let Some(text) = digest_text(&mut tx, bot.user_id, channel, name, start, end).await? else {
+        let messages = window_messages(&mut tx, bot.user_id, channel, start, end).await?;
+        if messages.is_empty() {
             // An empty window posts nothing, but stays claimed.
             tx.commit().await?;
             return Ok(false);
-        };
+        }
+        let digest = self.voice(bot).digest(name, &messages).await;
+        let text = crate::ai::digest_post(&digest, name, start, end);
         let id: Uuid = sqlx::query_scalar(
             "insert into public.chat (channel_id, user_id, message) values ($1, $2, jsonb_build_object('text', $3::text)) returning id",
         )
@@ -948,19 +1023,115 @@ impl Runtime {
     }
 }
 
-/// Showing 👀, completing the claims still held and posting their replies, removing the 👀:
-/// the part of handling a batch that can run beside reading and claiming the next one.
+/// Showing 👀, writing what takes time (summaries, AI replies), completing the claims still
+/// held and posting their replies, removing the 👀: the part of handling a batch that can run
+/// beside reading and claiming the next one.
 struct PostJob {
     pool: PgPool,
     posted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
     metrics: std::sync::Arc<Metrics>,
-    bot: String,
+    voice: std::sync::Arc<Voice>,
     bot_user: Uuid,
     instance: String,
     ids: Vec<Uuid>,
     chans: Vec<Uuid>,
     threads: Vec<Uuid>,
-    texts: Vec<String>,
+    work: Vec<Work>,
+}
+
+/// How a reply's text is written.
+enum Work {
+    Ready(String),
+    /// A summary of the thread with this root.
+    ThreadSummary(Uuid),
+    /// The AI's suggested reply to this message.
+    Reply {
+        message: Message,
+        prompt: Option<String>,
+    },
+}
+
+/// What a bot says with: the configured engine, the bot's persona, prompt overrides and daily
+/// token budget. When the engine fails (server down, budget spent), the bot says what the
+/// offline engine says instead, and the failure is logged and counted.
+pub struct Voice {
+    pub engine: std::sync::Arc<dyn crate::ai::LanguageModel>,
+    pub bot: String,
+    pub persona: Option<String>,
+    pub prompts: crate::ai::Prompts,
+    pub budget: Option<u64>,
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
+impl Voice {
+    fn ask<'a>(&'a self, channel: &'a str, messages: &'a [crate::ai::Message]) -> crate::ai::Ask<'a> {
+        crate::ai::Ask {
+            bot: &self.bot,
+            channel,
+            messages,
+            prompts: &self.prompts,
+            persona: self.persona.as_deref(),
+            budget: self.budget,
+        }
+    }
+
+    fn fell_back(&self, what: &str, e: &anyhow::Error) {
+        Metrics::inc(&self.metrics.errors);
+        tracing::warn!(
+            bot = %self.bot,
+            engine = %self.engine.name(),
+            error = %crate::error::render(e).causes.last().map_or_else(|| e.to_string(), Clone::clone),
+            "the AI could not write the {what}; posting the offline engine's instead"
+        );
+    }
+
+    pub async fn digest(&self, channel: &str, messages: &[crate::ai::Message]) -> crate::ai::Digest {
+        match self.engine.digest(self.ask(channel, messages)).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.fell_back("digest", &e);
+                crate::ai::offline::digest(messages)
+            }
+        }
+    }
+
+    async fn thread_summary(&self, channel: &str, messages: &[crate::ai::Message]) -> String {
+        match self.engine.thread_summary(self.ask(channel, messages)).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.fell_back("thread summary", &e);
+                crate::ai::offline::thread_summary(messages)
+            }
+        }
+    }
+
+    async fn reply(
+        &self,
+        channel: &str,
+        context: &[crate::ai::Message],
+        question: crate::ai::Question<'_>,
+        prompt: Option<&str>,
+    ) -> String {
+        let mut prompts;
+        let ask = match prompt {
+            Some(p) => {
+                prompts = self.prompts.clone();
+                prompts.reply = format!("{p}\n\n{}", prompts.reply);
+                crate::ai::Ask {
+                    prompts: &prompts,
+                    ..self.ask(channel, context)
+                }
+            }
+            None => self.ask(channel, context),
+        };
+        match self.engine.reply(ask, question).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.fell_back("reply", &e);
+                crate::ai::offline::reply(channel, context, &question)
+            }
+        }
+    }
 }
 
 impl PostJob {
@@ -974,12 +1145,13 @@ impl PostJob {
         .bind(self.bot_user)
         .execute(&self.pool)
         .await?;
+        let texts = self.write().await?;
         let reply_ids: Vec<Uuid> = ids.iter().map(|_| Uuid::new_v4()).collect();
         self.posted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(reply_ids.iter().copied());
-        let (chans, threads, texts) = (&self.chans, &self.threads, &self.texts);
+        let (chans, threads, texts) = (&self.chans, &self.threads, &texts);
         // Completing the claims and posting their replies is one statement: atomic, and only
         // for the claims this process still holds.
         let posted = sqlx::query(
@@ -992,7 +1164,7 @@ impl PostJob {
              select d.reply_id, x.c, $5, x.t, jsonb_build_object('text', x.txt)
                from done d join unnest($2::uuid[], $6::uuid[], $7::uuid[], $8::text[]) as x(m, c, t, txt) on x.m = d.message_id",
         )
-        .bind(&self.bot)
+        .bind(&self.voice.bot)
         .bind(ids)
         .bind(&reply_ids)
         .bind(&self.instance)
@@ -1014,136 +1186,185 @@ impl PostJob {
         for _ in 0..posted {
             Metrics::inc(&self.metrics.replies_posted);
         }
-        tracing::debug!(bot = %self.bot, posted, "replies posted");
+        tracing::debug!(bot = %self.voice.bot, posted, "replies posted");
         Ok(pass)
+    }
+
+    /// The text of each reply: ready ones as they are, one summary per thread, AI replies
+    /// from the channel's recent context and where the question was discussed before.
+    async fn write(&self) -> Result<Vec<String>> {
+        let mut summaries: std::collections::HashMap<Uuid, String> =
+            std::collections::HashMap::new();
+        let mut texts = Vec::with_capacity(self.work.len());
+        for w in &self.work {
+            texts.push(match w {
+                Work::Ready(t) => t.clone(),
+                Work::ThreadSummary(root) => {
+                    if !summaries.contains_key(root) {
+                        let (channel, messages) =
+                            thread_messages(&self.pool, self.bot_user, *root).await?;
+                        let text = self.voice.thread_summary(&channel, &messages).await;
+                        summaries.insert(*root, text);
+                    }
+                    summaries[root].clone()
+                }
+                Work::Reply { message, prompt } => {
+                    let channel = message.channel_name.as_deref().unwrap_or("direct message");
+                    let context =
+                        recent_messages(&self.pool, self.bot_user, message.channel_id, message.created_at, 50)
+                            .await?;
+                    let since = context.first().map_or(message.created_at, |m| m.created_at);
+                    let related =
+                        related_messages(&self.pool, self.bot_user, message.channel_id, &message.text, since)
+                            .await?;
+                    let question = crate::ai::Question {
+                        author: &message.author,
+                        text: &message.text,
+                        related: &related,
+                    };
+                    self.voice
+                        .reply(channel, &context, question, prompt.as_deref())
+                        .await
+                }
+            });
+        }
+        Ok(texts)
     }
 }
 
 /// The window's messages for the summarizer: the bot's own and deleted ones left out, each
 /// with its reactions.
-async fn window_messages(
+pub async fn window_messages(
     conn: &mut sqlx::PgConnection,
     bot: Uuid,
     channel: Uuid,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<crate::ai::Message>> {
-    type Row = (Uuid, String, String, Option<Uuid>, DateTime<Utc>, i64);
-    let rows: Vec<Row> = sqlx::query_as(
-        "select c.id, u.username, coalesce(c.message ->> 'text', ''), c.parent_id, c.created_at,
-                (select count(*) from public.emojis e where e.message_id = c.id)
-           from public.chat c join public.users u on u.id = c.user_id
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "{MESSAGE_ROW}
           where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted and c.user_id <> $4
-          order by c.created_at, c.id",
-    )
+          order by c.created_at, c.id"
+    ))
     .bind(channel)
     .bind(start)
     .bind(end)
     .bind(bot)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, author, text, parent, at, reactions)| crate::ai::Message {
-                id: id.to_string(),
-                author,
-                text,
-                parent: parent.map(|p| p.to_string()),
-                created_at: at,
-                reactions: u32::try_from(reactions).unwrap_or(u32::MAX),
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(MessageRow::into_message).collect())
 }
 
-/// The digest of a window by the offline engine: who wrote, what mattered, the main threads,
-/// decisions, open questions and action items, each citing its message; `None` when the window
-/// is empty.
-async fn digest_text(
-    conn: &mut sqlx::PgConnection,
+/// A thread for the summarizer, the root first then its replies (the bot's own messages and
+/// commands left out), and the channel's name.
+async fn thread_messages(
+    pool: &PgPool,
     bot: Uuid,
-    channel: Uuid,
-    name: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Option<String>> {
-    let messages = window_messages(conn, bot, channel, start, end).await?;
-    if messages.is_empty() {
-        return Ok(None);
-    }
-    let digest = crate::ai::offline::digest(&messages);
-    let people: Vec<&str> = digest
-        .participants
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    Ok(Some(format!(
-        "Digest of #{name}, {} to {} UTC: {} message(s) from {} (@{}).\n\n{}",
-        start.format("%Y-%m-%d %H:%M"),
-        end.format("%Y-%m-%d %H:%M"),
-        digest.messages,
-        people.len(),
-        people.join(", @"),
-        digest.sections()
-    )))
-}
-
-/// A summary of a thread (who started it and with what, who replied, the latest word and, in
-/// a long thread, the replies that mattered by the offline engine), the bot's own messages and
-/// commands left out.
-async fn thread_summary(pool: &PgPool, bot: Uuid, root: Uuid) -> Result<String> {
-    let rows: Vec<(Uuid, bool, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "select c.id, c.parent_id is null, u.username, coalesce(c.message ->> 'text', ''), c.created_at
-           from public.chat c join public.users u on u.id = c.user_id
+    root: Uuid,
+) -> Result<(String, Vec<crate::ai::Message>)> {
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "{MESSAGE_ROW}
           where (c.id = $1 or c.parent_id = $1) and not c.is_deleted and c.user_id <> $2
             -- Commands (`/tldr`, `!help`) are requests, not conversation.
             and left(ltrim(coalesce(c.message ->> 'text', '')), 1) not in ('/', '!')
-          order by c.parent_id is not null, c.created_at, c.id",
-    )
+          order by c.parent_id is not null, c.created_at, c.id"
+    ))
     .bind(root)
     .bind(bot)
     .fetch_all(pool)
     .await?;
-    let clip = |t: &str| crate::ai::offline::clip(t, 120);
-    let replies: Vec<&(Uuid, bool, String, String, DateTime<Utc>)> =
-        rows.iter().filter(|r| !r.1).collect();
-    let Some(last) = replies.last() else {
-        return Ok("This thread has no replies to summarize yet.".into());
-    };
-    let mut people: Vec<&str> = Vec::new();
-    for r in &replies {
-        if !people.contains(&r.2.as_str()) {
-            people.push(&r.2);
+    let channel: Option<String> = sqlx::query_scalar(
+        "select ch.name from public.chat c join public.channels ch on ch.id = c.channel_id where c.id = $1",
+    )
+    .bind(root)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    Ok((
+        channel.unwrap_or_else(|| "direct message".into()),
+        rows.into_iter().map(MessageRow::into_message).collect(),
+    ))
+}
+
+/// The `limit` messages of a channel before `before` (and it), oldest first: the context
+/// of an AI reply.
+pub async fn recent_messages(
+    pool: &PgPool,
+    bot: Uuid,
+    channel: Uuid,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<crate::ai::Message>> {
+    let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "{MESSAGE_ROW}
+          where c.channel_id = $1 and c.created_at <= $2 and not c.is_deleted and c.user_id <> $3
+          order by c.created_at desc, c.id desc limit $4"
+    ))
+    .bind(channel)
+    .bind(before)
+    .bind(bot)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.reverse();
+    Ok(rows.into_iter().map(MessageRow::into_message).collect())
+}
+
+/// Earlier messages of the same channel (before `before`) that match the words of `text`,
+/// best first: where a question was discussed before. Postgres full-text search, ranked.
+pub async fn related_messages(
+    pool: &PgPool,
+    bot: Uuid,
+    channel: Uuid,
+    text: &str,
+    before: DateTime<Utc>,
+) -> Result<Vec<crate::ai::Message>> {
+    let words = crate::ai::offline::topic_words(text);
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "{MESSAGE_ROW}, websearch_to_tsquery('english', $4) q
+          where c.channel_id = $1 and c.created_at < $2 and not c.is_deleted and c.user_id <> $3
+            and c.search @@ q
+          order by ts_rank(c.search, q) desc, c.created_at desc limit 3"
+    ))
+    .bind(channel)
+    .bind(before)
+    .bind(bot)
+    .bind(words.join(" or "))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(MessageRow::into_message).collect())
+}
+
+/// The columns a summarizer's message is read from (callers add the rest of the query).
+const MESSAGE_ROW: &str = "
+    select c.id, u.username, coalesce(c.message ->> 'text', '') as text, c.parent_id, c.created_at,
+           (select count(*) from public.emojis e where e.message_id = c.id) as reactions
+      from public.chat c join public.users u on u.id = c.user_id";
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: Uuid,
+    username: String,
+    text: String,
+    parent_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    reactions: Option<i64>,
+}
+
+impl MessageRow {
+    fn into_message(self) -> crate::ai::Message {
+        crate::ai::Message {
+            id: self.id.to_string(),
+            author: self.username,
+            text: self.text,
+            parent: self.parent_id.map(|p| p.to_string()),
+            created_at: self.created_at,
+            reactions: u32::try_from(self.reactions.unwrap_or(0)).unwrap_or(u32::MAX),
         }
     }
-    let mut text = match rows.iter().find(|r| r.1) {
-        Some((_, _, who, what, _)) => {
-            format!("Thread summary: @{who} started with \"{}\". ", clip(what))
-        }
-        None => "Thread summary: ".into(),
-    };
-    text.push_str(&format!(
-        "{} repl{} from @{}. Latest, from @{}: \"{}\"",
-        replies.len(),
-        if replies.len() == 1 { "y" } else { "ies" },
-        people.join(", @"),
-        last.2,
-        clip(&last.3)
-    ));
-    // A long thread: what mattered in between too.
-    if replies.len() > 5 {
-        let messages: Vec<crate::ai::Message> = replies
-            .iter()
-            .map(|(id, _, who, what, at)| crate::ai::Message::line(id.to_string(), who, what, *at))
-            .collect();
-        text.push_str("\nWhat mattered:");
-        for i in crate::ai::offline::pick(&messages, crate::ai::offline::budget(messages.len())) {
-            let m = &messages[i];
-            text.push_str(&format!("\n- @{}: {}", m.author, clip(&m.text)));
-        }
-    }
-    Ok(text)
 }
 
 /// Finds or creates each bot's user (flagged as a bot), through the audited provisioning path.

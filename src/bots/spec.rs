@@ -24,6 +24,13 @@ pub struct BotSpec {
     /// The persona / system prompt the AI engine uses for this bot.
     #[serde(default)]
     pub persona: Option<String>,
+    /// Overrides of the AI's prompt templates (`system`, `digest`, `reduce`,
+    /// `thread_summary`, `reply`); see `chatctl bots prompts`.
+    #[serde(default)]
+    pub prompts: crate::ai::Prompts,
+    /// Tokens this bot may spend on a model per day (UTC); unset: `ai.daily_token_budget`.
+    #[serde(default)]
+    pub daily_token_budget: Option<u64>,
     #[serde(default)]
     pub limits: Limits,
     /// Answer other bots too (default: no, to prevent loops).
@@ -73,17 +80,40 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
-    /// `@bot` in a message: reply in its thread.
+    /// `@bot` in a message: reply in its thread, with the `reply` template, else the AI's
+    /// suggested reply (with `prompt` as its instructions, when given).
     Mention {
         #[serde(default)]
         reply: Option<String>,
+        #[serde(default)]
+        prompt: Option<String>,
     },
-    /// Any of these words (case-insensitive, whole words).
-    Keyword { words: Vec<String>, reply: String },
-    /// A regular expression.
-    Regex { pattern: String, reply: String },
-    /// A message starting with this command (`/summarize`, `!help`).
-    Command { name: String, reply: String },
+    /// Any of these words (case-insensitive, whole words). `reply` (a template) or `prompt`
+    /// (the AI answers, with these instructions).
+    Keyword {
+        words: Vec<String>,
+        #[serde(default)]
+        reply: Option<String>,
+        #[serde(default)]
+        prompt: Option<String>,
+    },
+    /// A regular expression; `reply` or `prompt` as for `keyword`.
+    Regex {
+        pattern: String,
+        #[serde(default)]
+        reply: Option<String>,
+        #[serde(default)]
+        prompt: Option<String>,
+    },
+    /// A message starting with this command (`/summarize`, `!help`); `reply` or `prompt` as
+    /// for `keyword`.
+    Command {
+        name: String,
+        #[serde(default)]
+        reply: Option<String>,
+        #[serde(default)]
+        prompt: Option<String>,
+    },
     /// A summary of a thread, posted in the thread: when a message starts with `command`
     /// (default `/tldr`), and, with `every: N`, each time the thread reaches a multiple of N
     /// replies.
@@ -194,8 +224,34 @@ fn check(b: &BotSpec) -> Vec<(String, String)> {
     if b.triggers.is_empty() {
         out.push(("a bot needs at least one trigger".into(), "triggers".into()));
     }
+    for (template, name) in b.prompts.unknown_placeholders() {
+        out.push((
+            format!(
+                "unknown placeholder `{{{name}}}` in prompts.{template} (known: {})",
+                crate::ai::prompt::PLACEHOLDERS.join(", ")
+            ),
+            format!("{{{name}}}"),
+        ));
+    }
     for t in &b.triggers {
         match t {
+            Trigger::Keyword { reply, prompt, .. }
+            | Trigger::Regex { reply, prompt, .. }
+            | Trigger::Command { reply, prompt, .. }
+                if reply.is_some() == prompt.is_some() =>
+            {
+                out.push((
+                    "a keyword, regex or command trigger needs `reply` (a template) or `prompt` (an AI answer), not both".into(),
+                    if reply.is_some() { "prompt".into() } else { "reply".into() },
+                ))
+            }
+            Trigger::Mention {
+                reply: Some(_),
+                prompt: Some(_),
+            } => out.push((
+                "a mention trigger takes `reply` or `prompt`, not both".into(),
+                "prompt".into(),
+            )),
             Trigger::Regex { pattern, .. } => {
                 if let Err(e) = regex::Regex::new(pattern) {
                     out.push((

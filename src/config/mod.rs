@@ -176,7 +176,77 @@ const KEYS: &[Key] = &[
         aliases: &["OPENAI_BASE_URL"],
         default: None,
         secrecy: Secrecy::Public,
-        help: "base URL of an OpenAI-compatible API",
+        help: "base URL of an OpenAI-compatible API; unset: https://api.openai.com/v1",
+    },
+    Key {
+        name: "openai.model",
+        aliases: &[],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "the chat model; set: the AI uses this OpenAI-compatible model, unset: the offline engine",
+    },
+    Key {
+        name: "openai.timeout",
+        aliases: &[],
+        default: Some("60s"),
+        secrecy: Secrecy::Public,
+        help: "how long one request may take",
+    },
+    Key {
+        name: "openai.max_tokens",
+        aliases: &[],
+        default: Some("1024"),
+        secrecy: Secrecy::Public,
+        help: "the most tokens one answer may have",
+    },
+    Key {
+        name: "openai.temperature",
+        aliases: &[],
+        default: Some("0.2"),
+        secrecy: Secrecy::Public,
+        help: "sampling temperature, 0 to 2",
+    },
+    Key {
+        name: "openai.context_tokens",
+        aliases: &[],
+        default: Some("8192"),
+        secrecy: Secrecy::Public,
+        help: "the model's context window; longer windows are summarized in parts, then merged",
+    },
+    Key {
+        name: "openai.concurrency",
+        aliases: &[],
+        default: Some("4"),
+        secrecy: Secrecy::Public,
+        help: "requests in flight at once",
+    },
+    Key {
+        name: "openai.max_retries",
+        aliases: &[],
+        default: Some("3"),
+        secrecy: Secrecy::Public,
+        help: "retries after a 429, a 5xx, a timeout or a connection error",
+    },
+    Key {
+        name: "openai.max_retry_wait",
+        aliases: &[],
+        default: Some("60s"),
+        secrecy: Secrecy::Public,
+        help: "the longest Retry-After honoured; a longer one fails the request at once",
+    },
+    Key {
+        name: "ai.redact",
+        aliases: &[],
+        default: Some("true"),
+        secrecy: Secrecy::Public,
+        help: "replace emails, phone numbers and tokens before sending text to a model",
+    },
+    Key {
+        name: "ai.daily_token_budget",
+        aliases: &[],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "tokens each bot (and the CLI) may spend per day, UTC; unset: unlimited",
     },
 ];
 
@@ -236,6 +306,7 @@ struct FileConfig {
     log: Option<FileLog>,
     supabase: Option<FileSupabase>,
     openai: Option<FileOpenai>,
+    ai: Option<FileAi>,
     bots: Option<FileBots>,
     realtime: Option<FileRealtime>,
 }
@@ -294,6 +365,21 @@ struct FileSupabase {
 struct FileOpenai {
     api_key: Option<String>,
     base_url: Option<String>,
+    model: Option<String>,
+    timeout: Option<DurationValue>,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    context_tokens: Option<u64>,
+    concurrency: Option<u32>,
+    max_retries: Option<u32>,
+    max_retry_wait: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAi {
+    redact: Option<bool>,
+    daily_token_budget: Option<u64>,
 }
 
 /// A duration in the file: seconds as a number, or a string such as `90s`, `2m`, `500ms`.
@@ -341,6 +427,24 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         return Err(format!("`{text}` is not a duration"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// The AI settings ([`Config::ai`]).
+#[derive(Debug, Clone)]
+pub struct AiConfig {
+    /// The OpenAI-compatible model; `None`: the offline engine.
+    pub model: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub timeout: Duration,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub context_tokens: usize,
+    pub concurrency: usize,
+    pub max_retries: u32,
+    pub max_retry_wait: Duration,
+    pub redact: bool,
+    pub daily_token_budget: Option<u64>,
 }
 
 /// How results are printed on stdout.
@@ -453,6 +557,7 @@ impl Config {
         self.realtime_url()?;
         self.realtime_heartbeat()?;
         self.realtime_token_ttl()?;
+        self.ai()?;
         if let Some(url) = self.database_url() {
             crate::db::url::parse(url).map_err(|e| {
                 let origin = &self.values["database.url"].1;
@@ -573,6 +678,48 @@ impl Config {
     pub fn realtime_token_ttl(&self) -> Result<Duration> {
         self.parsed("realtime.token_ttl", "a duration of at least `10s`", |v| {
             parse_duration(v).ok().filter(|d| d.as_secs() >= 10)
+        })
+    }
+
+    /// The AI settings: the OpenAI-compatible model (when one is configured) and the
+    /// options of every engine.
+    pub fn ai(&self) -> Result<AiConfig> {
+        let count = |name: &str, min: u64| {
+            self.parsed(name, &format!("an integer of at least {min}"), |v| {
+                v.trim().parse::<u64>().ok().filter(|n| *n >= min)
+            })
+        };
+        let budget = match self.raw("ai.daily_token_budget") {
+            None => None,
+            Some(_) => Some(count("ai.daily_token_budget", 1)?),
+        };
+        Ok(AiConfig {
+            model: self.raw("openai.model").map(str::to_owned),
+            base_url: self.raw("openai.base_url").map(str::to_owned),
+            api_key: self.raw("openai.api_key").map(str::to_owned),
+            timeout: self.parsed("openai.timeout", "a duration such as `60s`", |v| {
+                parse_duration(v).ok().filter(|d| !d.is_zero())
+            })?,
+            max_tokens: u32::try_from(count("openai.max_tokens", 16)?).unwrap_or(u32::MAX),
+            temperature: self.parsed("openai.temperature", "a number from 0 to 2", |v| {
+                v.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|t| (0.0..=2.0).contains(t))
+            })?,
+            context_tokens: usize::try_from(count("openai.context_tokens", 1024)?)
+                .unwrap_or(usize::MAX),
+            concurrency: usize::try_from(count("openai.concurrency", 1)?).unwrap_or(1),
+            max_retries: u32::try_from(count("openai.max_retries", 0)?).unwrap_or(u32::MAX),
+            max_retry_wait: self.parsed(
+                "openai.max_retry_wait",
+                "a duration such as `60s`",
+                |v| parse_duration(v).ok(),
+            )?,
+            redact: self.parsed("ai.redact", "true or false", |v| {
+                v.trim().parse::<bool>().ok()
+            })?,
+            daily_token_budget: budget,
         })
     }
 
@@ -719,6 +866,20 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
     let ai = file.openai.unwrap_or_default();
     put("openai.api_key", ai.api_key);
     put("openai.base_url", ai.base_url);
+    put("openai.model", ai.model);
+    put("openai.timeout", ai.timeout.map(|d| d.0));
+    put("openai.max_tokens", ai.max_tokens.map(|n| n.to_string()));
+    put("openai.temperature", ai.temperature.map(|n| n.to_string()));
+    put("openai.context_tokens", ai.context_tokens.map(|n| n.to_string()));
+    put("openai.concurrency", ai.concurrency.map(|n| n.to_string()));
+    put("openai.max_retries", ai.max_retries.map(|n| n.to_string()));
+    put("openai.max_retry_wait", ai.max_retry_wait.map(|d| d.0));
+    let ai = file.ai.unwrap_or_default();
+    put("ai.redact", ai.redact.map(|b| b.to_string()));
+    put(
+        "ai.daily_token_budget",
+        ai.daily_token_budget.map(|n| n.to_string()),
+    );
     put(
         "bots.event_source",
         file.bots

@@ -295,7 +295,7 @@ async fn acquire_lock(conn: &mut PgConnection, timeout: Duration) -> Result<Dura
             .unwrap_or_else(|_| "another session".into());
         if start.elapsed() >= timeout {
             return Err(Error::new(
-                Kind::LockTimeout,
+                Kind::TempFail,
                 format!(
                     "gave up after {:.0?} waiting for the migration lock, held by {holder}",
                     timeout

@@ -1,0 +1,1 @@
+drop table chatctl.ai_usage;
