@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::middleware::{HttpRequestFactory, ReqwestService};
@@ -20,7 +21,6 @@ use async_openai::types::chat::{
     ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestUserMessageArgs,
     CreateChatCompletionRequestArgs,
 };
-use async_openai::Client;
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -127,7 +127,8 @@ impl OpenAiEngine {
     /// One chat completion: budget, permit, request with retries, usage.
     async fn complete(&self, ask: &Ask<'_>, user: String) -> Result<String> {
         let system = system(ask);
-        let estimate = (tokens(&system) + tokens(&user)) as u64 + u64::from(self.settings.max_tokens);
+        let estimate =
+            (tokens(&system) + tokens(&user)) as u64 + u64::from(self.settings.max_tokens);
         let reservation = match (&self.pool, ask.budget) {
             (Some(pool), Some(budget)) => {
                 Some(reserve(pool, ask.bot, estimate, budget, &self.stats).await?)
@@ -338,7 +339,14 @@ impl LanguageModel for OpenAiEngine {
                     ("channel", ask.channel),
                     ("author", question.author),
                     ("question", &question_text),
-                    ("related", if related.is_empty() { "(none)" } else { &related }),
+                    (
+                        "related",
+                        if related.is_empty() {
+                            "(none)"
+                        } else {
+                            &related
+                        },
+                    ),
                     ("transcript", &recent),
                 ],
             );
@@ -483,16 +491,18 @@ pub fn into_error(e: AiError) -> anyhow::Error {
     let kind = match &e {
         AiError::BudgetSpent { .. } => Kind::TempFail,
         AiError::Unavailable { .. } => Kind::Unavailable,
-        AiError::Refused { status: 401 | 403, .. } => Kind::Usage,
+        AiError::Refused {
+            status: 401 | 403, ..
+        } => Kind::Usage,
         AiError::Refused { .. } | AiError::Malformed(_) => Kind::Failed,
     };
     let help = match &e {
         AiError::BudgetSpent { .. } => {
             Some("raise `ai.daily_token_budget`, or wait for tomorrow (UTC)")
         }
-        AiError::Refused { status: 401 | 403, .. } => {
-            Some("check OPENAI_API_KEY (or `openai.api_key`) and `openai.base_url`")
-        }
+        AiError::Refused {
+            status: 401 | 403, ..
+        } => Some("check OPENAI_API_KEY (or `openai.api_key`) and `openai.base_url`"),
         AiError::Refused { status: 404, .. } => Some("check `openai.model` and `openai.base_url`"),
         _ => None,
     };
@@ -515,12 +525,11 @@ tokio::task_local! {
 }
 
 fn ai_error(e: OpenAIError, log: &CallLog, timeout: Duration) -> anyhow::Error {
-    let attempts = log.attempts.load(std::sync::atomic::Ordering::Relaxed).max(1);
-    let gave_up = log
-        .gave_up
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    let attempts = log
+        .attempts
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(1);
+    let gave_up = log.gave_up.lock().unwrap_or_else(|p| p.into_inner()).take();
     let last = |what: String| match &gave_up {
         Some(why) => format!("{what}; {why}"),
         None => what,
@@ -546,9 +555,9 @@ fn ai_error(e: OpenAIError, log: &CallLog, timeout: Duration) -> anyhow::Error {
             attempts,
             last: last(crate::error::scrub(&r.to_string())),
         },
-        OpenAIError::JSONDeserialize(err, _) => {
-            AiError::Malformed(format!("the server's answer is not a chat completion ({err})"))
-        }
+        OpenAIError::JSONDeserialize(err, _) => AiError::Malformed(format!(
+            "the server's answer is not a chat completion ({err})"
+        )),
         other => AiError::Malformed(crate::error::scrub(&other.to_string())),
     })
 }
@@ -595,8 +604,7 @@ impl Retry {
                     .store(attempt, std::sync::atomic::Ordering::Relaxed);
             }
             Stats::add(&self.stats.requests, 1);
-            let result =
-                tower::Service::call(&mut self.inner, request.clone()).await;
+            let result = tower::Service::call(&mut self.inner, request.clone()).await;
             let wait = match &result {
                 Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
                     Some(retry_after(r.headers()))
@@ -780,15 +788,18 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) >= Duration::from_millis(500) && backoff(1) < Duration::from_millis(700));
+        assert!(
+            backoff(1) >= Duration::from_millis(500) && backoff(1) < Duration::from_millis(700)
+        );
         assert!(backoff(3) >= Duration::from_secs(2));
         assert!(backoff(30) <= Duration::from_secs(10));
     }
 
     #[test]
     fn answers_in_code_fences_parse_and_prose_does_not() {
-        let a = parse_answer("```json\n{\"highlights\": [{\"ref\": \"m2\", \"text\": \"x\"}]}\n```")
-            .unwrap();
+        let a =
+            parse_answer("```json\n{\"highlights\": [{\"ref\": \"m2\", \"text\": \"x\"}]}\n```")
+                .unwrap();
         assert_eq!(a.highlights[0].reference, "m2");
         assert!(parse_answer("Sure! Here is the digest.").is_err());
     }

@@ -331,7 +331,10 @@ mod tests {
                     slack xoxb-123456789012-abcdefghij; release 2026-11-23, v1.2.3, build 20261123, \
                     at 10:30, see /usr/lib/postgresql/16/bin and issue #4521";
         let out = redact(text);
-        assert!(out.contains("mail [email] or call [phone], key [token] and [token]"), "{out}");
+        assert!(
+            out.contains("mail [email] or call [phone], key [token] and [token]"),
+            "{out}"
+        );
         assert!(out.contains("slack [token];"), "{out}");
         for kept in [
             "2026-11-23",

@@ -960,7 +960,20 @@ impl Runtime {
             .await?;
             for (channel, workspace, name) in channels {
                 if bot.covers(&workspace, Some(&name))
-                    && self.post_digest(bot, channel, &name, start, end).await?
+                    && matches!(
+                        post_digest(
+                            &self.pool,
+                            &self.voice(bot),
+                            bot.user_id,
+                            &self.opts.instance,
+                            channel,
+                            &name,
+                            (start, end),
+                            false,
+                        )
+                        .await?,
+                        DigestPost::Posted { .. }
+                    )
                 {
                     posted += 1;
                 }
@@ -968,59 +981,112 @@ impl Runtime {
         }
         Ok(posted)
     }
+}
 
-    async fn post_digest(
-        &self,
-        bot: &Bot,
-        channel: Uuid,
-        name: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "insert into chatctl.bot_digests (bot, channel_id, window_start, window_end, claimed_by)
-             values ($1, $2, $3, $4, $5) on conflict do nothing",
-        )
-        .bind(&bot.spec.name)
-        .bind(channel)
-        .bind(start)
-        .bind(end)
-        .bind(&self.opts.instance)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            return Ok(false);
-        }
-        let messages = window_messages(&mut tx, bot.user_id, channel, start, end).await?;
-        if messages.is_empty() {
-            // An empty window posts nothing, but stays claimed.
-            tx.commit().await?;
-            return Ok(false);
-        }
-        let digest = self.voice(bot).digest(name, &messages).await;
-        let text = crate::ai::digest_post(&digest, name, start, end);
-        let id: Uuid = sqlx::query_scalar(
-            "insert into public.chat (channel_id, user_id, message) values ($1, $2, jsonb_build_object('text', $3::text)) returning id",
-        )
-        .bind(channel)
-        .bind(bot.user_id)
-        .bind(&text)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("update chatctl.bot_digests set message_id = $4 where bot = $1 and channel_id = $2 and window_start = $3")
-            .bind(&bot.spec.name)
+/// What [`post_digest`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum DigestPost {
+    /// The digest was posted as this message.
+    Posted {
+        message_id: Uuid,
+        #[serde(skip)]
+        digest: crate::ai::Digest,
+        #[serde(skip)]
+        text: String,
+    },
+    /// The window had no messages: nothing posted, the window claimed.
+    Empty,
+    /// Someone (a daemon, an earlier run) claimed this window already.
+    AlreadyClaimed {
+        claimed_by: String,
+        claimed_at: DateTime<Utc>,
+        message_id: Option<Uuid>,
+    },
+}
+
+/// Claims (bot, channel, window) and posts the window's digest as the bot, in one
+/// transaction: a restart, a second replica or a re-run of `chatctl summarize --post` never
+/// posts it twice, and a failure posts nothing and leaves the window unclaimed. `strict`:
+/// an engine failure fails the post (the command line) instead of falling back to the
+/// offline engine (the daemon).
+#[allow(clippy::too_many_arguments)]
+pub async fn post_digest(
+    pool: &PgPool,
+    voice: &Voice,
+    bot_user: Uuid,
+    instance: &str,
+    channel: Uuid,
+    name: &str,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    strict: bool,
+) -> Result<DigestPost> {
+    let mut tx = pool.begin().await?;
+    let claimed = sqlx::query(
+        "insert into chatctl.bot_digests (bot, channel_id, window_start, window_end, claimed_by)
+         values ($1, $2, $3, $4, $5) on conflict do nothing",
+    )
+    .bind(&voice.bot)
+    .bind(channel)
+    .bind(start)
+    .bind(end)
+    .bind(instance)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        drop(tx);
+        let (claimed_by, claimed_at, message_id): (String, DateTime<Utc>, Option<Uuid>) =
+            sqlx::query_as(
+                "select claimed_by, claimed_at, message_id from chatctl.bot_digests
+                  where bot = $1 and channel_id = $2 and window_start = $3",
+            )
+            .bind(&voice.bot)
             .bind(channel)
             .bind(start)
-            .bind(id)
-            .execute(&mut *tx)
+            .fetch_one(pool)
             .await?;
-        tx.commit().await?;
-        tracing::info!(bot = %bot.spec.name, channel = %name, %start, %end, "digest posted");
-        Ok(true)
+        return Ok(DigestPost::AlreadyClaimed {
+            claimed_by,
+            claimed_at,
+            message_id,
+        });
     }
+    let messages = window_messages(&mut tx, bot_user, channel, start, end).await?;
+    if messages.is_empty() {
+        // An empty window posts nothing, but stays claimed.
+        tx.commit().await?;
+        return Ok(DigestPost::Empty);
+    }
+    let digest = if strict {
+        voice.engine.digest(voice.ask(name, &messages)).await?
+    } else {
+        voice.digest(name, &messages).await
+    };
+    let text = crate::ai::digest_post(&digest, name, start, end);
+    let id: Uuid = sqlx::query_scalar(
+        "insert into public.chat (channel_id, user_id, message) values ($1, $2, jsonb_build_object('text', $3::text)) returning id",
+    )
+    .bind(channel)
+    .bind(bot_user)
+    .bind(&text)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("update chatctl.bot_digests set message_id = $4 where bot = $1 and channel_id = $2 and window_start = $3")
+        .bind(&voice.bot)
+        .bind(channel)
+        .bind(start)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(bot = %voice.bot, channel = %name, %start, %end, "digest posted");
+    Ok(DigestPost::Posted {
+        message_id: id,
+        digest,
+        text,
+    })
 }
 
 /// Showing 👀, writing what takes time (summaries, AI replies), completing the claims still
@@ -1064,7 +1130,11 @@ pub struct Voice {
 }
 
 impl Voice {
-    fn ask<'a>(&'a self, channel: &'a str, messages: &'a [crate::ai::Message]) -> crate::ai::Ask<'a> {
+    pub fn ask<'a>(
+        &'a self,
+        channel: &'a str,
+        messages: &'a [crate::ai::Message],
+    ) -> crate::ai::Ask<'a> {
         crate::ai::Ask {
             bot: &self.bot,
             channel,
@@ -1085,7 +1155,11 @@ impl Voice {
         );
     }
 
-    pub async fn digest(&self, channel: &str, messages: &[crate::ai::Message]) -> crate::ai::Digest {
+    pub async fn digest(
+        &self,
+        channel: &str,
+        messages: &[crate::ai::Message],
+    ) -> crate::ai::Digest {
         match self.engine.digest(self.ask(channel, messages)).await {
             Ok(d) => d,
             Err(e) => {
@@ -1096,7 +1170,11 @@ impl Voice {
     }
 
     async fn thread_summary(&self, channel: &str, messages: &[crate::ai::Message]) -> String {
-        match self.engine.thread_summary(self.ask(channel, messages)).await {
+        match self
+            .engine
+            .thread_summary(self.ask(channel, messages))
+            .await
+        {
             Ok(t) => t,
             Err(e) => {
                 self.fell_back("thread summary", &e);
@@ -1210,13 +1288,23 @@ impl PostJob {
                 }
                 Work::Reply { message, prompt } => {
                     let channel = message.channel_name.as_deref().unwrap_or("direct message");
-                    let context =
-                        recent_messages(&self.pool, self.bot_user, message.channel_id, message.created_at, 50)
-                            .await?;
+                    let context = recent_messages(
+                        &self.pool,
+                        self.bot_user,
+                        message.channel_id,
+                        message.created_at,
+                        50,
+                    )
+                    .await?;
                     let since = context.first().map_or(message.created_at, |m| m.created_at);
-                    let related =
-                        related_messages(&self.pool, self.bot_user, message.channel_id, &message.text, since)
-                            .await?;
+                    let related = related_messages(
+                        &self.pool,
+                        self.bot_user,
+                        message.channel_id,
+                        &message.text,
+                        since,
+                    )
+                    .await?;
                     let question = crate::ai::Question {
                         author: &message.author,
                         text: &message.text,
@@ -1257,7 +1345,7 @@ pub async fn window_messages(
 
 /// A thread for the summarizer, the root first then its replies (the bot's own messages and
 /// commands left out), and the channel's name.
-async fn thread_messages(
+pub async fn thread_messages(
     pool: &PgPool,
     bot: Uuid,
     root: Uuid,
@@ -1438,8 +1526,12 @@ pub fn dry_run(
         thread_position: None,
     };
     Ok(bot.decide(&m).map(|mut r| {
-        if r.kind == ReplyKind::ThreadSummary {
-            r.text = "(a summary of this message's thread)".into();
+        match r.kind {
+            ReplyKind::ThreadSummary => r.text = "(a summary of this message's thread)".into(),
+            ReplyKind::Ai => {
+                r.text = "(the AI's suggested reply, from the channel's recent messages)".into()
+            }
+            ReplyKind::Template => {}
         }
         r
     }))

@@ -38,6 +38,29 @@ pub struct BotSpec {
     pub reply_to_bots: bool,
 }
 
+impl BotSpec {
+    /// A bot with this name, no triggers, and every default (what `chatctl summarize
+    /// --as-bot` posts as when the bot has no definition).
+    pub fn named(name: &str) -> BotSpec {
+        BotSpec {
+            name: name.to_owned(),
+            display_name: None,
+            scope: Scope::default(),
+            triggers: Vec::new(),
+            persona: None,
+            prompts: Default::default(),
+            daily_token_budget: None,
+            limits: Limits::default(),
+            reply_to_bots: false,
+        }
+    }
+}
+
+/// Whether `name` can name a bot (and its user): lowercase, no spaces.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name == name.to_lowercase() && !name.contains(char::is_whitespace)
+}
+
 /// Where a bot listens. Empty lists: every channel the bot is a member of.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -214,8 +237,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
 /// Problems in one definition: (message, text to find its line by).
 fn check(b: &BotSpec) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    if b.name.is_empty() || b.name != b.name.to_lowercase() || b.name.contains(char::is_whitespace)
-    {
+    if !valid_name(&b.name) {
         out.push((
             format!("invalid bot name `{}`: lowercase, no spaces", b.name),
             format!("name: {}", b.name),

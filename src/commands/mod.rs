@@ -2,6 +2,7 @@
 //! one `dispatch` that knows every command. Each command lives in its own file and is thin:
 //! parse, call one library function, render the report.
 
+mod ai;
 mod apply;
 mod audit;
 mod bots;
@@ -11,6 +12,7 @@ mod config;
 mod dev;
 mod dm;
 mod migrate;
+mod summarize;
 mod up;
 mod workspace;
 
@@ -79,6 +81,10 @@ pub enum Command {
     Dm(dm::DmArgs),
     /// Validate, list, try and run the bots (bots/*.yaml)
     Bots(bots::BotsArgs),
+    /// Digest a channel's window: print it, or post it as a bot once per window (for cron)
+    Summarize(summarize::SummarizeArgs),
+    /// Suggested replies from a channel's context
+    Ai(ai::AiArgs),
     /// Show the audit log of changes made through chatctl
     Audit(audit::AuditArgs),
     /// Manage the embedded local PostgreSQL and generate test data
@@ -198,6 +204,8 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Dm(args) => dm::run(ctx, args).await,
         Command::Audit(args) => audit::run(ctx, args).await,
         Command::Bots(args) => bots::run(ctx, args).await,
+        Command::Summarize(args) => summarize::run(ctx, args).await,
+        Command::Ai(args) => ai::run(ctx, args).await,
         Command::Dev(args) => dev::run(ctx, args).await,
         Command::Config(args) => config::run(ctx, args),
         Command::Completions(args) => completions::run(ctx, args),

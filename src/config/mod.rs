@@ -870,7 +870,10 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
     put("openai.timeout", ai.timeout.map(|d| d.0));
     put("openai.max_tokens", ai.max_tokens.map(|n| n.to_string()));
     put("openai.temperature", ai.temperature.map(|n| n.to_string()));
-    put("openai.context_tokens", ai.context_tokens.map(|n| n.to_string()));
+    put(
+        "openai.context_tokens",
+        ai.context_tokens.map(|n| n.to_string()),
+    );
     put("openai.concurrency", ai.concurrency.map(|n| n.to_string()));
     put("openai.max_retries", ai.max_retries.map(|n| n.to_string()));
     put("openai.max_retry_wait", ai.max_retry_wait.map(|d| d.0));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chatctl::ai::{Message, offline};
 
 /// One hour of the real #ubuntu IRC channel, as messages (joins, parts and renames left out).
-fn irc_hour(file: &str) -> Vec<Message> {
+pub(crate) fn irc_hour(file: &str) -> Vec<Message> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/corpus/irc-disentanglement-ubuntu/dev")
         .join(file);

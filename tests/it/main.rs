@@ -7,6 +7,7 @@ mod bots;
 mod cli;
 mod local;
 mod migrate;
+mod openai;
 mod provision;
 mod realtime;
 mod rls;

@@ -9,6 +9,7 @@
 
 #![allow(dead_code, clippy::print_stderr)]
 
+pub mod openai_server;
 pub mod realtime_server;
 
 use std::hash::{Hash as _, Hasher as _};

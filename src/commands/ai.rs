@@ -1,0 +1,165 @@
+//! `chatctl ai`: the AI features on demand. `ai reply` suggests a reply to a message from the
+//! channel's (or thread's) recent context and where the question was discussed before.
+
+use std::io::Write;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Context;
+use crate::bots::runtime::{self, Voice};
+use crate::config::OutputFormat;
+use crate::error::{Error, ExitCode, Result};
+use crate::output::{Output, Report};
+
+#[derive(Debug, clap::Args)]
+pub struct AiArgs {
+    #[command(subcommand)]
+    cmd: AiCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AiCmd {
+    /// Suggest a reply to a message from the channel's recent context (posts nothing)
+    Reply {
+        /// The channel (name, with or without #)
+        #[arg(long, value_name = "CHANNEL")]
+        channel: String,
+        /// The workspace (slug); unset: the only one there is
+        #[arg(long, short = 'w', value_name = "SLUG")]
+        workspace: Option<String>,
+        /// Reply in this thread (the root message's id): its messages are the context
+        #[arg(long, value_name = "ID")]
+        thread: Option<Uuid>,
+        /// The message to reply to
+        #[arg(long, value_name = "TEXT")]
+        message: String,
+        /// Write as this bot (its persona, prompts and token budget from bots/NAME.yaml)
+        #[arg(long, value_name = "NAME")]
+        as_bot: Option<String>,
+        /// text or json [default: text, or json under --output json]
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<Format>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// A suggested reply and what it was written from.
+#[derive(Debug, Serialize)]
+struct Suggestion {
+    channel: String,
+    thread: Option<Uuid>,
+    engine: String,
+    reply: String,
+    /// How many recent messages were the context.
+    context_messages: usize,
+    /// Earlier messages found about the question (ids), best first.
+    related: Vec<String>,
+}
+
+impl Report for Suggestion {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out, "{}", self.reply)
+    }
+}
+
+pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
+    let AiCmd::Reply {
+        channel,
+        workspace,
+        thread,
+        message,
+        as_bot,
+        format,
+    } = args.cmd;
+    if message.trim().is_empty() {
+        return Err(Error::usage("--message is empty").into());
+    }
+    let mut conn = ctx.connect().await?;
+    let slug = ctx.workspace_or_only(&mut conn, workspace).await?;
+    let name = channel.trim_start_matches('#').to_owned();
+    let channel_id: Uuid = sqlx::query_scalar(
+        "select c.id from public.channels c join public.workspaces w on w.id = c.workspace_id
+          where w.slug = $1 and c.name = $2",
+    )
+    .bind(&slug)
+    .bind(&name)
+    .fetch_optional(&mut conn)
+    .await?
+    .ok_or_else(|| {
+        Error::usage(format!("no channel #{name} in workspace `{slug}`"))
+            .with_help(format!("see `chatctl channel list -w {slug}`"))
+    })?;
+    if let Some(root) = thread {
+        let found: bool = sqlx::query_scalar(
+            "select exists (select 1 from public.chat where id = $1 and channel_id = $2 and parent_id is null)",
+        )
+        .bind(root)
+        .bind(channel_id)
+        .fetch_one(&mut conn)
+        .await?;
+        if !found {
+            return Err(Error::usage(format!(
+                "no thread {root} in #{name}: --thread takes the id of a thread's first message"
+            ))
+            .into());
+        }
+    }
+    drop(conn);
+
+    let url = ctx.database_url().await?;
+    let pool = crate::db::pool(&url, &ctx.config).await?;
+    let spec = super::summarize::bot_spec(ctx, as_bot.as_deref())?;
+    let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
+    let voice = Voice {
+        engine: engine.clone(),
+        bot: spec.name.clone(),
+        persona: spec.persona.clone(),
+        prompts: spec.prompts.clone(),
+        budget: spec
+            .daily_token_budget
+            .or(ctx.config.ai()?.daily_token_budget),
+        metrics: Default::default(),
+    };
+    let now = chrono::Utc::now();
+    let context = match thread {
+        Some(root) => runtime::thread_messages(&pool, Uuid::nil(), root).await?.1,
+        None => runtime::recent_messages(&pool, Uuid::nil(), channel_id, now, 50).await?,
+    };
+    let since = context.first().map_or(now, |m| m.created_at);
+    let related =
+        runtime::related_messages(&pool, Uuid::nil(), channel_id, &message, since).await?;
+    let question = crate::ai::Question {
+        author: "you",
+        text: &message,
+        related: &related,
+    };
+    let reply = engine.reply(voice.ask(&name, &context), question).await?;
+    let json = match format {
+        Some(Format::Json) => true,
+        Some(Format::Text) => false,
+        None => ctx.out.format == OutputFormat::Json,
+    };
+    Output::new(
+        if json {
+            OutputFormat::Json
+        } else {
+            OutputFormat::Table
+        },
+        ctx.out.quiet,
+    )
+    .render(&Suggestion {
+        channel: name,
+        thread,
+        engine: engine.name(),
+        reply,
+        context_messages: context.len(),
+        related: related.into_iter().map(|m| m.id).collect(),
+    })?;
+    Ok(ExitCode::Success)
+}

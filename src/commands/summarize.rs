@@ -1,0 +1,287 @@
+//! `chatctl summarize`: the digest of a channel's window, printed or posted as a bot. Made for
+//! cron: non-interactive, and with `--post` a re-run never posts the same window twice.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Context;
+use crate::ai::window::{self, Calendar};
+use crate::bots::runtime::{self, DigestPost, Voice};
+use crate::config::OutputFormat;
+use crate::error::{Error, ExitCode, Result};
+use crate::output::{Output, Report};
+
+#[derive(Debug, clap::Args)]
+pub struct SummarizeArgs {
+    /// The channel (name, with or without #)
+    #[arg(long, value_name = "CHANNEL")]
+    channel: String,
+    /// The workspace (slug); unset: the only one there is
+    #[arg(long, short = 'w', value_name = "SLUG")]
+    workspace: Option<String>,
+    /// A sliding window up to now (`24h`, `90m`, `7d`); not with --post
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["window", "from"])]
+    since: Option<String>,
+    /// The last complete calendar day or week (Monday to Monday) in --tz [default: day]
+    #[arg(long, value_name = "UNIT", conflicts_with = "from")]
+    window: Option<Calendar>,
+    /// The time zone of --window and of dates in --from/--to
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    tz: String,
+    /// Start of an explicit window (2026-11-22 or 2026-11-22T09:00:00Z)
+    #[arg(long, value_name = "TIME", requires = "to")]
+    from: Option<String>,
+    /// End of an explicit window (exclusive)
+    #[arg(long, value_name = "TIME", requires = "from")]
+    to: Option<String>,
+    /// Post the digest in the channel as --as-bot, once per (bot, channel, window)
+    #[arg(long, requires = "as_bot")]
+    post: bool,
+    /// The bot the digest is posted as (its user is created if missing; bots/NAME.yaml, when
+    /// present, gives its persona, prompts and token budget)
+    #[arg(long, value_name = "NAME")]
+    as_bot: Option<String>,
+    /// md (the text as posted) or json [default: md, or json under --output json]
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<Format>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Md,
+    Json,
+}
+
+/// What `summarize` did.
+#[derive(Debug, Serialize)]
+struct Summary {
+    workspace: String,
+    channel: String,
+    window: Window,
+    engine: String,
+    messages: usize,
+    /// The digest; `null` for an empty window or a window posted already.
+    digest: Option<crate::ai::Digest>,
+    /// The digest as text (as posted).
+    text: Option<String>,
+    /// With `--post`: what happened to the (bot, channel, window) claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post: Option<DigestPost>,
+}
+
+#[derive(Debug, Serialize)]
+struct Window {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl Report for Summary {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        match &self.text {
+            Some(text) => writeln!(out, "{text}"),
+            None => Ok(()),
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
+    let tz: chrono_tz::Tz = args.tz.parse().map_err(|_| {
+        Error::usage(format!("unknown time zone `{}`", args.tz))
+            .with_help("use an IANA name such as UTC, Europe/Berlin or America/New_York")
+    })?;
+    let (start, end) = resolve_window(&args, tz, Utc::now())?;
+    let mut conn = ctx.connect().await?;
+    let slug = ctx
+        .workspace_or_only(&mut conn, args.workspace.clone())
+        .await?;
+    let name = args.channel.trim_start_matches('#').to_owned();
+    let channel: Uuid = sqlx::query_scalar(
+        "select c.id from public.channels c join public.workspaces w on w.id = c.workspace_id
+          where w.slug = $1 and c.name = $2",
+    )
+    .bind(&slug)
+    .bind(&name)
+    .fetch_optional(&mut conn)
+    .await?
+    .ok_or_else(|| {
+        Error::usage(format!("no channel #{name} in workspace `{slug}`"))
+            .with_help(format!("see `chatctl channel list -w {slug}`"))
+    })?;
+    drop(conn);
+
+    let url = ctx.database_url().await?;
+    let pool = crate::db::pool(&url, &ctx.config).await?;
+    let spec = bot_spec(ctx, args.as_bot.as_deref())?;
+    let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
+    let voice = Voice {
+        engine: engine.clone(),
+        bot: spec.name.clone(),
+        persona: spec.persona.clone(),
+        prompts: spec.prompts.clone(),
+        budget: spec
+            .daily_token_budget
+            .or(ctx.config.ai()?.daily_token_budget),
+        metrics: Default::default(),
+    };
+    let mut summary = Summary {
+        workspace: slug,
+        channel: name.clone(),
+        window: Window { start, end },
+        engine: engine.name(),
+        messages: 0,
+        digest: None,
+        text: None,
+        post: None,
+    };
+    let span = format!(
+        "#{name}, {} to {} UTC",
+        start.format("%Y-%m-%d %H:%M"),
+        end.format("%Y-%m-%d %H:%M")
+    );
+    if args.post {
+        let bots = runtime::prepare(&pool, vec![spec], &ctx.actor()).await?;
+        let instance = format!("chatctl summarize ({})", ctx.config.operator);
+        let posted = runtime::post_digest(
+            &pool,
+            &voice,
+            bots[0].user_id,
+            &instance,
+            channel,
+            &name,
+            (start, end),
+            true,
+        )
+        .await?;
+        match &posted {
+            DigestPost::Posted {
+                message_id,
+                digest,
+                text,
+            } => {
+                ctx.out.status(&format!(
+                    "posted the digest of {span} as @{} (message {message_id})",
+                    voice.bot
+                ));
+                summary.messages = digest.messages;
+                summary.digest = Some(digest.clone());
+                summary.text = Some(text.clone());
+            }
+            DigestPost::Empty => ctx.out.status(&format!(
+                "nothing to post: {span} has no messages (the window is marked done)"
+            )),
+            DigestPost::AlreadyClaimed {
+                claimed_by,
+                claimed_at,
+                message_id,
+            } => ctx.out.status(&format!(
+                "nothing to post: the digest of {span} was {} by {claimed_by} at {}",
+                if message_id.is_some() {
+                    "posted"
+                } else {
+                    "claimed (an empty window)"
+                },
+                claimed_at.format("%Y-%m-%d %H:%M:%S UTC")
+            )),
+        }
+        summary.post = Some(posted);
+    } else {
+        let mut conn = pool.acquire().await?;
+        let messages =
+            runtime::window_messages(&mut conn, Uuid::nil(), channel, start, end).await?;
+        drop(conn);
+        summary.messages = messages.len();
+        if messages.is_empty() {
+            ctx.out
+                .status(&format!("nothing to summarize: {span} has no messages"));
+        } else {
+            let digest = engine.digest(voice.ask(&name, &messages)).await?;
+            summary.text = Some(crate::ai::digest_post(&digest, &name, start, end));
+            summary.digest = Some(digest);
+        }
+    }
+    let json = match args.format {
+        Some(Format::Json) => true,
+        Some(Format::Md) => false,
+        None => ctx.out.format == OutputFormat::Json,
+    };
+    let out = Output::new(
+        if json {
+            OutputFormat::Json
+        } else {
+            OutputFormat::Table
+        },
+        ctx.out.quiet,
+    );
+    out.render(&summary)?;
+    Ok(ExitCode::Success)
+}
+
+/// The window the flags name.
+fn resolve_window(
+    args: &SummarizeArgs,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+    if let Some(since) = &args.since {
+        if args.post {
+            return Err(
+                Error::usage("--post does not take a sliding --since window")
+                    .with_help(
+                        "a sliding window names a different window on every run, so re-runs would \
+                     post overlapping digests: use --window day|week or --from/--to",
+                    )
+                    .into(),
+            );
+        }
+        let d = crate::config::parse_duration(since).map_err(Error::usage)?;
+        let d = chrono::Duration::from_std(d)
+            .ok()
+            .filter(|d| *d > chrono::Duration::zero())
+            .ok_or_else(|| {
+                Error::usage(format!("--since `{since}` must be a positive duration"))
+            })?;
+        return Ok((now - d, now));
+    }
+    if let (Some(from), Some(to)) = (&args.from, &args.to) {
+        let from = window::parse_time(from, tz).map_err(Error::usage)?;
+        let to = window::parse_time(to, tz).map_err(Error::usage)?;
+        if from >= to {
+            return Err(Error::usage("--from must be before --to").into());
+        }
+        return Ok((from, to));
+    }
+    Ok(window::last_complete(
+        args.window.unwrap_or(Calendar::Day),
+        tz,
+        now,
+    ))
+}
+
+/// The bot the digest is written (and posted) as: `bots/NAME.yaml` when there is one, else a
+/// bot of that name with the default prompts; without `--as-bot`, `chatctl`.
+pub(super) fn bot_spec(ctx: &Context, name: Option<&str>) -> Result<crate::bots::spec::BotSpec> {
+    let name = name.unwrap_or("chatctl");
+    if !crate::bots::spec::valid_name(name) {
+        return Err(
+            Error::usage(format!("invalid bot name `{name}`: lowercase, no spaces")).into(),
+        );
+    }
+    let path = ctx
+        .config
+        .base_dir
+        .join("bots")
+        .join(format!("{name}.yaml"));
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::usage(format!("cannot read {}: {e}", path.display())))?;
+        let spec: crate::bots::spec::BotSpec = serde_yaml::from_str(&text)
+            .map_err(|e| Error::usage(format!("invalid {}: {e}", path.display())))?;
+        if spec.name == name {
+            return Ok(spec);
+        }
+    }
+    Ok(crate::bots::spec::BotSpec::named(name))
+}
