@@ -24,11 +24,23 @@ pub trait Report: Serialize {
 pub struct Output {
     pub format: OutputFormat,
     pub quiet: bool,
+    /// Logs are JSON (`--log-format json`): status lines are JSON log lines too, so stderr
+    /// stays one JSON object a line for a log shipper.
+    pub json_logs: bool,
 }
 
 impl Output {
     pub fn new(format: OutputFormat, quiet: bool) -> Output {
-        Output { format, quiet }
+        Output {
+            format,
+            quiet,
+            json_logs: false,
+        }
+    }
+
+    pub fn with_json_logs(mut self, json_logs: bool) -> Output {
+        self.json_logs = json_logs;
+        self
     }
 
     /// Prints a report on stdout in the chosen format.
@@ -56,8 +68,19 @@ impl Output {
 
     /// A status line for people, on stderr; silent under `--quiet`.
     pub fn status(&self, message: &str) {
-        if !self.quiet {
-            let _ = writeln!(io::stderr(), "{}", crate::error::scrub(message));
+        if self.quiet {
+            return;
+        }
+        let message = crate::error::scrub(message);
+        if self.json_logs {
+            let line = serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "INFO",
+                "fields": {"message": message},
+            });
+            let _ = writeln!(io::stderr(), "{line}");
+        } else {
+            let _ = writeln!(io::stderr(), "{message}");
         }
     }
 

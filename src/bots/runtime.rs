@@ -568,6 +568,12 @@ impl Runtime {
             .await?;
             self.handle(bot, &batch, &mut pass).await?;
         }
+        tracing::debug!(
+            read = pass.read,
+            replied = pass.replied,
+            capped = pass.capped,
+            "event handled"
+        );
         Ok(pass)
     }
 
@@ -652,7 +658,7 @@ impl Runtime {
                     ReplyKind::ThreadSummary => Work::ThreadSummary(r.thread_id),
                     ReplyKind::Template => Work::Ready(r.text.clone()),
                     ReplyKind::Ai => Work::Reply {
-                        message: (*m).clone(),
+                        message: Box::new((*m).clone()),
                         prompt: r.prompt.clone(),
                     },
                 })
@@ -660,10 +666,14 @@ impl Runtime {
         };
         if self.pipelined.load(std::sync::atomic::Ordering::Relaxed) {
             // The daemon posts beside reading and claiming the next batch.
+            // Under the event's span: its log lines belong to the event that caused them.
             self.inflight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .spawn(job.run());
+                .spawn(tracing::Instrument::instrument(
+                    job.run(),
+                    tracing::Span::current(),
+                ));
         } else {
             let p = job.run().await?;
             pass.replied += p.replied;
@@ -1112,7 +1122,7 @@ enum Work {
     ThreadSummary(Uuid),
     /// The AI's suggested reply to this message.
     Reply {
-        message: Message,
+        message: Box<Message>,
         prompt: Option<String>,
     },
 }
@@ -1320,8 +1330,9 @@ impl PostJob {
     }
 }
 
-/// The window's messages for the summarizer: the bot's own and deleted ones left out, each
-/// with its reactions.
+/// The window's messages for the summarizer, each with its reactions: deleted ones, the
+/// bot's own and every bot's left out (bots answer and summarize; a digest is of what people
+/// said, not of earlier digests).
 pub async fn window_messages(
     conn: &mut sqlx::PgConnection,
     bot: Uuid,
@@ -1331,7 +1342,8 @@ pub async fn window_messages(
 ) -> Result<Vec<crate::ai::Message>> {
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "{MESSAGE_ROW}
-          where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted and c.user_id <> $4
+          where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted
+            and c.user_id <> $4 and not u.is_bot
           order by c.created_at, c.id"
     ))
     .bind(channel)

@@ -83,26 +83,9 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
     let mut conn = ctx.connect().await?;
     let slug = ctx.workspace_or_only(&mut conn, workspace).await?;
     let name = channel.trim_start_matches('#').to_owned();
-    let channel_id: Uuid = sqlx::query_scalar(
-        "select c.id from public.channels c join public.workspaces w on w.id = c.workspace_id
-          where w.slug = $1 and c.name = $2",
-    )
-    .bind(&slug)
-    .bind(&name)
-    .fetch_optional(&mut conn)
-    .await?
-    .ok_or_else(|| {
-        Error::usage(format!("no channel #{name} in workspace `{slug}`"))
-            .with_help(format!("see `chatctl channel list -w {slug}`"))
-    })?;
+    let channel_id = crate::provision::ops::channel_id(&mut conn, &slug, &name).await?;
     if let Some(root) = thread {
-        let found: bool = sqlx::query_scalar(
-            "select exists (select 1 from public.chat where id = $1 and channel_id = $2 and parent_id is null)",
-        )
-        .bind(root)
-        .bind(channel_id)
-        .fetch_one(&mut conn)
-        .await?;
+        let found = crate::provision::ops::is_thread_root(&mut conn, root, channel_id).await?;
         if !found {
             return Err(Error::usage(format!(
                 "no thread {root} in #{name}: --thread takes the id of a thread's first message"
@@ -153,6 +136,7 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
         },
         ctx.out.quiet,
     )
+    .with_json_logs(ctx.out.json_logs)
     .render(&Suggestion {
         channel: name,
         thread,

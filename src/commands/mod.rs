@@ -128,7 +128,8 @@ impl Context {
         }
         let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let config = Config::load(env, &overrides, &base)?;
-        let out = Output::new(config.output()?, global.quiet);
+        let mut out = Output::new(config.output()?, global.quiet);
+        out.json_logs = config.log_format()? == LogFormat::Json;
         Ok(Context {
             config,
             out,

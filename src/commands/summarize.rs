@@ -98,18 +98,7 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
         .workspace_or_only(&mut conn, args.workspace.clone())
         .await?;
     let name = args.channel.trim_start_matches('#').to_owned();
-    let channel: Uuid = sqlx::query_scalar(
-        "select c.id from public.channels c join public.workspaces w on w.id = c.workspace_id
-          where w.slug = $1 and c.name = $2",
-    )
-    .bind(&slug)
-    .bind(&name)
-    .fetch_optional(&mut conn)
-    .await?
-    .ok_or_else(|| {
-        Error::usage(format!("no channel #{name} in workspace `{slug}`"))
-            .with_help(format!("see `chatctl channel list -w {slug}`"))
-    })?;
+    let channel = crate::provision::ops::channel_id(&mut conn, &slug, &name).await?;
     drop(conn);
 
     let url = ctx.database_url().await?;
@@ -214,7 +203,8 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
             OutputFormat::Table
         },
         ctx.out.quiet,
-    );
+    )
+    .with_json_logs(ctx.out.json_logs);
     out.render(&summary)?;
     Ok(ExitCode::Success)
 }

@@ -818,3 +818,32 @@ pub async fn workspace_show(conn: &mut PgConnection, slug: &str) -> Result<Works
         channels,
     })
 }
+
+/// The id of `#name` in workspace `slug`; a usage error naming both when there is none.
+pub async fn channel_id(conn: &mut PgConnection, slug: &str, name: &str) -> Result<Uuid> {
+    sqlx::query_scalar(
+        "select c.id from public.channels c join public.workspaces w on w.id = c.workspace_id
+          where w.slug = $1 and c.name = $2",
+    )
+    .bind(slug)
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| {
+        Error::usage(format!("no channel #{name} in workspace `{slug}`"))
+            .with_help(format!("see `chatctl channel list -w {slug}`"))
+            .into()
+    })
+}
+
+/// Whether `root` is the first message of a thread in `channel` (not a reply, not deleted).
+pub async fn is_thread_root(conn: &mut PgConnection, root: Uuid, channel: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "select exists (select 1 from public.chat
+                         where id = $1 and channel_id = $2 and parent_id is null and not is_deleted)",
+    )
+    .bind(root)
+    .bind(channel)
+    .fetch_one(&mut *conn)
+    .await?)
+}

@@ -897,3 +897,175 @@ async fn sweeps_beside_the_hot_path_never_stall_it_during_a_burst() {
         .unwrap();
     assert_eq!(replies(&mut c).await.len(), 300, "nothing answered twice");
 }
+
+/// A bot whose mention trigger has no template answers with the AI: the model's reply when
+/// it answers, the offline engine's when it fails (counted), in the message's thread.
+#[tokio::test]
+async fn a_mention_without_a_template_gets_the_ai_reply_or_the_offline_one() {
+    use crate::support::openai_server::{Answer, StandIn};
+    use chatctl::ai::openai::{OpenAiEngine, Settings};
+    let yaml = "name: summarybot\ntriggers:\n  - mention: {}\npersona: You are terse.\n";
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, yaml).await;
+    let server = StandIn::start(|n, req| {
+        if n == 0 {
+            assert!(
+                req.to_string().contains("You are terse."),
+                "the persona is the system prompt"
+            );
+            Answer::completion("Run `make db-reset`.", 50)
+        } else {
+            Answer::error(500, "server_error", None, "boom")
+        }
+    })
+    .await;
+    let settings = Settings {
+        model: "gpt-4o-mini".into(),
+        base_url: Some(server.url.clone()),
+        api_key: None,
+        timeout: Duration::from_secs(5),
+        max_tokens: 256,
+        temperature: 0.0,
+        context_tokens: 4096,
+        concurrency: 1,
+        max_retries: 0,
+        max_retry_wait: Duration::from_secs(1),
+        redact: true,
+    };
+    let rt = Runtime::new(pool.clone(), bots, options("a"));
+    let engine = OpenAiEngine::new(settings, Some(pool), rt.metrics().ai.clone()).unwrap();
+    let rt = rt.with_engine(std::sync::Arc::new(engine), None);
+    let mut c = db.conn().await;
+    let first = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "@summarybot how do I reset staging?",
+        None,
+    )
+    .await;
+    assert_eq!(rt.catch_up().await.unwrap().replied, 1);
+    assert_eq!(
+        replies(&mut c).await,
+        vec![(Some(first), "Run `make db-reset`.".to_owned())]
+    );
+
+    let second = post(
+        &mut c,
+        "ken@example.com",
+        "general",
+        "@summarybot what about the staging reset?",
+        None,
+    )
+    .await;
+    assert_eq!(rt.catch_up().await.unwrap().replied, 1);
+    let all = replies(&mut c).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].0, Some(second));
+    assert!(
+        all[1].1.starts_with("@ken, "),
+        "the offline engine's reply: {}",
+        all[1].1
+    );
+    assert!(
+        all[1].1.contains("reset staging"),
+        "it points at the earlier question: {}",
+        all[1].1
+    );
+    assert!(
+        rt.metrics()
+            .render()
+            .contains("chatctl_ai_failures_total 1")
+    );
+}
+
+/// `--log-format json`: every log line of an event's handling carries that event's span (and
+/// one event span only), with its source, kind and message count.
+#[tokio::test]
+async fn each_event_is_handled_under_one_span_of_its_own_in_json_logs() {
+    let db = TestDb::new().await;
+    let (_pool, _bots) = setup(&db, BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
+    let child = crate::support::chatctl_std(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("CHATCTL_LOG", "chatctl=debug"),
+    ])
+    .args([
+        "--log-format",
+        "json",
+        "bots",
+        "run",
+        "--metrics",
+        "127.0.0.1:0",
+        "--bots",
+    ])
+    .arg(dir.path())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut c = db.conn().await;
+    // Wait until the daemon listens (its first catch-up answers this one).
+    post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "@summarybot first",
+        None,
+    )
+    .await;
+    for i in 1..=3usize {
+        for _ in 0..100 {
+            if replies(&mut c).await.len() >= i {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(replies(&mut c).await.len(), i);
+        post(
+            &mut c,
+            "ken@example.com",
+            "general",
+            &format!("@summarybot number {i}"),
+            None,
+        )
+        .await;
+    }
+    for _ in 0..100 {
+        if replies(&mut c).await.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let handled: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "event handled")
+        .collect();
+    assert!(
+        handled.len() >= 3,
+        "one line per event handled: {handled:?}"
+    );
+    for l in handled {
+        let events: Vec<&serde_json::Value> = l["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"] == "event")
+            .collect();
+        assert_eq!(events.len(), 1, "exactly one event span: {l}");
+        assert_eq!(events[0]["source"], "listen");
+        assert_eq!(events[0]["kind"], "inserted");
+        assert!(events[0]["messages"].as_u64().unwrap() >= 1);
+    }
+}

@@ -13,4 +13,5 @@ mod realtime;
 mod rls;
 mod schema;
 mod seed;
+mod summarize;
 mod tidy;

@@ -463,14 +463,16 @@ async fn no_more_requests_than_the_concurrency_limit_are_in_flight() {
 /// asked for (sections, real ids, real names). Skipped (passes) without OPENAI_API_KEY.
 #[tokio::test]
 async fn live_model_digest_has_the_structure_asked_for() {
-    let Ok(key) = std::env::var("OPENAI_API_KEY") else {
+    let env = chatctl::config::Env::from_process();
+    let Some(key) = env.get("OPENAI_API_KEY") else {
         return;
     };
     let mut s = settings(
-        &std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into()),
+        env.get("OPENAI_BASE_URL")
+            .unwrap_or("https://api.openai.com/v1"),
     );
-    s.api_key = Some(key);
-    s.model = std::env::var("OPENAI_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
+    s.api_key = Some(key.to_owned());
+    s.model = env.get("OPENAI_MODEL").unwrap_or("gpt-4o-mini").to_owned();
     s.timeout = Duration::from_secs(120);
     let engine = OpenAiEngine::new(s, None, Arc::new(Stats::default())).unwrap();
     let messages = conversation(150);
