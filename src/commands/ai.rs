@@ -7,10 +7,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::Context;
-use crate::bots::runtime::{self, Voice};
-use crate::config::OutputFormat;
+use crate::bots::runtime;
 use crate::error::{Error, ExitCode, Result};
-use crate::output::{Output, Report};
+use crate::output::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct AiArgs {
@@ -97,18 +96,8 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
 
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
-    let spec = super::summarize::bot_spec(ctx, as_bot.as_deref())?;
-    let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
-    let voice = Voice {
-        engine: engine.clone(),
-        bot: spec.name.clone(),
-        persona: spec.persona.clone(),
-        prompts: spec.prompts.clone(),
-        budget: spec
-            .daily_token_budget
-            .or(ctx.config.ai()?.daily_token_budget),
-        metrics: Default::default(),
-    };
+    let (_, voice) = super::summarize::voice(ctx, &pool, as_bot.as_deref())?;
+    let engine = voice.engine.clone();
     let now = chrono::Utc::now();
     let context = match thread {
         Some(root) => runtime::thread_messages(&pool, Uuid::nil(), root).await?.1,
@@ -123,21 +112,7 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
         related: &related,
     };
     let reply = engine.reply(voice.ask(&name, &context), question).await?;
-    let json = match format {
-        Some(Format::Json) => true,
-        Some(Format::Text) => false,
-        None => ctx.out.format == OutputFormat::Json,
-    };
-    Output::new(
-        if json {
-            OutputFormat::Json
-        } else {
-            OutputFormat::Table
-        },
-        ctx.out.quiet,
-    )
-    .with_json_logs(ctx.out.json_logs)
-    .render(&Suggestion {
+    super::summarize::output(ctx, format.map(|f| f == Format::Json)).render(&Suggestion {
         channel: name,
         thread,
         engine: engine.name(),

@@ -103,18 +103,8 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
 
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
-    let spec = bot_spec(ctx, args.as_bot.as_deref())?;
-    let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
-    let voice = Voice {
-        engine: engine.clone(),
-        bot: spec.name.clone(),
-        persona: spec.persona.clone(),
-        prompts: spec.prompts.clone(),
-        budget: spec
-            .daily_token_budget
-            .or(ctx.config.ai()?.daily_token_budget),
-        metrics: Default::default(),
-    };
+    let (spec, voice) = voice(ctx, &pool, args.as_bot.as_deref())?;
+    let engine = voice.engine.clone();
     let mut summary = Summary {
         workspace: slug,
         channel: name.clone(),
@@ -191,21 +181,7 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
             summary.digest = Some(digest);
         }
     }
-    let json = match args.format {
-        Some(Format::Json) => true,
-        Some(Format::Md) => false,
-        None => ctx.out.format == OutputFormat::Json,
-    };
-    let out = Output::new(
-        if json {
-            OutputFormat::Json
-        } else {
-            OutputFormat::Table
-        },
-        ctx.out.quiet,
-    )
-    .with_json_logs(ctx.out.json_logs);
-    out.render(&summary)?;
+    output(ctx, args.format.map(|f| f == Format::Json)).render(&summary)?;
     Ok(ExitCode::Success)
 }
 
@@ -274,4 +250,38 @@ pub(super) fn bot_spec(ctx: &Context, name: Option<&str>) -> Result<crate::bots:
         }
     }
     Ok(crate::bots::spec::BotSpec::named(name))
+}
+
+/// The bot's definition and its [`Voice`]: the configured engine with its persona, prompts
+/// and daily token budget.
+pub(super) fn voice(
+    ctx: &Context,
+    pool: &crate::db::Pool,
+    as_bot: Option<&str>,
+) -> Result<(crate::bots::spec::BotSpec, Voice)> {
+    let spec = bot_spec(ctx, as_bot)?;
+    let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
+    let voice = Voice {
+        engine,
+        bot: spec.name.clone(),
+        persona: spec.persona.clone(),
+        prompts: spec.prompts.clone(),
+        budget: spec
+            .daily_token_budget
+            .or(ctx.config.ai()?.daily_token_budget),
+        metrics: Default::default(),
+    };
+    Ok((spec, voice))
+}
+
+/// Where the result goes: JSON when `--format json` (`json` true) or, without `--format`,
+/// under `--output json`; else the text.
+pub(super) fn output(ctx: &Context, json: Option<bool>) -> Output {
+    let json = json.unwrap_or(ctx.out.format == OutputFormat::Json);
+    let format = if json {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Table
+    };
+    Output::new(format, ctx.out.quiet).with_json_logs(ctx.out.json_logs)
 }

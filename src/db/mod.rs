@@ -19,6 +19,8 @@ use crate::error::{Error, Kind, Result};
 
 /// A single database session.
 pub type Connection = sqlx::PgConnection;
+/// A pool of connections (the daemon, and commands that run concurrent work).
+pub type Pool = sqlx::PgPool;
 
 /// Which database a command talks to, and how it was found.
 #[derive(Debug, Clone)]
