@@ -191,10 +191,11 @@ pub fn engine(
     pool: Option<sqlx::PgPool>,
     stats: Arc<Stats>,
 ) -> crate::error::Result<Arc<dyn LanguageModel>> {
-    match openai::Settings::from_config(config)? {
-        Some(settings) => Ok(Arc::new(openai::OpenAiEngine::new(settings, pool, stats)?)),
-        None => Ok(Arc::new(offline::OfflineEngine)),
+    let ai = config.ai()?;
+    if ai.model.is_none() {
+        return Ok(Arc::new(offline::OfflineEngine));
     }
+    Ok(Arc::new(openai::OpenAiEngine::new(ai, pool, stats)?))
 }
 
 /// The text a digest is posted as (and `chatctl summarize` prints): a header naming the

@@ -27,65 +27,26 @@ use sqlx::PgPool;
 use super::offline::{Cited, Digest, Thread};
 use super::prompt::{Transcript, render, tokens};
 use super::{AiError, AiFuture, Ask, LanguageModel, Message, Question, Stats};
+use crate::config::AiConfig;
 use crate::error::{Error, Kind, Result};
-
-/// The engine's settings ([`crate::config::Config::ai`] with a model set).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub model: String,
-    pub base_url: Option<String>,
-    pub api_key: Option<String>,
-    pub timeout: Duration,
-    pub max_tokens: u32,
-    pub temperature: f32,
-    pub context_tokens: usize,
-    pub concurrency: usize,
-    pub max_retries: u32,
-    pub max_retry_wait: Duration,
-    pub redact: bool,
-}
-
-impl Settings {
-    /// The settings when a model is configured; `None` means the offline engine.
-    pub fn from_config(config: &crate::config::Config) -> Result<Option<Settings>> {
-        let ai = config.ai()?;
-        let Some(model) = ai.model else {
-            return Ok(None);
-        };
-        if ai.max_tokens as usize * 2 >= ai.context_tokens {
-            return Err(Error::usage(format!(
-                "`openai.max_tokens` ({}) must be less than half of `openai.context_tokens` ({})",
-                ai.max_tokens, ai.context_tokens
-            ))
-            .into());
-        }
-        Ok(Some(Settings {
-            model,
-            base_url: ai.base_url,
-            api_key: ai.api_key,
-            timeout: ai.timeout,
-            max_tokens: ai.max_tokens,
-            temperature: ai.temperature,
-            context_tokens: ai.context_tokens,
-            concurrency: ai.concurrency,
-            max_retries: ai.max_retries,
-            max_retry_wait: ai.max_retry_wait,
-            redact: ai.redact,
-        }))
-    }
-}
 
 /// The OpenAI-compatible engine.
 pub struct OpenAiEngine {
     client: Client<OpenAIConfig>,
-    settings: Settings,
+    model: String,
+    settings: AiConfig,
     pool: Option<PgPool>,
     stats: Arc<Stats>,
     permits: tokio::sync::Semaphore,
 }
 
 impl OpenAiEngine {
-    pub fn new(settings: Settings, pool: Option<PgPool>, stats: Arc<Stats>) -> Result<Self> {
+    /// The engine for `settings` ([`crate::config::Config::ai`]), which must name a model.
+    pub fn new(settings: AiConfig, pool: Option<PgPool>, stats: Arc<Stats>) -> Result<Self> {
+        let model = settings.model.clone().ok_or_else(|| {
+            Error::usage("no model configured for the OpenAI-compatible engine")
+                .with_help("set `openai.model` (CHATCTL_OPENAI__MODEL)")
+        })?;
         // reqwest is built without a TLS provider of its own: rustls uses ring, as sqlx does.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut config = OpenAIConfig::new();
@@ -108,6 +69,7 @@ impl OpenAiEngine {
         let client = Client::with_config(config).with_http_service(service);
         Ok(OpenAiEngine {
             client,
+            model,
             permits: tokio::sync::Semaphore::new(settings.concurrency.max(1)),
             settings,
             pool,
@@ -151,7 +113,7 @@ impl OpenAiEngine {
 
     async fn send(&self, system: String, user: String) -> Result<(String, u64)> {
         let request = CreateChatCompletionRequestArgs::default()
-            .model(&self.settings.model)
+            .model(&self.model)
             .max_completion_tokens(self.settings.max_tokens)
             .temperature(self.settings.temperature)
             .messages([
@@ -197,6 +159,15 @@ impl OpenAiEngine {
             .await?;
         parse_answer(&text)
     }
+
+    /// One digest of a group of partial digests (a group of one is already that).
+    async fn merge(&self, ask: &Ask<'_>, mut group: Vec<Answer>) -> Result<Answer> {
+        if group.len() == 1 {
+            return Ok(group.remove(0));
+        }
+        let lines: String = group.iter().map(Answer::as_lines).collect();
+        self.digest_part(ask, &ask.prompts.reduce, &lines).await
+    }
 }
 
 /// The system message of a request.
@@ -230,7 +201,7 @@ fn persona(ask: &Ask<'_>) -> String {
 
 impl LanguageModel for OpenAiEngine {
     fn name(&self) -> String {
-        format!("openai:{}", self.settings.model)
+        format!("openai:{}", self.model)
     }
 
     fn digest<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, Digest> {
@@ -244,26 +215,21 @@ impl LanguageModel for OpenAiEngine {
             // Reduce: merge the partial digests, in groups that fit, until one is left.
             while parts.len() > 1 {
                 let room = self.room(&ask, &ask.prompts.reduce);
+                let before = parts.len();
                 let mut merged = Vec::new();
-                let mut group = String::new();
-                let mut count = 0;
-                for p in &parts {
-                    let text = p.as_lines();
-                    if count > 0 && tokens(&group) + tokens(&text) > room {
-                        merged.push(self.digest_part(&ask, &ask.prompts.reduce, &group).await?);
-                        group.clear();
-                        count = 0;
+                let mut group: Vec<Answer> = Vec::new();
+                let mut used = 0;
+                for p in std::mem::take(&mut parts) {
+                    let t = tokens(&p.as_lines());
+                    if !group.is_empty() && used + t > room {
+                        merged.push(self.merge(&ask, std::mem::take(&mut group)).await?);
+                        used = 0;
                     }
-                    group.push_str(&text);
-                    count += 1;
+                    used += t;
+                    group.push(p);
                 }
-                if count == parts.len() || count > 1 {
-                    merged.push(self.digest_part(&ask, &ask.prompts.reduce, &group).await?);
-                } else {
-                    // A last group of one needs no merging on its own.
-                    merged.push(parse_answer(&group_json(&group))?);
-                }
-                if merged.len() >= parts.len() {
+                merged.push(self.merge(&ask, group).await?);
+                if merged.len() >= before {
                     return Err(into_error(AiError::Malformed(
                         "the partial digests do not fit the context to be merged".into(),
                     )));
@@ -446,24 +412,6 @@ impl Answer {
         };
         (digest, invented)
     }
-}
-
-/// Merge input that needed no merge, back into the answer shape.
-fn group_json(lines: &str) -> String {
-    let mut answer = serde_json::Map::new();
-    for line in lines.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let section = v["section"].as_str().unwrap_or("highlights").to_owned();
-        let list = answer
-            .entry(section)
-            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-        if let Some(list) = list.as_array_mut() {
-            list.push(serde_json::json!({"ref": v["ref"], "text": v["text"]}));
-        }
-    }
-    serde_json::Value::Object(answer).to_string()
 }
 
 /// The JSON object in a model's answer (models wrap it in code fences or prose).

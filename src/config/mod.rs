@@ -693,6 +693,15 @@ impl Config {
             None => None,
             Some(_) => Some(count("ai.daily_token_budget", 1)?),
         };
+        let max_tokens = u32::try_from(count("openai.max_tokens", 16)?).unwrap_or(u32::MAX);
+        let context_tokens =
+            usize::try_from(count("openai.context_tokens", 1024)?).unwrap_or(usize::MAX);
+        if max_tokens as usize * 2 >= context_tokens {
+            return Err(Error::usage(format!(
+                "`openai.max_tokens` ({max_tokens}) must be less than half of `openai.context_tokens` ({context_tokens})"
+            ))
+            .into());
+        }
         Ok(AiConfig {
             model: self.raw("openai.model").map(str::to_owned),
             base_url: self.raw("openai.base_url").map(str::to_owned),
@@ -700,15 +709,14 @@ impl Config {
             timeout: self.parsed("openai.timeout", "a duration such as `60s`", |v| {
                 parse_duration(v).ok().filter(|d| !d.is_zero())
             })?,
-            max_tokens: u32::try_from(count("openai.max_tokens", 16)?).unwrap_or(u32::MAX),
+            max_tokens,
             temperature: self.parsed("openai.temperature", "a number from 0 to 2", |v| {
                 v.trim()
                     .parse::<f32>()
                     .ok()
                     .filter(|t| (0.0..=2.0).contains(t))
             })?,
-            context_tokens: usize::try_from(count("openai.context_tokens", 1024)?)
-                .unwrap_or(usize::MAX),
+            context_tokens,
             concurrency: usize::try_from(count("openai.concurrency", 1)?).unwrap_or(1),
             max_retries: u32::try_from(count("openai.max_retries", 0)?).unwrap_or(u32::MAX),
             max_retry_wait: self.parsed(

@@ -903,7 +903,8 @@ async fn sweeps_beside_the_hot_path_never_stall_it_during_a_burst() {
 #[tokio::test]
 async fn a_mention_without_a_template_gets_the_ai_reply_or_the_offline_one() {
     use crate::support::openai_server::{Answer, StandIn};
-    use chatctl::ai::openai::{OpenAiEngine, Settings};
+    use chatctl::ai::openai::OpenAiEngine;
+    use chatctl::config::AiConfig;
     let yaml = "name: summarybot\ntriggers:\n  - mention: {}\npersona: You are terse.\n";
     let db = TestDb::new().await;
     let (pool, bots) = setup(&db, yaml).await;
@@ -919,8 +920,8 @@ async fn a_mention_without_a_template_gets_the_ai_reply_or_the_offline_one() {
         }
     })
     .await;
-    let settings = Settings {
-        model: "gpt-4o-mini".into(),
+    let settings = AiConfig {
+        model: Some("gpt-4o-mini".into()),
         base_url: Some(server.url.clone()),
         api_key: None,
         timeout: Duration::from_secs(5),
@@ -931,6 +932,7 @@ async fn a_mention_without_a_template_gets_the_ai_reply_or_the_offline_one() {
         max_retries: 0,
         max_retry_wait: Duration::from_secs(1),
         redact: true,
+        daily_token_budget: None,
     };
     let rt = Runtime::new(pool.clone(), bots, options("a"));
     let engine = OpenAiEngine::new(settings, Some(pool), rt.metrics().ai.clone()).unwrap();

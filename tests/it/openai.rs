@@ -8,15 +8,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatctl::ai::openai::{OpenAiEngine, Settings};
+use chatctl::ai::openai::OpenAiEngine;
 use chatctl::ai::{Ask, Digest, LanguageModel, Message, Prompts, Question, Stats, prompt};
+use chatctl::config::AiConfig;
 
 use crate::support::TestDb;
 use crate::support::openai_server::{Answer, StandIn, digest_json, refs};
 
-fn settings(url: &str) -> Settings {
-    Settings {
-        model: "gpt-4o-mini".into(),
+fn settings(url: &str) -> AiConfig {
+    AiConfig {
+        model: Some("gpt-4o-mini".into()),
         base_url: Some(url.to_owned()),
         api_key: Some("sk-test-0123456789abcdefghij".into()),
         timeout: Duration::from_secs(10),
@@ -27,6 +28,7 @@ fn settings(url: &str) -> Settings {
         max_retries: 3,
         max_retry_wait: Duration::from_secs(5),
         redact: true,
+        daily_token_budget: None,
     }
 }
 
@@ -220,7 +222,7 @@ async fn a_rate_limit_is_retried_after_the_time_the_server_asks() {
 /// The error of one request answered by `answer` (every time), with `tweak` applied.
 async fn failure(
     answer: Answer,
-    tweak: impl FnOnce(&mut Settings),
+    tweak: impl FnOnce(&mut AiConfig),
 ) -> (anyhow::Error, usize, Duration) {
     let server = StandIn::start(move |_, _| answer.clone()).await;
     let mut s = settings(&server.url);
@@ -472,7 +474,7 @@ async fn live_model_digest_has_the_structure_asked_for() {
             .unwrap_or("https://api.openai.com/v1"),
     );
     s.api_key = Some(key.to_owned());
-    s.model = env.get("OPENAI_MODEL").unwrap_or("gpt-4o-mini").to_owned();
+    s.model = Some(env.get("OPENAI_MODEL").unwrap_or("gpt-4o-mini").to_owned());
     s.timeout = Duration::from_secs(120);
     let engine = OpenAiEngine::new(s, None, Arc::new(Stats::default())).unwrap();
     let messages = conversation(150);
