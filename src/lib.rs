@@ -16,6 +16,7 @@ pub mod output;
 pub mod progress;
 pub mod provision;
 pub mod realtime;
+pub mod search;
 pub mod stack;
 
 pub use error::Result;

@@ -35,6 +35,12 @@ impl Progress {
         }
     }
 
+    pub fn set_position(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.set_position(n);
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish_and_clear();

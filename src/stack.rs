@@ -110,9 +110,16 @@ pub async fn bots(
     let names = bots.iter().map(|b| b.spec.name.clone()).collect();
     let source = crate::realtime::connect(config, &pool).await?;
     let runtime = Runtime::new(pool.clone(), bots, RuntimeOptions::for_this_process());
+    let pool_for_index = pool.clone();
     let engine = crate::ai::engine(config, Some(pool), runtime.metrics().ai.clone())?;
     tracing::info!(engine = %engine.name(), "AI engine");
     let runtime = runtime.with_engine(engine, config.ai()?.daily_token_budget);
+    let indexer = crate::search::indexer::Indexer::new(
+        pool_for_index,
+        crate::search::IndexDir::new(config.search_index_dir()),
+        std::time::Duration::from_secs(5),
+    );
+    let runtime = runtime.with_indexer(std::sync::Arc::new(indexer));
     Ok(RunningBots {
         names,
         runtime,
@@ -176,6 +183,38 @@ pub struct StackReport {
     pub provisioned: Option<Provisioned>,
     pub bots: Vec<String>,
     pub metrics: Option<String>,
+    pub search_index: Option<SearchIndex>,
+}
+
+/// The search index `up` found or built.
+#[derive(Debug, Serialize)]
+pub struct SearchIndex {
+    pub dir: String,
+    /// Whether `up` built it (there was none).
+    pub built: bool,
+    pub messages: u64,
+}
+
+/// Builds the search index if there is none; returns what is there.
+pub async fn search_index(url: &str, config: &Config) -> Result<SearchIndex> {
+    let dir = crate::search::IndexDir::new(config.search_index_dir());
+    let shown = dir.path.display().to_string();
+    if dir.current_name()?.is_some() {
+        let messages = dir.open()?.map_or(Ok((0, 0)), |g| g.counts())?.0;
+        return Ok(SearchIndex {
+            dir: shown,
+            built: false,
+            messages,
+        });
+    }
+    let pool = crate::db::pool(url, config).await?;
+    let r = crate::search::index::build(&pool, &dir, &Default::default(), &|_| {}).await?;
+    pool.close().await;
+    Ok(SearchIndex {
+        dir: shown,
+        built: true,
+        messages: r.messages,
+    })
 }
 
 impl StackReport {
@@ -190,6 +229,7 @@ impl StackReport {
             provisioned: None,
             bots: Vec::new(),
             metrics: None,
+            search_index: None,
         }
     }
 }
@@ -237,7 +277,14 @@ impl Report for StackReport {
                 writeln!(out, "  health:    http://{m}/healthz, /readyz, /metrics")?;
             }
         }
-        writeln!(out, "  not yet:   the search index arrives with its issue")?;
+        if let Some(s) = &self.search_index {
+            let how = if s.built { "built" } else { "found" };
+            writeln!(
+                out,
+                "  search:    index {how} in {} ({} messages); kept fresh by the bots",
+                s.dir, s.messages
+            )?;
+        }
         if self.foreground {
             writeln!(out, "press Ctrl-C to stop")?;
         }

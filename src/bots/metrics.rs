@@ -30,6 +30,8 @@ pub struct Metrics {
     pub source_connected: AtomicBool,
     /// The AI engine's counters (requests, retries, budget refusals, tokens...).
     pub ai: std::sync::Arc<crate::ai::Stats>,
+    /// The search indexer's counters, when the daemon keeps an index fresh.
+    pub search: std::sync::OnceLock<std::sync::Arc<crate::search::indexer::Stats>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -102,6 +104,14 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
+        }
+        if let Some(search) = self.search.get() {
+            for (name, help, kind, v) in search.metrics() {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+                );
+            }
         }
         let name = "chatctl_bot_dispatch_latency_seconds";
         let _ = writeln!(

@@ -375,6 +375,8 @@ pub struct Runtime {
     engine: std::sync::Arc<dyn crate::ai::LanguageModel>,
     /// Each bot's daily token budget unless its YAML sets one.
     daily_token_budget: Option<u64>,
+    /// Keeps the search index fresh, told of every new message.
+    indexer: Option<std::sync::Arc<crate::search::indexer::Indexer>>,
 }
 
 impl Runtime {
@@ -393,6 +395,24 @@ impl Runtime {
             claiming: Default::default(),
             engine: std::sync::Arc::new(crate::ai::offline::OfflineEngine),
             daily_token_budget: None,
+            indexer: None,
+        }
+    }
+
+    /// The same runtime keeping a search index fresh: `run` runs the indexer beside the
+    /// bots and tells it of every new message.
+    pub fn with_indexer(
+        mut self,
+        indexer: std::sync::Arc<crate::search::indexer::Indexer>,
+    ) -> Runtime {
+        let _ = self.metrics.search.set(indexer.stats.clone());
+        self.indexer = Some(indexer);
+        self
+    }
+
+    fn index_soon(&self) {
+        if let Some(ix) = &self.indexer {
+            ix.notify();
         }
     }
 
@@ -803,6 +823,11 @@ impl Runtime {
         }
         let mut watched = self.watches().await?;
         source.watch(&watched);
+        // Aborted when the daemon stops (an index commit is atomic: nothing is left half).
+        let _indexer = self
+            .indexer
+            .clone()
+            .map(|ix| AbortOnDrop(tokio::spawn(ix.run())));
         let mut was_connected = false;
         tokio::pin!(shutdown);
         let mut poll = tokio::time::interval(self.opts.poll);
@@ -830,6 +855,7 @@ impl Runtime {
                     match wake {
                         Ok(Wake::Inserted(ids)) => {
                             Metrics::inc(&self.metrics.events_received);
+                            self.index_soon();
                             self.reap_inflight();
                             // The sweep is driven meanwhile: it may hold what this waits for
                             // (the claim lock), and only being polled lets it go.
@@ -855,6 +881,7 @@ impl Runtime {
                         }
                         Ok(Wake::Notified) => {
                             Metrics::inc(&self.metrics.events_received);
+                            self.index_soon();
                             start_sweep = true;
                         }
                         Ok(Wake::Connected) => {
@@ -1547,4 +1574,13 @@ pub fn dry_run(
         }
         r
     }))
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

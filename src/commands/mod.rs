@@ -12,6 +12,7 @@ mod config;
 mod dev;
 mod dm;
 mod migrate;
+mod search;
 mod summarize;
 mod up;
 mod workspace;
@@ -85,6 +86,8 @@ pub enum Command {
     Summarize(summarize::SummarizeArgs),
     /// Suggested replies from a channel's context
     Ai(ai::AiArgs),
+    /// Build, query, verify and inspect the search index
+    Search(search::SearchArgs),
     /// Show the audit log of changes made through chatctl
     Audit(audit::AuditArgs),
     /// Manage the embedded local PostgreSQL and generate test data
@@ -203,6 +206,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Workspace(args) => workspace::run(ctx, args).await,
         Command::Channel(args) => channel::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
+        Command::Search(args) => search::run(ctx, args).await,
         Command::Audit(args) => audit::run(ctx, args).await,
         Command::Bots(args) => bots::run(ctx, args).await,
         Command::Summarize(args) => summarize::run(ctx, args).await,

@@ -36,6 +36,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         report.provisioned =
             Some(stack::provision(&started.url, &ctx.config, &spec, &actor).await?);
     }
+    report.search_index = Some(stack::search_index(&started.url, &ctx.config).await?);
     let bots_dir = ctx.config.base_dir.join("bots");
     let bots = if !args.detach && bots_dir.is_dir() {
         let running = stack::bots(&started.url, &ctx.config, &bots_dir, &ctx.actor()).await?;

@@ -137,6 +137,13 @@ const KEYS: &[Key] = &[
         help: "the project's JWT secret",
     },
     Key {
+        name: "search.index_dir",
+        aliases: &[],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "the search index's directory; unset: search/ under local.data_dir",
+    },
+    Key {
         name: "bots.event_source",
         aliases: &[],
         default: Some("auto"),
@@ -309,6 +316,13 @@ struct FileConfig {
     ai: Option<FileAi>,
     bots: Option<FileBots>,
     realtime: Option<FileRealtime>,
+    search: Option<FileSearch>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSearch {
+    index_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -745,6 +759,14 @@ impl Config {
             .join(self.raw("local.data_dir").unwrap_or(".chatctl"))
     }
 
+    /// The search index's directory, absolute.
+    pub fn search_index_dir(&self) -> PathBuf {
+        match self.raw("search.index_dir") {
+            Some(p) => self.base_dir.join(p),
+            None => self.data_dir().join("search"),
+        }
+    }
+
     pub fn pg_bin_dir(&self) -> Option<PathBuf> {
         self.raw("local.pg_bin_dir").map(|p| self.base_dir.join(p))
     }
@@ -890,6 +912,13 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
     put(
         "ai.daily_token_budget",
         ai.daily_token_budget.map(|n| n.to_string()),
+    );
+    put(
+        "search.index_dir",
+        file.search
+            .unwrap_or_default()
+            .index_dir
+            .map(|p| p.display().to_string()),
     );
     put(
         "bots.event_source",

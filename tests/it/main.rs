@@ -12,6 +12,7 @@ mod provision;
 mod realtime;
 mod rls;
 mod schema;
+mod search;
 mod seed;
 mod summarize;
 mod tidy;

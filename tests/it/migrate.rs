@@ -324,6 +324,7 @@ async fn status_knows_unknown_and_missing_migrations() {
             (4, State::Applied),
             (5, State::Applied),
             (6, State::Applied),
+            (7, State::Applied),
             (99, State::Unknown)
         ]
     );

@@ -1,0 +1,16 @@
+drop trigger channels_search_delete on public.channels;
+drop trigger channels_search_update on public.channels;
+drop trigger channels_search_insert on public.channels;
+drop trigger attachments_search_delete on public.attachments;
+drop trigger attachments_search_insert on public.attachments;
+drop trigger chat_search_delete on public.chat;
+drop trigger chat_search_update on public.chat;
+drop trigger chat_search_insert on public.chat;
+drop function chat_private.search_log_old_channels();
+drop function chat_private.search_log_new_channels();
+drop function chat_private.search_log_old_attachments();
+drop function chat_private.search_log_new_attachments();
+drop function chat_private.search_log_old_messages();
+drop function chat_private.search_log_new_messages();
+drop table chatctl.search_state;
+drop table chatctl.search_log;

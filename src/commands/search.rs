@@ -1,0 +1,395 @@
+//! `chatctl search`: build, query, check and inspect the search index.
+
+use std::io::Write;
+use std::time::Instant;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Context;
+use crate::error::{Error, ExitCode, Result};
+use crate::output::{self, Report};
+use crate::progress::Progress;
+use crate::search::{self, Engine, IndexDir, IndexReport, ResolveError, Scope};
+
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    #[command(subcommand)]
+    cmd: SearchCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SearchCmd {
+    /// Bring the index up to date from the change log (or build it in full)
+    Reindex {
+        /// Build a new index from the whole database and swap it in when done
+        #[arg(long)]
+        full: bool,
+        /// Rebuild only this workspace's documents (in the index in use, in one commit)
+        #[arg(long, short = 'w', value_name = "SLUG")]
+        workspace: Option<String>,
+    },
+    /// Search messages (and channels) with Slack's operators
+    ///
+    /// Words, "quoted phrases", -excluded, from:@user, in:#channel, mentions:@user (or @user),
+    /// before:/after:/on:YYYY-MM-DD (UTC; after: and before: exclude the day itself),
+    /// has:file, has:link, is:thread.
+    Query {
+        /// The query
+        query: String,
+        /// Search as this user (username, e-mail or id): only what they may read
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        /// Only this workspace (slug)
+        #[arg(long, short = 'w', value_name = "SLUG")]
+        workspace: Option<String>,
+        /// How many messages to show
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// tantivy (the index) or postgres (full-text search on the chat table)
+        #[arg(long, value_enum, default_value = "tantivy")]
+        engine: Engine,
+    },
+    /// Compare the index with the database; exit 2 when they differ
+    Verify,
+    /// Show the index: documents, size, watermark and backlog
+    Status,
+}
+
+pub async fn run(ctx: &Context, args: SearchArgs) -> Result<ExitCode> {
+    let url = ctx.database_url().await?;
+    let pool = crate::db::pool(&url, &ctx.config).await?;
+    let dir = IndexDir::new(ctx.config.search_index_dir());
+    match args.cmd {
+        SearchCmd::Reindex { full, workspace } => reindex(ctx, &pool, &dir, full, workspace).await,
+        SearchCmd::Query {
+            query,
+            as_user,
+            workspace,
+            limit,
+            engine,
+        } => {
+            search_messages(
+                ctx,
+                &pool,
+                &dir,
+                &query,
+                as_user.as_deref(),
+                workspace,
+                limit.into(),
+                engine,
+            )
+            .await
+        }
+        SearchCmd::Verify => {
+            let g = dir.open_existing()?;
+            let diff = crate::search::index::verify(&pool, &g).await?;
+            let same = diff.is_empty();
+            ctx.out.render(&Verified(diff))?;
+            Ok(if same {
+                ExitCode::Success
+            } else {
+                ExitCode::ChangesPending
+            })
+        }
+        SearchCmd::Status => {
+            ctx.out
+                .render(&StatusReport(search::status(&pool, &dir).await?))?;
+            Ok(ExitCode::Success)
+        }
+    }
+}
+
+async fn reindex(
+    ctx: &Context,
+    pool: &crate::db::Pool,
+    dir: &IndexDir,
+    full: bool,
+    workspace: Option<String>,
+) -> Result<ExitCode> {
+    let total = search::index::message_count(pool).await?;
+    let bar = Progress::new(total, "messages", ctx.out.quiet);
+    bar.set_message("indexing");
+    let on_progress = |n: u64| bar.set_position(n);
+    let report = match (workspace, full) {
+        (Some(slug), _) => {
+            let ws = search::workspace_id(pool, &slug).await?;
+            search::index::rebuild_workspace(pool, dir, ws, &on_progress).await?
+        }
+        (None, true) => search::index::build(pool, dir, &Default::default(), &on_progress).await?,
+        (None, false) => search::index::sync(pool, dir, &on_progress).await?,
+    };
+    bar.finish();
+    if let Some(note) = &report.note {
+        ctx.out.status(note);
+    }
+    ctx.out.render(&Reindexed(report))?;
+    Ok(ExitCode::Success)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn search_messages(
+    ctx: &Context,
+    pool: &crate::db::Pool,
+    dir: &IndexDir,
+    text: &str,
+    as_user: Option<&str>,
+    workspace: Option<String>,
+    limit: usize,
+    engine: Engine,
+) -> Result<ExitCode> {
+    let parsed = search::query::parse(text).map_err(|e| Error::usage(e.to_string()))?;
+    let started = Instant::now();
+    let mut scope = Scope::default();
+    if let Some(slug) = &workspace {
+        scope.workspace = Some(search::workspace_id(pool, slug).await?);
+    }
+    let as_name = match as_user {
+        Some(who) => {
+            let (id, name) = search::find_user(pool, who).await?;
+            scope.as_user = Some(id);
+            if engine == Engine::Tantivy {
+                scope.readable = Some(search::readable_channels(pool, id).await?);
+            }
+            Some(name)
+        }
+        None => {
+            ctx.out.status(
+                "searching as the service role: every channel, private ones and direct messages \
+                 included (--as USER searches as a user)",
+            );
+            None
+        }
+    };
+    let reader = match engine {
+        Engine::Tantivy => Some(search::Reader::open(dir)?),
+        Engine::Postgres => None,
+    };
+    let plan = match search::resolve(pool, parsed, &scope).await {
+        Ok(p) => p,
+        Err(ResolveError::Query(mut e)) => {
+            e.query = text.to_owned();
+            return Err(Error::usage(e.to_string()).into());
+        }
+        Err(ResolveError::Other(e)) => return Err(e),
+    };
+    let found = search::run(pool, reader.as_ref(), &plan, &scope, limit).await?;
+    let names = search::names(pool, &found).await?;
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let channel = |id: &Uuid| {
+        names
+            .channels
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| (id.to_string(), String::new()))
+    };
+    let results = found
+        .hits
+        .iter()
+        .map(|h| {
+            let (channel, workspace) = channel(&h.channel_id);
+            ResultRow {
+                id: h.id,
+                channel,
+                workspace,
+                author: names.users.get(&h.author_id).cloned().unwrap_or_default(),
+                created_at: h.created_at,
+                thread: h.thread,
+                score: h.score,
+                snippet: h.snippet.clone(),
+            }
+        })
+        .collect();
+    let channels = found
+        .channels
+        .iter()
+        .map(|c| {
+            let (name, workspace) = channel(&c.id);
+            ChannelRow {
+                id: c.id,
+                name,
+                workspace,
+                score: c.score,
+            }
+        })
+        .collect();
+    ctx.out.render(&Results {
+        query: text.to_owned(),
+        engine,
+        as_user: as_name,
+        total: found.total,
+        took_ms: (took_ms * 10.0).round() / 10.0,
+        results,
+        channels,
+    })?;
+    Ok(ExitCode::Success)
+}
+
+#[derive(Debug, Serialize)]
+struct Reindexed(IndexReport);
+
+impl Report for Reindexed {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let r = &self.0;
+        let what = match r.mode {
+            "full" => "built the index in full",
+            "workspace" => "rebuilt the workspace",
+            _ => "applied the changes",
+        };
+        writeln!(
+            out,
+            "{what}: {} messages and {} channels indexed, {} removed, in {:.1} s ({} docs/s)",
+            r.messages,
+            r.channels,
+            r.deleted,
+            r.elapsed_ms as f64 / 1000.0,
+            r.docs_per_sec
+        )?;
+        writeln!(
+            out,
+            "index {} ({}), watermark {}",
+            r.generation,
+            human_bytes(r.size_bytes),
+            r.watermark
+        )
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ResultRow {
+    id: Uuid,
+    channel: String,
+    workspace: String,
+    author: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    thread: Option<Uuid>,
+    score: f32,
+    snippet: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ChannelRow {
+    id: Uuid,
+    name: String,
+    workspace: String,
+    score: f32,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    query: String,
+    engine: Engine,
+    #[serde(rename = "as")]
+    as_user: Option<String>,
+    total: Option<u64>,
+    took_ms: f64,
+    results: Vec<ResultRow>,
+    channels: Vec<ChannelRow>,
+}
+
+impl Report for Results {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let total = self
+            .total
+            .map_or(String::new(), |t| format!(" of {t} matching"));
+        writeln!(
+            out,
+            "{} message(s){total} ({:?}, {} ms)",
+            self.results.len(),
+            self.engine,
+            self.took_ms
+        )?;
+        for c in &self.channels {
+            writeln!(out, "channel {} ({})", c.name, c.workspace)?;
+        }
+        for r in &self.results {
+            writeln!(
+                out,
+                "\n{} · @{} · {} · {}",
+                r.channel,
+                r.author,
+                r.created_at.format("%Y-%m-%d %H:%M UTC"),
+                r.id
+            )?;
+            writeln!(out, "  {}", r.snippet.replace('\n', "\n  "))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Verified(search::index::Differences);
+
+impl Report for Verified {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let d = &self.0;
+        if d.is_empty() {
+            return writeln!(
+                out,
+                "the index matches the database: {} documents",
+                d.checked_documents
+            );
+        }
+        writeln!(
+            out,
+            "the index differs from the database: {} missing, {} stale, {} extra",
+            d.missing.len(),
+            d.stale.len(),
+            d.extra.len()
+        )?;
+        for (what, ids) in [
+            ("missing", &d.missing),
+            ("stale", &d.stale),
+            ("extra", &d.extra),
+        ] {
+            for id in ids.iter().take(10) {
+                writeln!(out, "  {what} {id}")?;
+            }
+            if ids.len() > 10 {
+                writeln!(out, "  … and {} more {what}", ids.len() - 10)?;
+            }
+        }
+        writeln!(out, "bring it up to date with: chatctl search reindex")
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct StatusReport(search::Status);
+
+impl Report for StatusReport {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let s = &self.0;
+        let mut t = output::table(["", ""]);
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+        for (k, v) in [
+            ("index", s.index_dir.clone()),
+            ("generation", opt(s.generation.clone())),
+            ("messages", s.messages.to_string()),
+            ("channels", s.channels.to_string()),
+            ("size", human_bytes(s.size_bytes)),
+            ("watermark", opt(s.watermark.map(|w| w.to_string()))),
+            ("built", opt(s.built_at.map(|t| t.to_rfc3339()))),
+            (
+                "last change applied",
+                opt(s.synced_at.map(|t| t.to_rfc3339())),
+            ),
+            ("backlog", opt(s.backlog.map(|b| b.to_string()))),
+        ] {
+            t.add_row([k.to_owned(), v]);
+        }
+        output::write_table(out, &t)?;
+        if s.generation.is_none() {
+            writeln!(out, "no index yet: build it with chatctl search reindex")?;
+        }
+        Ok(())
+    }
+}

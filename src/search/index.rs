@@ -1,0 +1,863 @@
+//! The index on disk: its schema, its generations, and the two ways it is brought up to date.
+//!
+//! Layout under the index directory (`search.index_dir`, default `.chatctl/search`):
+//! `gen-<time>-<pid>/` are tantivy indexes; `CURRENT` names the one in use. A full rebuild
+//! writes a new generation and then replaces `CURRENT` by rename, so readers see the old
+//! index or the new one, never a half-built one; a crash mid-build leaves `CURRENT` as it was
+//! (the orphan is removed by the next rebuild). Each commit carries its watermark (see the
+//! migration `0007_search_log`) as the commit's payload, so the documents and the watermark
+//! they reflect can never disagree.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, STORED, STRING,
+    Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::{Index, IndexWriter, TantivyDocument, Term};
+use uuid::Uuid;
+
+use super::analyzer;
+use crate::db::Pool;
+use crate::error::{Error, Kind, Result};
+
+/// Bumped when the schema or the analyzer changes: an index of another format is rebuilt.
+const FORMAT: u32 = 1;
+
+/// The fields of a document. Messages and channels share one index (`kind` tells them apart).
+#[derive(Clone, Copy)]
+pub struct Fields {
+    pub kind: Field,
+    pub id: Field,
+    pub version: Field,
+    pub text: Field,
+    pub name: Field,
+    pub author: Field,
+    pub channel: Field,
+    pub workspace: Field,
+    pub thread: Field,
+    pub mentions: Field,
+    pub flags: Field,
+    pub created_at: Field,
+}
+
+pub const MESSAGE: &str = "m";
+pub const CHANNEL: &str = "c";
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text_options = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(analyzer::NAME)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        kind: b.add_text_field("kind", STRING),
+        id: b.add_text_field("id", STRING | STORED | FAST),
+        version: b.add_i64_field("version", FAST),
+        text: b.add_text_field("text", text_options),
+        name: b.add_text_field("name", STRING | STORED),
+        author: b.add_text_field("author", STRING | STORED),
+        channel: b.add_text_field("channel", STRING | STORED),
+        workspace: b.add_text_field("workspace", STRING | STORED),
+        thread: b.add_text_field("thread", STRING | STORED),
+        mentions: b.add_text_field("mentions", STRING),
+        flags: b.add_text_field("flags", STRING | STORED),
+        created_at: b.add_date_field(
+            "created_at",
+            DateOptions::from(INDEXED | STORED | FAST).set_precision(DateTimePrecision::Seconds),
+        ),
+    };
+    (b.build(), fields)
+}
+
+/// What a commit of the index records about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Payload {
+    pub format: u32,
+    /// Every transaction below this id had finished when the documents were read.
+    pub watermark: u64,
+    pub synced_at: DateTime<Utc>,
+    /// When this generation was built in full.
+    pub built_at: DateTime<Utc>,
+}
+
+/// An open generation of the index.
+pub struct Generation {
+    pub name: String,
+    pub index: Index,
+    pub fields: Fields,
+    pub payload: Payload,
+}
+
+impl Generation {
+    fn open(dir: &Path, name: &str) -> Result<Generation> {
+        let path = dir.join(name);
+        let index = Index::open_in_dir(&path)
+            .with_context(|| format!("cannot open the search index {}", path.display()))?;
+        index
+            .tokenizers()
+            .register(analyzer::NAME, analyzer::ChatTokenizer);
+        let (schema, fields) = schema();
+        let payload: Option<Payload> = index
+            .load_metas()?
+            .payload
+            .and_then(|p| serde_json::from_str(&p).ok());
+        let payload = match payload {
+            Some(p) if p.format == FORMAT && index.schema() == schema => p,
+            _ => {
+                return Err(Error::new(
+                    Kind::Failed,
+                    format!(
+                        "the search index {} was written by another version of chatctl",
+                        path.display()
+                    ),
+                )
+                .with_help("rebuild it: chatctl search reindex --full")
+                .into());
+            }
+        };
+        Ok(Generation {
+            name: name.to_owned(),
+            index,
+            fields,
+            payload,
+        })
+    }
+
+    /// Documents by kind: (messages, channels).
+    pub fn counts(&self) -> Result<(u64, u64)> {
+        let searcher = self.index.reader()?.searcher();
+        let count = |kind: &str| -> Result<u64> {
+            let q = tantivy::query::TermQuery::new(
+                Term::from_field_text(self.fields.kind, kind),
+                IndexRecordOption::Basic,
+            );
+            Ok(searcher.search(&q, &tantivy::collector::Count)? as u64)
+        };
+        Ok((count(MESSAGE)?, count(CHANNEL)?))
+    }
+}
+
+/// The index directory.
+#[derive(Debug, Clone)]
+pub struct IndexDir {
+    pub path: PathBuf,
+}
+
+impl IndexDir {
+    pub fn new(path: impl Into<PathBuf>) -> IndexDir {
+        IndexDir { path: path.into() }
+    }
+
+    fn current_file(&self) -> PathBuf {
+        self.path.join("CURRENT")
+    }
+
+    /// The generation in use, if there is one.
+    pub fn current_name(&self) -> Result<Option<String>> {
+        match std::fs::read_to_string(self.current_file()) {
+            Ok(s) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read {}", self.current_file().display()))
+            }
+        }
+    }
+
+    /// Opens the generation in use; `None` when no index has been built.
+    pub fn open(&self) -> Result<Option<Generation>> {
+        match self.current_name()? {
+            Some(name) => Ok(Some(Generation::open(&self.path, &name)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens the generation in use, or says how to build one.
+    pub fn open_existing(&self) -> Result<Generation> {
+        self.open()?.ok_or_else(|| {
+            Error::usage(format!(
+                "there is no search index in {}",
+                self.path.display()
+            ))
+            .with_help("build it: chatctl search reindex")
+            .into()
+        })
+    }
+
+    /// Makes `name` the generation in use, atomically.
+    fn publish(&self, name: &str) -> Result<()> {
+        let tmp = self
+            .path
+            .join(format!("CURRENT.{}.tmp", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{name}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.current_file())?;
+        std::fs::File::open(&self.path)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Removes every generation but the one in use (orphans of crashed builds included).
+    /// Called with the build lock held, so no other build is in progress.
+    fn remove_old(&self, keep: &str) {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("gen-")
+                && name != keep
+                && let Err(err) = std::fs::remove_dir_all(e.path())
+            {
+                tracing::warn!(%err, generation = %name, "could not remove an old search index generation");
+            }
+        }
+    }
+
+    /// Takes the lock only one full build at a time may hold.
+    fn build_lock(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("cannot create {}", self.path.display()))?;
+        let f = std::fs::File::create(self.path.join("build.lock"))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+                Kind::TempFail,
+                format!(
+                    "another chatctl is rebuilding the search index in {}",
+                    self.path.display()
+                ),
+            )
+            .into()),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// One message as the index holds it.
+struct MessageRow {
+    id: Uuid,
+    channel: Uuid,
+    workspace: Uuid,
+    author: Uuid,
+    parent: Option<Uuid>,
+    text: String,
+    mentions: Option<String>,
+    has_file: bool,
+    total_replies: i32,
+    created_at: DateTime<Utc>,
+    version: i64,
+    edited: bool,
+}
+
+/// The columns of [`MessageRow`], for one select over `public.chat c` joined to its channel
+/// `ch`, attachments `a` (a semi-join) alongside.
+const MESSAGE_COLUMNS: &str = "c.id, c.channel_id, ch.workspace_id, c.user_id, c.parent_id, \
+    c.message ->> 'text', (c.message -> 'mentions')::text, \
+    (coalesce(jsonb_array_length(c.message -> 'attachments'), 0) > 0 \
+       or exists (select 1 from public.attachments a where a.message_id = c.id)), \
+    c.total_replies, c.created_at, \
+    (extract(epoch from c.updated_at) * 1000000)::bigint, c.edited_at is not null";
+
+fn message_row(row: &sqlx::postgres::PgRow) -> Result<MessageRow, sqlx::Error> {
+    Ok(MessageRow {
+        id: row.try_get(0)?,
+        channel: row.try_get(1)?,
+        workspace: row.try_get(2)?,
+        author: row.try_get(3)?,
+        parent: row.try_get(4)?,
+        text: row.try_get(5)?,
+        mentions: row.try_get(6)?,
+        has_file: row.try_get(7)?,
+        total_replies: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        version: row.try_get(10)?,
+        edited: row.try_get(11)?,
+    })
+}
+
+static LINK: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"(?i)https?://").expect("a valid regex"));
+
+/// Whether text has a link, as `search --engine postgres` decides it (`~* 'https?://'`).
+pub fn has_link(text: &str) -> bool {
+    LINK.is_match(text)
+}
+
+fn tantivy_date(t: DateTime<Utc>) -> tantivy::DateTime {
+    tantivy::DateTime::from_timestamp_micros(t.timestamp_micros())
+}
+
+fn message_doc(f: &Fields, m: &MessageRow) -> TantivyDocument {
+    let mut d = TantivyDocument::default();
+    d.add_text(f.kind, MESSAGE);
+    d.add_text(f.id, m.id.to_string());
+    d.add_i64(f.version, m.version);
+    d.add_text(f.text, &m.text);
+    d.add_text(f.author, m.author.to_string());
+    d.add_text(f.channel, m.channel.to_string());
+    d.add_text(f.workspace, m.workspace.to_string());
+    let in_thread = m.parent.is_some() || m.total_replies > 0;
+    if in_thread {
+        d.add_text(f.thread, m.parent.unwrap_or(m.id).to_string());
+        d.add_text(f.flags, "thread");
+    }
+    if let Some(mentions) = &m.mentions
+        && let Ok(ids) = serde_json::from_str::<Vec<serde_json::Value>>(mentions)
+    {
+        for id in ids.iter().filter_map(|v| v.as_str()) {
+            d.add_text(f.mentions, id.to_lowercase());
+        }
+    }
+    if m.has_file {
+        d.add_text(f.flags, "file");
+    }
+    if has_link(&m.text) {
+        d.add_text(f.flags, "link");
+    }
+    if m.edited {
+        d.add_text(f.flags, "edited");
+    }
+    d.add_date(f.created_at, tantivy_date(m.created_at));
+    d
+}
+
+struct ChannelRow {
+    id: Uuid,
+    workspace: Uuid,
+    name: Option<String>,
+    kind: String,
+    topic: String,
+    description: String,
+    created_at: DateTime<Utc>,
+    version: i64,
+}
+
+const CHANNEL_COLUMNS: &str = "id, workspace_id, name, kind, topic, description, created_at, \
+    (extract(epoch from updated_at) * 1000000)::bigint";
+
+fn channel_row(row: &sqlx::postgres::PgRow) -> Result<ChannelRow, sqlx::Error> {
+    Ok(ChannelRow {
+        id: row.try_get(0)?,
+        workspace: row.try_get(1)?,
+        name: row.try_get(2)?,
+        kind: row.try_get(3)?,
+        topic: row.try_get(4)?,
+        description: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+        version: row.try_get(7)?,
+    })
+}
+
+fn channel_doc(f: &Fields, c: &ChannelRow) -> TantivyDocument {
+    let mut d = TantivyDocument::default();
+    d.add_text(f.kind, CHANNEL);
+    d.add_text(f.id, c.id.to_string());
+    d.add_i64(f.version, c.version);
+    // Direct messages have no name, topic or description worth finding; they are indexed
+    // (so verify can account for every channel) with no text.
+    let text = [c.name.as_deref().unwrap_or(""), &c.topic, &c.description]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    d.add_text(f.text, text);
+    if let Some(name) = &c.name {
+        d.add_text(f.name, name);
+    }
+    d.add_text(f.flags, &c.kind);
+    d.add_text(f.channel, c.id.to_string());
+    d.add_text(f.workspace, c.workspace.to_string());
+    d.add_date(f.created_at, tantivy_date(c.created_at));
+    d
+}
+
+/// Begins the read of a sync or build: a repeatable-read, read-only transaction, and the
+/// xmin of its snapshot (the watermark the documents read in it will reflect).
+async fn begin_snapshot(pool: &Pool) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, u64)> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let xmin: i64 =
+        sqlx::query_scalar("select pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok((tx, xmin as u64))
+}
+
+/// What a full build or a sync did.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexReport {
+    pub mode: &'static str,
+    pub generation: String,
+    pub messages: u64,
+    pub channels: u64,
+    pub deleted: u64,
+    pub watermark: u64,
+    pub elapsed_ms: u64,
+    pub docs_per_sec: u64,
+    pub size_bytes: u64,
+    /// Why a sync turned into a full build, if it did.
+    pub note: Option<String>,
+}
+
+/// Progress of a full build: called with the number of documents added so far.
+pub type OnProgress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Options of a full build.
+pub struct BuildOptions {
+    /// Indexing threads.
+    pub threads: usize,
+    /// Memory budget of the indexing threads together, in bytes.
+    pub memory: usize,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
+        BuildOptions {
+            threads,
+            memory: threads * (64 << 20),
+        }
+    }
+}
+
+/// Builds a new generation from the whole database and makes it the one in use.
+pub async fn build(
+    pool: &Pool,
+    dir: &IndexDir,
+    opts: &BuildOptions,
+    on_progress: OnProgress<'_>,
+) -> Result<IndexReport> {
+    let started = Instant::now();
+    let _lock = dir.build_lock()?;
+    let name = format!(
+        "gen-{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id()
+    );
+    let path = dir.path.join(&name);
+    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let (schema, fields) = schema();
+    let index = Index::create_in_dir(&path, schema)
+        .with_context(|| format!("cannot create a search index in {}", path.display()))?;
+    index
+        .tokenizers()
+        .register(analyzer::NAME, analyzer::ChatTokenizer);
+    let writer = open_writer(&index, opts.threads, opts.memory)?;
+
+    let (mut tx, watermark) = begin_snapshot(pool).await?;
+    let (messages, channels) = add_all(&mut tx, &writer, &fields, None, on_progress).await?;
+    tx.commit().await?;
+    on_progress(messages);
+    let now = Utc::now();
+    let payload = Payload {
+        format: FORMAT,
+        watermark,
+        synced_at: now,
+        built_at: now,
+    };
+    commit(writer, payload).await?;
+    dir.publish(&name)?;
+    dir.remove_old(&name);
+    let elapsed = started.elapsed();
+    Ok(IndexReport {
+        mode: "full",
+        generation: name,
+        messages,
+        channels,
+        deleted: 0,
+        watermark,
+        elapsed_ms: elapsed.as_millis() as u64,
+        docs_per_sec: ((messages + channels) as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
+        size_bytes: dir_size(&path),
+        note: None,
+    })
+}
+
+/// Adds every channel and message (not deleted) of the database, or of one workspace, as the
+/// transaction sees them. Returns (messages, channels).
+async fn add_all(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    writer: &IndexWriter<TantivyDocument>,
+    fields: &Fields,
+    workspace: Option<Uuid>,
+    on_progress: OnProgress<'_>,
+) -> Result<(u64, u64)> {
+    let mut channels = 0u64;
+    let sql = format!(
+        "select {CHANNEL_COLUMNS} from public.channels where $1::uuid is null or workspace_id = $1"
+    );
+    let mut rows = sqlx::query(&sql).bind(workspace).fetch(&mut **tx);
+    while let Some(row) = rows.try_next().await? {
+        writer.add_document(channel_doc(fields, &channel_row(&row)?))?;
+        channels += 1;
+    }
+    drop(rows);
+    let mut messages = 0u64;
+    let sql = format!(
+        "select {MESSAGE_COLUMNS} from public.chat c join public.channels ch on ch.id = c.channel_id \
+         where not c.is_deleted and ($1::uuid is null or ch.workspace_id = $1)"
+    );
+    let mut rows = sqlx::query(&sql).bind(workspace).fetch(&mut **tx);
+    while let Some(row) = rows.try_next().await? {
+        writer.add_document(message_doc(fields, &message_row(&row)?))?;
+        messages += 1;
+        if messages.is_multiple_of(4096) {
+            on_progress(messages);
+        }
+    }
+    Ok((messages, channels))
+}
+
+/// Rebuilds one workspace's documents in the index in use, in one commit (readers see the
+/// old documents or the new ones). The watermark stays: changes elsewhere are applied by the
+/// next sync.
+pub async fn rebuild_workspace(
+    pool: &Pool,
+    dir: &IndexDir,
+    workspace: Uuid,
+    on_progress: OnProgress<'_>,
+) -> Result<IndexReport> {
+    let started = Instant::now();
+    let g = dir.open_existing()?;
+    let writer = open_writer(&g.index, BuildOptions::default().threads, 64 << 20)?;
+    writer.delete_term(Term::from_field_text(
+        g.fields.workspace,
+        &workspace.to_string(),
+    ));
+    let (mut tx, _) = begin_snapshot(pool).await?;
+    let (messages, channels) =
+        add_all(&mut tx, &writer, &g.fields, Some(workspace), on_progress).await?;
+    tx.commit().await?;
+    let payload = g.payload.clone();
+    commit(writer, payload).await?;
+    let elapsed = started.elapsed();
+    Ok(IndexReport {
+        mode: "workspace",
+        generation: g.name.clone(),
+        messages,
+        channels,
+        deleted: 0,
+        watermark: g.payload.watermark,
+        elapsed_ms: elapsed.as_millis() as u64,
+        docs_per_sec: ((messages + channels) as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
+        size_bytes: dir_size(&dir.path.join(&g.name)),
+        note: None,
+    })
+}
+
+/// A writer on an index; another process writing to it is a clear, retryable error.
+fn open_writer(
+    index: &Index,
+    threads: usize,
+    memory: usize,
+) -> Result<IndexWriter<TantivyDocument>> {
+    let threads = threads.max(1);
+    match index.writer_with_num_threads(threads, memory.max(threads * 15_000_000)) {
+        Ok(w) => Ok(w),
+        Err(tantivy::TantivyError::LockFailure(..)) => Err(Error::new(
+            Kind::TempFail,
+            "another chatctl (the bot daemon?) is writing to the search index",
+        )
+        .with_help("the daemon keeps the index up to date by itself; try again in a moment")
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Commits what the writer holds, with its payload, and waits for its merges.
+async fn commit(mut writer: IndexWriter<TantivyDocument>, payload: Payload) -> Result<()> {
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::to_string(&payload)?);
+        prepared.commit()?;
+        writer.wait_merging_threads()?;
+        Ok(())
+    })
+    .await
+    .context("the indexing task failed")?
+}
+
+/// Bytes on disk under `path`.
+pub fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// How many messages (not deleted) there are: the size of a full build.
+pub async fn message_count(pool: &Pool) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar("select count(*) from public.chat where not is_deleted")
+        .fetch_one(pool)
+        .await?;
+    Ok(n as u64)
+}
+
+/// The oldest watermark the change log can still bring up to date.
+pub async fn horizon(pool: &Pool) -> Result<u64> {
+    let h: i64 = sqlx::query_scalar("select horizon::text::bigint from chatctl.search_state")
+        .fetch_one(pool)
+        .await
+        .context("cannot read the search change log's state (is the database migrated?)")?;
+    Ok(h as u64)
+}
+
+/// Entries of the change log at or past a watermark: the work a sync would do.
+pub async fn backlog(pool: &Pool, watermark: u64) -> Result<u64> {
+    let n: i64 =
+        sqlx::query_scalar("select count(*) from chatctl.search_log where xid >= $1::text::xid8")
+            .bind(watermark.to_string())
+            .fetch_one(pool)
+            .await?;
+    Ok(n as u64)
+}
+
+/// Deletes change-log entries older than `retention`, moving the horizon past them.
+pub async fn prune(pool: &Pool, retention: chrono::Duration) -> Result<u64> {
+    let mut tx = pool.begin().await?;
+    let (n, newest): (i64, Option<String>) = sqlx::query_as(
+        "with gone as (delete from chatctl.search_log where at < now() - $1::interval returning xid)
+         select count(*), max(xid)::text from gone",
+    )
+    .bind(format!("{} seconds", retention.num_seconds()))
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(newest) = newest {
+        sqlx::query(
+            "update chatctl.search_state set horizon = greatest(horizon, ($1::text::bigint + 1)::text::xid8)",
+        )
+        .bind(newest)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(n as u64)
+}
+
+/// How long the change log keeps entries: an index not synced for longer is rebuilt in full.
+pub fn retention() -> chrono::Duration {
+    chrono::Duration::days(7)
+}
+
+/// Brings the index up to date from the change log; builds it in full when there is none,
+/// when it is of another format, or when its watermark is older than the log's horizon.
+pub async fn sync(pool: &Pool, dir: &IndexDir, on_progress: OnProgress<'_>) -> Result<IndexReport> {
+    let generation = match dir.open() {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            let mut r = build(pool, dir, &BuildOptions::default(), on_progress).await?;
+            r.note = Some("there was no index: built it in full".to_owned());
+            return Ok(r);
+        }
+        Err(e) => {
+            let mut r = build(pool, dir, &BuildOptions::default(), on_progress).await?;
+            r.note = Some(format!("{e:#}: rebuilt it in full"));
+            return Ok(r);
+        }
+    };
+    if let Some(report) = apply_changes(pool, dir, generation).await? {
+        return Ok(report);
+    }
+    let mut r = build(pool, dir, &BuildOptions::default(), on_progress).await?;
+    r.note =
+        Some("the index was older than the change log's retention: rebuilt it in full".to_owned());
+    Ok(r)
+}
+
+/// Applies the change log since the index's watermark; `None` when the log no longer goes
+/// back that far. The horizon is read in the same snapshot as the log, so a prune that
+/// commits meanwhile cannot hide entries from it.
+async fn apply_changes(pool: &Pool, dir: &IndexDir, g: Generation) -> Result<Option<IndexReport>> {
+    let started = Instant::now();
+    let since = g.payload.watermark;
+    let (mut tx, watermark) = begin_snapshot(pool).await?;
+    let horizon: i64 = sqlx::query_scalar("select horizon::text::bigint from chatctl.search_state")
+        .fetch_one(&mut *tx)
+        .await?;
+    if since < horizon as u64 {
+        return Ok(None);
+    }
+    let changed: Vec<(String, Uuid)> = sqlx::query_as(
+        "select distinct kind::text, id from chatctl.search_log where xid >= $1::text::xid8",
+    )
+    .bind(since.to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    let (mut message_ids, mut channel_ids) = (Vec::new(), Vec::new());
+    for (kind, id) in changed {
+        if kind == CHANNEL {
+            channel_ids.push(id);
+        } else {
+            message_ids.push(id);
+        }
+    }
+    if message_ids.is_empty() && channel_ids.is_empty() {
+        tx.commit().await?;
+        // Nothing changed: the index stays as it is, its watermark too (still correct: every
+        // later change is logged at or past it).
+        return Ok(Some(IndexReport {
+            mode: "incremental",
+            generation: g.name.clone(),
+            messages: 0,
+            channels: 0,
+            deleted: 0,
+            watermark: since,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            docs_per_sec: 0,
+            size_bytes: dir_size(&dir.path.join(&g.name)),
+            note: None,
+        }));
+    }
+    let f = g.fields;
+    let mut docs: Vec<TantivyDocument> = Vec::new();
+    let mut alive: HashSet<Uuid> = HashSet::new();
+    for ids in message_ids.chunks(10_000) {
+        let sql = format!(
+            "select {MESSAGE_COLUMNS} from public.chat c join public.channels ch on ch.id = c.channel_id \
+             where c.id = any($1) and not c.is_deleted"
+        );
+        let rows = sqlx::query(&sql).bind(ids).fetch_all(&mut *tx).await?;
+        for row in &rows {
+            let m = message_row(row)?;
+            alive.insert(m.id);
+            docs.push(message_doc(&f, &m));
+        }
+    }
+    let mut channels = 0u64;
+    if !channel_ids.is_empty() {
+        let rows = sqlx::query(&format!(
+            "select {CHANNEL_COLUMNS} from public.channels where id = any($1)"
+        ))
+        .bind(&channel_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let c = channel_row(row)?;
+            alive.insert(c.id);
+            docs.push(channel_doc(&f, &c));
+            channels += 1;
+        }
+    }
+    tx.commit().await?;
+    let messages = docs.len() as u64 - channels;
+    let deleted = (message_ids.len() + channel_ids.len()) as u64 - messages - channels;
+    let removed: Vec<Uuid> = message_ids.into_iter().chain(channel_ids).collect();
+    let now = Utc::now();
+    let payload = Payload {
+        watermark,
+        synced_at: now,
+        ..g.payload.clone()
+    };
+    let writer = open_writer(&g.index, 1, 15_000_000)?;
+    for id in &removed {
+        writer.delete_term(Term::from_field_text(f.id, &id.to_string()));
+    }
+    for d in docs {
+        writer.add_document(d)?;
+    }
+    commit(writer, payload).await?;
+    let elapsed = started.elapsed();
+    Ok(Some(IndexReport {
+        mode: "incremental",
+        generation: g.name.clone(),
+        messages,
+        channels,
+        deleted,
+        watermark,
+        elapsed_ms: elapsed.as_millis() as u64,
+        docs_per_sec: ((messages + channels) as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
+        size_bytes: dir_size(&dir.path.join(&g.name)),
+        note: None,
+    }))
+}
+
+/// Where the index and the database disagree.
+#[derive(Debug, Default, Serialize)]
+pub struct Differences {
+    pub checked_documents: u64,
+    pub checked_rows: u64,
+    /// In the database, not in the index.
+    pub missing: Vec<String>,
+    /// In both, but the index holds an older version.
+    pub stale: Vec<String>,
+    /// In the index, not in the database (or deleted there).
+    pub extra: Vec<String>,
+}
+
+impl Differences {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.stale.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// Compares every document of the index with the database: messages (not deleted) and
+/// channels, by id and version (the row's `updated_at`).
+pub async fn verify(pool: &Pool, g: &Generation) -> Result<Differences> {
+    let searcher = g.index.reader()?.searcher();
+    let mut docs: HashMap<Uuid, i64> = HashMap::new();
+    let mut text = String::new();
+    for segment in searcher.segment_readers() {
+        let ids = segment
+            .fast_fields()
+            .str("id")?
+            .context("the index has no id column")?;
+        let versions = segment.fast_fields().i64("version")?;
+        for doc in segment.doc_ids_alive() {
+            let Some(ord) = ids.term_ords(doc).next() else {
+                continue;
+            };
+            ids.ord_to_str(ord, &mut text)?;
+            if let (Ok(id), Some(v)) = (Uuid::parse_str(&text), versions.first(doc)) {
+                docs.insert(id, v);
+            }
+        }
+    }
+    let mut diff = Differences {
+        checked_documents: docs.len() as u64,
+        ..Default::default()
+    };
+    let mut rows = sqlx::query_as::<_, (Uuid, i64)>(
+        "select id, (extract(epoch from updated_at) * 1000000)::bigint from public.chat where not is_deleted
+         union all
+         select id, (extract(epoch from updated_at) * 1000000)::bigint from public.channels",
+    )
+    .fetch(pool);
+    while let Some((id, version)) = rows.try_next().await? {
+        diff.checked_rows += 1;
+        match docs.remove(&id) {
+            None => diff.missing.push(id.to_string()),
+            Some(v) if v != version => diff.stale.push(id.to_string()),
+            Some(_) => {}
+        }
+    }
+    diff.extra = docs.into_keys().map(|id| id.to_string()).collect();
+    for list in [&mut diff.missing, &mut diff.stale, &mut diff.extra] {
+        list.sort();
+    }
+    Ok(diff)
+}

@@ -1,0 +1,315 @@
+//! Running a resolved query on the tantivy index.
+
+use std::ops::Bound;
+
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery,
+};
+use tantivy::schema::{IndexRecordOption, Value as _};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
+use uuid::Uuid;
+
+use super::index::{CHANNEL, Fields, Generation, IndexDir, MESSAGE};
+use super::{ChannelHit, Found, Hit, Plan, Scope, analyzer};
+use crate::error::Result;
+
+/// How long a snippet is, in characters.
+const SNIPPET_CHARS: usize = 200;
+/// How many channels a text query lists beside its messages.
+const CHANNEL_HITS: usize = 5;
+
+/// An open index to search.
+pub struct Reader {
+    pub generation: Generation,
+    reader: IndexReader,
+}
+
+impl Reader {
+    pub fn open(dir: &IndexDir) -> Result<Reader> {
+        let generation = dir.open_existing()?;
+        let reader = generation
+            .index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Reader { generation, reader })
+    }
+
+    /// Sees the latest commit (after a sync).
+    pub fn reload(&self) -> Result<()> {
+        Ok(self.reader.reload()?)
+    }
+
+    pub fn searcher(&self) -> Searcher {
+        self.reader.searcher()
+    }
+
+    pub fn search(&self, plan: &Plan, scope: &Scope, limit: usize) -> Result<Found> {
+        let f = &self.generation.fields;
+        let searcher = self.reader.searcher();
+        let Some(text) = text_query(f, plan) else {
+            // Words that are all stop words match nothing (as in Postgres).
+            return Ok(Found {
+                total: Some(0),
+                ..Found::default()
+            });
+        };
+        let mut clauses = vec![filter(term(f.kind, MESSAGE))];
+        if let Some(t) = &text {
+            clauses.push((Occur::Must, t.box_clone()));
+        }
+        clauses.extend(scope_filters(f, scope));
+        for (negated, id) in &plan.authors {
+            clauses.push(occur(*negated, term(f.author, &id.to_string())));
+        }
+        for (negated, id) in &plan.mentions {
+            clauses.push(occur(*negated, term(f.mentions, &id.to_string())));
+        }
+        for (negated, ids) in &plan.channels {
+            clauses.push(occur(*negated, any_of(f.channel, ids)));
+        }
+        for (negated, flag) in &plan.flags {
+            clauses.push(occur(*negated, term(f.flags, flag.term())));
+        }
+        if plan.since.is_some() || plan.until.is_some() {
+            let bound = |t: Option<chrono::DateTime<chrono::Utc>>, inclusive: bool| match t {
+                None => Bound::Unbounded,
+                Some(t) => {
+                    let v = Term::from_field_date_for_search(
+                        f.created_at,
+                        tantivy::DateTime::from_timestamp_micros(t.timestamp_micros()),
+                    );
+                    if inclusive {
+                        Bound::Included(v)
+                    } else {
+                        Bound::Excluded(v)
+                    }
+                }
+            };
+            let range = RangeQuery::new(bound(plan.since, true), bound(plan.until, false));
+            clauses.push(filter(Box::new(range)));
+        }
+        let query = BooleanQuery::new(clauses);
+        let limit = limit.max(1);
+        let (addresses, total): (Vec<(f32, DocAddress)>, usize) = if plan.ranked() {
+            searcher.search(
+                &query,
+                &(TopDocs::with_limit(limit).order_by_score(), Count),
+            )?
+        } else {
+            let (top, n) = searcher.search(
+                &query,
+                &(
+                    TopDocs::with_limit(limit)
+                        .order_by_fast_field::<tantivy::DateTime>("created_at", Order::Desc),
+                    Count,
+                ),
+            )?;
+            (top.into_iter().map(|(_, a)| (0.0, a)).collect(), n)
+        };
+        let snippets = match &text {
+            Some(t) if plan.ranked() => {
+                let mut g = SnippetGenerator::create(&searcher, t.as_ref(), f.text)?;
+                g.set_max_num_chars(SNIPPET_CHARS);
+                Some(g)
+            }
+            _ => None,
+        };
+        let mut hits = Vec::with_capacity(addresses.len());
+        for (score, address) in addresses {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            hits.push(hit(f, &doc, score, snippets.as_ref()));
+        }
+        let channels = match &text {
+            Some(t) if plan.ranked() && plan.query.text_only() => {
+                self.channel_hits(&searcher, t.box_clone(), scope)?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Found {
+            hits,
+            channels,
+            total: Some(total as u64),
+        })
+    }
+
+    fn channel_hits(
+        &self,
+        searcher: &Searcher,
+        text: Box<dyn Query>,
+        scope: &Scope,
+    ) -> Result<Vec<ChannelHit>> {
+        let f = &self.generation.fields;
+        let mut clauses = vec![filter(term(f.kind, CHANNEL)), (Occur::Must, text)];
+        clauses.extend(scope_filters(f, scope));
+        let top = searcher.search(
+            &BooleanQuery::new(clauses),
+            &TopDocs::with_limit(CHANNEL_HITS).order_by_score(),
+        )?;
+        let mut out = Vec::new();
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if let Some(id) = uuid_of(&doc, f.id) {
+                out.push(ChannelHit { id, score });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn term(field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, value),
+        IndexRecordOption::Basic,
+    ))
+}
+
+fn any_of(field: tantivy::schema::Field, ids: &[Uuid]) -> Box<dyn Query> {
+    Box::new(TermSetQuery::new(
+        ids.iter()
+            .map(|id| Term::from_field_text(field, &id.to_string())),
+    ))
+}
+
+/// A clause that filters without changing the score.
+fn filter(q: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
+    (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
+}
+
+fn occur(negated: bool, q: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
+    if negated {
+        (Occur::MustNot, q)
+    } else {
+        filter(q)
+    }
+}
+
+fn scope_filters(f: &Fields, scope: &Scope) -> Vec<(Occur, Box<dyn Query>)> {
+    let mut out = Vec::new();
+    if let Some(w) = scope.workspace {
+        out.push(filter(term(f.workspace, &w.to_string())));
+    }
+    if let Some(readable) = &scope.readable {
+        out.push(filter(any_of(f.channel, readable)));
+    }
+    out
+}
+
+/// The text part of the query: every word and phrase (excluded ones as MustNot). `None`
+/// when there were words to match and all were stop words; `Some(None)` when the query has
+/// no text at all.
+fn text_query(f: &Fields, plan: &Plan) -> Option<Option<Box<dyn Query>>> {
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let mut wanted = false;
+    for t in &plan.text {
+        wanted |= !t.negated;
+        let terms = analyzer::analyze(&t.text);
+        if terms.is_empty() {
+            continue;
+        }
+        let q: Box<dyn Query> = if terms.len() == 1 {
+            Box::new(TermQuery::new(
+                Term::from_field_text(f.text, &terms[0].text),
+                IndexRecordOption::WithFreqs,
+            ))
+        } else if t.phrase {
+            let first = terms[0].position;
+            Box::new(PhraseQuery::new_with_offset(
+                terms
+                    .iter()
+                    .map(|a| (a.position - first, Term::from_field_text(f.text, &a.text)))
+                    .collect(),
+            ))
+        } else {
+            // A word the analyzer splits (`apt-get`): all of its parts, as plainto_tsquery.
+            Box::new(BooleanQuery::new(
+                terms
+                    .iter()
+                    .map(|a| {
+                        let q: Box<dyn Query> = Box::new(TermQuery::new(
+                            Term::from_field_text(f.text, &a.text),
+                            IndexRecordOption::WithFreqs,
+                        ));
+                        (Occur::Must, q)
+                    })
+                    .collect(),
+            ))
+        };
+        clauses.push((
+            if t.negated {
+                Occur::MustNot
+            } else {
+                Occur::Must
+            },
+            q,
+        ));
+    }
+    let positive = clauses.iter().any(|(o, _)| *o == Occur::Must);
+    match (wanted, positive) {
+        (true, false) => None,
+        _ if clauses.is_empty() => Some(None),
+        _ => Some(Some(Box::new(BooleanQuery::new(clauses)))),
+    }
+}
+
+fn uuid_of(doc: &TantivyDocument, field: tantivy::schema::Field) -> Option<Uuid> {
+    doc.get_first(field)
+        .and_then(|v| v.as_str())
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+fn hit(f: &Fields, doc: &TantivyDocument, score: f32, snippets: Option<&SnippetGenerator>) -> Hit {
+    let text = doc.get_first(f.text).and_then(|v| v.as_str()).unwrap_or("");
+    let snippet = match snippets {
+        Some(g) => {
+            let s = g.snippet_from_doc(doc);
+            if s.fragment().is_empty() {
+                excerpt(text)
+            } else {
+                mark(s.fragment(), s.highlighted())
+            }
+        }
+        None => excerpt(text),
+    };
+    Hit {
+        id: uuid_of(doc, f.id).unwrap_or_default(),
+        channel_id: uuid_of(doc, f.channel).unwrap_or_default(),
+        author_id: uuid_of(doc, f.author).unwrap_or_default(),
+        created_at: doc
+            .get_first(f.created_at)
+            .and_then(|v| v.as_datetime())
+            .and_then(|d| chrono::DateTime::from_timestamp_micros(d.into_timestamp_micros()))
+            .unwrap_or_default(),
+        thread: uuid_of(doc, f.thread),
+        score,
+        snippet,
+    }
+}
+
+/// The start of a text, cut at a character boundary.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(SNIPPET_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+/// A fragment with its highlighted ranges between `**`.
+fn mark(fragment: &str, ranges: &[std::ops::Range<usize>]) -> String {
+    let mut out = String::with_capacity(fragment.len() + 4 * ranges.len());
+    let mut at = 0;
+    for r in ranges {
+        if r.start < at || r.end > fragment.len() {
+            continue;
+        }
+        out.push_str(&fragment[at..r.start]);
+        out.push_str("**");
+        out.push_str(&fragment[r.clone()]);
+        out.push_str("**");
+        at = r.end;
+    }
+    out.push_str(&fragment[at..]);
+    out
+}

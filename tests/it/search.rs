@@ -1,0 +1,731 @@
+//! Search: the tantivy index against the database it caches, the query language on both
+//! engines, permissions against row level security, and the commands as operators run them.
+
+use std::collections::BTreeSet;
+
+use chatctl::db::seed::{self, SeedOptions};
+use chatctl::search::{self, Engine, IndexDir, Reader, Scope, index};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::bots::{BOT, post, prepared};
+use crate::support::{TestDb, chatctl_std, outputs};
+
+/// Runs a query on an engine, as `user` (by username) or the service role.
+async fn ids(
+    pool: &PgPool,
+    dir: &IndexDir,
+    engine: Engine,
+    q: &str,
+    user: Option<&str>,
+    limit: usize,
+) -> Vec<Uuid> {
+    let mut scope = Scope::default();
+    if let Some(u) = user {
+        let (id, _) = search::find_user(pool, u).await.unwrap();
+        scope.as_user = Some(id);
+        if engine == Engine::Tantivy {
+            scope.readable = Some(search::readable_channels(pool, id).await.unwrap());
+        }
+    }
+    let plan = search::resolve(pool, search::query::parse(q).unwrap(), &scope)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    let reader = match engine {
+        Engine::Tantivy => Some(Reader::open(dir).unwrap()),
+        Engine::Postgres => None,
+    };
+    search::run(pool, reader.as_ref(), &plan, &scope, limit)
+        .await
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| h.id)
+        .collect()
+}
+
+/// The same query on both engines: the same set of messages (returned in full).
+async fn both(pool: &PgPool, dir: &IndexDir, q: &str, user: Option<&str>) -> BTreeSet<Uuid> {
+    let t: BTreeSet<Uuid> = ids(pool, dir, Engine::Tantivy, q, user, 10_000)
+        .await
+        .into_iter()
+        .collect();
+    let p: BTreeSet<Uuid> = ids(pool, dir, Engine::Postgres, q, user, 10_000)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(t, p, "the engines disagree on {q:?} as {user:?}");
+    t
+}
+
+async fn sync(pool: &PgPool, dir: &IndexDir) -> index::IndexReport {
+    index::sync(pool, dir, &|_| {}).await.unwrap()
+}
+
+async fn set_at(pool: &PgPool, id: Uuid, at: &str) {
+    sqlx::query("update chat set created_at = $2::timestamptz where id = $1")
+        .bind(id)
+        .bind(at)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_operator_finds_what_slack_would_on_both_engines() {
+    let db = TestDb::new().await;
+    let (pool, _) = prepared(&db, BOT).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = IndexDir::new(tmp.path().join("search"));
+    let mut c = db.conn().await;
+    let ken: Uuid = sqlx::query_scalar("select id from users where username = 'ken'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    let deploy = post(
+        &mut c,
+        "ada@example.com",
+        "engineering",
+        "Deploying the release train on Friday",
+        None,
+    )
+    .await;
+    let reply = post(
+        &mut c,
+        "linus@example.com",
+        "engineering",
+        "the release train leaves at noon, see https://example.com/train",
+        Some(deploy),
+    )
+    .await;
+    let mention = post(
+        &mut c,
+        "grace@example.com",
+        "general",
+        "@ken can you review the deploy script?",
+        None,
+    )
+    .await;
+    sqlx::query("update chat set message = message || jsonb_build_object('mentions', jsonb_build_array($2::text)) where id = $1")
+        .bind(mention)
+        .bind(ken.to_string())
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let file = post(
+        &mut c,
+        "ken@example.com",
+        "general",
+        "Quarterly numbers attached",
+        None,
+    )
+    .await;
+    sqlx::query("insert into attachments (message_id, bucket_id, object_path, name, size_bytes) values ($1, 'files', 'q.pdf', 'q.pdf', 10)")
+        .bind(file)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let secret = post(
+        &mut c,
+        "grace@example.com",
+        "support",
+        "A customer cannot deploy on Friday",
+        None,
+    )
+    .await;
+    let old = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "Friday train was late",
+        None,
+    )
+    .await;
+    set_at(&pool, old, "2026-01-15T12:00:00Z").await;
+    set_at(&pool, deploy, "2026-02-01T09:00:00Z").await;
+    set_at(&pool, reply, "2026-02-01T10:00:00Z").await;
+
+    index::build(&pool, &dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    let set = |v: &[Uuid]| v.iter().copied().collect::<BTreeSet<Uuid>>();
+
+    assert_eq!(
+        both(&pool, &dir, "deploy", None).await,
+        set(&[deploy, mention, secret])
+    );
+    assert_eq!(
+        both(&pool, &dir, "\"release train\"", None).await,
+        set(&[deploy, reply])
+    );
+    assert_eq!(
+        both(&pool, &dir, "deploy -friday", None).await,
+        set(&[mention])
+    );
+    assert_eq!(
+        both(&pool, &dir, "friday from:@ada", None).await,
+        set(&[deploy, old])
+    );
+    assert_eq!(
+        both(&pool, &dir, "friday in:#general", None).await,
+        set(&[old])
+    );
+    assert_eq!(
+        both(&pool, &dir, "mentions:@ken", None).await,
+        set(&[mention])
+    );
+    assert_eq!(
+        both(&pool, &dir, "@ken review", None).await,
+        set(&[mention])
+    );
+    assert_eq!(both(&pool, &dir, "has:file", None).await, set(&[file]));
+    assert_eq!(both(&pool, &dir, "has:link", None).await, set(&[reply]));
+    assert_eq!(
+        both(&pool, &dir, "is:thread train", None).await,
+        set(&[deploy, reply])
+    );
+    assert_eq!(
+        both(&pool, &dir, "train on:2026-02-01", None).await,
+        set(&[deploy, reply])
+    );
+    // Slack's after: and before: leave the day itself out.
+    assert_eq!(
+        both(&pool, &dir, "train after:2026-01-15", None).await,
+        set(&[deploy, reply])
+    );
+    assert_eq!(
+        both(&pool, &dir, "train before:2026-02-01", None).await,
+        set(&[old])
+    );
+    assert_eq!(
+        both(
+            &pool,
+            &dir,
+            "train after:2026-01-14 before:2026-01-16",
+            None
+        )
+        .await,
+        set(&[old])
+    );
+    // Stop words alone match nothing, on both.
+    assert!(both(&pool, &dir, "the of", None).await.is_empty());
+
+    // Permissions: the private channel only for its members.
+    assert!(
+        both(&pool, &dir, "deploy", Some("ada"))
+            .await
+            .contains(&mention)
+    );
+    assert!(
+        !both(&pool, &dir, "deploy", Some("ada"))
+            .await
+            .contains(&secret)
+    );
+    assert!(
+        both(&pool, &dir, "deploy", Some("grace"))
+            .await
+            .contains(&secret)
+    );
+    // A channel the user may not read is unknown to them.
+    let scope = Scope {
+        as_user: Some(search::find_user(&pool, "ada").await.unwrap().0),
+        readable: Some(
+            search::readable_channels(&pool, search::find_user(&pool, "ada").await.unwrap().0)
+                .await
+                .unwrap(),
+        ),
+        workspace: None,
+    };
+    let err = search::resolve(
+        &pool,
+        search::query::parse("x in:#support").unwrap(),
+        &scope,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no channel #support"), "{err}");
+
+    // Ranked, with a highlighted snippet and the names to show.
+    let reader = Reader::open(&dir).unwrap();
+    let plan = search::resolve(
+        &pool,
+        search::query::parse("release train").unwrap(),
+        &Scope::default(),
+    )
+    .await
+    .unwrap();
+    let found = search::run(&pool, Some(&reader), &plan, &Scope::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(found.total, Some(2));
+    assert!(
+        found.hits[0].snippet.contains("**release** **train**"),
+        "{:?}",
+        found.hits[0]
+    );
+    let in_thread = found.hits.iter().find(|h| h.id == reply).unwrap();
+    assert_eq!(in_thread.thread, Some(deploy));
+    // Channels match on their topic.
+    let plan = search::resolve(
+        &pool,
+        search::query::parse("deploys").unwrap(),
+        &Scope::default(),
+    )
+    .await
+    .unwrap();
+    let found = search::run(&pool, Some(&reader), &plan, &Scope::default(), 10)
+        .await
+        .unwrap();
+    let names = search::names(&pool, &found).await.unwrap();
+    let channels: Vec<&str> = found
+        .channels
+        .iter()
+        .map(|c| names.channels[&c.id].0.as_str())
+        .collect();
+    assert_eq!(channels, ["#engineering"]);
+}
+
+/// What an incremental run must not miss: a row committed after a later one (a cursor on
+/// time or on a sequence would skip it), edits, soft and hard deletes, attachments, channel
+/// renames; and membership changes, which need no reindex at all.
+#[tokio::test]
+async fn an_incremental_run_misses_nothing_committed_out_of_order() {
+    let db = TestDb::new().await;
+    let (pool, _) = prepared(&db, BOT).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = IndexDir::new(tmp.path().join("search"));
+    let mut c = db.conn().await;
+    let edited = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "first draft of the plan",
+        None,
+    )
+    .await;
+    let doomed = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "delete me later",
+        None,
+    )
+    .await;
+    let gone = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "remove me for good",
+        None,
+    )
+    .await;
+    index::build(&pool, &dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+
+    // A long transaction inserts first (created_at = its start) and commits last.
+    let mut slow = pool.begin().await.unwrap();
+    let late: Uuid = sqlx::query_scalar(
+        "insert into chat (channel_id, user_id, message)
+         select c.id, u.id, '{\"text\": \"slowpoke arrives\"}' from channels c, users u
+          where c.name = 'general' and u.username = 'ken' returning chat.id",
+    )
+    .fetch_one(&mut *slow)
+    .await
+    .unwrap();
+    let quick = post(
+        &mut c,
+        "grace@example.com",
+        "general",
+        "quickfox was here",
+        None,
+    )
+    .await;
+    let r = sync(&pool, &dir).await;
+    assert_eq!(r.mode, "incremental");
+    assert_eq!(
+        both(&pool, &dir, "quickfox", None)
+            .await
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [quick]
+    );
+    assert!(both(&pool, &dir, "slowpoke", None).await.is_empty());
+    slow.commit().await.unwrap();
+    sync(&pool, &dir).await;
+    assert_eq!(
+        both(&pool, &dir, "slowpoke", None)
+            .await
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [late]
+    );
+
+    sqlx::query("update chat set message = '{\"text\": \"final version of the roadmap\"}', edited_at = now() where id = $1")
+        .bind(edited)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("update chat set is_deleted = true where id = $1")
+        .bind(doomed)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("delete from chat where id = $1")
+        .bind(gone)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("insert into attachments (message_id, bucket_id, object_path, name, size_bytes) values ($1, 'files', 'a', 'a', 1)")
+        .bind(quick)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update channels set name = 'announcements', topic = 'Company news' where name = 'general'",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let r = sync(&pool, &dir).await;
+    assert_eq!(r.deleted, 2, "{r:?}");
+    assert!(both(&pool, &dir, "draft", None).await.is_empty());
+    assert_eq!(
+        both(&pool, &dir, "roadmap", None)
+            .await
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [edited]
+    );
+    assert!(both(&pool, &dir, "delete", None).await.is_empty());
+    assert!(both(&pool, &dir, "remove", None).await.is_empty());
+    assert_eq!(
+        both(&pool, &dir, "has:file", None)
+            .await
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [quick]
+    );
+    assert_eq!(
+        both(&pool, &dir, "in:#announcements quickfox", None)
+            .await
+            .len(),
+        1
+    );
+    let g = dir.open_existing().unwrap();
+    assert!(index::verify(&pool, &g).await.unwrap().is_empty());
+
+    // Membership: ken leaves #engineering and no longer finds its messages, at once.
+    let eng = post(
+        &mut c,
+        "ada@example.com",
+        "engineering",
+        "zebra crossing",
+        None,
+    )
+    .await;
+    sync(&pool, &dir).await;
+    assert_eq!(both(&pool, &dir, "zebra", Some("ken")).await.len(), 1);
+    sqlx::query("update channels set kind = 'private' where name = 'engineering'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("delete from members where user_id = (select id from users where username = 'ken') and channel_id = (select id from channels where name = 'engineering')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    assert!(both(&pool, &dir, "zebra", Some("ken")).await.is_empty());
+    assert_eq!(
+        both(&pool, &dir, "zebra", Some("ada"))
+            .await
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [eng]
+    );
+
+    // A pruned change log: an index older than its horizon is rebuilt in full.
+    sqlx::query("update chatctl.search_log set at = now() - interval '30 days'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    assert!(index::prune(&pool, index::retention()).await.unwrap() > 0);
+    post(
+        &mut c,
+        "ada@example.com",
+        "engineering",
+        "after the prune",
+        None,
+    )
+    .await;
+    let r = sync(&pool, &dir).await;
+    assert_eq!(r.mode, "full", "{r:?}");
+    assert_eq!(both(&pool, &dir, "prune", None).await.len(), 1);
+}
+
+async fn seeded(messages: u64) -> (TestDb, PgPool) {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    seed::seed(
+        &pool,
+        &SeedOptions {
+            users: 60,
+            channels: 30,
+            messages,
+            workspaces: 2,
+            seed: 5,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    (db, pool)
+}
+
+/// The words of the data, most frequent first (Postgres's own lexemes).
+async fn common_words(pool: &PgPool, n: i64) -> Vec<String> {
+    sqlx::query_scalar(
+        "select word from ts_stat('select search from public.chat') where word ~ '^[a-z]+$'
+          order by ndoc desc, word limit $1",
+    )
+    .bind(n)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn search_as_a_user_matches_row_level_security_for_every_user() {
+    let (_db, pool) = seeded(4_000).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = IndexDir::new(tmp.path().join("search"));
+    index::build(&pool, &dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    let words = common_words(&pool, 40).await;
+    // Simple keyword queries: both engines, the same set of matches.
+    for w in words.iter().step_by(4) {
+        assert!(!both(&pool, &dir, w, None).await.is_empty(), "{w}");
+    }
+    let users: Vec<String> = sqlx::query_scalar("select username from users order by username")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let everything = both(&pool, &dir, &words[0], None).await;
+    let mut restricted = 0;
+    for u in &users {
+        let seen = both(&pool, &dir, &words[0], Some(u)).await;
+        // What RLS lets the user read, straight from the table.
+        let mut tx = pool.begin().await.unwrap();
+        let uid = search::find_user(&pool, u).await.unwrap().0;
+        search::act_as(&mut tx, uid).await.unwrap();
+        let rls: BTreeSet<Uuid> = sqlx::query_scalar(
+            "select id from public.chat where not is_deleted and search @@ plainto_tsquery('english', $1)",
+        )
+        .bind(&words[0])
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            seen, rls,
+            "search as {u} differs from what RLS lets them read"
+        );
+        assert!(seen.is_subset(&everything));
+        restricted += usize::from(seen.len() < everything.len());
+    }
+    assert!(
+        restricted > users.len() / 2,
+        "private channels and DMs were found by non-members"
+    );
+}
+
+/// Runs chatctl on `db` with its own index directory.
+fn run(db: &TestDb, index: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = chatctl_std(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("CHATCTL_SEARCH__INDEX_DIR", index.to_str().unwrap()),
+    ])
+    .args(args)
+    .output()
+    .unwrap();
+    let (stdout, stderr) = outputs(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+#[tokio::test]
+async fn the_commands_reindex_query_verify_and_report_status() {
+    let (db, pool) = seeded(3_000).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("search");
+    let (code, out, err) = run(&db, &dir, &["search", "status", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["generation"],
+        serde_json::Value::Null
+    );
+    let (code, _, err) = run(&db, &dir, &["search", "query", "hello"]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("chatctl search reindex"), "{err}");
+
+    let (code, out, err) = run(&db, &dir, &["search", "reindex", "--full", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["messages"], 3_000);
+    assert!(r["docs_per_sec"].as_u64().unwrap() > 0);
+
+    let word = &common_words(&pool, 1).await[0];
+    let (code, out, err) = run(
+        &db,
+        &dir,
+        &["search", "query", word, "-n", "5", "-o", "json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("service role"), "the operator is told: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["results"].as_array().unwrap().len(), 5);
+    let first = &r["results"][0];
+    assert!(
+        first["channel"].as_str().unwrap().starts_with('#') || first["channel"] == "direct message"
+    );
+    assert!(first["snippet"].as_str().unwrap().contains("**"), "{first}");
+    assert!(!first["author"].as_str().unwrap().is_empty());
+    let user: String = sqlx::query_scalar("select username from users order by username limit 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (code, out, err) = run(
+        &db,
+        &dir,
+        &[
+            "search", "query", word, "--as", &user, "--engine", "postgres", "-o", "json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("service role"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["as"],
+        user.as_str()
+    );
+
+    // Bad queries: one clear error, pointing at the column.
+    for (q, col, what) in [
+        ("deploy \"friday", 8, "never closed"),
+        ("deploy frm:@ada", 8, "unknown operator `frm:`"),
+        ("x before:2027-02-30", 10, "not a date"),
+        ("x from:@nobody", 3, "no user @nobody"),
+        ("", 1, "empty"),
+    ] {
+        let (code, _, err) = run(&db, &dir, &["search", "query", q]);
+        assert_eq!(code, Some(64), "{q}: {err}");
+        assert!(
+            err.contains(&format!("at column {col}: ")) && err.contains(what),
+            "{q}: {err}"
+        );
+        assert!(
+            err.contains(&format!("\n  {q}\n")),
+            "the query is shown: {err}"
+        );
+    }
+
+    let (code, out, _) = run(&db, &dir, &["search", "verify"]);
+    assert_eq!(code, Some(0), "{out}");
+    // Change the database behind the index's back: verify says how, and exits 2.
+    sqlx::query("update chat set message = '{\"text\": \"changed\"}' where id = (select id from chat order by id limit 1)").execute(&pool).await.unwrap();
+    sqlx::query("update chat set is_deleted = true where id = (select id from chat order by id desc limit 1)").execute(&pool).await.unwrap();
+    let (code, out, _) = run(&db, &dir, &["search", "verify", "-o", "json"]);
+    assert_eq!(code, Some(2), "{out}");
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            d["stale"].as_array().unwrap().len(),
+            d["extra"].as_array().unwrap().len()
+        ),
+        (1, 1),
+        "{d}"
+    );
+    let (code, out, _) = run(&db, &dir, &["search", "status", "-o", "json"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["backlog"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    let (code, out, err) = run(&db, &dir, &["search", "reindex"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("applied the changes"), "{out}");
+    let (code, _, _) = run(&db, &dir, &["search", "verify"]);
+    assert_eq!(code, Some(0));
+    let (code, out, _) = run(
+        &db,
+        &dir,
+        &["search", "reindex", "--workspace", "seed-1", "-o", "json"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, _, _) = run(&db, &dir, &["search", "verify"]);
+    assert_eq!(code, Some(0));
+}
+
+/// kill -9 during a full rebuild: the old index keeps serving, and the next rebuild clears
+/// what the crashed one left.
+#[tokio::test]
+async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
+    let (db, pool) = seeded(40_000).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("search");
+    let dir = IndexDir::new(&path);
+    index::build(&pool, &dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    let before = dir.current_name().unwrap().unwrap();
+    let word = common_words(&pool, 1).await.remove(0);
+    let expected = ids(&pool, &dir, Engine::Tantivy, &word, None, 50).await;
+
+    let mut child = chatctl_std(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("CHATCTL_SEARCH__INDEX_DIR", path.to_str().unwrap()),
+    ])
+    .args(["search", "reindex", "--full", "-q"])
+    .spawn()
+    .unwrap();
+    // Kill it once its new generation exists, before it can finish.
+    for _ in 0..200 {
+        let gens = std::fs::read_dir(&path)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("gen-")
+            })
+            .count();
+        if gens > 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the rebuild finished before it could be killed"
+    );
+    assert_eq!(dir.current_name().unwrap().unwrap(), before);
+    assert_eq!(
+        ids(&pool, &dir, Engine::Tantivy, &word, None, 50).await,
+        expected
+    );
+
+    index::build(&pool, &dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    let gens: Vec<String> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gen-"))
+        .collect();
+    assert_eq!(gens, [dir.current_name().unwrap().unwrap()]);
+}
