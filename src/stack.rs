@@ -279,9 +279,14 @@ impl Report for StackReport {
         }
         if let Some(s) = &self.search_index {
             let how = if s.built { "built" } else { "found" };
+            let fresh = if self.bots.is_empty() {
+                "`chatctl search reindex` brings it up to date"
+            } else {
+                "the bots keep it fresh"
+            };
             writeln!(
                 out,
-                "  search:    index {how} in {} ({} messages); kept fresh by the bots",
+                "  search:    index {how} in {} ({} messages); {fresh}",
                 s.dir, s.messages
             )?;
         }

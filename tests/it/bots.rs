@@ -495,7 +495,7 @@ async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() 
 }
 
 /// A plain HTTP GET on loopback: (status code, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();

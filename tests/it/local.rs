@@ -1,6 +1,7 @@
 //! The embedded default: `chatctl dev up|status|url|down` on a cluster of the test's own.
 
 use crate::support::{chatctl, chatctl_std, outputs};
+use std::path::Path;
 
 #[test]
 fn dev_up_status_url_down_manage_a_local_cluster() {
@@ -62,6 +63,15 @@ fn dev_up_status_url_down_manage_a_local_cluster() {
     assert!(
         stdout.contains("chatctl is up") && stdout.contains("psql postgres://postgres@127.0.0.1:"),
         "{stdout}"
+    );
+    // It builds the search index when there is none, and finds it the next time.
+    assert!(stdout.contains("search:    index built in"), "{stdout}");
+    assert!(Path::new(&data).join("search/CURRENT").is_file());
+    let out = chatctl(&env).args(["up", "--detach"]).output().unwrap();
+    assert!(
+        outputs(&out).0.contains("search:    index found in"),
+        "{:?}",
+        outputs(&out)
     );
     chatctl(&env).args(["dev", "down"]).assert().success();
 }

@@ -729,3 +729,87 @@ async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
         .collect();
     assert_eq!(gens, [dir.current_name().unwrap().unwrap()]);
 }
+
+/// The daemon keeps the index fresh: a new message is found within moments, an edit too,
+/// and /metrics shows the backlog.
+#[tokio::test]
+async fn the_daemon_keeps_the_index_fresh_and_exports_the_backlog() {
+    use std::io::{BufRead as _, BufReader};
+    let db = TestDb::new().await;
+    let (pool, _) = crate::bots::setup(&db, BOT).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("search");
+    let dir = IndexDir::new(&path);
+    index::build(&pool, &dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    std::fs::write(tmp.path().join("summarybot.yaml"), BOT).unwrap();
+    let mut child = chatctl_std(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("CHATCTL_SEARCH__INDEX_DIR", path.to_str().unwrap()),
+    ])
+    .args(["bots", "run", "--metrics", "127.0.0.1:0", "--bots"])
+    .arg(tmp.path())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| {
+            l.split("http://")
+                .nth(1)
+                .map(|a| a.trim_end_matches("/metrics").to_owned())
+        })
+        .unwrap();
+    let mut c = db.conn().await;
+    let id = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "the aardvark has landed",
+        None,
+    )
+    .await;
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = ids(&pool, &dir, Engine::Tantivy, "aardvark", None, 5).await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(found, [id], "the daemon did not index the new message");
+    sqlx::query("update chat set message = '{\"text\": \"the okapi has landed\"}' where id = $1")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        found = ids(&pool, &dir, Engine::Tantivy, "okapi", None, 5).await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(found, [id], "the daemon did not apply the edit");
+    let metrics = crate::bots::get(&addr, "/metrics").1;
+    assert!(
+        metrics.contains("# TYPE chatctl_search_backlog gauge"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("chatctl_search_backlog 0"), "{metrics}");
+    assert!(
+        !metrics.contains("chatctl_search_documents_indexed_total 0\n"),
+        "{metrics}"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let g = dir.open_existing().unwrap();
+    assert!(index::verify(&pool, &g).await.unwrap().is_empty());
+}

@@ -1,0 +1,347 @@
+//! Search: full reindex speed and size, and query latency (p50/p99) of the tantivy index
+//! beside Postgres full-text search (the generated tsvector, GIN index, ts_rank ordering) on
+//! the same queries, in one run, on two data sets: `chatctl dev seed` data of N messages
+//! (default 1,000,000) and the Ubuntu IRC corpus of ../shared/fixtures/corpus/ loaded as
+//! messages (read from there, never copied).
+//!
+//! `cargo bench --bench search [-- MESSAGES]` against DATABASE_URL or the local cluster.
+#![allow(clippy::print_stdout)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chatctl::db::seed::{self, SeedOptions};
+use chatctl::search::{self, IndexDir, Reader, Scope, index};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const TANTIVY_RUNS: usize = 60;
+const POSTGRES_RUNS: usize = 15;
+const LIMIT: usize = 20;
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1000.0
+}
+
+async fn measure(pool: &PgPool, reader: &Reader, q: &str) -> (f64, f64, f64, f64, usize) {
+    let plan = search::resolve(pool, search::query::parse(q).unwrap(), &Scope::default())
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    let scope = Scope::default();
+    let mut t = Vec::new();
+    let mut hits = 0;
+    for _ in 0..TANTIVY_RUNS {
+        let s = Instant::now();
+        hits = search::run(pool, Some(reader), &plan, &scope, LIMIT)
+            .await
+            .unwrap()
+            .hits
+            .len();
+        t.push(s.elapsed());
+    }
+    let mut p = Vec::new();
+    for _ in 0..POSTGRES_RUNS {
+        let s = Instant::now();
+        search::run(pool, None, &plan, &scope, LIMIT).await.unwrap();
+        p.push(s.elapsed());
+    }
+    (
+        pct(&mut t, 0.5),
+        pct(&mut t, 0.99),
+        pct(&mut p, 0.5),
+        pct(&mut p, 0.99),
+        hits,
+    )
+}
+
+async fn report(name: &str, pool: &PgPool, dir: &IndexDir, queries: &[String]) {
+    let s = Instant::now();
+    let r = index::build(pool, dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    let secs = s.elapsed().as_secs_f64();
+    println!(
+        "\n## {name}: full reindex of {} messages + {} channels in {secs:.1} s = {:.0} messages/s; index {:.1} MiB",
+        r.messages,
+        r.channels,
+        r.messages as f64 / secs,
+        r.size_bytes as f64 / (1 << 20) as f64
+    );
+    let reader = Reader::open(dir).unwrap();
+    println!(
+        "| query | hits | tantivy p50 | tantivy p99 | postgres p50 | postgres p99 | p99 ratio |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let mut ratios = Vec::new();
+    let mut worst: f64 = 0.0;
+    for q in queries {
+        let (t50, t99, p50, p99, hits) = measure(pool, &reader, q).await;
+        worst = worst.max(t99);
+        ratios.push(p99 / t99);
+        println!(
+            "| `{q}` | {hits} | {t50:.2} ms | {t99:.2} ms | {p50:.1} ms | {p99:.1} ms | {:.0}× |",
+            p99 / t99
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "worst tantivy p99 {worst:.2} ms; median p99 ratio {:.0}×, lowest {:.0}×",
+        ratios[ratios.len() / 2],
+        ratios[0]
+    );
+}
+
+async fn words(pool: &PgPool) -> Vec<(String, i32)> {
+    sqlx::query_as(
+        "select word, ndoc from ts_stat('select search from public.chat tablesample system (2)')
+          where word ~ '^[a-z]{4,}$' order by ndoc desc",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn one<
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+>(
+    pool: &PgPool,
+    sql: &str,
+) -> T {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+async fn seeded_queries(pool: &PgPool) -> Vec<String> {
+    let w = words(pool).await;
+    let common = &w[0].0;
+    let common2 = &w[1].0;
+    let medium = &w[w.len() / 20].0;
+    let rare = &w[w.len() - 1].0;
+    let author: String = one(pool, "select u.username from chat c join users u on u.id = c.user_id group by 1 order by count(*) desc limit 1").await;
+    let channel: String = one(pool, "select ch.name from chat c join channels ch on ch.id = c.channel_id where ch.name is not null group by 1 order by count(*) desc limit 1").await;
+    let mentioned: String = one(pool, "select u.username from chat c join users u on (c.message -> 'mentions') ? u.id::text where c.message ? 'mentions' limit 1").await;
+    let day: chrono::NaiveDate = one(
+        pool,
+        "select (percentile_disc(0.5) within group (order by created_at))::date from chat",
+    )
+    .await;
+    let phrase: String = one(pool, "select split_part(message ->> 'text', ' ', 2) || ' ' || split_part(message ->> 'text', ' ', 3) from chat where message ->> 'text' ~ '^[a-z]+ [a-z]{4,} [a-z]{4,} ' limit 1").await;
+    let week = day + chrono::Days::new(7);
+    vec![
+        rare.clone(),
+        medium.clone(),
+        common.clone(),
+        format!("{common} {common2}"),
+        format!("\"{phrase}\""),
+        format!("from:@{author} {medium}"),
+        format!("in:#{channel} after:{day} before:{week}"),
+        format!("in:#{channel} {common}"),
+        format!("mentions:@{mentioned}"),
+        "has:file".to_owned(),
+        format!("has:file {medium}"),
+        format!("has:link {common}"),
+        format!("is:thread {medium}"),
+        format!("{common} -{common2}"),
+        format!("{medium} on:{day}"),
+        format!("{rare} from:@{author}"),
+    ]
+}
+
+/// Loads the IRC corpus: one workspace and channel, a user per nick, a message per line.
+async fn load_irc(pool: &PgPool, root: &std::path::Path) -> u64 {
+    let mut lines: Vec<(String, String, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    for split in ["train", "dev", "test"] {
+        let mut files: Vec<_> = std::fs::read_dir(root.join(split))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".raw.txt"))
+            .collect();
+        files.sort();
+        for f in files {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            let Ok(day) = chrono::NaiveDate::parse_from_str(&name[..10], "%Y-%m-%d") else {
+                continue;
+            };
+            for l in std::fs::read_to_string(&f).unwrap().lines() {
+                let Some((time, rest)) = l.strip_prefix('[').and_then(|l| l.split_once("] <"))
+                else {
+                    continue;
+                };
+                let Some((nick, text)) = rest.split_once("> ") else {
+                    continue;
+                };
+                let Ok(t) = chrono::NaiveTime::parse_from_str(time, "%H:%M") else {
+                    continue;
+                };
+                lines.push((
+                    nick.to_lowercase(),
+                    text.to_owned(),
+                    day.and_time(t).and_utc(),
+                ));
+            }
+        }
+    }
+    let mut users: HashMap<String, Uuid> = HashMap::new();
+    for (nick, _, _) in &lines {
+        let n = users.len();
+        users
+            .entry(nick.clone())
+            .or_insert_with(|| Uuid::from_u128(n as u128 + 1));
+    }
+    let (ids, names): (Vec<Uuid>, Vec<String>) = users
+        .iter()
+        .map(|(n, id)| {
+            (
+                *id,
+                format!(
+                    "{}-{}",
+                    n.replace(|c: char| c.is_whitespace() || c == '@', "_"),
+                    id.as_u128()
+                ),
+            )
+        })
+        .unzip();
+    sqlx::query("insert into auth.users (id) select unnest($1::uuid[])")
+        .bind(&ids)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into public.users (id, username) select * from unnest($1::uuid[], $2::text[])",
+    )
+    .bind(&ids)
+    .bind(&names)
+    .execute(pool)
+    .await
+    .unwrap();
+    let channel: Uuid = one(
+        pool,
+        "with w as (insert into workspaces (slug, name) values ('ubuntu', 'Ubuntu') returning id)
+        insert into channels (workspace_id, name) select id, 'ubuntu' from w returning id",
+    )
+    .await;
+    for chunk in lines.chunks(20_000) {
+        let authors: Vec<Uuid> = chunk.iter().map(|(n, _, _)| users[n]).collect();
+        let texts: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|(_, t, _)| serde_json::json!({ "text": t }))
+            .collect();
+        let times: Vec<chrono::DateTime<chrono::Utc>> = chunk.iter().map(|(_, _, t)| *t).collect();
+        sqlx::query(
+            "insert into chat (channel_id, user_id, message, created_at)
+                     select $1, * from unnest($2::uuid[], $3::jsonb[], $4::timestamptz[])",
+        )
+        .bind(channel)
+        .bind(&authors)
+        .bind(&texts)
+        .bind(&times)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("vacuum analyze").execute(pool).await.unwrap();
+    lines.len() as u64
+}
+
+fn irc_queries(top_nick: &str) -> Vec<String> {
+    [
+        "dapper",
+        "ubuntu",
+        "install",
+        "grub",
+        "nvidia driver",
+        "\"apt-get install\"",
+        "\"sound card\"",
+        "wireless -ndiswrapper",
+        "kernel panic",
+        &format!("from:@{top_nick} ubuntu"),
+        "in:#ubuntu after:2005-01-01 before:2005-02-01 sound",
+        "xorg on:2005-06-01",
+        "has:link",
+        "has:link iso",
+        "synaptic",
+        "\"sudo apt-get\"",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let messages: u64 = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let (_, url) = common::target().await;
+    let admin = common::with_db(&url, "postgres");
+    let tmp = std::env::temp_dir().join(format!("chatctl-bench-search-{}", std::process::id()));
+
+    let db = "chatctl_bench_search";
+    common::recreate(&admin, db, None).await;
+    let db_url = common::with_db(&url, db);
+    common::migrate_db(&db_url).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db_url)
+        .await
+        .unwrap();
+    let s = Instant::now();
+    seed::seed(
+        &pool,
+        &SeedOptions {
+            users: 2_000,
+            channels: 400,
+            messages,
+            workspaces: 4,
+            seed: 42,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    sqlx::query("vacuum analyze").execute(&pool).await.unwrap();
+    println!(
+        "seeded {messages} messages in {:.1} s",
+        s.elapsed().as_secs_f64()
+    );
+    let queries = seeded_queries(&pool).await;
+    report(
+        &format!("chatctl dev seed, {messages} messages"),
+        &pool,
+        &IndexDir::new(tmp.join("seed")),
+        &queries,
+    )
+    .await;
+    pool.close().await;
+    common::drop_db(&admin, db).await;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/corpus/irc-disentanglement-ubuntu");
+    let db = "chatctl_bench_search_irc";
+    common::recreate(&admin, db, None).await;
+    let db_url = common::with_db(&url, db);
+    common::migrate_db(&db_url).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db_url)
+        .await
+        .unwrap();
+    let n = load_irc(&pool, &root).await;
+    println!("\nloaded {n} IRC lines");
+    let top: String = one(&pool, "select u.username from chat c join users u on u.id = c.user_id group by 1 order by count(*) desc limit 1").await;
+    report(
+        "Ubuntu IRC corpus",
+        &pool,
+        &IndexDir::new(tmp.join("irc")),
+        &irc_queries(&top),
+    )
+    .await;
+    pool.close().await;
+    common::drop_db(&admin, db).await;
+    let _ = std::fs::remove_dir_all(&tmp);
+}
