@@ -199,12 +199,11 @@ pub struct SearchIndex {
 pub async fn search_index(url: &str, config: &Config) -> Result<SearchIndex> {
     let dir = crate::search::IndexDir::new(config.search_index_dir());
     let shown = dir.path.display().to_string();
-    if dir.current_name()?.is_some() {
-        let messages = dir.open()?.map_or(Ok((0, 0)), |g| g.counts())?.0;
+    if let Some(g) = dir.open()? {
         return Ok(SearchIndex {
             dir: shown,
             built: false,
-            messages,
+            messages: g.counts()?.0,
         });
     }
     let pool = crate::db::pool(url, config).await?;

@@ -508,16 +508,20 @@ pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
     )
 }
 
-#[tokio::test]
-async fn the_daemon_serves_health_readiness_and_metrics() {
+/// `chatctl bots run` with `/metrics` on a free port: the process, the address it printed,
+/// and the rest of its stderr (kept open, so the daemon can go on logging).
+pub(crate) fn daemon_with_metrics(
+    env: &[(&str, &str)],
+    bots: &Path,
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
     use std::io::{BufRead as _, BufReader};
-    let db = TestDb::new().await;
-    let (_pool, _bots) = setup(&db, BOT).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
-    let mut child = crate::support::chatctl_std(&[("DATABASE_URL", db.url.as_str())])
+    let mut child = crate::support::chatctl_std(env)
         .args(["bots", "run", "--metrics", "127.0.0.1:0", "--bots"])
-        .arg(dir.path())
+        .arg(bots)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -532,6 +536,17 @@ async fn the_daemon_serves_health_readiness_and_metrics() {
                 .map(|a| a.trim_end_matches("/metrics").to_owned())
         })
         .unwrap();
+    (child, addr, lines)
+}
+
+#[tokio::test]
+async fn the_daemon_serves_health_readiness_and_metrics() {
+    let db = TestDb::new().await;
+    let (_pool, _bots) = setup(&db, BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
+    let (mut child, addr, _stderr) =
+        daemon_with_metrics(&[("DATABASE_URL", db.url.as_str())], dir.path());
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_owned()));
     let mut c = db.conn().await;
     post(
