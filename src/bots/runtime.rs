@@ -683,6 +683,7 @@ impl Runtime {
                     },
                 })
                 .collect(),
+            index: self.indexer.as_ref().map(|i| i.dir().clone()),
         };
         if self.pipelined.load(std::sync::atomic::Ordering::Relaxed) {
             // The daemon posts beside reading and claiming the next batch.
@@ -1140,6 +1141,8 @@ struct PostJob {
     chans: Vec<Uuid>,
     threads: Vec<Uuid>,
     work: Vec<Work>,
+    /// The search index AI replies look for earlier discussions in, when the daemon keeps one.
+    index: Option<crate::search::IndexDir>,
 }
 
 /// How a reply's text is written.
@@ -1334,8 +1337,9 @@ impl PostJob {
                     )
                     .await?;
                     let since = context.first().map_or(message.created_at, |m| m.created_at);
-                    let related = related_messages(
+                    let (related, _) = related_messages(
                         &self.pool,
+                        self.index.as_ref(),
                         self.bot_user,
                         message.channel_id,
                         &message.text,
@@ -1437,24 +1441,56 @@ pub async fn recent_messages(
     Ok(rows.into_iter().map(MessageRow::into_message).collect())
 }
 
-/// Earlier messages of the same channel (before `before`) that match the words of `text`,
-/// best first: where a question was discussed before. Postgres full-text search, ranked.
+/// Where [`related_messages`] looked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelatedSource {
+    /// The search index.
+    Index,
+    /// PostgreSQL full-text search: no index has been built.
+    Postgres,
+}
+
+/// Earlier messages of the same channel (before `before`) that match any topic word of
+/// `text`, best first: where a question was discussed before. The search index when one has
+/// been built in `index`, else PostgreSQL full-text search, ranked alike.
 pub async fn related_messages(
     pool: &PgPool,
+    index: Option<&crate::search::IndexDir>,
     bot: Uuid,
     channel: Uuid,
     text: &str,
     before: DateTime<Utc>,
-) -> Result<Vec<crate::ai::Message>> {
+) -> Result<(Vec<crate::ai::Message>, RelatedSource)> {
+    const RELATED: usize = 3;
     let words = crate::ai::offline::topic_words(text);
+    let found = match index {
+        Some(dir) if !words.is_empty() => {
+            crate::search::related(dir, channel, words.clone(), before, bot, RELATED).await?
+        }
+        _ => None,
+    };
+    if let Some(ids) = found {
+        // The index is a cache: the database has the final word (a message deleted since).
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "{MESSAGE_ROW}
+              where c.id = any($1) and not c.is_deleted
+              order by array_position($1, c.id)"
+        ))
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+        let messages = rows.into_iter().map(MessageRow::into_message).collect();
+        return Ok((messages, RelatedSource::Index));
+    }
     if words.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), RelatedSource::Postgres));
     }
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "{MESSAGE_ROW}, websearch_to_tsquery('english', $4) q
           where c.channel_id = $1 and c.created_at < $2 and not c.is_deleted and c.user_id <> $3
             and c.search @@ q
-          order by ts_rank(c.search, q) desc, c.created_at desc limit 3"
+          order by ts_rank(c.search, q) desc, c.created_at desc limit {RELATED}"
     ))
     .bind(channel)
     .bind(before)
@@ -1462,7 +1498,8 @@ pub async fn related_messages(
     .bind(words.join(" or "))
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(MessageRow::into_message).collect())
+    let messages = rows.into_iter().map(MessageRow::into_message).collect();
+    Ok((messages, RelatedSource::Postgres))
 }
 
 /// The columns a summarizer's message is read from (callers add the rest of the query).

@@ -59,6 +59,8 @@ struct Suggestion {
     context_messages: usize,
     /// Earlier messages found about the question (ids), best first.
     related: Vec<String>,
+    /// Where they were looked for: the search index, or Postgres when none is built.
+    related_from: runtime::RelatedSource,
 }
 
 impl Report for Suggestion {
@@ -104,8 +106,16 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
         None => runtime::recent_messages(&pool, Uuid::nil(), channel_id, now, 50).await?,
     };
     let since = context.first().map_or(now, |m| m.created_at);
-    let related =
-        runtime::related_messages(&pool, Uuid::nil(), channel_id, &message, since).await?;
+    let index = crate::search::IndexDir::new(ctx.config.search_index_dir());
+    let (related, related_from) = runtime::related_messages(
+        &pool,
+        Some(&index),
+        Uuid::nil(),
+        channel_id,
+        &message,
+        since,
+    )
+    .await?;
     let question = crate::ai::Question {
         author: "you",
         text: &message,
@@ -119,6 +129,7 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
         reply,
         context_messages: context.len(),
         related: related.into_iter().map(|m| m.id).collect(),
+        related_from,
     })?;
     Ok(ExitCode::Success)
 }

@@ -75,6 +75,11 @@ pub struct Indexer {
 }
 
 impl Indexer {
+    /// The index it keeps fresh.
+    pub fn dir(&self) -> &IndexDir {
+        &self.dir
+    }
+
     /// An indexer of `dir` that also syncs every `every` without being told.
     pub fn new(pool: Pool, dir: IndexDir, every: Duration) -> Indexer {
         Indexer {

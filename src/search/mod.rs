@@ -278,6 +278,29 @@ pub async fn run(
     }
 }
 
+/// Earlier messages of `channel` (sent before `before`, not by `exclude`) about any of
+/// `words`, best first, from the index in `dir`: `None` when no index has been built.
+pub async fn related(
+    dir: &IndexDir,
+    channel: Uuid,
+    words: Vec<String>,
+    before: DateTime<Utc>,
+    exclude: Uuid,
+    limit: usize,
+) -> Result<Option<Vec<Uuid>>> {
+    let dir = dir.clone();
+    tokio::task::spawn_blocking(move || {
+        if dir.current_name()?.is_none() {
+            return Ok(None);
+        }
+        let reader = Reader::open(&dir)?;
+        reader
+            .related(channel, &words, before, exclude, limit)
+            .map(Some)
+    })
+    .await?
+}
+
 /// Display names of what hits refer to: usernames by user id; `#name` (or `direct message`)
 /// and the workspace slug by channel id.
 #[derive(Debug, Default)]

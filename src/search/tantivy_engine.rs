@@ -135,6 +135,55 @@ impl Reader {
         })
     }
 
+    /// Messages of `channel` sent before `before` (not by `exclude`) that contain any of
+    /// `words`, best first: where a question was discussed before.
+    pub fn related(
+        &self,
+        channel: Uuid,
+        words: &[String],
+        before: chrono::DateTime<chrono::Utc>,
+        exclude: Uuid,
+        limit: usize,
+    ) -> Result<Vec<Uuid>> {
+        let f = &self.generation.fields;
+        let any: Vec<(Occur, Box<dyn Query>)> = words
+            .iter()
+            .flat_map(|w| analyzer::analyze(w))
+            .map(|t| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(f.text, &t.text),
+                    IndexRecordOption::WithFreqs,
+                ));
+                (Occur::Should, q)
+            })
+            .collect();
+        if any.is_empty() {
+            return Ok(Vec::new());
+        }
+        let before = Term::from_field_date_for_search(
+            f.created_at,
+            tantivy::DateTime::from_timestamp_micros(before.timestamp_micros()),
+        );
+        let query = BooleanQuery::new(vec![
+            filter(term(f.kind, MESSAGE)),
+            filter(term(f.channel, &channel.to_string())),
+            filter(Box::new(RangeQuery::new(
+                Bound::Unbounded,
+                Bound::Excluded(before),
+            ))),
+            (Occur::MustNot, term(f.author, &exclude.to_string())),
+            (Occur::Must, Box::new(BooleanQuery::new(any))),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        let mut ids = Vec::with_capacity(top.len());
+        for (_, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            ids.extend(uuid_of(&doc, f.id));
+        }
+        Ok(ids)
+    }
+
     fn channel_hits(
         &self,
         searcher: &Searcher,

@@ -327,11 +327,13 @@ async fn a_suggested_reply_points_to_where_the_question_was_discussed() {
         "--format",
         "json",
     ];
+    // No index built: Postgres full-text search finds it.
     let (code, out, stderr) = run(&db, &[], &args).await;
     assert_eq!(code, Some(0), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["engine"], "offline");
     assert_eq!(v["context_messages"], 50);
+    assert_eq!(v["related_from"], "postgres");
     assert_eq!(v["related"][0], answer.to_string());
     let reply = v["reply"].as_str().unwrap();
     assert!(
@@ -341,6 +343,37 @@ async fn a_suggested_reply_points_to_where_the_question_was_discussed() {
     assert!(
         reply.contains("@grace") && reply.contains("make db-reset"),
         "{reply}"
+    );
+
+    // With an index, the index finds it, and the same reply is written.
+    let index = tempfile::tempdir().unwrap();
+    let with_index = [("CHATCTL_SEARCH__INDEX_DIR", index.path().to_str().unwrap())];
+    let (code, _, stderr) = run(&db, &with_index, &["search", "reindex"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, out, stderr) = run(&db, &with_index, &args).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(w["related_from"], "index");
+    assert_eq!(w["related"][0], answer.to_string());
+    assert_eq!(w["reply"], v["reply"]);
+
+    // The index is a cache: a message deleted since it was built is not pointed to.
+    sqlx::query("update public.chat set is_deleted = true where id = $1")
+        .bind(answer)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (code, out, stderr) = run(&db, &with_index, &args).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(w["related_from"], "index");
+    assert!(
+        !w["related"].to_string().contains(&answer.to_string()),
+        "{w}"
+    );
+    assert!(
+        !w["reply"].as_str().unwrap().contains("make db-reset"),
+        "{w}"
     );
 
     let (code, _, stderr) = run(

@@ -270,6 +270,16 @@ pub fn chatctl_std(env: &[(&str, &str)]) -> std::process::Command {
     }
     cmd.env("HOME", std::env::temp_dir());
     cmd.current_dir(std::env::temp_dir());
+    // No search index unless a test builds one: the default directory (under the shared
+    // temporary directory) would be every test database's. A test with a data directory of
+    // its own gets the default under it.
+    if !env.iter().any(|(k, _)| *k == "CHATCTL_LOCAL__DATA_DIR") {
+        static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let none =
+            std::env::temp_dir().join(format!("chatctl-no-index-{}-{n}", std::process::id()));
+        cmd.env("CHATCTL_SEARCH__INDEX_DIR", none);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
