@@ -152,8 +152,42 @@ const MAX_WORD: usize = 2047;
 static STEMMER: LazyLock<Arc<Stemmer>> =
     LazyLock::new(|| Arc::new(Stemmer::create(Algorithm::English)));
 
+/// The stop words sorted, for a binary search (a scan compared each word 127 times).
+static SORTED_STOP_WORDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut words = STOP_WORDS.to_vec();
+    words.sort_unstable();
+    words
+});
+
+/// The longest stop word (`ourselves`, `yourselves`, `themselves`).
+const LONGEST_STOP_WORD: usize = 10;
+
 fn is_stop_word(word: &str) -> bool {
-    STOP_WORDS.contains(&word)
+    word.len() <= LONGEST_STOP_WORD && SORTED_STOP_WORDS.binary_search(&word).is_ok()
+}
+
+/// How many stems each thread remembers: chat reuses a small vocabulary, and a lookup costs
+/// less than the Snowball algorithm.
+const STEM_CACHE: usize = 100_000;
+
+thread_local! {
+    static STEMS: std::cell::RefCell<std::collections::HashMap<String, String>> =
+        Default::default();
+}
+
+/// The Snowball English stem of a lower-case word.
+fn stem(word: String) -> String {
+    STEMS.with_borrow_mut(|stems| {
+        if let Some(s) = stems.get(&word) {
+            return s.clone();
+        }
+        let s = STEMMER.stem(&word).into_owned();
+        if stems.len() >= STEM_CACHE {
+            stems.clear();
+        }
+        stems.insert(word, s.clone());
+        s
+    })
 }
 
 /// One analyzed term: its text, its position (stop words use positions too) and where it
@@ -199,10 +233,14 @@ impl Analysis {
 
     /// A word: lower-cased, dropped if a stop word, else stemmed.
     fn word(&mut self, text: &str, from: usize, to: usize) {
-        let lower = text.to_lowercase();
+        let lower = if text.is_ascii() {
+            text.to_ascii_lowercase()
+        } else {
+            text.to_lowercase()
+        };
         if !is_stop_word(&lower) && lower.len() <= MAX_WORD {
             let stemmed = if lower.chars().any(char::is_alphabetic) {
-                STEMMER.stem(&lower).into_owned()
+                stem(lower)
             } else {
                 lower
             };
@@ -396,6 +434,15 @@ mod tests {
 
     fn texts(text: &str) -> Vec<String> {
         analyze(text).into_iter().map(|t| t.text).collect()
+    }
+
+    #[test]
+    fn every_stop_word_is_one_and_no_longer_than_the_longest() {
+        for w in STOP_WORDS {
+            assert!(is_stop_word(w), "{w}");
+            assert!(w.len() <= LONGEST_STOP_WORD, "{w}");
+        }
+        assert!(!is_stop_word("deploy") && !is_stop_word("ourselvesx"));
     }
 
     #[test]

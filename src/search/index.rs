@@ -31,13 +31,16 @@ use crate::db::Pool;
 use crate::error::{Error, Kind, Result};
 
 /// Bumped when the schema or the analyzer changes: an index of another format is rebuilt.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The fields of a document. Messages and channels share one index (`kind` tells them apart).
 #[derive(Clone, Copy)]
 pub struct Fields {
     pub kind: Field,
     pub id: Field,
+    /// The id's two halves as columns, which `verify` reads (no dictionary to build).
+    pub id_hi: Field,
+    pub id_lo: Field,
     pub version: Field,
     pub text: Field,
     pub name: Field,
@@ -48,6 +51,9 @@ pub struct Fields {
     pub mentions: Field,
     pub flags: Field,
     pub created_at: Field,
+    /// The UTC day of `created_at` (days since 1970-01-01), indexed: date filters match whole
+    /// days by term, where a range over `created_at` itself would scan its column.
+    pub day: Field,
 }
 
 pub const MESSAGE: &str = "m";
@@ -64,20 +70,26 @@ fn schema() -> (Schema, Fields) {
         .set_stored();
     let fields = Fields {
         kind: b.add_text_field("kind", STRING),
-        id: b.add_text_field("id", STRING | STORED | FAST),
+        // The 16 bytes of the UUID: a third of the text form's terms to build (every document
+        // has its own), and still a term to delete or replace a document by.
+        id: b.add_bytes_field("id", INDEXED | STORED),
+        id_hi: b.add_u64_field("id_hi", FAST),
+        id_lo: b.add_u64_field("id_lo", FAST),
         version: b.add_i64_field("version", FAST),
         text: b.add_text_field("text", text_options),
         name: b.add_text_field("name", STRING | STORED),
         author: b.add_text_field("author", STRING | STORED),
         channel: b.add_text_field("channel", STRING | STORED),
         workspace: b.add_text_field("workspace", STRING | STORED),
-        thread: b.add_text_field("thread", STRING | STORED),
+        // Shown with a hit, never searched.
+        thread: b.add_text_field("thread", STORED),
         mentions: b.add_text_field("mentions", STRING),
         flags: b.add_text_field("flags", STRING | STORED),
         created_at: b.add_date_field(
             "created_at",
-            DateOptions::from(INDEXED | STORED | FAST).set_precision(DateTimePrecision::Seconds),
+            DateOptions::from(STORED | FAST).set_precision(DateTimePrecision::Seconds),
         ),
+        day: b.add_i64_field("day", INDEXED),
     };
     (b.build(), fields)
 }
@@ -262,14 +274,29 @@ struct MessageRow {
     edited: bool,
 }
 
-/// The columns of [`MessageRow`], for one select over `public.chat c` joined to its channel
-/// `ch`, attachments `a` (a semi-join) alongside.
-const MESSAGE_COLUMNS: &str = "c.id, c.channel_id, ch.workspace_id, c.user_id, c.parent_id, \
-    c.message ->> 'text', (c.message -> 'mentions')::text, \
-    (coalesce(jsonb_array_length(c.message -> 'attachments'), 0) > 0 \
-       or exists (select 1 from public.attachments a where a.message_id = c.id)), \
-    c.total_replies, c.created_at, \
-    (extract(epoch from c.updated_at) * 1000000)::bigint, c.edited_at is not null";
+/// The select of [`MessageRow`]s (callers add a `where`): every message (`full`), with
+/// the messages that have attachments hash-joined, or a few, each probing the attachments'
+/// index (hashing the whole table for a handful of rows would cost more).
+fn message_select(full: bool) -> String {
+    let (attached, join) = if full {
+        (
+            "a.message_id is not null",
+            "left join (select distinct message_id from public.attachments) a on a.message_id = c.id",
+        )
+    } else {
+        (
+            "exists (select 1 from public.attachments a where a.message_id = c.id)",
+            "",
+        )
+    };
+    format!(
+        "select c.id, c.channel_id, ch.workspace_id, c.user_id, c.parent_id, c.message ->> 'text', \
+           (c.message -> 'mentions')::text, \
+           coalesce(jsonb_array_length(c.message -> 'attachments'), 0) > 0 or {attached}, \
+           c.total_replies, c.created_at, c.updated_at, c.edited_at is not null \
+         from public.chat c join public.channels ch on ch.id = c.channel_id {join}"
+    )
+}
 
 fn message_row(row: &sqlx::postgres::PgRow) -> Result<MessageRow, sqlx::Error> {
     Ok(MessageRow {
@@ -283,7 +310,7 @@ fn message_row(row: &sqlx::postgres::PgRow) -> Result<MessageRow, sqlx::Error> {
         has_file: row.try_get(7)?,
         total_replies: row.try_get(8)?,
         created_at: row.try_get(9)?,
-        version: row.try_get(10)?,
+        version: row.try_get::<DateTime<Utc>, _>(10)?.timestamp_micros(),
         edited: row.try_get(11)?,
     })
 }
@@ -300,10 +327,27 @@ fn tantivy_date(t: DateTime<Utc>) -> tantivy::DateTime {
     tantivy::DateTime::from_timestamp_micros(t.timestamp_micros())
 }
 
+/// The UTC day of `t`, as days since 1970-01-01.
+pub fn day_number(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(86_400)
+}
+
+fn add_id(f: &Fields, d: &mut TantivyDocument, id: Uuid) {
+    let (hi, lo) = id.as_u64_pair();
+    d.add_bytes(f.id, id.as_bytes().as_slice());
+    d.add_u64(f.id_hi, hi);
+    d.add_u64(f.id_lo, lo);
+}
+
+/// The term a document is found by to delete or replace it.
+fn id_term(f: &Fields, id: Uuid) -> Term {
+    Term::from_field_bytes(f.id, id.as_bytes())
+}
+
 fn message_doc(f: &Fields, m: &MessageRow) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_text(f.kind, MESSAGE);
-    d.add_text(f.id, m.id.to_string());
+    add_id(f, &mut d, m.id);
     d.add_i64(f.version, m.version);
     d.add_text(f.text, &m.text);
     d.add_text(f.author, m.author.to_string());
@@ -331,6 +375,7 @@ fn message_doc(f: &Fields, m: &MessageRow) -> TantivyDocument {
         d.add_text(f.flags, "edited");
     }
     d.add_date(f.created_at, tantivy_date(m.created_at));
+    d.add_i64(f.day, day_number(m.created_at));
     d
 }
 
@@ -364,7 +409,7 @@ fn channel_row(row: &sqlx::postgres::PgRow) -> Result<ChannelRow, sqlx::Error> {
 fn channel_doc(f: &Fields, c: &ChannelRow) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_text(f.kind, CHANNEL);
-    d.add_text(f.id, c.id.to_string());
+    add_id(f, &mut d, c.id);
     d.add_i64(f.version, c.version);
     // Direct messages have no name, topic or description worth finding; they are indexed
     // (so verify can account for every channel) with no text.
@@ -382,6 +427,7 @@ fn channel_doc(f: &Fields, c: &ChannelRow) -> TantivyDocument {
     d.add_text(f.channel, c.id.to_string());
     d.add_text(f.workspace, c.workspace.to_string());
     d.add_date(f.created_at, tantivy_date(c.created_at));
+    d.add_i64(f.day, day_number(c.created_at));
     d
 }
 
@@ -512,8 +558,8 @@ async fn add_all(
     drop(rows);
     let mut messages = 0u64;
     let sql = format!(
-        "select {MESSAGE_COLUMNS} from public.chat c join public.channels ch on ch.id = c.channel_id \
-         where not c.is_deleted and ($1::uuid is null or ch.workspace_id = $1)"
+        "{} where not c.is_deleted and ($1::uuid is null or ch.workspace_id = $1)",
+        message_select(true)
     );
     let mut rows = sqlx::query(&sql).bind(workspace).fetch(&mut **tx);
     while let Some(row) = rows.try_next().await? {
@@ -738,8 +784,8 @@ async fn apply_changes(pool: &Pool, dir: &IndexDir, g: Generation) -> Result<Opt
     let mut alive: HashSet<Uuid> = HashSet::new();
     for ids in message_ids.chunks(10_000) {
         let sql = format!(
-            "select {MESSAGE_COLUMNS} from public.chat c join public.channels ch on ch.id = c.channel_id \
-             where c.id = any($1) and not c.is_deleted"
+            "{} where c.id = any($1) and not c.is_deleted",
+            message_select(false)
         );
         let rows = sqlx::query(&sql).bind(ids).fetch_all(&mut *tx).await?;
         for row in &rows {
@@ -775,7 +821,7 @@ async fn apply_changes(pool: &Pool, dir: &IndexDir, g: Generation) -> Result<Opt
     };
     let writer = open_writer(&g.index, 1, 15_000_000)?;
     for id in &removed {
-        writer.delete_term(Term::from_field_text(f.id, &id.to_string()));
+        writer.delete_term(id_term(&f, *id));
     }
     for d in docs {
         writer.add_document(d)?;
@@ -820,20 +866,15 @@ impl Differences {
 pub async fn verify(pool: &Pool, g: &Generation) -> Result<Differences> {
     let searcher = g.index.reader()?.searcher();
     let mut docs: HashMap<Uuid, i64> = HashMap::new();
-    let mut text = String::new();
     for segment in searcher.segment_readers() {
-        let ids = segment
-            .fast_fields()
-            .str("id")?
-            .context("the index has no id column")?;
-        let versions = segment.fast_fields().i64("version")?;
+        let columns = segment.fast_fields();
+        let (hi, lo) = (columns.u64("id_hi")?, columns.u64("id_lo")?);
+        let versions = columns.i64("version")?;
         for doc in segment.doc_ids_alive() {
-            let Some(ord) = ids.term_ords(doc).next() else {
-                continue;
-            };
-            ids.ord_to_str(ord, &mut text)?;
-            if let (Ok(id), Some(v)) = (Uuid::parse_str(&text), versions.first(doc)) {
-                docs.insert(id, v);
+            if let (Some(hi), Some(lo), Some(v)) =
+                (hi.first(doc), lo.first(doc), versions.first(doc))
+            {
+                docs.insert(Uuid::from_u64_pair(hi, lo), v);
             }
         }
     }

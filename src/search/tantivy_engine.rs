@@ -11,7 +11,7 @@ use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
 use uuid::Uuid;
 
-use super::index::{CHANNEL, Fields, Generation, IndexDir, MESSAGE};
+use super::index::{CHANNEL, Fields, Generation, IndexDir, MESSAGE, day_number};
 use super::{ChannelHit, Found, Hit, Plan, Scope, analyzer};
 use crate::error::Result;
 
@@ -56,7 +56,9 @@ impl Reader {
                 ..Found::default()
             });
         };
-        let mut clauses = vec![filter(term(f.kind, MESSAGE))];
+        // Messages only. Channels are few: leaving them out costs a skip over their short
+        // list, where requiring `kind:m` would intersect every query with all the messages.
+        let mut clauses = vec![(Occur::MustNot, term(f.kind, CHANNEL))];
         if let Some(t) = &text {
             clauses.push((Occur::Must, t.box_clone()));
         }
@@ -73,23 +75,10 @@ impl Reader {
         for (negated, flag) in &plan.flags {
             clauses.push(occur(*negated, term(f.flags, flag.term())));
         }
-        if plan.since.is_some() || plan.until.is_some() {
-            let bound = |t: Option<chrono::DateTime<chrono::Utc>>, inclusive: bool| match t {
-                None => Bound::Unbounded,
-                Some(t) => {
-                    let v = Term::from_field_date_for_search(
-                        f.created_at,
-                        tantivy::DateTime::from_timestamp_micros(t.timestamp_micros()),
-                    );
-                    if inclusive {
-                        Bound::Included(v)
-                    } else {
-                        Bound::Excluded(v)
-                    }
-                }
-            };
-            let range = RangeQuery::new(bound(plan.since, true), bound(plan.until, false));
-            clauses.push(filter(Box::new(range)));
+        clauses.extend(date_filters(f, plan.since, plan.until));
+        if !clauses.iter().any(|(o, _)| *o == Occur::Must) {
+            // Only exclusions (`-word`): from all the messages.
+            clauses.push(filter(term(f.kind, MESSAGE)));
         }
         let query = BooleanQuery::new(clauses);
         let limit = limit.max(1);
@@ -179,7 +168,7 @@ impl Reader {
         let mut ids = Vec::with_capacity(top.len());
         for (_, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
-            ids.extend(uuid_of(&doc, f.id));
+            ids.extend(id_of(&doc, f));
         }
         Ok(ids)
     }
@@ -200,12 +189,61 @@ impl Reader {
         let mut out = Vec::new();
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
-            if let Some(id) = uuid_of(&doc, f.id) {
+            if let Some(id) = id_of(&doc, f) {
                 out.push(ChannelHit { id, score });
             }
         }
         Ok(out)
     }
+}
+
+/// Sent in `[since, until)`. Whole days (what `before:`/`after:`/`on:` give) are matched by
+/// the indexed day number: one term for `on:`, a term range otherwise. A bound inside a day
+/// is then checked exactly on the `created_at` column.
+fn date_filters(
+    f: &Fields,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<(Occur, Box<dyn Query>)> {
+    if since.is_none() && until.is_none() {
+        return Vec::new();
+    }
+    let day = |d: i64| Term::from_field_i64(f.day, d);
+    let first = since.map(day_number);
+    // The day after the last one `until` reaches into.
+    let end = until.map(|t| day_number(t - chrono::Duration::microseconds(1)) + 1);
+    let days: Box<dyn Query> = match (first, end) {
+        (Some(a), Some(b)) if b == a + 1 => {
+            Box::new(TermQuery::new(day(a), IndexRecordOption::Basic))
+        }
+        (Some(a), Some(b)) if b <= a => Box::new(tantivy::query::EmptyQuery),
+        _ => Box::new(RangeQuery::new(
+            first.map_or(Bound::Unbounded, |a| Bound::Included(day(a))),
+            end.map_or(Bound::Unbounded, |b| Bound::Excluded(day(b))),
+        )),
+    };
+    let mut out = vec![filter(days)];
+    let midnight =
+        |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros().rem_euclid(86_400_000_000) == 0;
+    if !since.is_none_or(midnight) || !until.is_none_or(midnight) {
+        let bound = |t: Option<chrono::DateTime<chrono::Utc>>, inclusive: bool| match t {
+            None => Bound::Unbounded,
+            Some(t) => {
+                let v = Term::from_field_date_for_search(
+                    f.created_at,
+                    tantivy::DateTime::from_timestamp_micros(t.timestamp_micros()),
+                );
+                if inclusive {
+                    Bound::Included(v)
+                } else {
+                    Bound::Excluded(v)
+                }
+            }
+        };
+        let exact = RangeQuery::new(bound(since, true), bound(until, false));
+        out.push(filter(Box::new(exact)));
+    }
+    out
 }
 
 fn term(field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {
@@ -215,11 +253,26 @@ fn term(field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {
     ))
 }
 
+/// Up to this many ids, a filter on any of them is a union of their postings, read lazily
+/// (an intersection skips through them); beyond, one pass marks all their documents.
+const LAZY_UNION: usize = 16;
+
 fn any_of(field: tantivy::schema::Field, ids: &[Uuid]) -> Box<dyn Query> {
-    Box::new(TermSetQuery::new(
-        ids.iter()
-            .map(|id| Term::from_field_text(field, &id.to_string())),
-    ))
+    let terms = ids
+        .iter()
+        .map(|id| Term::from_field_text(field, &id.to_string()));
+    match ids.len() {
+        1 => term(field, &ids[0].to_string()),
+        n if n <= LAZY_UNION => Box::new(BooleanQuery::new(
+            terms
+                .map(|t| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(t, IndexRecordOption::Basic));
+                    (Occur::Should, q)
+                })
+                .collect(),
+        )),
+        _ => Box::new(TermSetQuery::new(terms)),
+    }
 }
 
 /// A clause that filters without changing the score.
@@ -299,8 +352,19 @@ fn text_query(f: &Fields, plan: &Plan) -> Option<Option<Box<dyn Query>>> {
     match (wanted, positive) {
         (true, false) => None,
         _ if clauses.is_empty() => Some(None),
+        (_, false) => {
+            // Only exclusions: everything but them (exclusions alone match nothing).
+            clauses.push((Occur::Must, Box::new(tantivy::query::AllQuery)));
+            Some(Some(Box::new(BooleanQuery::new(clauses))))
+        }
         _ => Some(Some(Box::new(BooleanQuery::new(clauses)))),
     }
+}
+
+fn id_of(doc: &TantivyDocument, f: &Fields) -> Option<Uuid> {
+    doc.get_first(f.id)
+        .and_then(|v| v.as_bytes())
+        .and_then(|b| Uuid::from_slice(b).ok())
 }
 
 fn uuid_of(doc: &TantivyDocument, field: tantivy::schema::Field) -> Option<Uuid> {
@@ -323,7 +387,7 @@ fn hit(f: &Fields, doc: &TantivyDocument, score: f32, snippets: Option<&SnippetG
         None => excerpt(text),
     };
     Hit {
-        id: uuid_of(doc, f.id).unwrap_or_default(),
+        id: id_of(doc, f).unwrap_or_default(),
         channel_id: uuid_of(doc, f.channel).unwrap_or_default(),
         author_id: uuid_of(doc, f.author).unwrap_or_default(),
         created_at: doc

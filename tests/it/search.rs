@@ -172,6 +172,29 @@ async fn every_operator_finds_what_slack_would_on_both_engines() {
     }
     // Stop words alone match nothing, on both.
     assert!(both(&pool, &dir, "the of", None).await.is_empty());
+    // Only filters or only exclusions: messages, never the channels' own documents.
+    for q in ["in:#general", "-friday", "in:#general -friday"] {
+        assert!(!both(&pool, &dir, q, None).await.is_empty(), "{q}");
+    }
+    // A plan may bound times within a day too (the query language gives whole days): the
+    // index checks such a bound on the exact time.
+    let reader = Reader::open(&dir).unwrap();
+    let mut plan = search::resolve(
+        &pool,
+        search::query::parse("train").unwrap(),
+        &Scope::default(),
+    )
+    .await
+    .unwrap();
+    plan.since = Some("2026-02-01T09:30:00Z".parse().unwrap());
+    plan.until = Some("2026-02-01T11:00:00Z".parse().unwrap());
+    for r in [Some(&reader), None] {
+        let found = search::run(&pool, r, &plan, &Scope::default(), 10)
+            .await
+            .unwrap();
+        let found: Vec<Uuid> = found.hits.iter().map(|h| h.id).collect();
+        assert_eq!(found, [reply], "index: {}", r.is_some());
+    }
 
     // Permissions: the private channel only for its members.
     assert!(
