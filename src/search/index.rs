@@ -31,7 +31,7 @@ use crate::db::Pool;
 use crate::error::{Error, Kind, Result};
 
 /// Bumped when the schema or the analyzer changes: an index of another format is rebuilt.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// The fields of a document. Messages and channels share one index (`kind` tells them apart).
 #[derive(Clone, Copy)]
@@ -41,6 +41,8 @@ pub struct Fields {
     /// The id's two halves as columns, which `verify` reads (no dictionary to build).
     pub id_hi: Field,
     pub id_lo: Field,
+    /// What `verify` compares: the row's `updated_at` in µs, doubled, plus 1 for a message
+    /// with a file.
     pub version: Field,
     pub text: Field,
     pub name: Field,
@@ -348,7 +350,7 @@ fn message_doc(f: &Fields, m: &MessageRow) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_text(f.kind, MESSAGE);
     add_id(f, &mut d, m.id);
-    d.add_i64(f.version, m.version);
+    d.add_i64(f.version, m.version * 2 + i64::from(m.has_file));
     d.add_text(f.text, &m.text);
     d.add_text(f.author, m.author.to_string());
     d.add_text(f.channel, m.channel.to_string());
@@ -410,7 +412,7 @@ fn channel_doc(f: &Fields, c: &ChannelRow) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_text(f.kind, CHANNEL);
     add_id(f, &mut d, c.id);
-    d.add_i64(f.version, c.version);
+    d.add_i64(f.version, c.version * 2);
     // Direct messages have no name, topic or description worth finding; they are indexed
     // (so verify can account for every channel) with no text.
     let text = [c.name.as_deref().unwrap_or(""), &c.topic, &c.description]
@@ -862,7 +864,8 @@ impl Differences {
 }
 
 /// Compares every document of the index with the database: messages (not deleted) and
-/// channels, by id and version (the row's `updated_at`).
+/// channels, by id and version (the row's `updated_at`, and for a message whether it has a
+/// file).
 pub async fn verify(pool: &Pool, g: &Generation) -> Result<Differences> {
     let searcher = g.index.reader()?.searcher();
     let mut docs: HashMap<Uuid, i64> = HashMap::new();
@@ -883,9 +886,16 @@ pub async fn verify(pool: &Pool, g: &Generation) -> Result<Differences> {
         ..Default::default()
     };
     let mut rows = sqlx::query_as::<_, (Uuid, i64)>(
-        "select id, (extract(epoch from updated_at) * 1000000)::bigint from public.chat where not is_deleted
+        // As documents hold it: `updated_at` in µs, doubled, plus 1 for a message with a
+        // file (an attachment added later changes the file flag, not `updated_at`).
+        "select c.id, (extract(epoch from c.updated_at) * 1000000)::bigint * 2
+                 + (coalesce(jsonb_array_length(c.message -> 'attachments'), 0) > 0
+                    or a.message_id is not null)::int
+           from public.chat c
+           left join (select distinct message_id from public.attachments) a on a.message_id = c.id
+          where not c.is_deleted
          union all
-         select id, (extract(epoch from updated_at) * 1000000)::bigint from public.channels",
+         select id, (extract(epoch from updated_at) * 1000000)::bigint * 2 from public.channels",
     )
     .fetch(pool);
     while let Some((id, version)) = rows.try_next().await? {

@@ -620,6 +620,8 @@ async fn the_commands_reindex_query_verify_and_report_status() {
     // Change the database behind the index's back: verify says how, and exits 2.
     sqlx::query("update chat set message = '{\"text\": \"changed\"}' where id = (select id from chat order by id limit 1)").execute(&pool).await.unwrap();
     sqlx::query("update chat set is_deleted = true where id = (select id from chat order by id desc limit 1)").execute(&pool).await.unwrap();
+    // A file attached later leaves the message's updated_at as it was; verify still sees it.
+    sqlx::query("insert into attachments (message_id, bucket_id, object_path, name, size_bytes) select id, 'files', 'later.pdf', 'later.pdf', 10 from chat order by id limit 1 offset 1").execute(&pool).await.unwrap();
     let (code, out, _) = run(&db, &dir, &["search", "verify", "-o", "json"]);
     assert_eq!(code, Some(2), "{out}");
     let d: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -628,7 +630,7 @@ async fn the_commands_reindex_query_verify_and_report_status() {
             d["stale"].as_array().unwrap().len(),
             d["extra"].as_array().unwrap().len()
         ),
-        (1, 1),
+        (2, 1),
         "{d}"
     );
     let (code, out, _) = run(&db, &dir, &["search", "status", "-o", "json"]);
