@@ -311,6 +311,18 @@ fn irc_queries(top_nick: &str) -> Vec<String> {
     .collect()
 }
 
+/// A new, migrated database `db` on the server of `url`, and a pool on it.
+async fn fresh_db(url: &str, admin: &str, db: &str) -> PgPool {
+    common::recreate(admin, db, None).await;
+    let db_url = common::with_db(url, db);
+    common::migrate_db(&db_url).await;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db_url)
+        .await
+        .unwrap()
+}
+
 #[tokio::main]
 async fn main() {
     let messages: u64 = std::env::args()
@@ -323,14 +335,7 @@ async fn main() {
     let tmp = std::env::temp_dir().join(format!("chatctl-bench-search-{}", std::process::id()));
 
     let db = "chatctl_bench_search";
-    common::recreate(&admin, db, None).await;
-    let db_url = common::with_db(&url, db);
-    common::migrate_db(&db_url).await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&db_url)
-        .await
-        .unwrap();
+    let pool = fresh_db(&url, &admin, db).await;
     let s = Instant::now();
     seed::seed(
         &pool,
@@ -364,14 +369,7 @@ async fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/corpus/irc-disentanglement-ubuntu");
     let db = "chatctl_bench_search_irc";
-    common::recreate(&admin, db, None).await;
-    let db_url = common::with_db(&url, db);
-    common::migrate_db(&db_url).await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&db_url)
-        .await
-        .unwrap();
+    let pool = fresh_db(&url, &admin, db).await;
     let n = load_irc(&pool, &root).await;
     println!("\nloaded {n} IRC lines");
     let top: String = one(&pool, "select u.username from chat c join users u on u.id = c.user_id group by 1 order by count(*) desc limit 1").await;

@@ -41,8 +41,7 @@ pub struct Fields {
     /// The id's two halves as columns, which `verify` reads (no dictionary to build).
     pub id_hi: Field,
     pub id_lo: Field,
-    /// What `verify` compares: the row's `updated_at` in µs, doubled, plus 1 for a message
-    /// with a file.
+    /// What `verify` compares: `updated_at` and, for a message, whether it has a file.
     pub version: Field,
     pub text: Field,
     pub name: Field,
@@ -272,8 +271,22 @@ struct MessageRow {
     has_file: bool,
     total_replies: i32,
     created_at: DateTime<Utc>,
-    version: i64,
+    updated_at: DateTime<Utc>,
     edited: bool,
+}
+
+/// Files listed in the message itself (besides rows of `public.attachments`).
+const LISTED_FILES: &str = "coalesce(jsonb_array_length(c.message -> 'attachments'), 0) > 0";
+
+/// `a.message_id` is set for every message `c` with attachments (a hash join on a full read).
+const ATTACHED_JOIN: &str =
+    "left join (select distinct message_id from public.attachments) a on a.message_id = c.id";
+
+/// What a document's version is, and `verify` compares: the row's `updated_at` in µs,
+/// doubled, plus 1 for a message with a file (an attachment added later changes the file
+/// flag, not `updated_at`).
+fn version(updated_at: DateTime<Utc>, has_file: bool) -> i64 {
+    updated_at.timestamp_micros() * 2 + i64::from(has_file)
 }
 
 /// The select of [`MessageRow`]s (callers add a `where`): every message (`full`), with
@@ -281,10 +294,7 @@ struct MessageRow {
 /// index (hashing the whole table for a handful of rows would cost more).
 fn message_select(full: bool) -> String {
     let (attached, join) = if full {
-        (
-            "a.message_id is not null",
-            "left join (select distinct message_id from public.attachments) a on a.message_id = c.id",
-        )
+        ("a.message_id is not null", ATTACHED_JOIN)
     } else {
         (
             "exists (select 1 from public.attachments a where a.message_id = c.id)",
@@ -294,7 +304,7 @@ fn message_select(full: bool) -> String {
     format!(
         "select c.id, c.channel_id, ch.workspace_id, c.user_id, c.parent_id, c.message ->> 'text', \
            (c.message -> 'mentions')::text, \
-           coalesce(jsonb_array_length(c.message -> 'attachments'), 0) > 0 or {attached}, \
+           {LISTED_FILES} or {attached}, \
            c.total_replies, c.created_at, c.updated_at, c.edited_at is not null \
          from public.chat c join public.channels ch on ch.id = c.channel_id {join}"
     )
@@ -312,7 +322,7 @@ fn message_row(row: &sqlx::postgres::PgRow) -> Result<MessageRow, sqlx::Error> {
         has_file: row.try_get(7)?,
         total_replies: row.try_get(8)?,
         created_at: row.try_get(9)?,
-        version: row.try_get::<DateTime<Utc>, _>(10)?.timestamp_micros(),
+        updated_at: row.try_get(10)?,
         edited: row.try_get(11)?,
     })
 }
@@ -350,7 +360,7 @@ fn message_doc(f: &Fields, m: &MessageRow) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_text(f.kind, MESSAGE);
     add_id(f, &mut d, m.id);
-    d.add_i64(f.version, m.version * 2 + i64::from(m.has_file));
+    d.add_i64(f.version, version(m.updated_at, m.has_file));
     d.add_text(f.text, &m.text);
     d.add_text(f.author, m.author.to_string());
     d.add_text(f.channel, m.channel.to_string());
@@ -389,11 +399,11 @@ struct ChannelRow {
     topic: String,
     description: String,
     created_at: DateTime<Utc>,
-    version: i64,
+    updated_at: DateTime<Utc>,
 }
 
-const CHANNEL_COLUMNS: &str = "id, workspace_id, name, kind, topic, description, created_at, \
-    (extract(epoch from updated_at) * 1000000)::bigint";
+const CHANNEL_COLUMNS: &str =
+    "id, workspace_id, name, kind, topic, description, created_at, updated_at";
 
 fn channel_row(row: &sqlx::postgres::PgRow) -> Result<ChannelRow, sqlx::Error> {
     Ok(ChannelRow {
@@ -404,7 +414,7 @@ fn channel_row(row: &sqlx::postgres::PgRow) -> Result<ChannelRow, sqlx::Error> {
         topic: row.try_get(4)?,
         description: row.try_get(5)?,
         created_at: row.try_get(6)?,
-        version: row.try_get(7)?,
+        updated_at: row.try_get(7)?,
     })
 }
 
@@ -412,7 +422,7 @@ fn channel_doc(f: &Fields, c: &ChannelRow) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_text(f.kind, CHANNEL);
     add_id(f, &mut d, c.id);
-    d.add_i64(f.version, c.version * 2);
+    d.add_i64(f.version, version(c.updated_at, false));
     // Direct messages have no name, topic or description worth finding; they are indexed
     // (so verify can account for every channel) with no text.
     let text = [c.name.as_deref().unwrap_or(""), &c.topic, &c.description]
@@ -885,24 +895,19 @@ pub async fn verify(pool: &Pool, g: &Generation) -> Result<Differences> {
         checked_documents: docs.len() as u64,
         ..Default::default()
     };
-    let mut rows = sqlx::query_as::<_, (Uuid, i64)>(
-        // As documents hold it: `updated_at` in µs, doubled, plus 1 for a message with a
-        // file (an attachment added later changes the file flag, not `updated_at`).
-        "select c.id, (extract(epoch from c.updated_at) * 1000000)::bigint * 2
-                 + (coalesce(jsonb_array_length(c.message -> 'attachments'), 0) > 0
-                    or a.message_id is not null)::int
-           from public.chat c
-           left join (select distinct message_id from public.attachments) a on a.message_id = c.id
+    let sql = format!(
+        "select c.id, c.updated_at, {LISTED_FILES} or a.message_id is not null
+           from public.chat c {ATTACHED_JOIN}
           where not c.is_deleted
          union all
-         select id, (extract(epoch from updated_at) * 1000000)::bigint * 2 from public.channels",
-    )
-    .fetch(pool);
-    while let Some((id, version)) = rows.try_next().await? {
+         select id, updated_at, false from public.channels"
+    );
+    let mut rows = sqlx::query_as::<_, (Uuid, DateTime<Utc>, bool)>(&sql).fetch(pool);
+    while let Some((id, updated_at, has_file)) = rows.try_next().await? {
         diff.checked_rows += 1;
         match docs.remove(&id) {
             None => diff.missing.push(id.to_string()),
-            Some(v) if v != version => diff.stale.push(id.to_string()),
+            Some(v) if v != version(updated_at, has_file) => diff.stale.push(id.to_string()),
             Some(_) => {}
         }
     }

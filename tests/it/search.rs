@@ -28,9 +28,7 @@ async fn ids(
             scope.readable = Some(search::readable_channels(pool, id).await.unwrap());
         }
     }
-    let plan = search::resolve(pool, search::query::parse(q).unwrap(), &scope)
-        .await
-        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    let plan = plan_as(pool, q, &scope).await;
     let reader = match engine {
         Engine::Tantivy => Some(Reader::open(dir).unwrap()),
         Engine::Postgres => None,
@@ -42,6 +40,17 @@ async fn ids(
         .into_iter()
         .map(|h| h.id)
         .collect()
+}
+
+/// A query resolved for the service role.
+async fn resolved(pool: &PgPool, q: &str) -> search::Plan {
+    plan_as(pool, q, &Scope::default()).await
+}
+
+async fn plan_as(pool: &PgPool, q: &str, scope: &Scope) -> search::Plan {
+    search::resolve(pool, search::query::parse(q).unwrap(), scope)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
 }
 
 /// The same query on both engines: the same set of messages (returned in full).
@@ -179,13 +188,7 @@ async fn every_operator_finds_what_slack_would_on_both_engines() {
     // A plan may bound times within a day too (the query language gives whole days): the
     // index checks such a bound on the exact time.
     let reader = Reader::open(&dir).unwrap();
-    let mut plan = search::resolve(
-        &pool,
-        search::query::parse("train").unwrap(),
-        &Scope::default(),
-    )
-    .await
-    .unwrap();
+    let mut plan = resolved(&pool, "train").await;
     plan.since = Some("2026-02-01T09:30:00Z".parse().unwrap());
     plan.until = Some("2026-02-01T11:00:00Z".parse().unwrap());
     for r in [Some(&reader), None] {
@@ -233,13 +236,7 @@ async fn every_operator_finds_what_slack_would_on_both_engines() {
 
     // Ranked, with a highlighted snippet and the names to show.
     let reader = Reader::open(&dir).unwrap();
-    let plan = search::resolve(
-        &pool,
-        search::query::parse("release train").unwrap(),
-        &Scope::default(),
-    )
-    .await
-    .unwrap();
+    let plan = resolved(&pool, "release train").await;
     let found = search::run(&pool, Some(&reader), &plan, &Scope::default(), 10)
         .await
         .unwrap();
@@ -252,13 +249,7 @@ async fn every_operator_finds_what_slack_would_on_both_engines() {
     let in_thread = found.hits.iter().find(|h| h.id == reply).unwrap();
     assert_eq!(in_thread.thread, Some(deploy));
     // Channels match on their topic.
-    let plan = search::resolve(
-        &pool,
-        search::query::parse("deploys").unwrap(),
-        &Scope::default(),
-    )
-    .await
-    .unwrap();
+    let plan = resolved(&pool, "deploys").await;
     let found = search::run(&pool, Some(&reader), &plan, &Scope::default(), 10)
         .await
         .unwrap();
