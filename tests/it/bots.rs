@@ -308,6 +308,102 @@ async fn reply_caps_per_thread_hold() {
 }
 
 #[tokio::test]
+async fn a_backlog_across_channels_is_answered_once_each_in_order() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let mut c = db.conn().await;
+    // 1,300 mentions while the bot was down, alternating between two channels, each in a
+    // transaction of its own (its own created_at): more than two of the sweep's chunks.
+    sqlx::raw_sql(
+        "do $$ begin
+           for i in 1..1300 loop
+             insert into chat (channel_id, user_id, message)
+             select c.id, u.id, jsonb_build_object('text', '@summarybot backlog ' || i)
+               from channels c, users u
+              where c.name = case when i % 2 = 0 then 'general' else 'engineering' end
+                and u.email = 'ada@example.com';
+             commit;
+           end loop;
+         end $$",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let pass = Runtime::new(pool.clone(), bots.clone(), options("a"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(pass.replied, 1300);
+    // Each mention has one reply, and the replies were posted in the mentions' order: a
+    // batch of replies (one statement, one created_at) answers only mentions after those
+    // the batch before answered.
+    let out_of_order: i64 = sqlx::query_scalar(
+        "with batches as (
+             select r.created_at as posted, min(m.created_at) as first_asked, max(m.created_at) as last_asked
+               from chat r join chat m on m.id = r.parent_id
+               join users u on u.id = r.user_id where u.username = 'summarybot'
+              group by r.created_at)
+         select count(*) from (
+             select first_asked, lag(last_asked) over (order by posted) as before from batches) b
+          where b.first_asked < b.before",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(out_of_order, 0);
+    let unanswered: i64 = sqlx::query_scalar(
+        "select count(*) from chat m where m.message ->> 'text' like '@summarybot backlog %'
+            and (select count(*) from chat r where r.parent_id = m.id) <> 1",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(unanswered, 0);
+    let again = Runtime::new(pool, bots, options("b"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(again.replied, 0);
+}
+
+#[tokio::test]
+async fn reply_counters_of_past_hours_are_deleted_and_this_hours_kept() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let mut c = db.conn().await;
+    post(&mut c, "ada@example.com", "general", "@summarybot hi", None).await;
+    sqlx::query(
+        "insert into chatctl.bot_reply_counts (bot, scope, scope_id, window_start, replies)
+         select 'summarybot', 'thread', gen_random_uuid(), date_trunc('hour', now()) - h * interval '1 hour', 5
+           from generate_series(1, 48) h",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let pass = Runtime::new(pool, bots, options("a"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(pass.replied, 1);
+    let windows: Vec<(String, i32)> = sqlx::query_as(
+        "select scope, replies from chatctl.bot_reply_counts
+          where window_start < date_trunc('hour', now()) or bot <> 'summarybot' or replies <> 1
+          union all
+         select 'current ' || scope, replies from chatctl.bot_reply_counts
+          where window_start = date_trunc('hour', now()) and replies = 1
+          order by 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        windows,
+        vec![("current channel".into(), 1), ("current thread".into(), 1)],
+        "48 past windows deleted, this hour's reply counted"
+    );
+}
+
+#[tokio::test]
 async fn listen_notify_wakes_the_runtime_and_shutdown_is_clean() {
     let db = TestDb::new().await;
     let (pool, bots) = setup(&db, BOT).await;
