@@ -33,11 +33,14 @@ const BOT: &str = "name: summarybot\ntriggers:\n  - mention: { reply: 'ok' }\nli
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let seconds: u64 = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(5);
+    let flag = |name: &str| args.iter().position(|a| a == name);
+    // A flag's number, at least 1.
+    let value = |name: &str, default: u64| {
+        flag(name)
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(default)
+            .max(1)
+    };
     // Rates are the bare numbers that are no flag's value.
     let mut rates: Vec<u64> = args
         .iter()
@@ -52,22 +55,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let flag = |name: &str| args.iter().position(|a| a == name);
     let opts = Opts {
-        seconds,
+        seconds: value("--seconds", 5),
         async_commit: flag("--async-commit").is_some(),
         daemon: flag("--no-daemon").is_none(),
-        mention_every: flag("--mention-every")
-            .and_then(|i| args.get(i + 1)?.parse().ok())
-            .unwrap_or(1),
-        runs: flag("--runs")
-            .and_then(|i| args.get(i + 1)?.parse().ok())
-            .unwrap_or(1usize)
-            .max(1),
-        batch: flag("--batch")
-            .and_then(|i| args.get(i + 1)?.parse().ok())
-            .unwrap_or(1u64)
-            .max(1),
+        mention_every: value("--mention-every", 1),
+        runs: value("--runs", 1),
+        batch: value("--batch", 1),
     };
     rt.block_on(run(&rates, &opts));
 }
@@ -90,7 +84,7 @@ struct Opts {
     /// One message in this many mentions the bot (1: every message is answered).
     mention_every: u64,
     /// Runs per rate (the medians over runs are printed when more than one).
-    runs: usize,
+    runs: u64,
     /// Messages per writer transaction (one multi-row INSERT): one message per transaction
     /// cannot reach 5,000/s on 2 cores even without the NOTIFY trigger.
     batch: u64,
@@ -198,7 +192,7 @@ async fn run(rates: &[u64], opts: &Opts) {
         // 8 writers, each paced to rate/8; each message's commit time is when its commit was
         // acknowledged (the same machine clock the database's claim times use).
         let mut tasks = Vec::new();
-        let mention_every = opts.mention_every.max(1);
+        let mention_every = opts.mention_every;
         let batch = opts.batch;
         for w in 0..8u64 {
             let pool = pool.clone();
@@ -246,7 +240,7 @@ async fn run(rates: &[u64], opts: &Opts) {
         let sent = committed.len() as u64;
         let expected = if opts.daemon {
             (0..sent)
-                .filter(|k| k % opts.mention_every.max(1) == 0)
+                .filter(|k| k.is_multiple_of(opts.mention_every))
                 .count() as u64
         } else {
             0
