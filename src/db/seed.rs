@@ -462,7 +462,10 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
             }
             let _ = writeln!(cc, "\t{}\t{created}", user_ids[creator]);
             members.sort_unstable();
+            let direct = kind == "dm" || kind == "group_dm";
             for (k, &u) in members.iter().enumerate() {
+                // The roll happens as before, so a seed gives the same rows it always gave
+                // (but for the roles): a direct message's people are plain members.
                 let role = if k == 0 {
                     "owner"
                 } else if k < 3 && kind != "dm" && g.rng.random_bool(0.3) {
@@ -470,6 +473,7 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
                 } else {
                     "member"
                 };
+                let role = if direct { "member" } else { role };
                 let _ = writeln!(mc, "{id}\t{}\t{role}", user_ids[u]);
                 memberships += 1;
             }

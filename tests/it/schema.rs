@@ -257,7 +257,10 @@ async fn chat_tables_are_published_to_realtime_with_full_old_rows() {
     let mut c = db.conn().await;
     let published: Vec<String> = sqlx::query_scalar("select tablename::text from pg_publication_tables where pubname = 'supabase_realtime' order by 1")
         .fetch_all(&mut c).await.unwrap();
-    assert_eq!(published, vec!["channels", "chat", "emojis", "members"]);
+    assert_eq!(
+        published,
+        vec!["channels", "chat", "emojis", "members", "mentions"]
+    );
     let identity: String = sqlx::query_scalar(
         "select relreplident::text from pg_class where oid = 'public.chat'::regclass",
     )
@@ -335,7 +338,7 @@ async fn migrations_run_unchanged_where_supabase_objects_already_exist() {
     .fetch_one(&mut c)
     .await
     .unwrap();
-    assert_eq!(published, 4);
+    assert_eq!(published, 5);
     // ...the schema works on their auth.users...
     let alice = user(&mut c, "alice").await;
     assert_ne!(alice, Uuid::nil());
