@@ -33,7 +33,8 @@ enum AiCmd {
         /// The message to reply to
         #[arg(long, value_name = "TEXT")]
         message: String,
-        /// Write as this bot (its persona, prompts and token budget from bots/NAME.yaml)
+        /// Write as this bot (its persona, prompts and token budget from bots/NAME.yaml; an
+        /// existing bot account without one writes with the defaults)
         #[arg(long, value_name = "NAME")]
         as_bot: Option<String>,
         /// text or json [default: text, or json under --output json]
@@ -99,6 +100,9 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
     let (_, voice) = super::summarize::voice(ctx, &pool, as_bot.as_deref())?;
+    if let Some(name) = &as_bot {
+        super::summarize::require_bot(ctx, &pool, name, false).await?;
+    }
     let engine = voice.engine.clone();
     let now = chrono::Utc::now();
     let context = match thread {

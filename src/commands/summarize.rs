@@ -40,10 +40,13 @@ pub struct SummarizeArgs {
     /// Post the digest in the channel as --as-bot, once per (bot, channel, window)
     #[arg(long, requires = "as_bot")]
     post: bool,
-    /// The bot the digest is posted as (its user is created if missing; bots/NAME.yaml, when
-    /// present, gives its persona, prompts and token budget)
+    /// The bot the digest is posted as: a bot of bots/NAME.yaml (its persona, prompts and
+    /// token budget; its account is created if missing) or an existing bot account
     #[arg(long, value_name = "NAME")]
     as_bot: Option<String>,
+    /// Create the account of an --as-bot that neither bots/ nor the database knows
+    #[arg(long, requires = "post")]
+    create_bot: bool,
     /// md (the text as posted) or json [default: md, or json under --output json]
     #[arg(long, value_name = "FORMAT")]
     format: Option<Format>,
@@ -104,6 +107,9 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
     let (spec, voice) = voice(ctx, &pool, args.as_bot.as_deref())?;
+    if let Some(name) = &args.as_bot {
+        require_bot(ctx, &pool, name, args.create_bot).await?;
+    }
     let engine = voice.engine.clone();
     let mut summary = Summary {
         workspace: slug,
@@ -235,11 +241,7 @@ pub(super) fn bot_spec(ctx: &Context, name: Option<&str>) -> Result<crate::bots:
             Error::usage(format!("invalid bot name `{name}`: lowercase, no spaces")).into(),
         );
     }
-    let path = ctx
-        .config
-        .base_dir
-        .join("bots")
-        .join(format!("{name}.yaml"));
+    let path = bot_file(ctx, name);
     if path.is_file() {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::usage(format!("cannot read {}: {e}", path.display())))?;
@@ -250,6 +252,34 @@ pub(super) fn bot_spec(ctx: &Context, name: Option<&str>) -> Result<crate::bots:
         }
     }
     Ok(crate::bots::spec::BotSpec::named(name))
+}
+
+/// Refuses an `--as-bot` nothing knows: no bots/NAME.yaml and no bot account of that name
+/// (a typo would otherwise create a bot), unless `create` asks for one. A person's account
+/// holding the bot's address is refused in any case.
+pub(super) async fn require_bot(
+    ctx: &Context,
+    pool: &crate::db::Pool,
+    name: &str,
+    create: bool,
+) -> Result<()> {
+    let defined = bot_file(ctx, name).is_file();
+    let account = runtime::find_bot(pool, name).await?;
+    if defined || account.is_some() || create {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "no bot `{name}`: there is no bots/{name}.yaml and no bot account of that name"
+    ))
+    .with_help("check the name (`chatctl bots list`), or pass --create-bot to create its account")
+    .into())
+}
+
+fn bot_file(ctx: &Context, name: &str) -> std::path::PathBuf {
+    ctx.config
+        .base_dir
+        .join("bots")
+        .join(format!("{name}.yaml"))
 }
 
 /// The bot's definition and its [`Voice`]: the configured engine with its persona, prompts

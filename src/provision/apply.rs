@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::plan::{Change, Op};
+use super::spec::DesiredUser;
 use crate::audit;
 use crate::error::{Error, Result};
 
@@ -51,6 +52,9 @@ fn explain(e: anyhow::Error) -> anyhow::Error {
             "a username in the spec is taken by another user (set `username:` for that person)"
         }
         Some("users_email_key") => "an email in the spec belongs to another user",
+        Some("users_email_partial_key") => {
+            "an email in the spec already has an account in Supabase Auth (run the plan again)"
+        }
         Some("workspaces_slug_key") => "a workspace slug in the spec is taken",
         Some("channels_workspace_name_key") => "a channel name is taken in its workspace",
         _ => return e,
@@ -102,7 +106,7 @@ async fn load_ids(tx: &mut PgConnection, changes: &[Change]) -> Result<Ids> {
     let mut slugs: Vec<String> = Vec::new();
     for c in changes {
         match &c.op {
-            Op::CreateUser(u) => emails.push(u.email.clone()),
+            Op::CreateUser(u) | Op::CreateProfile { user: u, .. } => emails.push(u.email.clone()),
             Op::RenameUser { email, .. } => emails.push(email.clone()),
             Op::AddWorkspaceMember { slug, email, .. }
             | Op::SetWorkspaceRole { slug, email, .. }
@@ -137,11 +141,14 @@ async fn load_ids(tx: &mut PgConnection, changes: &[Change]) -> Result<Ids> {
     emails.dedup();
     slugs.sort();
     slugs.dedup();
-    let users: Vec<(Uuid, String)> =
-        sqlx::query_as("select id, email from public.users where email = any($1)")
-            .bind(&emails)
-            .fetch_all(&mut *tx)
-            .await?;
+    // People are who Supabase Auth says verified the address (see `identity`).
+    let users: Vec<(Uuid, String)> = sqlx::query_as(
+        "select a.id, lower(a.email) from auth.users a join public.users u on u.id = a.id
+          where lower(a.email) = any($1) and a.email_confirmed_at is not null",
+    )
+    .bind(&emails)
+    .fetch_all(&mut *tx)
+    .await?;
     let workspaces: Vec<(Uuid, String)> =
         sqlx::query_as("select id, slug from public.workspaces where slug = any($1)")
             .bind(&slugs)
@@ -215,14 +222,32 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
         .await?;
     }
 
-    for c in changes {
-        if let Op::RenameUser { email, name } = &c.op {
-            sqlx::query("update public.users set display_name = $2 where email = $1")
-                .bind(email)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-        }
+    // Profiles of auth users who have none yet (the database fills in their email).
+    let profiles: Vec<(&DesiredUser, Uuid)> = changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::CreateProfile { user, id } => Some((user, *id)),
+            _ => None,
+        })
+        .collect();
+    if !profiles.is_empty() {
+        let ids: Vec<Uuid> = profiles.iter().map(|(_, id)| *id).collect();
+        let usernames: Vec<&str> = profiles.iter().map(|(u, _)| u.username.as_str()).collect();
+        let names: Vec<&str> = profiles
+            .iter()
+            .map(|(u, _)| u.display_name.as_str())
+            .collect();
+        let bots: Vec<bool> = profiles.iter().map(|(u, _)| u.is_bot).collect();
+        sqlx::query(
+            "insert into public.users (id, username, display_name, is_bot)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bool[])",
+        )
+        .bind(&ids)
+        .bind(&usernames)
+        .bind(&names)
+        .bind(&bots)
+        .execute(&mut *tx)
+        .await?;
     }
 
     // 2. Workspaces.
@@ -246,6 +271,15 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
         }
     }
     let mut ids = load_ids(tx, changes).await?;
+    for c in changes {
+        if let Op::RenameUser { email, name } = &c.op {
+            sqlx::query("update public.users set display_name = $2 where id = $1")
+                .bind(ids.user(email)?)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     for c in changes {
         match &c.op {
             Op::RenameChannel { slug, name, to } => {

@@ -3,6 +3,7 @@
 //! transaction with an audit trail ([`apply`]); and the reverse, [`export`].
 
 pub mod apply;
+pub mod identity;
 pub mod ops;
 pub mod plan;
 pub mod spec;
@@ -35,7 +36,26 @@ pub async fn plan(conn: &mut PgConnection, files: &[SpecFile], opts: &PlanOption
     emails.sort();
     emails.dedup();
     let current = plan::load(conn, &slugs, &emails).await?;
-    let known: std::collections::BTreeSet<String> = current.users.keys().cloned().collect();
+    let mut known: std::collections::BTreeSet<String> = current.users.keys().cloned().collect();
+    // Who each address is comes from Supabase Auth's verified address, never a column a
+    // user can write: an unverified holder or a person behind a bot's address is refused.
+    for email in &emails {
+        let declared = desired.users.get(email);
+        let bot = declared.map_or(spec::is_bot_email(email), |u| u.is_bot);
+        let message = match current.identities.by_email.get(email) {
+            Some(identity::Identity::NoProfile { .. }) if declared.is_none() => {
+                known.insert(email.clone());
+                Some(format!(
+                    "`{email}` has signed up but has no profile yet: declare them under `people:` to create it"
+                ))
+            }
+            _ => current.identities.problem(email, bot),
+        };
+        if let Some(message) = message {
+            known.insert(email.clone());
+            problems.push(spec::problem_about(&desired, files, email, message));
+        }
+    }
     problems.extend(spec::unknown_reference_problems(
         &desired,
         &known,
@@ -48,6 +68,10 @@ pub async fn plan(conn: &mut PgConnection, files: &[SpecFile], opts: &PlanOption
             .context(Error::usage("invalid workspace spec; nothing was applied")));
     }
     let mut p = plan::diff(&desired, &current, opts.prune);
+    let orphaned = plan::owner_problems(&current, &p.changes);
+    if !orphaned.is_empty() {
+        return Err(Error::usage(format!("{}; nothing was applied", orphaned.join("; "))).into());
+    }
     p.files = files.iter().map(|f| f.path.display().to_string()).collect();
     Ok(p)
 }

@@ -24,6 +24,7 @@ async fn run(conn: &mut PgConnection, actor: &Actor, changes: Vec<Change>) -> Re
     Ok(Plan {
         changes,
         skipped_removals: 0,
+        warnings: Vec::new(),
         applied: true,
         files: Vec::new(),
     })
@@ -75,6 +76,11 @@ fn channel<'a>(cur: &'a Current, slug: &str, name: &str) -> Result<&'a CurrentCh
 }
 
 fn known_users(cur: &Current, emails: &[String]) -> Result<()> {
+    for e in emails {
+        if let Some(problem) = cur.identities.problem(e, super::spec::is_bot_email(e)) {
+            return Err(Error::usage(problem).into());
+        }
+    }
     let unknown: Vec<&String> = emails
         .iter()
         .filter(|e| !cur.users.contains_key(*e))

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::identity::{self, Identities, Identity};
 use super::spec::{Desired, DesiredUser};
 use crate::error::Result;
 use crate::output::{self, Report};
@@ -36,6 +37,11 @@ impl Action {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     CreateUser(DesiredUser),
+    /// A profile for an auth user who verified their address but has none yet.
+    CreateProfile {
+        user: DesiredUser,
+        id: Uuid,
+    },
     RenameUser {
         email: String,
         name: String,
@@ -154,6 +160,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Removals left out because `--prune` was not given.
     pub skipped_removals: usize,
+    /// What the operator should know (a workspace without an owner).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub applied: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
@@ -232,6 +241,9 @@ impl Report for Plan {
         }
         let verb = if self.applied { "applied" } else { "plan" };
         writeln!(out, "{verb}: {}", self.summary())?;
+        for w in &self.warnings {
+            writeln!(out, "warning: {w}")?;
+        }
         if self.skipped_removals > 0 {
             writeln!(
                 out,
@@ -259,8 +271,11 @@ fn compact(v: &Value) -> String {
 /// The database's state of the workspaces a spec names.
 #[derive(Debug, Default)]
 pub struct Current {
-    /// email → (id, username, display name, is_bot)
+    /// email → (id, username, display name, is_bot): the people whose auth user verified
+    /// the address, with a profile.
     pub users: BTreeMap<String, (Uuid, String, String, bool)>,
+    /// Everything the database knows of the spec's addresses (see [`identity`]).
+    pub identities: Identities,
     pub workspaces: BTreeMap<String, CurrentWorkspace>,
     /// Every workspace slug in the database.
     pub all_slugs: BTreeSet<String>,
@@ -302,15 +317,17 @@ pub struct ChannelRow {
 
 /// Reads the current state of `slugs` and of the users `emails`.
 pub async fn load(conn: &mut PgConnection, slugs: &[String], emails: &[String]) -> Result<Current> {
-    let mut cur = Current::default();
-    let users: Vec<(Uuid, String, String, String, bool)> = sqlx::query_as(
-        "select id, email, username, display_name, is_bot from public.users where email = any($1)",
-    )
-    .bind(emails)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (id, email, username, name, bot) in users {
-        cur.users.insert(email, (id, username, name, bot));
+    let mut cur = Current {
+        identities: identity::lookup(conn, emails).await?,
+        ..Default::default()
+    };
+    for (email, who) in &cur.identities.by_email {
+        if let Identity::Known(p) = who {
+            cur.users.insert(
+                email.clone(),
+                (p.id, p.username.clone(), p.display_name.clone(), p.is_bot),
+            );
+        }
     }
     cur.all_slugs = sqlx::query_scalar::<_, String>("select slug from public.workspaces")
         .fetch_all(&mut *conn)
@@ -480,6 +497,13 @@ pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
 
     for u in d.users.values().filter(|u| u.declared) {
         if !cur.users.contains_key(&u.email) {
+            let op = match cur.identities.by_email.get(&u.email) {
+                Some(Identity::NoProfile { id }) => Op::CreateProfile {
+                    user: u.clone(),
+                    id: *id,
+                },
+                _ => Op::CreateUser(u.clone()),
+            };
             changes.push(Change {
                 action: Action::Create,
                 object_type: "user",
@@ -488,7 +512,7 @@ pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
                 after: Some(
                     json!({ "username": u.username, "name": u.display_name, "bot": u.is_bot }),
                 ),
-                op: Op::CreateUser(u.clone()),
+                op,
             });
         } else if let Some((_, _, name, _)) = cur.users.get(&u.email)
             && *name != u.display_name
@@ -536,11 +560,17 @@ pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
         }
         let empty = BTreeMap::new();
         let cur_members = cw.map_or(&empty, |c| &c.members);
+        // People in only through a channel keep their role, or join as members.
+        let mut want = w.members.clone();
+        for email in &w.implied {
+            let role = cur_members.get(email).map_or("member", String::as_str);
+            want.insert(email.clone(), role.to_owned());
+        }
         let mut gone = Vec::new();
         diff_members(
             "workspace_member",
             slug,
-            &w.members,
+            &want,
             cur_members,
             &mut changes,
             &mut gone,
@@ -731,10 +761,76 @@ pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
             });
         }
     }
+    let warnings = owner_warnings(d, cur, &changes);
     Plan {
         changes,
         skipped_removals: skipped,
+        warnings,
         applied: false,
         files: Vec::new(),
     }
+}
+
+/// The spec's workspaces that will have no owner once `changes` are applied. (One that has
+/// an owner cannot lose it: the database refuses, and [`owner_problems`] says so first.)
+fn owner_warnings(d: &Desired, cur: &Current, changes: &[Change]) -> Vec<String> {
+    d.workspaces
+        .keys()
+        .filter(|slug| owners_after(slug, cur, changes).is_empty())
+        .map(|slug| {
+            format!("workspace `{slug}` has no owner: name one under `owners:` (the database then keeps one)")
+        })
+        .collect()
+}
+
+/// The owners of workspace `slug` once `changes` are applied.
+fn owners_after(slug: &str, cur: &Current, changes: &[Change]) -> BTreeSet<String> {
+    let mut owners: BTreeSet<String> = cur
+        .workspaces
+        .get(slug)
+        .map(|w| {
+            w.members
+                .iter()
+                .filter(|(_, r)| *r == "owner")
+                .map(|(e, _)| e.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for c in changes {
+        match &c.op {
+            Op::AddWorkspaceMember {
+                slug: s,
+                email,
+                role,
+            }
+            | Op::SetWorkspaceRole {
+                slug: s,
+                email,
+                role,
+            } if s == slug => {
+                if role == "owner" {
+                    owners.insert(email.clone());
+                } else {
+                    owners.remove(email);
+                }
+            }
+            Op::RemoveWorkspaceMember { slug: s, email } if s == slug => {
+                owners.remove(email);
+            }
+            _ => {}
+        }
+    }
+    owners
+}
+
+/// Workspaces that have an owner and would lose every one: refused before anything runs.
+pub fn owner_problems(cur: &Current, changes: &[Change]) -> Vec<String> {
+    cur.workspaces
+        .iter()
+        .filter(|(_, w)| w.members.values().any(|r| r == "owner"))
+        .filter(|(slug, _)| owners_after(slug, cur, changes).is_empty())
+        .map(|(slug, _)| {
+            format!("workspace `{slug}` would be left without an owner: keep one under `owners:` (or name its new owner first)")
+        })
+        .collect()
 }

@@ -216,8 +216,13 @@ pub struct DesiredUser {
 pub struct DesiredWorkspace {
     pub name: String,
     pub default_channel: Option<String>,
-    /// email → role
+    /// email → role, for the people the spec names in a role list (owners, admins,
+    /// members, guests): their role is the spec's.
     pub members: BTreeMap<String, String>,
+    /// People who are in the workspace only because a channel lists them: they join as
+    /// members when they are not in it, and keep whatever role they have when they are
+    /// (being listed in a channel never lowers a workspace role).
+    pub implied: BTreeSet<String>,
     pub channels: BTreeMap<String, DesiredChannel>,
 }
 
@@ -466,6 +471,7 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                 }
             }
             let mut channels: BTreeMap<String, DesiredChannel> = BTreeMap::new();
+            let mut implied: BTreeSet<String> = BTreeSet::new();
             for c in &w.channels {
                 let ch_anchor = format!("name: {}", c.name);
                 let line = || locate(&f.text, Some(&anchor), &ch_anchor);
@@ -524,11 +530,7 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                     }
                 }
                 // Channel members belong to the workspace.
-                for email in cm.keys() {
-                    members
-                        .entry(email.clone())
-                        .or_insert_with(|| "member".to_owned());
-                }
+                implied.extend(cm.keys().cloned());
                 for target in &c.shared_with {
                     if *target == w.slug {
                         problems.push(Problem {
@@ -571,12 +573,14 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                     ),
                 });
             }
+            implied.retain(|e| !members.contains_key(e));
             d.workspaces.insert(
                 w.slug.clone(),
                 DesiredWorkspace {
                     name: w.name.clone(),
                     default_channel: w.default_channel.clone(),
                     members,
+                    implied,
                     channels,
                 },
             );
@@ -584,6 +588,49 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
     }
     d.references = refs;
     (d, problems)
+}
+
+/// Whether an address is a bot account's (what `bot:NAME` stands for).
+pub fn is_bot_email(email: &str) -> bool {
+    email.ends_with("@bots.chatctl.invalid")
+}
+
+/// A problem about `email`, located where the spec first names it (a member list, or the
+/// `people:` or `bots:` entry that declares it).
+pub fn problem_about(d: &Desired, files: &[SpecFile], email: &str, message: String) -> Problem {
+    let declared = d.users.get(email).is_some_and(|u| u.declared);
+    if let Some(r) = d.references.get(email).filter(|_| !declared) {
+        let text = files
+            .iter()
+            .find(|f| f.path == r.file)
+            .map_or("", |f| f.text.as_str());
+        return Problem {
+            file: r.file.clone(),
+            line: locate(text, r.anchor.as_deref(), &r.needle),
+            message,
+        };
+    }
+    let needle = match email.strip_suffix("@bots.chatctl.invalid") {
+        Some(bot) => format!("name: {bot}"),
+        None => email.to_owned(),
+    };
+    let found = files.iter().find_map(|f| {
+        let lower = f.text.to_lowercase();
+        lower
+            .contains(&needle)
+            .then(|| (f.path.clone(), locate(&lower, None, &needle)))
+    });
+    let (file, line) = found.unwrap_or_else(|| {
+        (
+            files.first().map(|f| f.path.clone()).unwrap_or_default(),
+            None,
+        )
+    });
+    Problem {
+        file,
+        line,
+        message,
+    }
 }
 
 /// Problems found against the database (unknown emails and workspaces), located.

@@ -5,6 +5,7 @@ mod support;
 mod ai;
 mod bots;
 mod cli;
+mod identity;
 mod local;
 mod migrate;
 mod openai;

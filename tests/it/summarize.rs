@@ -166,12 +166,22 @@ async fn a_daily_digest_is_printed_and_posted_once_per_window() {
     assert_eq!(v["digest"]["threads"][0]["id"], ids[0].to_string());
     assert_eq!(v["digest"]["threads"][0]["replies"], 4);
 
-    // Posted as the bot (created on demand), once: a re-run of the cron job posts nothing.
-    let post: Vec<&str> = base
+    // A bot nothing knows (no bots/NAME.yaml, no account) is a typo until asked for.
+    let typo: Vec<&str> = base
         .iter()
         .copied()
         .chain(["--post", "--as-bot", "digestbot"])
         .collect();
+    let (code, _, stderr) = run(&db, &[], &typo).await;
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("no bot `digestbot`") && stderr.contains("--create-bot"),
+        "{stderr}"
+    );
+    assert!(bot_messages(&mut c, "digestbot").await.is_empty());
+
+    // Posted as the bot (created when asked), once: a re-run of the cron job posts nothing.
+    let post: Vec<&str> = typo.iter().copied().chain(["--create-bot"]).collect();
     let (code, _, stderr) = run(&db, &[], &post).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
@@ -256,6 +266,7 @@ async fn a_failing_model_posts_nothing_and_the_window_stays_open() {
         "--post",
         "--as-bot",
         "digestbot",
+        "--create-bot",
     ];
     let (code, _, stderr) = run(&db, &model, &post).await;
     assert_eq!(code, Some(69), "{stderr}");
