@@ -361,6 +361,8 @@ pub struct Pass {
     pub replied: usize,
     pub lost_claims: usize,
     pub capped: usize,
+    /// Messages dated past the sweep's horizon, seen (and logged) for the first time.
+    pub ahead: usize,
 }
 
 /// The dispatcher.
@@ -393,7 +395,17 @@ pub struct Runtime {
     claims_made: std::sync::atomic::AtomicU64,
     analyzed_at: std::sync::atomic::AtomicU64,
     pruned: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Messages dated past the sweep's horizon that were logged already (once each).
+    ahead: std::sync::Mutex<std::collections::HashSet<Uuid>>,
 }
+
+/// How far ahead of the database's clock a message may be dated and still be read by the
+/// sweep (another writer's clock may run ahead). Later ones wait for their time, logged.
+/// Whatever the sweep reads, a bot's persisted cursor never passes the database's `now()`:
+/// a message dated ahead would otherwise carry it past every real message to come (one
+/// dated 2099 ended the sweep's reading until 2099). Clients cannot date their messages
+/// (the database stamps them); an import or an operator can.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 impl Runtime {
     pub fn new(pool: PgPool, bots: Vec<Bot>, opts: RuntimeOptions) -> Runtime {
@@ -415,6 +427,7 @@ impl Runtime {
             claims_made: Default::default(),
             analyzed_at: Default::default(),
             pruned: Default::default(),
+            ahead: Default::default(),
         }
     }
 
@@ -501,6 +514,7 @@ impl Runtime {
             total.replied += p.replied;
             total.lost_claims += p.lost_claims;
             total.capped += p.capped;
+            total.ahead += p.ahead;
         }
         Ok(total)
     }
@@ -561,12 +575,23 @@ impl Runtime {
         let (read_at, started): (DateTime<Utc>, DateTime<Utc>) = match created {
             Some(t) => (t, t),
             None => {
-                let (t, started): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
-                    "select read_at, started_at from chatctl.bot_cursors where bot = $1",
-                )
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await?;
+                // A cursor a future-dated message carried ahead (before chatctl held it
+                // back) comes back to the horizon.
+                let (t, started, ahead): (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>) =
+                    sqlx::query_as(
+                        "update chatctl.bot_cursors c set read_at = least(c.read_at, now())
+                           from chatctl.bot_cursors old
+                          where c.bot = $1 and old.bot = c.bot
+                         returning c.read_at, c.started_at,
+                                   case when old.read_at > c.read_at then old.read_at end",
+                    )
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?;
+                if let Some(ahead) = ahead {
+                    tracing::warn!(bot = %name, cursor = %ahead, now = %t,
+                        "the bot's cursor was in the future (a message dated ahead carried it): moved back to now");
+                }
                 let overlap = chrono::Duration::from_std(self.opts.overlap).unwrap_or_default();
                 ((t - overlap).max(started), started)
             }
@@ -590,6 +615,7 @@ impl Runtime {
                  cross join lateral (
                      select c.* from public.chat c
                       where c.channel_id = m.channel_id and (c.created_at, c.id) > ($5, $6)
+                        and c.created_at <= now() + $7::interval
                         and {UNSETTLED}
                       order by c.created_at, c.id limit {PAGE}) c"
             ),
@@ -603,6 +629,7 @@ impl Runtime {
                 .bind(bot.needs_thread_position())
                 .bind(after.0)
                 .bind(after.1)
+                .bind(CLOCK_SKEW)
                 .fetch_all(&self.pool)
                 .await?;
             for chunk in page.chunks(CHUNK) {
@@ -610,7 +637,9 @@ impl Runtime {
                 let last = chunk.last().expect("chunks are never empty");
                 after = (last.created_at, last.id);
                 sqlx::query(
-                    "update chatctl.bot_cursors set read_at = greatest(read_at, $2), read_id = $3, updated_at = now() where bot = $1",
+                    "update chatctl.bot_cursors
+                        set read_at = greatest(least(read_at, now()), least($2, now())), read_id = $3, updated_at = now()
+                      where bot = $1",
                 )
                 .bind(name)
                 .bind(last.created_at)
@@ -619,9 +648,41 @@ impl Runtime {
                 .await?;
             }
             if page.len() < PAGE {
+                pass.ahead += self.log_ahead(bot).await?;
                 return Ok(pass);
             }
         }
+    }
+
+    /// Logs (once each) the messages of the bot's channels dated past the sweep's horizon:
+    /// the sweep leaves them until their time comes, and says so.
+    async fn log_ahead(&self, bot: &Bot) -> Result<usize> {
+        let ahead: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "select c.id, c.channel_id, c.created_at from public.members m
+              cross join lateral (
+                  select c.id, c.channel_id, c.created_at from public.chat c
+                   where c.channel_id = m.channel_id and c.created_at > now() + $2::interval
+                   order by c.created_at limit 10) c
+              where m.user_id = $1
+              limit 100",
+        )
+        .bind(bot.user_id)
+        .bind(CLOCK_SKEW)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut seen = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        let mut new = 0;
+        for (id, channel, at) in ahead {
+            if seen.insert(id) {
+                new += 1;
+                tracing::warn!(bot = %bot.spec.name, message = %id, channel = %channel, created_at = %at,
+                    "a message is dated in the future: the sweep reads it when its time comes, its cursor stays at now");
+            }
+        }
+        if seen.len() > 100_000 {
+            seen.clear();
+        }
+        Ok(new)
     }
 
     /// Reads exactly these new messages (an event source named them) and acts on them. The

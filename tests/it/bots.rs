@@ -219,6 +219,80 @@ async fn messages_posted_while_down_are_answered_on_start_and_history_is_not() {
     assert_eq!(pass.replied, 3);
 }
 
+// See: issue 15 (a message dated in the future moved every bot's cursor past all real
+// messages; the sweep then read nothing and a mention sent while the daemon was down was
+// never answered).
+#[tokio::test]
+async fn a_message_dated_in_the_future_never_carries_the_cursor_past_now() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let mut c = db.conn().await;
+    // An import (the service role may date messages) brings one dated 2099.
+    let ahead = post(
+        &mut c,
+        "ada@example.com",
+        "engineering",
+        "@summarybot from the future",
+        None,
+    )
+    .await;
+    sqlx::query("update chat set created_at = '2099-01-01' where id = $1")
+        .bind(ahead)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let pass = Runtime::new(pool.clone(), bots.clone(), options("a"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(pass.replied, 0, "it waits for its time");
+    assert_eq!(pass.ahead, 1, "and the sweep says so");
+    let cursor_ok: bool = sqlx::query_scalar(
+        "select read_at <= now() + interval '1 minute' from chatctl.bot_cursors where bot = 'summarybot'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(cursor_ok, "the cursor stays at now");
+
+    // Down, a mention arrives: the next start answers it.
+    post(
+        &mut c,
+        "ada@example.com",
+        "engineering",
+        "@summarybot while you were down",
+        None,
+    )
+    .await;
+    let b = Runtime::new(pool.clone(), bots.clone(), options("b"));
+    let pass = b.catch_up().await.unwrap();
+    assert_eq!(pass.replied, 1);
+    assert_eq!(pass.ahead, 1, "a new process logs it once");
+    let pass = b.catch_up().await.unwrap();
+    assert_eq!((pass.replied, pass.ahead), (0, 0), "once");
+
+    // A cursor carried ahead before this release comes back to now.
+    sqlx::raw_sql("update chatctl.bot_cursors set read_at = '2099-01-01' where bot = 'summarybot'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    post(
+        &mut c,
+        "ada@example.com",
+        "engineering",
+        "@summarybot after the repair",
+        None,
+    )
+    .await;
+    let pass = Runtime::new(pool, bots, options("c"))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(pass.replied, 1);
+    let texts: Vec<String> = replies(&mut c).await.into_iter().map(|r| r.1).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+}
+
 #[tokio::test]
 async fn two_replicas_on_a_burst_never_reply_twice() {
     let db = TestDb::new().await;
