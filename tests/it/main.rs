@@ -2,6 +2,7 @@
 
 mod support;
 
+mod advisor;
 mod ai;
 mod bots;
 mod cli;
