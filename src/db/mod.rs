@@ -2,6 +2,7 @@
 //! cluster itself ([`local`]), the migration runner ([`migrate`]) and the data generator
 //! ([`seed`]).
 
+pub mod app_queries;
 pub mod bulk;
 pub mod local;
 pub mod migrate;

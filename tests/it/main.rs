@@ -10,6 +10,7 @@ mod identity;
 mod local;
 mod migrate;
 mod openai;
+mod plans;
 mod provision;
 mod realtime;
 mod rls;

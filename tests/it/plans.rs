@@ -1,0 +1,175 @@
+//! The app's queries keep their plans under row level security (issue 28): on generated data
+//! large enough for the planner to prefer an index, no query the app sends as a signed-in
+//! user scans a large table whole, with a plan made for its values or a cached (generic)
+//! one, as PostgREST's prepared statements get after five runs. A policy change that
+//! brought back the 19 s "mentions of me" fails here.
+
+use chatctl::db::app_queries::{self, AppQuery, Param, Picks, QUERIES, Value};
+use chatctl::db::migrate::{self, DownOptions, DownTarget, Migrations, Source};
+use chatctl::db::seed::{SeedOptions, seed};
+use sqlx::PgConnection;
+
+use crate::support::TestDb;
+
+async fn seeded() -> TestDb {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    seed(
+        &pool,
+        &SeedOptions {
+            users: 2_000,
+            channels: 200,
+            messages: 60_000,
+            workspaces: 1,
+            seed: 7,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    let mut c = db.conn().await;
+    sqlx::raw_sql("analyze").execute(&mut c).await.unwrap();
+    db
+}
+
+fn sql_type(p: Param) -> &'static str {
+    match p {
+        Param::Me
+        | Param::Channel
+        | Param::Browsed
+        | Param::Root
+        | Param::Workspace
+        | Param::Other => "uuid",
+        Param::Page => "uuid[]",
+        Param::Deep => "timestamptz",
+        Param::ChannelKinds | Param::DmKinds => "text[]",
+        Param::MeAsJson => "jsonb",
+    }
+}
+
+fn literal(v: Value) -> String {
+    let quote = |s: String| format!("'{}'", s.replace('\'', "''"));
+    match v {
+        Value::Uuid(u) => format!("{}::uuid", quote(u.to_string())),
+        Value::Uuids(us) => format!(
+            "array[{}]::uuid[]",
+            us.iter()
+                .map(|u| quote(u.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Time(t) => format!("{}::timestamptz", quote(t.to_rfc3339())),
+        Value::Texts(ts) => format!(
+            "array[{}]::text[]",
+            ts.into_iter().map(quote).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Json(j) => format!("{}::jsonb", quote(j.to_string())),
+    }
+}
+
+/// The relations a plan scans sequentially (JSON plan nodes, recursively).
+fn seq_scans(node: &serde_json::Value, out: &mut Vec<String>) {
+    if node["Node Type"] == "Seq Scan"
+        && let Some(r) = node["Relation Name"].as_str()
+    {
+        out.push(r.to_owned());
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        seq_scans(child, out);
+    }
+}
+
+/// The large tables `query` scans as `me`, with a plan for its values (`generic` false) or
+/// the cached one.
+async fn scanned(
+    c: &mut PgConnection,
+    picks: &Picks,
+    query: &AppQuery,
+    generic: bool,
+) -> Vec<String> {
+    let mut tx = sqlx::Connection::begin(&mut *c).await.unwrap();
+    app_queries::act_as(&mut tx, "authenticated", Some(picks.me))
+        .await
+        .unwrap();
+    let mode = if generic {
+        "force_generic_plan"
+    } else {
+        "force_custom_plan"
+    };
+    sqlx::raw_sql(&format!("set local plan_cache_mode = {mode}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let types: Vec<&str> = query.params.iter().map(|p| sql_type(*p)).collect();
+    // EXPLAIN takes no parameters: the values go in as literals.
+    let args: Vec<String> = query
+        .params
+        .iter()
+        .map(|p| literal(picks.value(*p).expect("the data has every value")))
+        .collect();
+    let prepare = if types.is_empty() {
+        format!("prepare app_query as {}", query.sql)
+    } else {
+        format!("prepare app_query ({}) as {}", types.join(", "), query.sql)
+    };
+    sqlx::raw_sql(&prepare).execute(&mut *tx).await.unwrap();
+    let explain = if args.is_empty() {
+        "explain (format json) execute app_query".to_owned()
+    } else {
+        format!(
+            "explain (format json) execute app_query({})",
+            args.join(", ")
+        )
+    };
+    let plan: serde_json::Value = sqlx::query_scalar(&explain)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", query.name));
+    sqlx::raw_sql("deallocate app_query")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let mut found = Vec::new();
+    seq_scans(&plan[0]["Plan"], &mut found);
+    found.retain(|r| query.large.contains(&r.as_str()));
+    found
+}
+
+#[tokio::test]
+async fn the_apps_queries_never_scan_a_large_table_as_a_signed_in_user() {
+    let db = seeded().await;
+    let mut c = db.conn().await;
+    let picks = app_queries::pick(&mut c).await.unwrap();
+    let mut problems = Vec::new();
+    for q in QUERIES {
+        for generic in [false, true] {
+            let found = scanned(&mut c, &picks, q, generic).await;
+            if !found.is_empty() {
+                problems.push(format!(
+                    "{} ({} plan) scans {found:?}",
+                    q.name,
+                    if generic { "cached" } else { "custom" }
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The check sees a degraded plan: under the policies before 0009, "mentions of me"
+    // scanned every message.
+    let migrations = Migrations::load(&Source::Embedded).await.unwrap();
+    migrate::down(
+        &mut c,
+        &migrations,
+        &DownOptions {
+            target: DownTarget::Version(8),
+            dry_run: false,
+            lock_timeout: std::time::Duration::from_secs(10),
+        },
+    )
+    .await
+    .unwrap();
+    let found = scanned(&mut c, &picks, &app_queries::MENTIONS_BEFORE, false).await;
+    assert_eq!(found, vec!["chat".to_owned()]);
+}
