@@ -133,10 +133,10 @@ pub const QUERIES: &[AppQuery] = &[
     },
     AppQuery {
         name: "channels",
-        what: "the channel list of a workspace",
-        request: "GET /channels?workspace_id=eq.W&kind=in.(public,private)&select=id,name,kind,topic,archived_at&order=name",
+        what: "a page of the workspace's channel browser",
+        request: "GET /channels?workspace_id=eq.W&kind=in.(public,private)&select=id,name,kind,topic,archived_at&order=name&limit=100",
         sql: postgrest!(
-            r#"SELECT "public"."channels"."id", "public"."channels"."name", "public"."channels"."kind", "public"."channels"."topic", "public"."channels"."archived_at" FROM "public"."channels" WHERE "public"."channels"."workspace_id" = $1 AND "public"."channels"."kind" = ANY($2) ORDER BY "public"."channels"."name" ASC"#
+            r#"SELECT "public"."channels"."id", "public"."channels"."name", "public"."channels"."kind", "public"."channels"."topic", "public"."channels"."archived_at" FROM "public"."channels" WHERE "public"."channels"."workspace_id" = $1 AND "public"."channels"."kind" = ANY($2) ORDER BY "public"."channels"."name" ASC LIMIT 100 OFFSET 0"#
         ),
         params: &[Param::Workspace, Param::ChannelKinds],
         large: &["chat", "members"],
@@ -233,6 +233,32 @@ pub enum Value {
     Json(serde_json::Value),
 }
 
+impl Value {
+    /// The value as an SQL literal (for EXPLAIN, which takes no parameters).
+    pub fn literal(&self) -> String {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let array = |items: Vec<String>, ty: &str| format!("array[{}]::{ty}[]", items.join(", "));
+        match self {
+            Value::Uuid(u) => format!("{}::uuid", quote(&u.to_string())),
+            Value::Uuids(us) => array(us.iter().map(|u| quote(&u.to_string())).collect(), "uuid"),
+            Value::Time(t) => format!("{}::timestamptz", quote(&t.to_rfc3339())),
+            Value::Texts(ts) => array(ts.iter().map(|t| quote(t)).collect(), "text"),
+            Value::Json(j) => format!("{}::jsonb", quote(&j.to_string())),
+        }
+    }
+
+    /// The SQL type of the value.
+    pub fn sql_type(&self) -> &'static str {
+        match self {
+            Value::Uuid(_) => "uuid",
+            Value::Uuids(_) => "uuid[]",
+            Value::Time(_) => "timestamptz",
+            Value::Texts(_) => "text[]",
+            Value::Json(_) => "jsonb",
+        }
+    }
+}
+
 impl Picks {
     /// The value of `p`, or `None` when the data has none (no public channel left to browse).
     pub fn value(&self, p: Param) -> Option<Value> {
@@ -249,6 +275,22 @@ impl Picks {
             Param::DmKinds => Value::Texts(vec!["dm".into(), "group_dm".into()]),
             Param::MeAsJson => Value::Json(serde_json::json!([self.me])),
         })
+    }
+
+    /// The values of `query`, or `None` when the data lacks one.
+    pub fn values(&self, query: &AppQuery) -> Option<Vec<Value>> {
+        query.params.iter().map(|p| self.value(*p)).collect()
+    }
+
+    /// `query`'s SQL with its values written in as literals.
+    pub fn inline(&self, query: &AppQuery) -> Option<String> {
+        let values = self.values(query)?;
+        let mut sql = query.sql.to_owned();
+        // Highest first: $10 before $1.
+        for (i, v) in values.iter().enumerate().rev() {
+            sql = sql.replace(&format!("${}", i + 1), &v.literal());
+        }
+        Some(sql)
     }
 
     /// `query` with its values bound, ready to run.

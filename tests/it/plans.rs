@@ -4,7 +4,7 @@
 //! one, as PostgREST's prepared statements get after five runs. A policy change that
 //! brought back the 19 s "mentions of me" fails here.
 
-use chatctl::db::app_queries::{self, AppQuery, Param, Picks, QUERIES, Value};
+use chatctl::db::app_queries::{self, AppQuery, Picks, QUERIES, Value};
 use chatctl::db::migrate::{self, DownOptions, DownTarget, Migrations, Source};
 use chatctl::db::seed::{SeedOptions, seed};
 use sqlx::PgConnection;
@@ -30,41 +30,6 @@ async fn seeded() -> TestDb {
     let mut c = db.conn().await;
     sqlx::raw_sql("analyze").execute(&mut c).await.unwrap();
     db
-}
-
-fn sql_type(p: Param) -> &'static str {
-    match p {
-        Param::Me
-        | Param::Channel
-        | Param::Browsed
-        | Param::Root
-        | Param::Workspace
-        | Param::Other => "uuid",
-        Param::Page => "uuid[]",
-        Param::Deep => "timestamptz",
-        Param::ChannelKinds | Param::DmKinds => "text[]",
-        Param::MeAsJson => "jsonb",
-    }
-}
-
-fn literal(v: Value) -> String {
-    let quote = |s: String| format!("'{}'", s.replace('\'', "''"));
-    match v {
-        Value::Uuid(u) => format!("{}::uuid", quote(u.to_string())),
-        Value::Uuids(us) => format!(
-            "array[{}]::uuid[]",
-            us.iter()
-                .map(|u| quote(u.to_string()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Value::Time(t) => format!("{}::timestamptz", quote(t.to_rfc3339())),
-        Value::Texts(ts) => format!(
-            "array[{}]::text[]",
-            ts.into_iter().map(quote).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Json(j) => format!("{}::jsonb", quote(j.to_string())),
-    }
 }
 
 /// The relations a plan scans sequentially (JSON plan nodes, recursively).
@@ -100,13 +65,10 @@ async fn scanned(
         .execute(&mut *tx)
         .await
         .unwrap();
-    let types: Vec<&str> = query.params.iter().map(|p| sql_type(*p)).collect();
+    let values = picks.values(query).expect("the data has every value");
+    let types: Vec<&str> = values.iter().map(Value::sql_type).collect();
     // EXPLAIN takes no parameters: the values go in as literals.
-    let args: Vec<String> = query
-        .params
-        .iter()
-        .map(|p| literal(picks.value(*p).expect("the data has every value")))
-        .collect();
+    let args: Vec<String> = values.iter().map(Value::literal).collect();
     let prepare = if types.is_empty() {
         format!("prepare app_query as {}", query.sql)
     } else {
