@@ -51,6 +51,9 @@ pub struct AppQuery {
     pub params: &'static [Param],
     /// Tables that must not be scanned whole under row level security.
     pub large: &'static [&'static str],
+    /// A page of a list that grows without bound (a timeline, mentions): read in index
+    /// order, never all of it fetched and sorted.
+    pub ordered: bool,
 }
 
 /// PostgREST's envelope around a read (`pgrst_source` is the query proper).
@@ -81,6 +84,7 @@ pub const QUERIES: &[AppQuery] = &[
         sql: TIMELINE,
         params: &[Param::Channel],
         large: &["chat"],
+        ordered: true,
     },
     AppQuery {
         name: "timeline_browsed",
@@ -89,6 +93,7 @@ pub const QUERIES: &[AppQuery] = &[
         sql: TIMELINE,
         params: &[Param::Browsed],
         large: &["chat"],
+        ordered: true,
     },
     AppQuery {
         name: "timeline_deep",
@@ -99,6 +104,7 @@ pub const QUERIES: &[AppQuery] = &[
         ),
         params: &[Param::Channel, Param::Deep],
         large: &["chat"],
+        ordered: true,
     },
     AppQuery {
         name: "thread",
@@ -109,6 +115,7 @@ pub const QUERIES: &[AppQuery] = &[
         ),
         params: &[Param::Root],
         large: &["chat"],
+        ordered: false,
     },
     AppQuery {
         name: "reactions",
@@ -119,6 +126,7 @@ pub const QUERIES: &[AppQuery] = &[
         ),
         params: &[Param::Page],
         large: &["chat", "emojis"],
+        ordered: false,
     },
     AppQuery {
         name: "attachments",
@@ -130,6 +138,7 @@ pub const QUERIES: &[AppQuery] = &[
         params: &[Param::Page],
         // `dev seed` writes no files: the table is empty there.
         large: &["chat"],
+        ordered: false,
     },
     AppQuery {
         name: "channels",
@@ -140,6 +149,7 @@ pub const QUERIES: &[AppQuery] = &[
         ),
         params: &[Param::Workspace, Param::ChannelKinds],
         large: &["chat", "members"],
+        ordered: false,
     },
     AppQuery {
         name: "dms",
@@ -150,6 +160,7 @@ pub const QUERIES: &[AppQuery] = &[
         ),
         params: &[Param::Me, Param::DmKinds],
         large: &["chat", "members"],
+        ordered: false,
     },
     AppQuery {
         name: "members",
@@ -160,6 +171,7 @@ pub const QUERIES: &[AppQuery] = &[
         ),
         params: &[Param::Channel],
         large: &["chat", "members"],
+        ordered: false,
     },
     AppQuery {
         name: "mentions",
@@ -170,6 +182,7 @@ pub const QUERIES: &[AppQuery] = &[
         ),
         params: &[Param::Me],
         large: &["chat", "mentions"],
+        ordered: true,
     },
     AppQuery {
         name: "unread",
@@ -178,6 +191,7 @@ pub const QUERIES: &[AppQuery] = &[
         sql: postgrest!(r#"SELECT "pgrst_call".* FROM "public"."unread_counts"() AS "pgrst_call""#),
         params: &[],
         large: &["members"],
+        ordered: false,
     },
     AppQuery {
         name: "profile",
@@ -188,6 +202,7 @@ pub const QUERIES: &[AppQuery] = &[
         ),
         params: &[Param::Other],
         large: &["chat", "members", "workspace_members"],
+        ordered: false,
     },
     AppQuery {
         name: "readable",
@@ -196,6 +211,7 @@ pub const QUERIES: &[AppQuery] = &[
         sql: "select id from public.channels",
         params: &[],
         large: &["chat", "members"],
+        ordered: false,
     },
 ];
 
@@ -209,6 +225,7 @@ pub const MENTIONS_BEFORE: AppQuery = AppQuery {
     ),
     params: &[Param::MeAsJson],
     large: &["chat"],
+    ordered: true,
 };
 
 /// The values the queries bind, chosen from the data.

@@ -17,8 +17,10 @@ async fn seeded() -> TestDb {
     seed(
         &pool,
         &SeedOptions {
+            // Many channels for the messages (60 each on average, and #general holds a
+            // fifth): plans made for the average channel are tempted to read all of one.
             users: 2_000,
-            channels: 200,
+            channels: 1_000,
             messages: 60_000,
             workspaces: 1,
             seed: 7,
@@ -32,15 +34,21 @@ async fn seeded() -> TestDb {
     db
 }
 
-/// The relations a plan scans sequentially (JSON plan nodes, recursively).
-fn seq_scans(node: &serde_json::Value, out: &mut Vec<String>) {
-    if node["Node Type"] == "Seq Scan"
-        && let Some(r) = node["Relation Name"].as_str()
+/// The relations a plan reads whole (JSON plan nodes, recursively): scanned sequentially,
+/// or read (however) below a Sort, where an index in the right order would have read a
+/// page of them.
+fn read_whole(node: &serde_json::Value, sorted: bool, out: &mut Vec<String>) {
+    let kind = node["Node Type"].as_str().unwrap_or_default();
+    if let Some(r) = node["Relation Name"].as_str()
+        && (kind == "Seq Scan" || sorted)
     {
-        out.push(r.to_owned());
+        out.push(format!(
+            "{r} ({kind}{})",
+            if sorted { " under a Sort" } else { "" }
+        ));
     }
     for child in node["Plans"].as_array().into_iter().flatten() {
-        seq_scans(child, out);
+        read_whole(child, sorted || kind == "Sort", out);
     }
 }
 
@@ -93,8 +101,12 @@ async fn scanned(
         .unwrap();
     tx.rollback().await.unwrap();
     let mut found = Vec::new();
-    seq_scans(&plan[0]["Plan"], &mut found);
-    found.retain(|r| query.large.contains(&r.as_str()));
+    read_whole(&plan[0]["Plan"], false, &mut found);
+    if !query.ordered {
+        // A thread or a member list is read whole anyway: a Sort over it is fine.
+        found.retain(|r| !r.contains("under a Sort"));
+    }
+    found.retain(|r| query.large.iter().any(|t| r.starts_with(&format!("{t} "))));
     found
 }
 
@@ -118,8 +130,22 @@ async fn the_apps_queries_never_scan_a_large_table_as_a_signed_in_user() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
-    // The check sees a degraded plan: under the policies before 0009, "mentions of me"
-    // scanned every message.
+    // The check sees a degraded plan: planned for the average channel (without 0009's
+    // statistics hint), the cached timeline reads and sorts all of a busy channel.
+    let timeline = &QUERIES[0];
+    sqlx::raw_sql("alter table chat alter column channel_id reset (n_distinct); analyze chat")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let found = scanned(&mut c, &picks, timeline, true).await;
+    assert!(
+        found
+            .iter()
+            .any(|r| r.starts_with("chat (") && r.contains("under a Sort")),
+        "{found:?}"
+    );
+
+    // And under the policies before 0009, "mentions of me" scanned every message.
     let migrations = Migrations::load(&Source::Embedded).await.unwrap();
     migrate::down(
         &mut c,
@@ -133,5 +159,8 @@ async fn the_apps_queries_never_scan_a_large_table_as_a_signed_in_user() {
     .await
     .unwrap();
     let found = scanned(&mut c, &picks, &app_queries::MENTIONS_BEFORE, false).await;
-    assert_eq!(found, vec!["chat".to_owned()]);
+    assert!(
+        found.iter().any(|r| r.starts_with("chat (Seq Scan")),
+        "{found:?}"
+    );
 }
