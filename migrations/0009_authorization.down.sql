@@ -3,6 +3,7 @@
 -- DM members are not restored.
 
 alter table public.chat alter column channel_id reset (n_distinct);
+alter table public.members alter column channel_id reset (n_distinct);
 drop index chatctl.bot_digests_channel_idx;
 drop index public.shared_channels_shared_by_idx;
 drop index public.channels_created_by_idx;

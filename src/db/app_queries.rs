@@ -164,14 +164,14 @@ pub const QUERIES: &[AppQuery] = &[
     },
     AppQuery {
         name: "members",
-        what: "the first 100 members of a channel, with their profiles",
-        request: "GET /members?channel_id=eq.C&select=user_id,role,users(id,username,display_name,avatar_url)&limit=100",
+        what: "a page of 100 members of a channel, with their profiles",
+        request: "GET /members?channel_id=eq.C&select=user_id,role,users(id,username,display_name,avatar_url)&order=user_id&limit=100",
         sql: postgrest!(
-            r#"SELECT "public"."members"."user_id", "public"."members"."role", row_to_json("members_users_1".*)::jsonb AS "users" FROM "public"."members" LEFT JOIN LATERAL (SELECT "users_1"."id", "users_1"."username", "users_1"."display_name", "users_1"."avatar_url" FROM "public"."users" AS "users_1" WHERE "users_1"."id" = "public"."members"."user_id") AS "members_users_1" ON TRUE WHERE "public"."members"."channel_id" = $1 LIMIT 100 OFFSET 0"#
+            r#"SELECT "public"."members"."user_id", "public"."members"."role", row_to_json("members_users_1".*)::jsonb AS "users" FROM "public"."members" LEFT JOIN LATERAL (SELECT "users_1"."id", "users_1"."username", "users_1"."display_name", "users_1"."avatar_url" FROM "public"."users" AS "users_1" WHERE "users_1"."id" = "public"."members"."user_id") AS "members_users_1" ON TRUE WHERE "public"."members"."channel_id" = $1 ORDER BY "public"."members"."user_id" ASC LIMIT 100 OFFSET 0"#
         ),
         params: &[Param::Channel],
         large: &["chat", "members"],
-        ordered: false,
+        ordered: true,
     },
     AppQuery {
         name: "mentions",

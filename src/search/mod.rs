@@ -241,16 +241,9 @@ async fn channel_ids(pool: &Pool, name: &str, workspace: Option<Uuid>) -> Result
 /// Runs the rest of a transaction as `user` through PostgREST's eyes: the `authenticated`
 /// role with the user's JWT claims, so every row level security policy applies.
 pub async fn act_as(conn: &mut crate::db::Connection, user: Uuid) -> Result<()> {
-    let claims = serde_json::json!({ "sub": user, "role": "authenticated" }).to_string();
-    sqlx::query("select set_config('request.jwt.claims', $1, true)")
-        .bind(claims)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("set local role authenticated")
-        .execute(&mut *conn)
+    crate::db::app_queries::act_as(conn, "authenticated", Some(user))
         .await
-        .context("cannot switch to the authenticated role to search as a user")?;
-    Ok(())
+        .context("cannot switch to the authenticated role to search as a user")
 }
 
 /// The channels `user` may read, as the row level security policies decide it.

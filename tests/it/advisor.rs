@@ -184,3 +184,37 @@ async fn no_extension_in_public_and_auth_is_referenced_by_primary_key() {
     )
     .await;
 }
+
+// Beyond the advisor: no SECURITY DEFINER function reveals what its caller could not read.
+// The ones a signed-in session may execute (outside the API's schema, but callable in SQL)
+// answer only about the caller: their own channels and workspaces, whether they share a
+// channel with someone, the addresses they may see. A new one fails here until reviewed.
+#[tokio::test]
+async fn the_definer_functions_a_client_may_call_are_the_reviewed_ones() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    let callable: Vec<String> = sqlx::query_scalar(
+        "select p.oid::regprocedure::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+          where p.prosecdef and n.nspname not in ('auth', 'storage', 'pg_catalog', 'information_schema')
+            and p.prorettype <> 'trigger'::regtype
+            and (has_function_privilege('authenticated', p.oid, 'execute')
+                 or has_function_privilege('anon', p.oid, 'execute'))
+          order by 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let reviewed = [
+        "chat_private.my_admin_workspaces()",
+        "chat_private.my_channels()",
+        "chat_private.my_moderated_channels()",
+        "chat_private.my_owned_workspaces()",
+        "chat_private.my_postable_channels()",
+        "chat_private.my_reading_workspaces()",
+        "chat_private.my_shared_channels()",
+        "chat_private.my_workspaces()",
+        "chat_private.shares_channel_with(uuid)",
+        "chat_private.visible_emails(uuid[])",
+    ];
+    assert_eq!(callable, reviewed);
+}
