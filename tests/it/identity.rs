@@ -36,13 +36,7 @@ async fn sign_up(c: &mut PgConnection, email: &str, confirmed: bool) -> Uuid {
 /// Runs `sql` as the signed-in `user`, the way PostgREST does; the error text on refusal.
 async fn as_user(c: &mut PgConnection, user: Uuid, sql: &str) -> Result<u64, String> {
     let mut tx = sqlx::Connection::begin(&mut *c).await.unwrap();
-    sqlx::query("select set_config('request.jwt.claims', $1, true)")
-        .bind(format!(r#"{{"sub":"{user}","role":"authenticated"}}"#))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::raw_sql("set local role authenticated")
-        .execute(&mut *tx)
+    chatctl::db::app_queries::act_as(&mut tx, "authenticated", Some(user))
         .await
         .unwrap();
     let result = sqlx::query(sql).execute(&mut *tx).await;

@@ -330,13 +330,7 @@ async fn visible(c: &mut PgConnection, email: &str, channel: &str) -> i64 {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("select set_config('request.jwt.claims', $1, true)")
-        .bind(format!(r#"{{"sub":"{id}","role":"authenticated"}}"#))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::raw_sql("set local role authenticated")
-        .execute(&mut *tx)
+    chatctl::db::app_queries::act_as(&mut tx, "authenticated", Some(id))
         .await
         .unwrap();
     let n: i64 = sqlx::query_scalar(

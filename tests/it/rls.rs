@@ -168,6 +168,19 @@ const HOME_AND_PARTNER: &[Actor] = &[
     PartnerOwner,
     Bot,
 ];
+/// Who sees `member` (a profile, a status): their workspace, and the partner who shares
+/// #shared with them.
+const SEE_MEMBER: &[Actor] = &[
+    Guest,
+    Member,
+    Moderator,
+    PrivateMember,
+    DmMember,
+    Admin,
+    Owner,
+    PartnerOwner,
+    Bot,
+];
 const ADMINS: &[Actor] = &[Admin, Owner];
 const PRIVATE: &[Actor] = &[PrivateMember, Moderator];
 const DM: &[Actor] = &[Member, DmMember];
@@ -356,17 +369,7 @@ const MODEL: &[Table] = &[
                 "coworker",
                 "`member`'s profile",
                 &[("id", "{member}")],
-                &[
-                    Guest,
-                    Member,
-                    Moderator,
-                    PrivateMember,
-                    DmMember,
-                    Admin,
-                    Owner,
-                    PartnerOwner,
-                    Bot,
-                ],
+                SEE_MEMBER,
             ),
             row(
                 "partner",
@@ -1257,17 +1260,7 @@ const MODEL: &[Table] = &[
                 "member",
                 "`member`'s status",
                 &[("user_id", "{member}")],
-                &[
-                    Guest,
-                    Member,
-                    Moderator,
-                    PrivateMember,
-                    DmMember,
-                    Admin,
-                    Owner,
-                    PartnerOwner,
-                    Bot,
-                ],
+                SEE_MEMBER,
             ),
             row(
                 "partner",
@@ -1352,16 +1345,7 @@ const FUNCTIONS: &[Function] = &[
         calls: &[(
             "their unread count in #general",
             "select * from public.unread_counts() where channel_id = {general}",
-            &[
-                Guest,
-                Member,
-                Moderator,
-                PrivateMember,
-                DmMember,
-                Admin,
-                Owner,
-                Bot,
-            ],
+            HOME_ALL,
         )],
     },
     Function {
@@ -1370,32 +1354,12 @@ const FUNCTIONS: &[Function] = &[
             (
                 "their own email",
                 "select * from public.user_emails(array[{me}]) where email is not null",
-                &[
-                    Stranger,
-                    Guest,
-                    Member,
-                    Moderator,
-                    PrivateMember,
-                    DmMember,
-                    Admin,
-                    Owner,
-                    PartnerOwner,
-                    Bot,
-                ],
+                PROFILED,
             ),
             (
                 "`member`'s email (same workspace)",
                 "select * from public.user_emails(array[{member}])",
-                &[
-                    Guest,
-                    Member,
-                    Moderator,
-                    PrivateMember,
-                    DmMember,
-                    Admin,
-                    Owner,
-                    Bot,
-                ],
+                HOME_ALL,
             ),
             (
                 "`partner`'s email (only a shared channel in common)",
