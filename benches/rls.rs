@@ -147,14 +147,6 @@ async fn prepare(admin: &str, url: &str, after: &str, before: &str, size: u64, f
             "\n(seeded {after}: {size} messages in {:.1} s)",
             started.elapsed().as_secs_f64()
         );
-        // A closed pool's sessions may linger a moment: a template must have none.
-        let mut a = PgConnection::connect(admin).await.unwrap();
-        sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()")
-            .bind(after)
-            .execute(&mut a)
-            .await
-            .unwrap();
-        a.close().await.unwrap();
         common::recreate(admin, before, Some(after)).await;
         let mut b = migrate::connect(&common::with_db(url, before), Duration::from_secs(10))
             .await

@@ -64,7 +64,7 @@ drop function chat_private.verified_email(uuid);
 drop trigger chat_mentions_update on public.chat;
 drop function chat_private.mentions_of_changed_message();
 drop trigger chat_mentions_insert on public.chat;
-drop function chat_private.mentions_of_new_messages();
+drop function chat_private.mentions_of_new_message();
 drop function chat_private.mentioned(jsonb);
 drop table public.mentions;
 

@@ -30,9 +30,20 @@ pub fn with_db(url: &str, db: &str) -> String {
 }
 
 /// Drops and creates `db` (from `template` when given) through the maintenance database.
+/// A template must have no other session: a closed pool's may linger a moment, and after a
+/// big load an autovacuum worker may be on it, so they are ended first.
 pub async fn recreate(admin: &str, db: &str, template: Option<&str>) {
     drop_db(admin, db).await;
     let mut c = PgConnection::connect(admin).await.unwrap();
+    if let Some(t) = template {
+        sqlx::query(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+        )
+        .bind(t)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
     let sql = match template {
         Some(t) => format!("create database {db} template {t}"),
         None => format!("create database {db}"),
