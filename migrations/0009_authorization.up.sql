@@ -626,7 +626,7 @@ begin
      where c.id = m.channel_id and c.kind in ('dm', 'group_dm') and m.role <> 'member';
     get diagnostics n = row_count;
     if n > 0 then
-        raise notice 'chatctl: % member(s) of direct messages had a moderating role; now plain members', n;
+        raise warning 'chatctl: % member(s) of direct messages had a moderating role; now plain members', n;
     end if;
     select string_agg(w.slug, ', ' order by w.slug) into orphans from public.workspaces w
      where not exists (select 1 from public.workspace_members m where m.workspace_id = w.id and m.role = 'owner');

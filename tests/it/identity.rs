@@ -372,3 +372,58 @@ async fn roles_change_only_where_the_spec_names_them_and_an_owner_is_kept() {
         "{err}"
     );
 }
+
+// Existing data (issue 15): migration 0009 repairs what it can and reports the rest, where
+// the operator running `chatctl migrate up` sees it.
+#[tokio::test]
+async fn the_migration_repairs_direct_messages_and_emails_and_reports_ownerless_workspaces() {
+    let db = TestDb::empty().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    crate::support::chatctl(&env)
+        .args(["migrate", "up", "--to", "8", "-q"])
+        .assert()
+        .success();
+    let mut c = db.conn().await;
+    let (a, b) = (
+        sign_up(&mut c, "a@example.com", true).await,
+        sign_up(&mut c, "b@example.com", true).await,
+    );
+    let mut key = [a.to_string(), b.to_string()];
+    key.sort();
+    sqlx::raw_sql(&format!(
+        "insert into users (id, username, email) values ('{a}', 'a', 'a@example.com'), ('{b}', 'b', 'ceo@example.com');
+         insert into workspaces (id, slug, name) values ('00000000-0000-4000-8000-0000000000aa', 'lonely', 'Lonely');
+         insert into workspace_members values ('00000000-0000-4000-8000-0000000000aa', '{a}', 'member'),
+             ('00000000-0000-4000-8000-0000000000aa', '{b}', 'member');
+         insert into channels (id, workspace_id, kind, dm_key)
+             values ('00000000-0000-4000-8000-0000000000dd', '00000000-0000-4000-8000-0000000000aa', 'dm', '{},{}');
+         insert into members values ('00000000-0000-4000-8000-0000000000dd', '{a}', 'owner'),
+             ('00000000-0000-4000-8000-0000000000dd', '{b}', 'member');",
+        key[0], key[1]
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+
+    let out = crate::support::chatctl(&env)
+        .args(["migrate", "up"])
+        .output()
+        .unwrap();
+    let (_, stderr) = crate::support::outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    for said in [
+        "1 profile(s) had an email their auth user has not verified",
+        "1 member(s) of direct messages had a moderating role; now plain members",
+        "workspaces without an owner: lonely",
+    ] {
+        assert!(stderr.contains(said), "`{said}` in:\n{stderr}");
+    }
+    let roles: Vec<String> = sqlx::query_scalar("select role from members")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(roles, ["member", "member"]);
+    let email: Option<String> =
+        scalar(&mut c, &format!("select email from users where id = '{b}'")).await;
+    assert_eq!(email.as_deref(), Some("b@example.com"), "the verified one");
+}
