@@ -575,22 +575,25 @@ impl Runtime {
         let (read_at, started): (DateTime<Utc>, DateTime<Utc>) = match created {
             Some(t) => (t, t),
             None => {
-                // A cursor a future-dated message carried ahead (before chatctl held it
-                // back) comes back to the horizon.
-                let (t, started, ahead): (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>) =
-                    sqlx::query_as(
-                        "update chatctl.bot_cursors c set read_at = least(c.read_at, now())
-                           from chatctl.bot_cursors old
-                          where c.bot = $1 and old.bot = c.bot
-                         returning c.read_at, c.started_at,
-                                   case when old.read_at > c.read_at then old.read_at end",
+                let (mut t, started, ahead): (DateTime<Utc>, DateTime<Utc>, bool) = sqlx::query_as(
+                    "select read_at, started_at, read_at > now() from chatctl.bot_cursors where bot = $1",
+                )
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?;
+                if ahead {
+                    // A cursor a future-dated message carried ahead (before chatctl held it
+                    // back) comes back to now.
+                    let now: DateTime<Utc> = sqlx::query_scalar(
+                        "update chatctl.bot_cursors set read_at = now(), updated_at = now()
+                          where bot = $1 returning read_at",
                     )
                     .bind(name)
                     .fetch_one(&self.pool)
                     .await?;
-                if let Some(ahead) = ahead {
-                    tracing::warn!(bot = %name, cursor = %ahead, now = %t,
+                    tracing::warn!(bot = %name, cursor = %t, now = %now,
                         "the bot's cursor was in the future (a message dated ahead carried it): moved back to now");
+                    t = now;
                 }
                 let overlap = chrono::Duration::from_std(self.opts.overlap).unwrap_or_default();
                 ((t - overlap).max(started), started)

@@ -271,7 +271,9 @@ pub(super) async fn require_bot(
     Err(Error::usage(format!(
         "no bot `{name}`: there is no bots/{name}.yaml and no bot account of that name"
     ))
-    .with_help("check the name (`chatctl bots list`), or pass --create-bot to create its account")
+    .with_help(
+        "check the name (`chatctl bots list`); `summarize --post --create-bot` creates a new bot's account",
+    )
     .into())
 }
 

@@ -43,12 +43,9 @@ pub async fn plan(conn: &mut PgConnection, files: &[SpecFile], opts: &PlanOption
         let declared = desired.users.get(email);
         let bot = declared.map_or(spec::is_bot_email(email), |u| u.is_bot);
         let message = match current.identities.by_email.get(email) {
-            Some(identity::Identity::NoProfile { .. }) if declared.is_none() => {
-                known.insert(email.clone());
-                Some(format!(
-                    "`{email}` has signed up but has no profile yet: declare them under `people:` to create it"
-                ))
-            }
+            Some(identity::Identity::NoProfile { .. }) if declared.is_none() => Some(format!(
+                "`{email}` has signed up but has no profile yet: declare them under `people:` to create it"
+            )),
             _ => current.identities.problem(email, bot),
         };
         if let Some(message) = message {
