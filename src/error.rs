@@ -27,6 +27,8 @@ pub enum ExitCode {
     Usage = 64,
     /// The database (or the local PostgreSQL) could not be reached or started.
     Unavailable = 69,
+    /// The database role may not do what was asked (e.g. write Supabase Auth's tables).
+    NoPermission = 77,
     /// Try again later: a lock wait timed out (another `migrate` holds the lock), or a daily AI
     /// token budget is spent.
     TempFail = 75,
@@ -36,13 +38,14 @@ pub enum ExitCode {
 
 impl ExitCode {
     /// Every code, in the order the README lists them.
-    pub const ALL: [ExitCode; 7] = [
+    pub const ALL: [ExitCode; 8] = [
         ExitCode::Success,
         ExitCode::Failure,
         ExitCode::ChangesPending,
         ExitCode::Usage,
         ExitCode::Unavailable,
         ExitCode::TempFail,
+        ExitCode::NoPermission,
         ExitCode::Interrupted,
     ];
 
@@ -65,6 +68,8 @@ pub enum Kind {
     Usage,
     /// The database or local PostgreSQL cannot be reached or started.
     Unavailable,
+    /// The database role lacks a privilege the operation needs.
+    NoPermission,
     /// A lock wait ran out, or a daily AI token budget is spent: retrying later may succeed.
     TempFail,
     /// Interrupted by the operator.
@@ -108,6 +113,7 @@ impl Error {
             Kind::Usage => ExitCode::Usage,
             Kind::Unavailable => ExitCode::Unavailable,
             Kind::TempFail => ExitCode::TempFail,
+            Kind::NoPermission => ExitCode::NoPermission,
             Kind::Interrupted => ExitCode::Interrupted,
             Kind::Failed => ExitCode::Failure,
         }

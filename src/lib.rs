@@ -18,5 +18,6 @@ pub mod provision;
 pub mod realtime;
 pub mod search;
 pub mod stack;
+pub mod users;
 
 pub use error::Result;

@@ -47,3 +47,9 @@ impl Progress {
         }
     }
 }
+
+/// A progress event as one JSON line on stderr (`--output json`: scripts read progress
+/// from stderr and the result from stdout).
+pub fn json_line(event: &serde_json::Value) {
+    eprintln!("{event}");
+}

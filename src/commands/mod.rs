@@ -15,6 +15,7 @@ mod migrate;
 mod search;
 mod summarize;
 mod up;
+mod users;
 mod workspace;
 
 use std::path::PathBuf;
@@ -76,6 +77,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Create, list, show, rename, delete and export workspaces
     Workspace(workspace::WorkspaceArgs),
+    /// Import people in bulk; list, show, deactivate, reactivate, set roles, export
+    Users(users::UsersArgs),
     /// Create, list, archive, rename channels; manage members and sharing
     Channel(channel::ChannelArgs),
     /// Open the direct message of a set of users
@@ -205,6 +208,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Apply(args) => apply::run(ctx, args).await,
         Command::Workspace(args) => workspace::run(ctx, args).await,
         Command::Channel(args) => channel::run(ctx, args).await,
+        Command::Users(args) => users::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
         Command::Search(args) => search::run(ctx, args).await,
         Command::Audit(args) => audit::run(ctx, args).await,

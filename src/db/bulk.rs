@@ -7,6 +7,7 @@
 //! If anything fails the transaction rolls back and the definitions are back as they were.
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::error::Result;
@@ -77,5 +78,67 @@ impl Deferred {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Escapes a value for COPY's text format.
+pub fn esc(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A timestamp in COPY's text format (UTC).
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
+}
+
+/// Streams COPY data in chunks.
+pub struct CopyStream<'c> {
+    copy: sqlx::postgres::PgCopyIn<&'c mut sqlx::PgConnection>,
+    pub buf: String,
+    pub rows: u64,
+}
+
+impl<'c> CopyStream<'c> {
+    pub async fn open(conn: &'c mut sqlx::PgConnection, statement: &str) -> Result<CopyStream<'c>> {
+        let copy = conn
+            .copy_in_raw(statement)
+            .await
+            .with_context(|| format!("cannot start `{statement}`"))?;
+        Ok(CopyStream {
+            copy,
+            buf: String::with_capacity(1 << 20),
+            rows: 0,
+        })
+    }
+
+    pub async fn row_done(&mut self) -> Result<()> {
+        self.buf.push('\n');
+        self.rows += 1;
+        if self.buf.len() >= 1 << 20 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.copy.send(self.buf.as_bytes()).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> Result<u64> {
+        self.flush().await?;
+        self.copy.finish().await?;
+        Ok(self.rows)
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
+use crate::db::bulk::{CopyStream, esc, ts};
 use crate::error::{Error, Result};
 use crate::output::{self, Report};
 use crate::progress::Progress;
@@ -163,70 +164,10 @@ impl Gen {
 }
 
 /// A COPY text-format field.
-fn esc(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
-}
-
 struct Channel {
     id: Uuid,
     workspace: usize,
     members: Vec<usize>,
-}
-
-/// Streams COPY data in chunks.
-struct CopyStream<'c> {
-    copy: sqlx::postgres::PgCopyIn<&'c mut sqlx::PgConnection>,
-    buf: String,
-    rows: u64,
-}
-
-impl<'c> CopyStream<'c> {
-    async fn open(conn: &'c mut sqlx::PgConnection, statement: &str) -> Result<CopyStream<'c>> {
-        let copy = conn
-            .copy_in_raw(statement)
-            .await
-            .with_context(|| format!("cannot start `{statement}`"))?;
-        Ok(CopyStream {
-            copy,
-            buf: String::with_capacity(1 << 20),
-            rows: 0,
-        })
-    }
-
-    async fn row_done(&mut self) -> Result<()> {
-        self.buf.push('\n');
-        self.rows += 1;
-        if self.buf.len() >= 1 << 20 {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<()> {
-        if !self.buf.is_empty() {
-            self.copy.send(self.buf.as_bytes()).await?;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self) -> Result<u64> {
-        self.flush().await?;
-        self.copy.finish().await?;
-        Ok(self.rows)
-    }
 }
 
 /// Generates and loads the data set.

@@ -11,6 +11,7 @@ use super::plan::{Change, Op};
 use super::spec::DesiredUser;
 use crate::audit;
 use crate::error::{Error, Result};
+use crate::users::accounts;
 
 /// Who applies, for the audit log.
 #[derive(Debug, Clone)]
@@ -181,45 +182,19 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
         })
         .collect();
     if !new_users.is_empty() {
-        let ids: Vec<Uuid> = new_users.iter().map(|_| Uuid::new_v4()).collect();
-        let emails: Vec<&str> = new_users.iter().map(|u| u.email.as_str()).collect();
-        let usernames: Vec<&str> = new_users.iter().map(|u| u.username.as_str()).collect();
-        let names: Vec<&str> = new_users.iter().map(|u| u.display_name.as_str()).collect();
-        let bots: Vec<bool> = new_users.iter().map(|u| u.is_bot).collect();
-        sqlx::query(
-            "insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
-                confirmation_token, recovery_token, email_change_token_new, email_change,
-                raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
-             select '00000000-0000-0000-0000-000000000000', id, 'authenticated', 'authenticated', email, '', now(),
-                '', '', '', '', '{\"provider\":\"email\",\"providers\":[\"email\"]}',
-                jsonb_build_object('full_name', name), now(), now()
-               from unnest($1::uuid[], $2::text[], $3::text[]) as x(id, email, name)",
-        )
-        .bind(&ids)
-        .bind(&emails)
-        .bind(&names)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at)
-             select id::text, id, jsonb_build_object('sub', id::text, 'email', email, 'email_verified', true), 'email', now(), now()
-               from unnest($1::uuid[], $2::text[]) as x(id, email)",
-        )
-        .bind(&ids)
-        .bind(&emails)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "insert into public.users (id, username, display_name, email, is_bot)
-             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[])",
-        )
-        .bind(&ids)
-        .bind(&usernames)
-        .bind(&names)
-        .bind(&emails)
-        .bind(&bots)
-        .execute(&mut *tx)
-        .await?;
+        let staged: Vec<accounts::NewUser> = new_users
+            .iter()
+            .map(|u| accounts::NewUser {
+                id: Uuid::new_v4(),
+                email: u.email.clone(),
+                username: u.username.clone(),
+                display_name: u.display_name.clone(),
+                is_bot: u.is_bot,
+                ..Default::default()
+            })
+            .collect();
+        accounts::stage(tx, &staged).await?;
+        accounts::create_staged(tx).await?;
     }
 
     // Profiles of auth users who have none yet (the database fills in their email).

@@ -315,7 +315,7 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
             let username = p
                 .username
                 .clone()
-                .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
+                .unwrap_or_else(|| crate::users::accounts::derive_username(&email));
             if username.is_empty()
                 || username != username.to_lowercase()
                 || username.contains(char::is_whitespace)

@@ -205,6 +205,7 @@ async fn the_definer_functions_a_client_may_call_are_the_reviewed_ones() {
     .await
     .unwrap();
     let reviewed = [
+        "chat_private.active_uid()",
         "chat_private.my_admin_workspaces()",
         "chat_private.my_channels()",
         "chat_private.my_moderated_channels()",

@@ -19,3 +19,4 @@ mod search;
 mod seed;
 mod summarize;
 mod tidy;
+mod users;

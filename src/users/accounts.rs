@@ -1,0 +1,185 @@
+//! The one way chatctl creates accounts: `apply`'s people, the bots' accounts, `dev seed`
+//! and `users import` all stage their new users in [`STAGE`] and call [`create_staged`],
+//! which writes the `auth.users` row, its `auth.identities` row (as Supabase Auth's Admin
+//! API writes them, see `../shared/SUPABASE_AUTH.md`) and the `public.users` profile, set-based,
+//! inside the caller's transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::Result;
+
+/// The staging table of new accounts; rows live until the end of the transaction.
+pub const STAGE: &str = "pg_temp.chatctl_new_users";
+
+/// How long a ban lasts: "forever", as Supabase's Admin API spells it (a duration, not
+/// `infinity`, which its Go model cannot read).
+pub const BAN: &str = "interval '100 years'";
+
+/// One account to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub id: Uuid,
+    /// Lower case.
+    pub email: String,
+    pub username: String,
+    pub display_name: String,
+    pub is_bot: bool,
+    /// A bcrypt (or other Supabase-readable) hash; `None`: no password (magic link, invite).
+    pub password_hash: Option<String>,
+    /// When the address was verified; `None`: now.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// When the account was made in the system it comes from; `None`: now.
+    pub created_at: Option<DateTime<Utc>>,
+    pub external: Option<(String, String)>,
+    pub avatar_url: Option<String>,
+    /// Created deactivated (banned, reaching nothing).
+    pub deactivated_at: Option<DateTime<Utc>>,
+}
+
+/// Creates the staging table of this session if it does not exist yet.
+pub async fn prepare(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql(
+        "create temp table if not exists chatctl_new_users (
+             id uuid not null,
+             email text not null,
+             username text not null,
+             display_name text not null,
+             is_bot boolean not null default false,
+             password_hash text,
+             confirmed_at timestamptz,
+             created_at timestamptz,
+             external_source text,
+             external_id text,
+             avatar_url text,
+             deactivated_at timestamptz
+         ) on commit delete rows",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Stages `users` (few: one statement of arrays).
+pub async fn stage(conn: &mut PgConnection, users: &[NewUser]) -> Result<()> {
+    prepare(conn).await?;
+    let col = |f: fn(&NewUser) -> Option<String>| users.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    let bots: Vec<bool> = users.iter().map(|u| u.is_bot).collect();
+    let confirmed: Vec<Option<DateTime<Utc>>> = users.iter().map(|u| u.confirmed_at).collect();
+    let created: Vec<Option<DateTime<Utc>>> = users.iter().map(|u| u.created_at).collect();
+    let deactivated: Vec<Option<DateTime<Utc>>> = users.iter().map(|u| u.deactivated_at).collect();
+    sqlx::query(
+        "insert into pg_temp.chatctl_new_users (id, email, username, display_name, is_bot, password_hash,
+                confirmed_at, created_at, external_source, external_id, avatar_url, deactivated_at)
+         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[],
+                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])",
+    )
+    .bind(&ids)
+    .bind(col(|u| Some(u.email.clone())))
+    .bind(col(|u| Some(u.username.clone())))
+    .bind(col(|u| Some(u.display_name.clone())))
+    .bind(&bots)
+    .bind(col(|u| u.password_hash.clone()))
+    .bind(&confirmed)
+    .bind(&created)
+    .bind(col(|u| u.external.as_ref().map(|e| e.0.clone())))
+    .bind(col(|u| u.external.as_ref().map(|e| e.1.clone())))
+    .bind(col(|u| u.avatar_url.clone()))
+    .bind(&deactivated)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Creates every staged account: the auth user (the token columns `''`, never NULL; the
+/// provider metadata; the address verified), its email identity (`provider_id` and `sub`
+/// the user's id), and the profile. Returns how many.
+pub async fn create_staged(conn: &mut PgConnection) -> Result<u64> {
+    let made = sqlx::query(&format!(
+        "insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+                confirmation_token, recovery_token, email_change_token_new, email_change,
+                raw_app_meta_data, raw_user_meta_data, created_at, updated_at, banned_until)
+         select '00000000-0000-0000-0000-000000000000', id, 'authenticated', 'authenticated', email,
+                coalesce(password_hash, ''), coalesce(confirmed_at, now()), '', '', '', '',
+                '{{\"provider\":\"email\",\"providers\":[\"email\"]}}',
+                jsonb_build_object('full_name', display_name), coalesce(created_at, now()), now(),
+                case when deactivated_at is not null then now() + {BAN} end
+           from {STAGE}"
+    ))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(&format!(
+        "insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at)
+         select id::text, id, jsonb_build_object('sub', id::text, 'email', email, 'email_verified', true),
+                'email', coalesce(created_at, now()), now()
+           from {STAGE}"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    // The profile's email is filled in by the database from the verified auth address.
+    sqlx::query(&format!(
+        "insert into public.users (id, username, display_name, is_bot, external_source, external_id,
+                avatar_url, created_at, deactivated_at)
+         select id, username, display_name, is_bot, external_source, external_id, avatar_url,
+                coalesce(created_at, now()), deactivated_at
+           from {STAGE}"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(made)
+}
+
+/// Deactivates people: their profile says since when, their auth user is banned (no new
+/// token), and row level security shows them nothing through their memberships, which are
+/// kept (as are their messages). Returns how many were active.
+pub async fn deactivate(conn: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
+    let n = sqlx::query(
+        "update public.users set deactivated_at = now() where id = any($1) and deactivated_at is null",
+    )
+    .bind(ids)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(&format!(
+        "update auth.users set banned_until = now() + {BAN}, updated_at = now() where id = any($1)"
+    ))
+    .bind(ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(n)
+}
+
+/// Undoes [`deactivate`]: the ban is lifted and the memberships reach their channels again.
+pub async fn reactivate(conn: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
+    let n = sqlx::query(
+        "update public.users set deactivated_at = null where id = any($1) and deactivated_at is not null",
+    )
+    .bind(ids)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "update auth.users set banned_until = null, updated_at = now()
+          where id = any($1) and banned_until is not null",
+    )
+    .bind(ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(n)
+}
+
+/// The username `apply` and the import derive from an address: its local part, lower case.
+pub fn derive_username(email: &str) -> String {
+    email.split('@').next().unwrap_or_default().to_lowercase()
+}
+
+/// Whether `name` may be a username (the `users_username_format` constraint).
+pub fn valid_username(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=80).contains(&n)
+        && name == name.to_lowercase()
+        && !name.chars().any(|c| c.is_whitespace() || c == '@')
+}

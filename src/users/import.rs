@@ -1,0 +1,1244 @@
+//! `users import`: people from files into Supabase Auth and the profiles, at COPY speed.
+//!
+//! 1. **Load.** The inputs are read on a thread of their own, a record at a time; each
+//!    record becomes a person or a reject (with its line, raw text and reason), plaintext
+//!    passwords are hashed with bcrypt on every core, and everything is COPYed into a
+//!    session's staging table. Memory holds a chunk of records, whatever the file size.
+//! 2. **Plan.** Set-based, over the whole staging table: a repeated email or external id
+//!    is rejected after its first line; every other row is matched to an existing user (on
+//!    external id first, then on the auth user's address) and given its action: insert,
+//!    update, unchanged, skip, or reject with a reason.
+//! 3. **Write,** in batches of lines, each one transaction: new accounts through
+//!    [`accounts::create_staged`] (the path `apply` and the bots use), updates, deactivations,
+//!    workspace and channel memberships. A killed import leaves whole batches; running it
+//!    again finds them unchanged and completes the rest. If a batch collides with a change
+//!    made since the plan (someone signed up with an address meanwhile), its plan is made
+//!    again inside its transaction and it is retried once.
+//!
+//! `--dry-run` runs 1 and 2 and counts what 3 would do: the same numbers and rejects.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::accounts;
+use super::input::{self, Counter, Field, Format, Mapper, Password, Person, Reject};
+use crate::audit;
+use crate::db::bulk::{CopyStream, esc, ts};
+use crate::error::{Error, Kind, Result};
+use crate::provision::Actor;
+
+/// What to do with a row that matches an existing user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExisting {
+    /// Update a changed name, email, avatar or activation
+    Update,
+    /// Leave the existing user as they are
+    Skip,
+    /// Reject the row
+    Error,
+}
+
+impl OnExisting {
+    fn as_str(self) -> &'static str {
+        match self {
+            OnExisting::Update => "update",
+            OnExisting::Skip => "skip",
+            OnExisting::Error => "error",
+        }
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    None,
+    /// A bar on the terminal.
+    Bar,
+    /// One JSON object a line on stderr.
+    Json,
+}
+
+/// What `users import` was asked.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub files: Vec<String>,
+    pub format: Format,
+    pub maps: Vec<(String, Field)>,
+    /// The source of external ids (`mongo` for mongo input, else `import`).
+    pub source: Option<String>,
+    pub workspace: Option<String>,
+    /// The workspace role given with `--role`; without it new members are members and
+    /// existing ones keep their role.
+    pub role: Option<String>,
+    pub channels: Vec<String>,
+    pub on_existing: OnExisting,
+    pub dry_run: bool,
+    /// Where rejected rows go (JSON Lines).
+    pub rejects: PathBuf,
+    pub batch_size: usize,
+    pub progress: ProgressMode,
+}
+
+/// Rows per action.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+}
+
+/// One input's part.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub name: String,
+    pub format: Format,
+    pub rows: u64,
+}
+
+/// Plaintext passwords hashed, and how fast.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Hashing {
+    pub hashed: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+}
+
+/// What an import did (or, dry, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    pub files: Vec<FileReport>,
+    pub rows: u64,
+    pub users: Counts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace_memberships: Option<Counts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_memberships: Option<Counts>,
+    /// Rejected rows by kind of reason.
+    pub rejected_by_kind: BTreeMap<String, u64>,
+    /// Where the rejected rows were written (absent when none were).
+    pub rejects_file: Option<String>,
+    pub passwords: Hashing,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+/// Fails with exit code 77 unless the connected role may write `auth.users` and
+/// `auth.identities`: INSERT and UPDATE granted, and past their row level security (the
+/// tables' owner, a member of it, or a role that bypasses it).
+pub async fn check_may_write_auth(conn: &mut PgConnection) -> Result<()> {
+    let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+        "select c.oid::regclass::text,
+                has_table_privilege(c.oid, 'INSERT') and has_table_privilege(c.oid, 'UPDATE'),
+                not c.relrowsecurity or r.rolsuper or r.rolbypassrls or pg_has_role(c.relowner, 'USAGE')
+           from pg_class c, pg_roles r
+          where c.oid in (to_regclass('auth.users'), to_regclass('auth.identities'))
+            and r.rolname = current_user",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let role: String = sqlx::query_scalar("select current_user::text")
+        .fetch_one(&mut *conn)
+        .await?;
+    let help = "connect as `postgres` over the direct connection (on a hosted project: \
+                db.<project-ref>.supabase.co:5432, not the pooler's tenant user), or as the \
+                owner of the auth schema";
+    if rows.len() < 2 {
+        return Err(Error::new(
+            Kind::NoPermission,
+            "Supabase Auth's tables (auth.users, auth.identities) are missing or not visible",
+        )
+        .with_help("run `chatctl migrate up`, or connect to the project's database")
+        .into());
+    }
+    let blocked: Vec<String> = rows
+        .into_iter()
+        .filter(|(_, granted, past_rls)| !(*granted && *past_rls))
+        .map(|(t, granted, _)| {
+            if granted {
+                format!("{t} (row level security)")
+            } else {
+                format!("{t} (INSERT/UPDATE not granted)")
+            }
+        })
+        .collect();
+    if !blocked.is_empty() {
+        return Err(Error::new(
+            Kind::NoPermission,
+            format!(
+                "the role `{role}` may not write Supabase Auth's tables: {}",
+                blocked.join(", ")
+            ),
+        )
+        .with_help(help)
+        .into());
+    }
+    Ok(())
+}
+
+/// One record on its way to the staging table.
+struct Row {
+    seq: u64,
+    file: u32,
+    line: u64,
+    raw: String,
+    person: std::result::Result<Person, Reject>,
+}
+
+enum Loaded {
+    Rows(Vec<Row>),
+    FileDone { rows: u64 },
+    Failed(anyhow::Error),
+}
+
+const CHUNK: usize = 2048;
+
+/// Reads every input on this thread, sending chunks of rows; plaintext passwords are
+/// hashed here, on every core.
+fn read_inputs(
+    inputs: Vec<input::Input>,
+    mut mapper: Vec<Mapper>,
+    tx: tokio::sync::mpsc::Sender<Loaded>,
+    hashing: std::sync::Arc<std::sync::Mutex<Hashing>>,
+) {
+    let mut seq = 0u64;
+    for (fi, (inp, mapper)) in inputs.into_iter().zip(mapper.iter_mut()).enumerate() {
+        let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK);
+        let mut rows = 0u64;
+        for rec in inp.records {
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = anyhow::Error::from(e)
+                        .context(Error::usage(format!("cannot read `{}`", inp.name)));
+                    let _ = tx.blocking_send(Loaded::Failed(e));
+                    return;
+                }
+            };
+            seq += 1;
+            rows += 1;
+            let person = rec.doc.and_then(|d| mapper.person(&d));
+            chunk.push(Row {
+                seq,
+                file: fi as u32,
+                line: rec.line,
+                raw: rec.raw,
+                person,
+            });
+            if chunk.len() == CHUNK {
+                hash_plaintext(&mut chunk, &hashing);
+                if tx
+                    .blocking_send(Loaded::Rows(std::mem::take(&mut chunk)))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        hash_plaintext(&mut chunk, &hashing);
+        if tx.blocking_send(Loaded::Rows(chunk)).is_err()
+            || tx.blocking_send(Loaded::FileDone { rows }).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The bcrypt cost Supabase Auth uses (Go's default).
+pub const BCRYPT_COST: u32 = 10;
+
+/// Hashes the chunk's plaintext passwords in parallel, one thread per core.
+fn hash_plaintext(chunk: &mut [Row], hashing: &std::sync::Mutex<Hashing>) {
+    let mut plain: Vec<&mut Password> = chunk
+        .iter_mut()
+        .filter_map(|r| match &mut r.person {
+            Ok(p) if matches!(p.password, Password::Plain(_)) => Some(&mut p.password),
+            _ => None,
+        })
+        .collect();
+    if plain.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let n = plain.len();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(n);
+    let per = n.div_ceil(workers);
+    std::thread::scope(|s| {
+        for part in plain.chunks_mut(per) {
+            s.spawn(move || {
+                for pw in part.iter_mut() {
+                    if let Password::Plain(p) = &**pw {
+                        // `$2a$`, as Supabase Auth (Go's bcrypt) and pgcrypto write it. A
+                        // hashing failure is not possible for ≤ 72 bytes (checked on read).
+                        if let Ok(h) = bcrypt::hash_with_result(p, BCRYPT_COST) {
+                            **pw = Password::Hash(h.format_for_version(bcrypt::Version::TwoA));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut h = hashing.lock().unwrap_or_else(|e| e.into_inner());
+    h.hashed += n as u64;
+    h.seconds += started.elapsed().as_secs_f64();
+}
+
+/// Shows progress: a bar, NDJSON lines, or nothing.
+struct Meter {
+    mode: ProgressMode,
+    bar: crate::progress::Progress,
+    phase: &'static str,
+    total: u64,
+    started: Instant,
+    last: Instant,
+}
+
+impl Meter {
+    fn new(mode: ProgressMode, phase: &'static str, total: u64, unit: &str) -> Meter {
+        let bar = crate::progress::Progress::new(total, unit, mode != ProgressMode::Bar);
+        bar.set_message(phase);
+        Meter {
+            mode,
+            bar,
+            phase,
+            total,
+            started: Instant::now(),
+            last: Instant::now() - Duration::from_secs(10),
+        }
+    }
+
+    fn update(&mut self, done: u64, rows: u64, force: bool) {
+        self.bar.set_position(done);
+        if self.mode != ProgressMode::Json
+            || (!force && self.last.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = rows as f64 / secs;
+        let eta = if done > 0 && self.total > done {
+            Some(secs * (self.total - done) as f64 / done as f64)
+        } else {
+            None
+        };
+        let line = serde_json::json!({
+            "event": "progress",
+            "phase": self.phase,
+            "rows": rows,
+            "done": done,
+            "total": self.total,
+            "rows_per_second": (rate * 10.0).round() / 10.0,
+            "eta_seconds": eta.map(|e| (e * 10.0).round() / 10.0),
+        });
+        crate::progress::json_line(&line);
+    }
+
+    fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+/// Where rejected rows go: JSON Lines of file, line, kind, reason and the raw row; the file
+/// is created at the first reject.
+struct Rejects {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    by_kind: BTreeMap<String, u64>,
+    files: Vec<String>,
+}
+
+impl Rejects {
+    fn write(&mut self, file: u32, line: u64, kind: &str, reason: &str, raw: &str) -> Result<()> {
+        if self.file.is_none() {
+            let f = std::fs::File::create(&self.path).map_err(|e| {
+                anyhow::Error::from(e).context(Error::usage(format!(
+                    "cannot write the rejects file {}",
+                    self.path.display()
+                )))
+            })?;
+            self.file = Some(std::io::BufWriter::new(f));
+        }
+        let doc = serde_json::json!({
+            "file": self.files.get(file as usize).cloned().unwrap_or_default(),
+            "line": line,
+            "kind": kind,
+            "reason": reason,
+            "raw": raw,
+        });
+        let out = self.file.as_mut().expect("opened above");
+        serde_json::to_writer(&mut *out, &doc)?;
+        out.write_all(b"\n")?;
+        *self.by_kind.entry(kind.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<Option<String>> {
+        match self.file.take() {
+            Some(mut f) => {
+                f.flush()?;
+                Ok(Some(self.path.display().to_string()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The staging table of one import and the plan made from it.
+const STAGING: &str = "create temp table if not exists chatctl_import (
+        seq bigint not null,
+        file integer not null,
+        line bigint not null,
+        raw text not null,
+        email text,
+        name text,
+        username text,
+        external_source text,
+        external_id text,
+        password_hash text,
+        created_at timestamptz,
+        confirmed_at timestamptz,
+        role text,
+        active boolean,
+        deactivated_at timestamptz,
+        avatar_url text,
+        reject text,
+        reason text
+    );
+    truncate pg_temp.chatctl_import;
+    create temp table if not exists chatctl_plan (
+        seq bigint not null,
+        user_id uuid,
+        action text not null,
+        kind text,
+        reason text
+    );
+    truncate pg_temp.chatctl_plan;";
+
+/// Imports people; see the module's documentation.
+pub async fn import(
+    conn: &mut PgConnection,
+    opts: &ImportOptions,
+    actor: &Actor,
+) -> Result<ImportReport> {
+    let started = Instant::now();
+    check_may_write_auth(conn).await?;
+    let target = Target::resolve(conn, opts).await?;
+
+    // 1. Load.
+    let counter = Counter::default();
+    let mut inputs = Vec::new();
+    let mut mappers = Vec::new();
+    let mut files = Vec::new();
+    for f in &opts.files {
+        let inp = input::open(f, opts.format, &counter)?;
+        let source = opts.source.clone().unwrap_or_else(|| {
+            if inp.format == Format::Mongo {
+                "mongo".into()
+            } else {
+                "import".into()
+            }
+        });
+        mappers.push(Mapper::new(&opts.maps, &source));
+        files.push(FileReport {
+            name: inp.name.clone(),
+            format: inp.format,
+            rows: 0,
+        });
+        inputs.push(inp);
+    }
+    let total_bytes: u64 = inputs.iter().filter_map(|i| i.size).sum();
+    let mut rejects = Rejects {
+        path: opts.rejects.clone(),
+        file: None,
+        by_kind: BTreeMap::new(),
+        files: files.iter().map(|f| f.name.clone()).collect(),
+    };
+    sqlx::raw_sql(STAGING).execute(&mut *conn).await?;
+    accounts::prepare(conn).await?;
+
+    let hashing = std::sync::Arc::new(std::sync::Mutex::new(Hashing::default()));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Loaded>(8);
+    let reader = {
+        let hashing = hashing.clone();
+        tokio::task::spawn_blocking(move || read_inputs(inputs, mappers, tx, hashing))
+    };
+    let mut meter = Meter::new(opts.progress, "reading", total_bytes.max(1), "bytes");
+    let mut rows = 0u64;
+    let mut file_no = 0usize;
+    {
+        let mut copy = CopyStream::open(
+            conn,
+            "copy pg_temp.chatctl_import (seq, file, line, raw, email, name, username, external_source,
+                external_id, password_hash, created_at, confirmed_at, role, active, deactivated_at,
+                avatar_url, reject, reason) from stdin",
+        )
+        .await?;
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Loaded::Rows(chunk) => {
+                    for r in &chunk {
+                        copy_row(&mut copy.buf, r);
+                        copy.row_done().await?;
+                    }
+                    rows += chunk.len() as u64;
+                    meter.update(counter.get(), rows, false);
+                }
+                Loaded::FileDone { rows } => {
+                    files[file_no].rows = rows;
+                    file_no += 1;
+                }
+                Loaded::Failed(e) => return Err(e),
+            }
+        }
+        copy.finish().await?;
+    }
+    reader.await.context("the input reader failed")?;
+    meter.update(counter.get(), rows, true);
+    meter.finish();
+
+    // 2. Plan.
+    let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+    plan_all(conn, &names, opts.on_existing).await?;
+
+    // 3. Write (or count), batch by batch.
+    let mut report = ImportReport {
+        dry_run: opts.dry_run,
+        files,
+        rows,
+        users: Counts::default(),
+        workspace: opts.workspace.clone(),
+        workspace_memberships: target.workspace.map(|_| Counts::default()),
+        channel_memberships: (!target.channels.is_empty()).then(Counts::default),
+        rejected_by_kind: BTreeMap::new(),
+        rejects_file: None,
+        passwords: Hashing::default(),
+        seconds: 0.0,
+        rows_per_second: 0.0,
+    };
+    let mut meter = Meter::new(
+        opts.progress,
+        if opts.dry_run { "planning" } else { "writing" },
+        rows.max(1),
+        "rows",
+    );
+    let batch = opts.batch_size.max(1) as i64;
+    let mut lo = 1i64;
+    while lo <= rows as i64 {
+        let hi = lo + batch - 1;
+        run_batch(
+            conn,
+            opts,
+            &target,
+            &names,
+            lo,
+            hi,
+            &mut report,
+            &mut rejects,
+        )
+        .await?;
+        meter.update(
+            hi.min(rows as i64) as u64,
+            hi.min(rows as i64) as u64,
+            false,
+        );
+        lo = hi + 1;
+    }
+    meter.update(rows, rows, true);
+    meter.finish();
+
+    report.rejects_file = rejects.finish()?;
+    report.rejected_by_kind = rejects.by_kind;
+    report.users.rejected = report.rejected_by_kind.values().sum();
+    report.passwords = {
+        let h = hashing.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Hashing {
+            per_second: if h.seconds > 0.0 {
+                h.hashed as f64 / h.seconds
+            } else {
+                0.0
+            },
+            ..h
+        }
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    report.rows_per_second = rows as f64 / report.seconds.max(1e-9);
+    if !opts.dry_run {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        audit::record(
+            &mut tx,
+            &actor.operator,
+            &actor.command,
+            &[audit::Entry {
+                action: "import".into(),
+                object_type: "users".into(),
+                object_id: names.join(","),
+                before: None,
+                after: Some(serde_json::json!({
+                    "rows": report.rows,
+                    "users": report.users,
+                    "workspace": report.workspace,
+                    "workspace_memberships": report.workspace_memberships,
+                    "channel_memberships": report.channel_memberships,
+                    "rejected_by_kind": report.rejected_by_kind,
+                })),
+            }],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    sqlx::raw_sql("drop table if exists pg_temp.chatctl_import, pg_temp.chatctl_plan")
+        .execute(&mut *conn)
+        .await?;
+    Ok(report)
+}
+
+/// Writes one staging row in COPY's text format.
+fn copy_row(buf: &mut String, r: &Row) {
+    let _ = write!(buf, "{}\t{}\t{}\t", r.seq, r.file + 1, r.line);
+    esc(buf, &r.raw);
+    let opt = |buf: &mut String, v: Option<&str>| {
+        buf.push('\t');
+        match v {
+            Some(v) => esc(buf, v),
+            None => buf.push_str("\\N"),
+        }
+    };
+    let date = |buf: &mut String, v: Option<chrono::DateTime<chrono::Utc>>| {
+        buf.push('\t');
+        match v {
+            Some(t) => buf.push_str(&ts(t)),
+            None => buf.push_str("\\N"),
+        }
+    };
+    match &r.person {
+        Ok(p) => {
+            let username = p.username.clone().unwrap_or_else(|| {
+                let d = accounts::derive_username(&p.email);
+                d.chars().take(60).collect()
+            });
+            opt(buf, Some(&p.email));
+            opt(buf, Some(&p.name));
+            opt(buf, Some(&username));
+            opt(buf, p.external_source.as_deref());
+            opt(buf, p.external_id.as_deref());
+            opt(
+                buf,
+                match &p.password {
+                    Password::Hash(h) => Some(h),
+                    _ => None,
+                },
+            );
+            date(buf, p.created_at);
+            date(buf, p.confirmed_at);
+            opt(buf, p.role.as_deref());
+            opt(buf, p.active.map(|a| if a { "t" } else { "f" }));
+            date(buf, p.deactivated_at);
+            opt(buf, p.avatar_url.as_deref());
+            opt(buf, None);
+            opt(buf, None);
+        }
+        Err(rej) => {
+            for _ in 0..12 {
+                opt(buf, None);
+            }
+            opt(buf, Some(rej.kind));
+            opt(buf, Some(&rej.reason));
+        }
+    }
+}
+
+/// The workspace and channels memberships go to.
+struct Target {
+    workspace: Option<Uuid>,
+    channels: Vec<Uuid>,
+    role: String,
+    role_given: bool,
+}
+
+impl Target {
+    async fn resolve(conn: &mut PgConnection, opts: &ImportOptions) -> Result<Target> {
+        let mut t = Target {
+            workspace: None,
+            channels: Vec::new(),
+            role: opts.role.clone().unwrap_or_else(|| "member".into()),
+            role_given: opts.role.is_some(),
+        };
+        if !input::ROLES.contains(&t.role.as_str()) {
+            return Err(Error::usage(format!(
+                "unknown role `{}` (member, guest or admin)",
+                t.role
+            ))
+            .into());
+        }
+        let Some(slug) = &opts.workspace else {
+            if !opts.channels.is_empty() {
+                return Err(Error::usage("--channels needs the workspace (-w SLUG)").into());
+            }
+            return Ok(t);
+        };
+        let ws: Option<Uuid> =
+            sqlx::query_scalar("select id from public.workspaces where slug = $1")
+                .bind(slug)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let ws = ws.ok_or_else(|| {
+            Error::usage(format!("no workspace `{slug}`"))
+                .with_help("`chatctl workspace list` shows them")
+        })?;
+        t.workspace = Some(ws);
+        for name in &opts.channels {
+            let name = name.trim().trim_start_matches('#');
+            let found: Option<(Uuid, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+                "select id, archived_at from public.channels where workspace_id = $1 and name = $2",
+            )
+            .bind(ws)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match found {
+                None => {
+                    return Err(Error::usage(format!("no channel `#{name}` in `{slug}`"))
+                        .with_help(format!("`chatctl channel list -w {slug}` shows them"))
+                        .into());
+                }
+                Some((_, Some(_))) => {
+                    return Err(Error::usage(format!(
+                        "the channel `#{name}` is archived: nobody joins it"
+                    ))
+                    .into());
+                }
+                Some((id, None)) => t.channels.push(id),
+            }
+        }
+        t.channels.sort();
+        t.channels.dedup();
+        Ok(t)
+    }
+}
+
+/// Rejects repeated emails and external ids after their first line, then plans every row.
+async fn plan_all(
+    conn: &mut PgConnection,
+    names: &[String],
+    on_existing: OnExisting,
+) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::raw_sql(
+        "set local work_mem = '256MB';
+         create index if not exists chatctl_import_seq on pg_temp.chatctl_import (seq);
+         analyze pg_temp.chatctl_import;",
+    )
+    .execute(&mut *tx)
+    .await?;
+    // A repeated address or external id: the first line wins, the later ones are rejected.
+    for (kind, what, key, shown) in [
+        ("duplicate_email", "email", "email", "s.email"),
+        (
+            "duplicate_external_id",
+            "external id",
+            "(external_source, external_id)",
+            "s.external_source || '/' || s.external_id",
+        ),
+    ] {
+        sqlx::query(&format!(
+            "update pg_temp.chatctl_import s
+                set reject = '{kind}',
+                    reason = format('duplicate {what} `%s` within the input (first at %s:%s)',
+                                    {shown}, ($1::text[])[f.file], f.line)
+               from (select {key} as k, min(seq) as first from pg_temp.chatctl_import
+                      where reject is null and {key} is not null
+                      group by {key} having count(*) > 1) d
+               join pg_temp.chatctl_import f on f.seq = d.first
+              where (s.{key_s}) = d.k and s.seq > d.first and s.reject is null",
+            key_s = key
+                .trim_matches(|c| c == '(' || c == ')')
+                .replace(", ", ", s."),
+        ))
+        .bind(names)
+        .execute(&mut *tx)
+        .await?;
+    }
+    plan(&mut tx, None, on_existing).await?;
+    sqlx::raw_sql(
+        "create index if not exists chatctl_plan_seq on pg_temp.chatctl_plan (seq);
+         analyze pg_temp.chatctl_plan;",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Plans the rows of `range` (all when `None`): matches each to an existing user and gives
+/// it its action.
+async fn plan(
+    conn: &mut PgConnection,
+    range: Option<(i64, i64)>,
+    on_existing: OnExisting,
+) -> Result<()> {
+    let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
+    sqlx::query(
+        "insert into pg_temp.chatctl_plan (seq, user_id, action, kind, reason)
+         select m.seq,
+                case when m.verdict = 'insert' then gen_random_uuid() else m.uid end,
+                case when m.verdict in ('insert', 'update', 'unchanged', 'skip') then m.verdict else 'reject' end,
+                case when m.verdict in ('insert', 'update', 'unchanged', 'skip') then null else m.verdict end,
+                case m.verdict
+                  when 'email_taken' then format('`%s` belongs to another account (%s) than the user of external id %s/%s',
+                                                 m.email, m.holder, m.external_source, m.external_id)
+                  when 'unverified_account' then format('an account (%s) holds `%s` without having verified it: it is not adopted',
+                                                        m.holder, m.email)
+                  when 'bot_account' then format('`%s` is a bot account', m.email)
+                  when 'external_id_taken' then format('`%s` belongs to an existing user of another external id (%s/%s)',
+                                                       m.email, m.held_source, m.held_id)
+                  when 'exists' then format('`%s` already has an account (--on-existing error)', m.email)
+                end
+           from (
+             select s.seq, s.email, s.external_source, s.external_id,
+                    coalesce(pe.id, ae.id) as uid, ae.id as holder,
+                    pa.external_source as held_source, pa.external_id as held_id,
+                    case
+                      when pe.id is not null and ae.id is not null and ae.id <> pe.id then 'email_taken'
+                      when pe.id is null and ae.id is not null and not ae.verified then 'unverified_account'
+                      when pe.id is null and pa.is_bot then 'bot_account'
+                      when pe.id is null and pa.external_id is not null and s.external_id is not null then 'external_id_taken'
+                      when pe.id is null and ae.id is null then 'insert'
+                      when $3 = 'error' then 'exists'
+                      when $3 = 'skip' then 'skip'
+                      when p.id is null
+                        or lower(au.email) is distinct from s.email
+                        or p.display_name is distinct from s.name
+                        or (p.external_id is null and s.external_id is not null)
+                        or (s.active is not null and (p.deactivated_at is null) <> s.active)
+                        or (s.avatar_url is not null and p.avatar_url is distinct from s.avatar_url) then 'update'
+                      else 'unchanged'
+                    end as verdict
+               from pg_temp.chatctl_import s
+               left join public.users pe
+                      on pe.external_source = s.external_source and pe.external_id = s.external_id
+               left join (
+                      select distinct on (lower(a.email)) lower(a.email) as email, a.id,
+                             a.email_confirmed_at is not null as verified
+                        from auth.users a
+                       where lower(a.email) in (select i.email from pg_temp.chatctl_import i
+                                                 where i.seq between $1 and $2 and i.reject is null)
+                       order by lower(a.email), a.email_confirmed_at is null, a.created_at) ae
+                      on ae.email = s.email
+               left join public.users pa on pa.id = ae.id
+               left join auth.users au on au.id = coalesce(pe.id, ae.id)
+               left join public.users p on p.id = coalesce(pe.id, ae.id)
+              where s.seq between $1 and $2 and s.reject is null
+           ) m",
+    )
+    .bind(lo)
+    .bind(hi)
+    .bind(on_existing.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts (and, unless dry, writes) the lines `lo..=hi`, in one transaction.
+#[allow(clippy::too_many_arguments)]
+async fn run_batch(
+    conn: &mut PgConnection,
+    opts: &ImportOptions,
+    target: &Target,
+    names: &[String],
+    lo: i64,
+    hi: i64,
+    report: &mut ImportReport,
+    rejects: &mut Rejects,
+) -> Result<()> {
+    let mut replanned = false;
+    loop {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        if replanned {
+            sqlx::query("delete from pg_temp.chatctl_plan where seq between $1 and $2")
+                .bind(lo)
+                .bind(hi)
+                .execute(&mut *tx)
+                .await?;
+            plan(&mut tx, Some((lo, hi)), opts.on_existing).await?;
+        }
+        let outcome = if opts.dry_run {
+            count_batch(&mut tx, target, lo, hi).await
+        } else {
+            write_batch(&mut tx, target, lo, hi).await
+        };
+        match outcome {
+            Ok(counts) => {
+                let rejected: Vec<(i32, i64, String, String, String)> = sqlx::query_as(
+                    "select s.file, s.line, coalesce(s.reject, p.kind), coalesce(s.reason, p.reason), s.raw
+                       from pg_temp.chatctl_import s
+                       left join pg_temp.chatctl_plan p on p.seq = s.seq
+                      where s.seq between $1 and $2 and (s.reject is not null or p.action = 'reject')
+                      order by s.seq",
+                )
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&mut *tx)
+                .await?;
+                if opts.dry_run {
+                    tx.rollback().await?;
+                } else {
+                    tx.commit().await.context("cannot commit a batch")?;
+                }
+                let _ = names;
+                for (file, line, kind, reason, raw) in rejected {
+                    rejects.write((file - 1) as u32, line as u64, &kind, &reason, &raw)?;
+                }
+                add(&mut report.users, &counts.users);
+                if let Some(w) = report.workspace_memberships.as_mut() {
+                    add(w, &counts.workspace);
+                }
+                if let Some(c) = report.channel_memberships.as_mut() {
+                    add(c, &counts.channels);
+                }
+                return Ok(());
+            }
+            Err(e) if !replanned && is_unique_violation(&e) => {
+                tracing::info!(lo, hi, "a batch met a change made since the plan; planning it again");
+                tx.rollback().await?;
+                replanned = true;
+            }
+            Err(e) => return Err(e.context(format!("the batch of rows {lo}..{hi} failed; the batches before it are written, and running the import again completes it"))),
+        }
+    }
+}
+
+fn is_unique_violation(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .and_then(|s| s.as_database_error())
+            .is_some_and(|d| d.code().as_deref() == Some("23505"))
+    })
+}
+
+fn add(total: &mut Counts, c: &Counts) {
+    total.inserted += c.inserted;
+    total.updated += c.updated;
+    total.unchanged += c.unchanged;
+    total.skipped += c.skipped;
+}
+
+#[derive(Default)]
+struct BatchCounts {
+    users: Counts,
+    workspace: Counts,
+    channels: Counts,
+}
+
+async fn user_counts(tx: &mut PgConnection, lo: i64, hi: i64) -> Result<Counts> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "select action, count(*) from pg_temp.chatctl_plan where seq between $1 and $2 group by action",
+    )
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut c = Counts::default();
+    for (action, n) in rows {
+        let n = n as u64;
+        match action.as_str() {
+            "insert" => c.inserted = n,
+            "update" => c.updated = n,
+            "unchanged" => c.unchanged = n,
+            "skip" => c.skipped = n,
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// The rows of a batch whose people get memberships: everyone not rejected or skipped.
+const MEMBERS: &str = "from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+                        where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')";
+
+/// What a batch would do, written nowhere.
+async fn count_batch(
+    tx: &mut PgConnection,
+    target: &Target,
+    lo: i64,
+    hi: i64,
+) -> Result<BatchCounts> {
+    let mut c = BatchCounts {
+        users: user_counts(tx, lo, hi).await?,
+        ..Default::default()
+    };
+    if let Some(ws) = target.workspace {
+        let (eligible, new, changed): (i64, i64, i64) = sqlx::query_as(
+            "select count(*), count(*) filter (where w.user_id is null),
+                    count(*) filter (where w.user_id is not null and (s.role is not null or $5)
+                                       and w.role <> coalesce(s.role, $4) and w.role <> 'owner')
+               from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+               left join public.workspace_members w on w.workspace_id = $3 and w.user_id = p.user_id
+              where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')",
+        )
+        .bind(lo)
+        .bind(hi)
+        .bind(ws)
+        .bind(&target.role)
+        .bind(target.role_given)
+        .fetch_one(&mut *tx)
+        .await?;
+        c.workspace = Counts {
+            inserted: new as u64,
+            updated: changed as u64,
+            unchanged: (eligible - new - changed) as u64,
+            ..Default::default()
+        };
+    }
+    if !target.channels.is_empty() {
+        let (eligible, new): (i64, i64) = sqlx::query_as(&format!(
+            "select count(*), count(*) filter (where not exists (
+                        select 1 from public.members m where m.channel_id = c and m.user_id = p.user_id))
+               {MEMBERS_CHANNELS}"
+        ))
+        .bind(lo)
+        .bind(hi)
+        .bind(&target.channels)
+        .fetch_one(&mut *tx)
+        .await?;
+        c.channels = Counts {
+            inserted: new as u64,
+            unchanged: (eligible - new) as u64,
+            ..Default::default()
+        };
+    }
+    Ok(c)
+}
+
+const MEMBERS_CHANNELS: &str = "from pg_temp.chatctl_plan p cross join unnest($3::uuid[]) c
+                                 where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')";
+
+/// Writes a batch: new accounts, updates, activation changes, memberships.
+async fn write_batch(
+    tx: &mut PgConnection,
+    target: &Target,
+    lo: i64,
+    hi: i64,
+) -> Result<BatchCounts> {
+    let mut c = BatchCounts {
+        users: user_counts(tx, lo, hi).await?,
+        ..Default::default()
+    };
+    // New accounts, through the one path that creates them.
+    if c.users.inserted > 0 {
+        sqlx::query(
+            "insert into pg_temp.chatctl_new_users (id, email, username, display_name, password_hash,
+                    confirmed_at, created_at, external_source, external_id, avatar_url, deactivated_at)
+             select p.user_id, s.email, lower(s.username), s.name, s.password_hash, s.confirmed_at,
+                    s.created_at, s.external_source, s.external_id, s.avatar_url,
+                    case when s.active = false then coalesce(s.deactivated_at, now()) end
+               from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+              where p.seq between $1 and $2 and p.action = 'insert'",
+        )
+        .bind(lo)
+        .bind(hi)
+        .execute(&mut *tx)
+        .await?;
+        create_with_free_usernames(tx).await?;
+    }
+    if c.users.updated > 0 {
+        update_existing(tx, lo, hi).await?;
+    }
+    if let Some(ws) = target.workspace {
+        let changed = sqlx::query(
+            "update public.workspace_members w set role = coalesce(s.role, $4)
+               from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+              where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')
+                and w.workspace_id = $3 and w.user_id = p.user_id
+                and (s.role is not null or $5) and w.role <> coalesce(s.role, $4) and w.role <> 'owner'",
+        )
+        .bind(lo)
+        .bind(hi)
+        .bind(ws)
+        .bind(&target.role)
+        .bind(target.role_given)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let new = sqlx::query(&format!(
+            "insert into public.workspace_members (workspace_id, user_id, role)
+             select $3, p.user_id, coalesce(s.role, $4) {MEMBERS}
+             on conflict (workspace_id, user_id) do nothing"
+        ))
+        .bind(lo)
+        .bind(hi)
+        .bind(ws)
+        .bind(&target.role)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let eligible = c.users.inserted + c.users.updated + c.users.unchanged;
+        c.workspace = Counts {
+            inserted: new,
+            updated: changed,
+            unchanged: eligible - new - changed,
+            ..Default::default()
+        };
+    }
+    if !target.channels.is_empty() {
+        let new = sqlx::query(&format!(
+            "insert into public.members (channel_id, user_id) select c, p.user_id {MEMBERS_CHANNELS}
+             on conflict (channel_id, user_id) do nothing"
+        ))
+        .bind(lo)
+        .bind(hi)
+        .bind(&target.channels)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let eligible =
+            (c.users.inserted + c.users.updated + c.users.unchanged) * target.channels.len() as u64;
+        c.channels = Counts {
+            inserted: new,
+            unchanged: eligible - new,
+            ..Default::default()
+        };
+    }
+    Ok(c)
+}
+
+/// Creates the staged accounts; a username someone has (or another new account of the
+/// batch) gets a number, as Slack does: `ann`, `ann2`, `ann3`.
+async fn create_with_free_usernames(tx: &mut PgConnection) -> Result<()> {
+    for round in 0..6 {
+        sqlx::raw_sql("savepoint chatctl_usernames")
+            .execute(&mut *tx)
+            .await?;
+        match accounts::create_staged(tx).await {
+            Ok(_) => {
+                sqlx::raw_sql("release savepoint chatctl_usernames")
+                    .execute(&mut *tx)
+                    .await?;
+                return Ok(());
+            }
+            Err(e) if round < 5 && username_taken(&e) => {
+                sqlx::raw_sql("rollback to savepoint chatctl_usernames")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "with ranked as (
+                         select n.id, n.username,
+                                row_number() over (partition by n.username order by n.email) as r,
+                                exists (select 1 from public.users u where u.username = n.username) as taken
+                           from pg_temp.chatctl_new_users n)
+                     update pg_temp.chatctl_new_users n
+                        set username = left(r.username, 70) ||
+                                case when $1 = 0 then (r.r + r.taken::int)::text
+                                     else (2 + floor(random() * 1000000))::int::text end
+                       from ranked r
+                      where n.id = r.id and (r.r > 1 or r.taken)",
+                )
+                .bind(round)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the last round returns")
+}
+
+fn username_taken(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .and_then(|s| s.as_database_error())
+            .and_then(|d| d.constraint())
+            == Some("users_username_key")
+    })
+}
+
+/// Updates the batch's existing users whose row says something new.
+async fn update_existing(tx: &mut PgConnection, lo: i64, hi: i64) -> Result<()> {
+    const UPDATED: &str =
+        "from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+                            where p.seq between $1 and $2 and p.action = 'update'";
+    sqlx::query(&format!(
+        "update auth.users a
+            set email = s.email, updated_at = now(),
+                raw_user_meta_data = coalesce(a.raw_user_meta_data, '{{}}'::jsonb) || jsonb_build_object('full_name', s.name)
+           {UPDATED} and a.id = p.user_id
+            and (lower(a.email) is distinct from s.email or a.raw_user_meta_data ->> 'full_name' is distinct from s.name)"
+    ))
+    .bind(lo)
+    .bind(hi)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "update auth.identities i
+            set identity_data = i.identity_data || jsonb_build_object('email', s.email), updated_at = now()
+           {UPDATED} and i.user_id = p.user_id and i.provider = 'email'
+            and i.identity_data ->> 'email' is distinct from s.email"
+    ))
+    .bind(lo)
+    .bind(hi)
+    .execute(&mut *tx)
+    .await?;
+    // An auth user without a profile (signed up, never opened the app) gets one.
+    sqlx::query(&format!(
+        "insert into public.users (id, username, display_name, external_source, external_id, avatar_url)
+         select p.user_id,
+                case when exists (select 1 from public.users u where u.username = lower(s.username))
+                     then left(lower(s.username), 70) || '-' || left(p.user_id::text, 8)
+                     else lower(s.username) end,
+                s.name, s.external_source, s.external_id, s.avatar_url
+           {UPDATED} and not exists (select 1 from public.users u where u.id = p.user_id)"
+    ))
+    .bind(lo)
+    .bind(hi)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "update public.users u
+            set display_name = s.name,
+                external_source = case when u.external_id is null then s.external_source else u.external_source end,
+                external_id = coalesce(u.external_id, s.external_id),
+                avatar_url = coalesce(s.avatar_url, u.avatar_url)
+           {UPDATED} and u.id = p.user_id
+            and (u.display_name <> s.name or (u.external_id is null and s.external_id is not null)
+                 or (s.avatar_url is not null and u.avatar_url is distinct from s.avatar_url))"
+    ))
+    .bind(lo)
+    .bind(hi)
+    .execute(&mut *tx)
+    .await?;
+    let flips: Vec<(Uuid, bool)> = sqlx::query_as(&format!(
+        "select p.user_id, s.active
+           {UPDATED} and s.active is not null
+            and exists (select 1 from public.users u where u.id = p.user_id
+                         and (u.deactivated_at is null) <> s.active)"
+    ))
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (on, off): (Vec<_>, Vec<_>) = flips.into_iter().partition(|(_, active)| *active);
+    let ids = |v: Vec<(Uuid, bool)>| v.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    if !off.is_empty() {
+        accounts::deactivate(tx, &ids(off)).await?;
+    }
+    if !on.is_empty() {
+        accounts::reactivate(tx, &ids(on)).await?;
+    }
+    Ok(())
+}
