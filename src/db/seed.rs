@@ -221,61 +221,26 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     }
     let created = ts(start - ChronoDuration::days(30));
     {
+        // Through the one path that creates accounts (staged, then written set-based).
+        crate::users::accounts::prepare(&mut tx).await?;
         let mut c = CopyStream::open(
             &mut tx,
-            "copy auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at, \
-             confirmation_token, recovery_token, email_change_token_new, email_change, raw_app_meta_data, \
-             raw_user_meta_data, created_at, updated_at) from stdin",
-        )
-        .await?;
-        for i in 0..n_users {
-            let email = format!("{}@example.com", usernames[i]);
-            let _ = write!(
-                c.buf,
-                "00000000-0000-0000-0000-000000000000\t{}\tauthenticated\tauthenticated\t{email}\t\t{created}\t\t\t\t\t\
-                 {{\"provider\":\"email\",\"providers\":[\"email\"]}}\t{{\"full_name\":\"",
-                user_ids[i]
-            );
-            esc(&mut c.buf, &display[i]);
-            let _ = write!(c.buf, "\"}}\t{created}\t{created}");
-            c.row_done().await?;
-        }
-        c.finish().await?;
-    }
-    {
-        let mut c = CopyStream::open(
-            &mut tx,
-            "copy auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at) from stdin",
-        )
-        .await?;
-        for i in 0..n_users {
-            let id = user_ids[i];
-            let _ = write!(
-                c.buf,
-                "{id}\t{id}\t{{\"sub\":\"{id}\",\"email\":\"{}@example.com\",\"email_verified\":true}}\temail\t{created}\t{created}",
-                usernames[i]
-            );
-            c.row_done().await?;
-        }
-        c.finish().await?;
-    }
-    {
-        let mut c = CopyStream::open(
-            &mut tx,
-            "copy public.users (id, username, display_name, email, external_source, external_id, created_at) from stdin",
+            "copy pg_temp.chatctl_new_users (id, email, username, display_name, external_source,
+                external_id, confirmed_at, created_at) from stdin",
         )
         .await?;
         for i in 0..n_users {
             let _ = write!(c.buf, "{}\t", user_ids[i]);
+            esc(&mut c.buf, &format!("{}@example.com", usernames[i]));
+            c.buf.push('\t');
             esc(&mut c.buf, &usernames[i]);
             c.buf.push('\t');
             esc(&mut c.buf, &display[i]);
-            c.buf.push('\t');
-            esc(&mut c.buf, &format!("{}@example.com", usernames[i]));
-            let _ = write!(c.buf, "\t{SOURCE}\t{i}\t{created}");
+            let _ = write!(c.buf, "\t{SOURCE}\t{i}\t{created}\t{created}");
             c.row_done().await?;
         }
         c.finish().await?;
+        crate::users::accounts::create_staged(&mut tx).await?;
     }
 
     // Workspaces: users are spread round-robin; the first of each is its owner.

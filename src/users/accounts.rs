@@ -119,17 +119,77 @@ pub async fn create_staged(conn: &mut PgConnection) -> Result<u64> {
     ))
     .execute(&mut *conn)
     .await?;
-    // The profile's email is filled in by the database from the verified auth address.
+    // The profile shows the verified auth address (the database's `users_identity` trigger
+    // would set the same, and does where it runs).
     sqlx::query(&format!(
-        "insert into public.users (id, username, display_name, is_bot, external_source, external_id,
-                avatar_url, created_at, deactivated_at)
-         select id, username, display_name, is_bot, external_source, external_id, avatar_url,
+        "insert into public.users (id, username, display_name, email, is_bot, external_source,
+                external_id, avatar_url, created_at, deactivated_at)
+         select id, username, display_name, email, is_bot, external_source, external_id, avatar_url,
                 coalesce(created_at, now()), deactivated_at
            from {STAGE}"
     ))
     .execute(&mut *conn)
     .await?;
     Ok(made)
+}
+
+/// The triggers chatctl's migrations put on the tables a bulk load writes. A load may run
+/// without triggers (see [`bulk_allowed`]) only when these are all there is: what they do
+/// on insert, the load does itself.
+const KNOWN_TRIGGERS: &[&str] = &[
+    "chatctl_follow_email",
+    "users_identity",
+    "users_updated_at",
+    "workspace_members_drop_channels",
+    "workspace_members_owner_kept",
+    "members_boundary_insert",
+    "members_boundary_update",
+    "members_stamp",
+];
+
+/// Whether a bulk load may skip triggers (`session_replication_role = replica`, as Supabase
+/// documents for data imports): the role may set it, and the tables it writes carry no
+/// trigger but chatctl's own (a project's own trigger, say one that sends a welcome email or
+/// fills another profile table, must run, so then nothing is skipped). Skipping saves the
+/// per-row foreign key checks and the profile's identity trigger; the loader keeps their
+/// promises itself: it writes each profile's verified address, inserts an account's rows
+/// together, and locks the rows its new rows refer to, as a foreign key check would (`for key share`).
+pub async fn bulk_allowed(conn: &mut PgConnection) -> Result<bool> {
+    let foreign: Vec<String> = sqlx::query_scalar(
+        "select tgrelid::regclass::text || '.' || tgname from pg_trigger
+          where tgrelid in (to_regclass('auth.users'), to_regclass('auth.identities'),
+                            to_regclass('public.users'), to_regclass('public.workspace_members'),
+                            to_regclass('public.members'))
+            and not tgisinternal and (tgenabled <> 'O' or not (tgname = any($1)))",
+    )
+    .bind(KNOWN_TRIGGERS)
+    .fetch_all(&mut *conn)
+    .await?;
+    if !foreign.is_empty() {
+        tracing::info!(triggers = ?foreign, "the tables carry triggers chatctl does not know: the load runs them");
+        return Ok(false);
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let allowed = sqlx::raw_sql("set local session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .is_ok();
+    tx.rollback().await?;
+    if !allowed {
+        tracing::info!(
+            "this role may not set session_replication_role: the load runs every trigger"
+        );
+    }
+    Ok(allowed)
+}
+
+/// Turns trigger skipping on (`true`) or off for the rest of the transaction.
+pub async fn set_bulk(conn: &mut PgConnection, on: bool) -> Result<()> {
+    let role = if on { "replica" } else { "origin" };
+    sqlx::raw_sql(&format!("set local session_replication_role = {role}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Deactivates people: their profile says since when, their auth user is banned (no new

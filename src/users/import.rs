@@ -114,6 +114,14 @@ pub struct Hashing {
     pub per_second: f64,
 }
 
+/// Where the time went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phases {
+    pub load: f64,
+    pub plan: f64,
+    pub write: f64,
+}
+
 /// What an import did (or, dry, would do).
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
@@ -132,6 +140,8 @@ pub struct ImportReport {
     /// Where the rejected rows were written (absent when none were).
     pub rejects_file: Option<String>,
     pub passwords: Hashing,
+    /// Seconds spent reading and loading, planning, and writing (or counting).
+    pub phases: Phases,
     pub seconds: f64,
     pub rows_per_second: f64,
 }
@@ -513,9 +523,12 @@ pub async fn import(
     meter.update(counter.get(), rows, true);
     meter.finish();
 
+    let load = started.elapsed().as_secs_f64();
+
     // 2. Plan.
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
     plan_all(conn, &names, opts.on_existing).await?;
+    let plan = started.elapsed().as_secs_f64() - load;
 
     // 3. Write (or count), batch by batch.
     let mut report = ImportReport {
@@ -529,6 +542,11 @@ pub async fn import(
         rejected_by_kind: BTreeMap::new(),
         rejects_file: None,
         passwords: Hashing::default(),
+        phases: Phases {
+            load,
+            plan,
+            write: 0.0,
+        },
         seconds: 0.0,
         rows_per_second: 0.0,
     };
@@ -562,6 +580,7 @@ pub async fn import(
     }
     meter.update(rows, rows, true);
     meter.finish();
+    report.phases.write = started.elapsed().as_secs_f64() - load - plan;
 
     report.rejects_file = rejects.finish()?;
     report.rejected_by_kind = rejects.by_kind;
@@ -666,6 +685,8 @@ fn copy_row(buf: &mut String, r: &Row) {
 
 /// The workspace and channels memberships go to.
 struct Target {
+    /// Inserts may skip triggers (see [`accounts::bulk_allowed`]).
+    bulk: bool,
     workspace: Option<Uuid>,
     channels: Vec<Uuid>,
     role: String,
@@ -675,6 +696,7 @@ struct Target {
 impl Target {
     async fn resolve(conn: &mut PgConnection, opts: &ImportOptions) -> Result<Target> {
         let mut t = Target {
+            bulk: !opts.dry_run && accounts::bulk_allowed(conn).await?,
             workspace: None,
             channels: Vec::new(),
             role: opts.role.clone().unwrap_or_else(|| "member".into()),
@@ -1055,7 +1077,13 @@ async fn write_batch(
         .bind(hi)
         .execute(&mut *tx)
         .await?;
+        if target.bulk {
+            accounts::set_bulk(tx, true).await?;
+        }
         create_with_free_usernames(tx).await?;
+        if target.bulk {
+            accounts::set_bulk(tx, false).await?;
+        }
     }
     if c.users.updated > 0 {
         update_existing(tx, lo, hi).await?;
@@ -1076,6 +1104,28 @@ async fn write_batch(
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        if target.bulk {
+            // What the skipped foreign key checks would lock: the workspace, the channels,
+            // and the existing people the new memberships refer to.
+            sqlx::query("select 1 from public.workspaces where id = $1 for key share")
+                .bind(ws)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("select 1 from public.channels where id = any($1) for key share")
+                .bind(&target.channels)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "select 1 from public.users u join pg_temp.chatctl_plan p on p.user_id = u.id
+                  where p.seq between $1 and $2 and p.action in ('update', 'unchanged')
+                    for key share of u",
+            )
+            .bind(lo)
+            .bind(hi)
+            .execute(&mut *tx)
+            .await?;
+            accounts::set_bulk(tx, true).await?;
+        }
         let new = sqlx::query(&format!(
             "insert into public.workspace_members (workspace_id, user_id, role)
              select $3, p.user_id, coalesce(s.role, $4) {MEMBERS}
@@ -1114,6 +1164,9 @@ async fn write_batch(
             unchanged: eligible - new,
             ..Default::default()
         };
+    }
+    if target.bulk {
+        accounts::set_bulk(tx, false).await?;
     }
     Ok(c)
 }
