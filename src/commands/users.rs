@@ -131,49 +131,22 @@ struct ImportArgs {
     /// Rows per transaction
     #[arg(long, default_value_t = 20_000, value_name = "N")]
     batch_size: usize,
+    /// Connections writing batches at once [default: the number of cores, at most 4]
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
     /// Exit 0 even when rows were rejected
     #[arg(long)]
     allow_rejects: bool,
 }
 
 pub async fn run(ctx: &Context, args: UsersArgs) -> Result<ExitCode> {
-    let mut conn = ctx.connect().await?;
     let actor = ctx.actor();
+    if let UsersCmd::Import(a) = args.cmd {
+        return import(ctx, a, &actor).await;
+    }
+    let mut conn = ctx.connect().await?;
     match args.cmd {
-        UsersCmd::Import(a) => {
-            let rejects = a.rejects.unwrap_or_else(|| {
-                PathBuf::from(format!(
-                    "users-import-{}.rejects.jsonl",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S")
-                ))
-            });
-            let progress = if ctx.out.quiet {
-                ProgressMode::None
-            } else if ctx.out.format == OutputFormat::Json {
-                ProgressMode::Json
-            } else {
-                ProgressMode::Bar
-            };
-            let opts = ImportOptions {
-                files: a.files,
-                format: a.format,
-                maps: a.maps,
-                source: a.source,
-                workspace: a.workspace,
-                role: a.role,
-                channels: a.channels,
-                on_existing: a.on_existing,
-                dry_run: a.dry_run,
-                rejects,
-                batch_size: a.batch_size,
-                progress,
-            };
-            let report = crate::users::import::import(&mut conn, &opts, &actor).await?;
-            ctx.out.render(&report)?;
-            if report.users.rejected > 0 && !a.allow_rejects {
-                return Ok(ExitCode::Failure);
-            }
-        }
+        UsersCmd::Import(_) => unreachable!("handled above"),
         UsersCmd::List {
             workspace,
             deactivated,
@@ -244,6 +217,50 @@ pub async fn run(ctx: &Context, args: UsersArgs) -> Result<ExitCode> {
                     .status(&format!("exported {n} people to {}", path.display()));
             }
         }
+    }
+    Ok(ExitCode::Success)
+}
+
+async fn import(ctx: &Context, a: ImportArgs, actor: &crate::provision::Actor) -> Result<ExitCode> {
+    let rejects = a.rejects.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "users-import-{}.rejects.jsonl",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ))
+    });
+    let progress = if ctx.out.quiet {
+        ProgressMode::None
+    } else if ctx.out.format == OutputFormat::Json {
+        ProgressMode::Json
+    } else {
+        ProgressMode::Bar
+    };
+    let opts = ImportOptions {
+        files: a.files,
+        format: a.format,
+        maps: a.maps,
+        source: a.source,
+        workspace: a.workspace,
+        role: a.role,
+        channels: a.channels,
+        on_existing: a.on_existing,
+        dry_run: a.dry_run,
+        rejects,
+        batch_size: a.batch_size,
+        jobs: a.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(4)
+        }),
+        progress,
+    };
+    let url = ctx.database_url().await?;
+    let pool = crate::db::pool(&url, &ctx.config).await?;
+    let report = crate::users::import::import(&pool, &opts, actor).await?;
+    ctx.out.render(&report)?;
+    if report.users.rejected > 0 && !a.allow_rejects {
+        return Ok(ExitCode::Failure);
     }
     Ok(ExitCode::Success)
 }

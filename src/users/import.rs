@@ -24,8 +24,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::TryStreamExt as _;
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::accounts;
@@ -85,6 +86,8 @@ pub struct ImportOptions {
     /// Where rejected rows go (JSON Lines).
     pub rejects: PathBuf,
     pub batch_size: usize,
+    /// Connections writing batches at once.
+    pub jobs: usize,
     pub progress: ProgressMode,
 }
 
@@ -410,46 +413,125 @@ impl Rejects {
     }
 }
 
-/// The staging table of one import and the plan made from it.
-const STAGING: &str = "create temp table if not exists chatctl_import (
-        seq bigint not null,
-        file integer not null,
-        line bigint not null,
-        raw text not null,
-        email text,
-        name text,
-        username text,
-        external_source text,
-        external_id text,
-        password_hash text,
-        created_at timestamptz,
-        confirmed_at timestamptz,
-        role text,
-        active boolean,
-        deactivated_at timestamptz,
-        avatar_url text,
-        reject text,
-        reason text
-    );
-    truncate pg_temp.chatctl_import;
-    create temp table if not exists chatctl_plan (
-        seq bigint not null,
-        user_id uuid,
-        action text not null,
-        kind text,
-        reason text
-    );
-    truncate pg_temp.chatctl_plan;";
+/// The staging table of one import and the plan made from it: unlogged tables in the
+/// `chatctl` schema (so every writer's session reads them; no WAL), named for the run, held
+/// by a session advisory lock while it runs, dropped at its end. A killed run's tables are
+/// dropped by the next import (their lock is free).
+pub struct Stage {
+    import: String,
+    plan: String,
+    key: String,
+}
+
+impl Stage {
+    /// The SQL with the placeholders `pg_temp.chatctl_import`/`pg_temp.chatctl_plan` naming
+    /// this run's tables.
+    fn q(&self, sql: &str) -> String {
+        sql.replace("pg_temp.chatctl_import", &self.import)
+            .replace("pg_temp.chatctl_plan", &self.plan)
+    }
+
+    async fn create(conn: &mut PgConnection) -> Result<Stage> {
+        // Leftovers of killed runs: their sessions (and locks) are gone.
+        let stale: Vec<String> = sqlx::query_scalar(
+            "select c.relname::text from pg_class c
+              where c.relnamespace = 'chatctl'::regnamespace and c.relkind = 'r'
+                and c.relname ~ '^user_import_[0-9a-f]{12}$'",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for name in stale {
+            let key = format!("chatctl.{name}");
+            let free: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtext($1))")
+                .bind(&key)
+                .fetch_one(&mut *conn)
+                .await?;
+            if free {
+                sqlx::raw_sql(&format!("drop table if exists {key}, {key}_plan"))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("select pg_advisory_unlock(hashtext($1))")
+                    .bind(&key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        let id = &Uuid::new_v4().simple().to_string()[..12];
+        let st = Stage {
+            import: format!("chatctl.user_import_{id}"),
+            plan: format!("chatctl.user_import_{id}_plan"),
+            key: format!("chatctl.user_import_{id}"),
+        };
+        sqlx::query("select pg_advisory_lock(hashtext($1))")
+            .bind(&st.key)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::raw_sql(&st.q("create unlogged table pg_temp.chatctl_import (
+                seq bigint not null,
+                file integer not null,
+                line bigint not null,
+                raw text not null,
+                email text,
+                name text,
+                username text,
+                external_source text,
+                external_id text,
+                password_hash text,
+                created_at timestamptz,
+                confirmed_at timestamptz,
+                role text,
+                active boolean,
+                deactivated_at timestamptz,
+                avatar_url text,
+                reject text,
+                reason text
+            ) with (autovacuum_enabled = off);
+            create unlogged table pg_temp.chatctl_plan (
+                seq bigint not null,
+                user_id uuid,
+                action text not null,
+                kind text,
+                reason text
+            ) with (autovacuum_enabled = off);"))
+        .execute(&mut *conn)
+        .await?;
+        Ok(st)
+    }
+
+    async fn drop(&self, conn: &mut PgConnection) -> Result<()> {
+        sqlx::raw_sql(&self.q("drop table if exists pg_temp.chatctl_import, pg_temp.chatctl_plan"))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("select pg_advisory_unlock(hashtext($1))")
+            .bind(&self.key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
 
 /// Imports people; see the module's documentation.
-pub async fn import(
+pub async fn import(pool: &PgPool, opts: &ImportOptions, actor: &Actor) -> Result<ImportReport> {
+    let mut conn = pool.acquire().await?;
+    check_may_write_auth(&mut conn).await?;
+    let target = Target::resolve(&mut conn, opts).await?;
+    let st = Stage::create(&mut conn).await?;
+    let result = run(pool, &mut conn, &st, &target, opts, actor).await;
+    let dropped = st.drop(&mut conn).await;
+    let report = result?;
+    dropped?;
+    Ok(report)
+}
+
+async fn run(
+    pool: &PgPool,
     conn: &mut PgConnection,
+    st: &Stage,
+    target: &Target,
     opts: &ImportOptions,
     actor: &Actor,
 ) -> Result<ImportReport> {
     let started = Instant::now();
-    check_may_write_auth(conn).await?;
-    let target = Target::resolve(conn, opts).await?;
 
     // 1. Load.
     let counter = Counter::default();
@@ -474,15 +556,6 @@ pub async fn import(
         inputs.push(inp);
     }
     let total_bytes: u64 = inputs.iter().filter_map(|i| i.size).sum();
-    let mut rejects = Rejects {
-        path: opts.rejects.clone(),
-        file: None,
-        by_kind: BTreeMap::new(),
-        files: files.iter().map(|f| f.name.clone()).collect(),
-    };
-    sqlx::raw_sql(STAGING).execute(&mut *conn).await?;
-    accounts::prepare(conn).await?;
-
     let hashing = std::sync::Arc::new(std::sync::Mutex::new(Hashing::default()));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Loaded>(8);
     let reader = {
@@ -495,9 +568,9 @@ pub async fn import(
     {
         let mut copy = CopyStream::open(
             conn,
-            "copy pg_temp.chatctl_import (seq, file, line, raw, email, name, username, external_source,
+            &st.q("copy pg_temp.chatctl_import (seq, file, line, raw, email, name, username, external_source,
                 external_id, password_hash, created_at, confirmed_at, role, active, deactivated_at,
-                avatar_url, reject, reason) from stdin",
+                avatar_url, reject, reason) from stdin"),
         )
         .await?;
         while let Some(msg) = rx.recv().await {
@@ -522,15 +595,14 @@ pub async fn import(
     reader.await.context("the input reader failed")?;
     meter.update(counter.get(), rows, true);
     meter.finish();
-
     let load = started.elapsed().as_secs_f64();
 
     // 2. Plan.
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-    plan_all(conn, &names, opts.on_existing).await?;
+    plan_all(conn, st, &names, opts.on_existing).await?;
     let plan = started.elapsed().as_secs_f64() - load;
 
-    // 3. Write (or count), batch by batch.
+    // 3. Write (or count), batch by batch, on `jobs` connections.
     let mut report = ImportReport {
         dry_run: opts.dry_run,
         files,
@@ -550,38 +622,103 @@ pub async fn import(
         seconds: 0.0,
         rows_per_second: 0.0,
     };
-    let mut meter = Meter::new(
+    let meter = std::sync::Mutex::new(Meter::new(
         opts.progress,
         if opts.dry_run { "planning" } else { "writing" },
         rows.max(1),
         "rows",
-    );
+    ));
+    // The pool also holds this connection.
+    let room = pool
+        .options()
+        .get_max_connections()
+        .saturating_sub(1)
+        .max(1) as usize;
+    let jobs = if opts.dry_run {
+        1
+    } else {
+        opts.jobs.clamp(1, room)
+    };
     let batch = opts.batch_size.max(1) as i64;
-    let mut lo = 1i64;
-    while lo <= rows as i64 {
-        let hi = lo + batch - 1;
-        run_batch(
-            conn,
-            opts,
-            &target,
-            &names,
-            lo,
-            hi,
-            &mut report,
-            &mut rejects,
-        )
-        .await?;
-        meter.update(
-            hi.min(rows as i64) as u64,
-            hi.min(rows as i64) as u64,
-            false,
-        );
-        lo = hi + 1;
+    let next = std::sync::atomic::AtomicI64::new(1);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let totals = std::sync::Mutex::new((BatchCounts::default(), 0u64));
+    let mut writers = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        writers.push(pool.acquire().await?);
     }
-    meter.update(rows, rows, true);
-    meter.finish();
+    let work = writers.into_iter().map(|mut c| {
+        let (next, stop, totals, meter) = (&next, &stop, &totals, &meter);
+        async move {
+            accounts::prepare(&mut c).await?;
+            loop {
+                use std::sync::atomic::Ordering::SeqCst;
+                if stop.load(SeqCst) {
+                    return Ok(());
+                }
+                let lo = next.fetch_add(batch, SeqCst);
+                if lo > rows as i64 {
+                    return Ok(());
+                }
+                let hi = lo + batch - 1;
+                match run_batch(&mut c, st, opts, target, lo, hi).await {
+                    Ok(counts) => {
+                        let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+                        t.0.add(&counts);
+                        t.1 += (hi.min(rows as i64) - lo + 1) as u64;
+                        let done = t.1;
+                        drop(t);
+                        meter
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .update(done, done, false);
+                    }
+                    Err(e) => {
+                        stop.store(true, SeqCst);
+                        return Err::<(), anyhow::Error>(e);
+                    }
+                }
+            }
+        }
+    });
+    futures_util::future::try_join_all(work).await?;
+    {
+        let m = meter.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = m;
+        m.update(rows, rows, true);
+        m.finish();
+    }
+    let (counts, _) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.users = counts.users;
+    if let Some(w) = report.workspace_memberships.as_mut() {
+        *w = counts.workspace;
+    }
+    if let Some(c) = report.channel_memberships.as_mut() {
+        *c = counts.channels;
+    }
     report.phases.write = started.elapsed().as_secs_f64() - load - plan;
 
+    // The rejects, in the order of the input.
+    let mut rejects = Rejects {
+        path: opts.rejects.clone(),
+        file: None,
+        by_kind: BTreeMap::new(),
+        files: names.clone(),
+    };
+    {
+        let q = st.q(
+            "select s.file, s.line, coalesce(s.reject, p.kind), coalesce(s.reason, p.reason), s.raw
+               from pg_temp.chatctl_import s
+               left join pg_temp.chatctl_plan p on p.seq = s.seq
+              where s.reject is not null or p.action = 'reject'
+              order by s.seq",
+        );
+        let mut found =
+            sqlx::query_as::<_, (i32, i64, String, String, String)>(&q).fetch(&mut *conn);
+        while let Some((file, line, kind, reason, raw)) = found.try_next().await? {
+            rejects.write((file - 1) as u32, line as u64, &kind, &reason, &raw)?;
+        }
+    }
     report.rejects_file = rejects.finish()?;
     report.rejected_by_kind = rejects.by_kind;
     report.users.rejected = report.rejected_by_kind.values().sum();
@@ -622,9 +759,6 @@ pub async fn import(
         .await?;
         tx.commit().await?;
     }
-    sqlx::raw_sql("drop table if exists pg_temp.chatctl_import, pg_temp.chatctl_plan")
-        .execute(&mut *conn)
-        .await?;
     Ok(report)
 }
 
@@ -758,15 +892,14 @@ impl Target {
 /// Rejects repeated emails and external ids after their first line, then plans every row.
 async fn plan_all(
     conn: &mut PgConnection,
+    st: &Stage,
     names: &[String],
     on_existing: OnExisting,
 ) -> Result<()> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    sqlx::raw_sql(
-        "set local work_mem = '256MB';
+    sqlx::raw_sql(&st.q("set local work_mem = '256MB';
          create index if not exists chatctl_import_seq on pg_temp.chatctl_import (seq);
-         analyze pg_temp.chatctl_import;",
-    )
+         analyze pg_temp.chatctl_import;"))
     .execute(&mut *tx)
     .await?;
     // A repeated address or external id: the first line wins, the later ones are rejected.
@@ -779,7 +912,7 @@ async fn plan_all(
             "s.external_source || '/' || s.external_id",
         ),
     ] {
-        sqlx::query(&format!(
+        sqlx::query(&st.q(&format!(
             "update pg_temp.chatctl_import s
                 set reject = '{kind}',
                     reason = format('duplicate {what} `%s` within the input (first at %s:%s)',
@@ -792,16 +925,16 @@ async fn plan_all(
             key_s = key
                 .trim_matches(|c| c == '(' || c == ')')
                 .replace(", ", ", s."),
-        ))
+        )))
         .bind(names)
         .execute(&mut *tx)
         .await?;
     }
-    plan(&mut tx, None, on_existing).await?;
-    sqlx::raw_sql(
+    plan(&mut tx, st, None, on_existing).await?;
+    sqlx::raw_sql(&st.q(
         "create index if not exists chatctl_plan_seq on pg_temp.chatctl_plan (seq);
          analyze pg_temp.chatctl_plan;",
-    )
+    ))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -812,12 +945,12 @@ async fn plan_all(
 /// it its action.
 async fn plan(
     conn: &mut PgConnection,
+    st: &Stage,
     range: Option<(i64, i64)>,
     on_existing: OnExisting,
 ) -> Result<()> {
     let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
-    sqlx::query(
-        "insert into pg_temp.chatctl_plan (seq, user_id, action, kind, reason)
+    sqlx::query(&st.q("insert into pg_temp.chatctl_plan (seq, user_id, action, kind, reason)
          select m.seq,
                 case when m.verdict = 'insert' then gen_random_uuid() else m.uid end,
                 case when m.verdict in ('insert', 'update', 'unchanged', 'skip') then m.verdict else 'reject' end,
@@ -867,8 +1000,7 @@ async fn plan(
                left join auth.users au on au.id = coalesce(pe.id, ae.id)
                left join public.users p on p.id = coalesce(pe.id, ae.id)
               where s.seq between $1 and $2 and s.reject is null
-           ) m",
-    )
+           ) m",))
     .bind(lo)
     .bind(hi)
     .bind(on_existing.as_str())
@@ -878,70 +1010,53 @@ async fn plan(
 }
 
 /// Counts (and, unless dry, writes) the lines `lo..=hi`, in one transaction.
-#[allow(clippy::too_many_arguments)]
 async fn run_batch(
     conn: &mut PgConnection,
+    st: &Stage,
     opts: &ImportOptions,
     target: &Target,
-    names: &[String],
     lo: i64,
     hi: i64,
-    report: &mut ImportReport,
-    rejects: &mut Rejects,
-) -> Result<()> {
+) -> Result<BatchCounts> {
     let mut replanned = false;
     loop {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if replanned {
-            sqlx::query("delete from pg_temp.chatctl_plan where seq between $1 and $2")
+            sqlx::query(&st.q("delete from pg_temp.chatctl_plan where seq between $1 and $2"))
                 .bind(lo)
                 .bind(hi)
                 .execute(&mut *tx)
                 .await?;
-            plan(&mut tx, Some((lo, hi)), opts.on_existing).await?;
+            plan(&mut tx, st, Some((lo, hi)), opts.on_existing).await?;
         }
         let outcome = if opts.dry_run {
-            count_batch(&mut tx, target, lo, hi).await
+            count_batch(&mut tx, st, target, lo, hi).await
         } else {
-            write_batch(&mut tx, target, lo, hi).await
+            write_batch(&mut tx, st, target, lo, hi).await
         };
         match outcome {
             Ok(counts) => {
-                let rejected: Vec<(i32, i64, String, String, String)> = sqlx::query_as(
-                    "select s.file, s.line, coalesce(s.reject, p.kind), coalesce(s.reason, p.reason), s.raw
-                       from pg_temp.chatctl_import s
-                       left join pg_temp.chatctl_plan p on p.seq = s.seq
-                      where s.seq between $1 and $2 and (s.reject is not null or p.action = 'reject')
-                      order by s.seq",
-                )
-                .bind(lo)
-                .bind(hi)
-                .fetch_all(&mut *tx)
-                .await?;
                 if opts.dry_run {
                     tx.rollback().await?;
                 } else {
                     tx.commit().await.context("cannot commit a batch")?;
                 }
-                let _ = names;
-                for (file, line, kind, reason, raw) in rejected {
-                    rejects.write((file - 1) as u32, line as u64, &kind, &reason, &raw)?;
-                }
-                add(&mut report.users, &counts.users);
-                if let Some(w) = report.workspace_memberships.as_mut() {
-                    add(w, &counts.workspace);
-                }
-                if let Some(c) = report.channel_memberships.as_mut() {
-                    add(c, &counts.channels);
-                }
-                return Ok(());
+                return Ok(counts);
             }
             Err(e) if !replanned && is_unique_violation(&e) => {
-                tracing::info!(lo, hi, "a batch met a change made since the plan; planning it again");
+                tracing::info!(
+                    lo,
+                    hi,
+                    "a batch met a change made since the plan; planning it again"
+                );
                 tx.rollback().await?;
                 replanned = true;
             }
-            Err(e) => return Err(e.context(format!("the batch of rows {lo}..{hi} failed; the batches before it are written, and running the import again completes it"))),
+            Err(e) => {
+                return Err(e.context(format!(
+                    "the batch of rows {lo}..{hi} failed; the batches written so far stay, and running the import again completes it"
+                )));
+            }
         }
     }
 }
@@ -954,11 +1069,13 @@ fn is_unique_violation(e: &anyhow::Error) -> bool {
     })
 }
 
-fn add(total: &mut Counts, c: &Counts) {
-    total.inserted += c.inserted;
-    total.updated += c.updated;
-    total.unchanged += c.unchanged;
-    total.skipped += c.skipped;
+impl Counts {
+    fn add(&mut self, c: &Counts) {
+        self.inserted += c.inserted;
+        self.updated += c.updated;
+        self.unchanged += c.unchanged;
+        self.skipped += c.skipped;
+    }
 }
 
 #[derive(Default)]
@@ -968,10 +1085,16 @@ struct BatchCounts {
     channels: Counts,
 }
 
-async fn user_counts(tx: &mut PgConnection, lo: i64, hi: i64) -> Result<Counts> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "select action, count(*) from pg_temp.chatctl_plan where seq between $1 and $2 group by action",
-    )
+impl BatchCounts {
+    fn add(&mut self, c: &BatchCounts) {
+        self.users.add(&c.users);
+        self.workspace.add(&c.workspace);
+        self.channels.add(&c.channels);
+    }
+}
+
+async fn user_counts(tx: &mut PgConnection, st: &Stage, lo: i64, hi: i64) -> Result<Counts> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(&st.q("select action, count(*) from pg_temp.chatctl_plan where seq between $1 and $2 group by action",))
     .bind(lo)
     .bind(hi)
     .fetch_all(&mut *tx)
@@ -997,23 +1120,24 @@ const MEMBERS: &str = "from pg_temp.chatctl_plan p join pg_temp.chatctl_import s
 /// What a batch would do, written nowhere.
 async fn count_batch(
     tx: &mut PgConnection,
+    st: &Stage,
     target: &Target,
     lo: i64,
     hi: i64,
 ) -> Result<BatchCounts> {
     let mut c = BatchCounts {
-        users: user_counts(tx, lo, hi).await?,
+        users: user_counts(tx, st, lo, hi).await?,
         ..Default::default()
     };
     if let Some(ws) = target.workspace {
-        let (eligible, new, changed): (i64, i64, i64) = sqlx::query_as(
+        let (eligible, new, changed): (i64, i64, i64) = sqlx::query_as(&st.q(
             "select count(*), count(*) filter (where w.user_id is null),
                     count(*) filter (where w.user_id is not null and (s.role is not null or $5)
                                        and w.role <> coalesce(s.role, $4) and w.role <> 'owner')
                from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
                left join public.workspace_members w on w.workspace_id = $3 and w.user_id = p.user_id
               where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')",
-        )
+        ))
         .bind(lo)
         .bind(hi)
         .bind(ws)
@@ -1029,11 +1153,11 @@ async fn count_batch(
         };
     }
     if !target.channels.is_empty() {
-        let (eligible, new): (i64, i64) = sqlx::query_as(&format!(
+        let (eligible, new): (i64, i64) = sqlx::query_as(&st.q(&format!(
             "select count(*), count(*) filter (where not exists (
                         select 1 from public.members m where m.channel_id = c and m.user_id = p.user_id))
                {MEMBERS_CHANNELS}"
-        ))
+        )))
         .bind(lo)
         .bind(hi)
         .bind(&target.channels)
@@ -1054,25 +1178,24 @@ const MEMBERS_CHANNELS: &str = "from pg_temp.chatctl_plan p cross join unnest($3
 /// Writes a batch: new accounts, updates, activation changes, memberships.
 async fn write_batch(
     tx: &mut PgConnection,
+    st: &Stage,
     target: &Target,
     lo: i64,
     hi: i64,
 ) -> Result<BatchCounts> {
     let mut c = BatchCounts {
-        users: user_counts(tx, lo, hi).await?,
+        users: user_counts(tx, st, lo, hi).await?,
         ..Default::default()
     };
     // New accounts, through the one path that creates them.
     if c.users.inserted > 0 {
-        sqlx::query(
-            "insert into pg_temp.chatctl_new_users (id, email, username, display_name, password_hash,
+        sqlx::query(&st.q("insert into pg_temp.chatctl_new_users (id, email, username, display_name, password_hash,
                     confirmed_at, created_at, external_source, external_id, avatar_url, deactivated_at)
              select p.user_id, s.email, lower(s.username), s.name, s.password_hash, s.confirmed_at,
                     s.created_at, s.external_source, s.external_id, s.avatar_url,
                     case when s.active = false then coalesce(s.deactivated_at, now()) end
                from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
-              where p.seq between $1 and $2 and p.action = 'insert'",
-        )
+              where p.seq between $1 and $2 and p.action = 'insert'",))
         .bind(lo)
         .bind(hi)
         .execute(&mut *tx)
@@ -1086,16 +1209,14 @@ async fn write_batch(
         }
     }
     if c.users.updated > 0 {
-        update_existing(tx, lo, hi).await?;
+        update_existing(tx, st, lo, hi).await?;
     }
     if let Some(ws) = target.workspace {
-        let changed = sqlx::query(
-            "update public.workspace_members w set role = coalesce(s.role, $4)
+        let changed = sqlx::query(&st.q("update public.workspace_members w set role = coalesce(s.role, $4)
                from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
               where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')
                 and w.workspace_id = $3 and w.user_id = p.user_id
-                and (s.role is not null or $5) and w.role <> coalesce(s.role, $4) and w.role <> 'owner'",
-        )
+                and (s.role is not null or $5) and w.role <> coalesce(s.role, $4) and w.role <> 'owner'",))
         .bind(lo)
         .bind(hi)
         .bind(ws)
@@ -1115,22 +1236,22 @@ async fn write_batch(
                 .bind(&target.channels)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
+            sqlx::query(&st.q(
                 "select 1 from public.users u join pg_temp.chatctl_plan p on p.user_id = u.id
                   where p.seq between $1 and $2 and p.action in ('update', 'unchanged')
                     for key share of u",
-            )
+            ))
             .bind(lo)
             .bind(hi)
             .execute(&mut *tx)
             .await?;
             accounts::set_bulk(tx, true).await?;
         }
-        let new = sqlx::query(&format!(
+        let new = sqlx::query(&st.q(&format!(
             "insert into public.workspace_members (workspace_id, user_id, role)
              select $3, p.user_id, coalesce(s.role, $4) {MEMBERS}
              on conflict (workspace_id, user_id) do nothing"
-        ))
+        )))
         .bind(lo)
         .bind(hi)
         .bind(ws)
@@ -1147,10 +1268,10 @@ async fn write_batch(
         };
     }
     if !target.channels.is_empty() {
-        let new = sqlx::query(&format!(
+        let new = sqlx::query(&st.q(&format!(
             "insert into public.members (channel_id, user_id) select c, p.user_id {MEMBERS_CHANNELS}
              on conflict (channel_id, user_id) do nothing"
-        ))
+        )))
         .bind(lo)
         .bind(hi)
         .bind(&target.channels)
@@ -1222,33 +1343,33 @@ fn username_taken(e: &anyhow::Error) -> bool {
 }
 
 /// Updates the batch's existing users whose row says something new.
-async fn update_existing(tx: &mut PgConnection, lo: i64, hi: i64) -> Result<()> {
+async fn update_existing(tx: &mut PgConnection, st: &Stage, lo: i64, hi: i64) -> Result<()> {
     const UPDATED: &str =
         "from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
                             where p.seq between $1 and $2 and p.action = 'update'";
-    sqlx::query(&format!(
+    sqlx::query(&st.q(&format!(
         "update auth.users a
             set email = s.email, updated_at = now(),
                 raw_user_meta_data = coalesce(a.raw_user_meta_data, '{{}}'::jsonb) || jsonb_build_object('full_name', s.name)
            {UPDATED} and a.id = p.user_id
             and (lower(a.email) is distinct from s.email or a.raw_user_meta_data ->> 'full_name' is distinct from s.name)"
-    ))
+    )))
     .bind(lo)
     .bind(hi)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(&format!(
+    sqlx::query(&st.q(&format!(
         "update auth.identities i
             set identity_data = i.identity_data || jsonb_build_object('email', s.email), updated_at = now()
            {UPDATED} and i.user_id = p.user_id and i.provider = 'email'
             and i.identity_data ->> 'email' is distinct from s.email"
-    ))
+    )))
     .bind(lo)
     .bind(hi)
     .execute(&mut *tx)
     .await?;
     // An auth user without a profile (signed up, never opened the app) gets one.
-    sqlx::query(&format!(
+    sqlx::query(&st.q(&format!(
         "insert into public.users (id, username, display_name, external_source, external_id, avatar_url)
          select p.user_id,
                 case when exists (select 1 from public.users u where u.username = lower(s.username))
@@ -1256,12 +1377,12 @@ async fn update_existing(tx: &mut PgConnection, lo: i64, hi: i64) -> Result<()> 
                      else lower(s.username) end,
                 s.name, s.external_source, s.external_id, s.avatar_url
            {UPDATED} and not exists (select 1 from public.users u where u.id = p.user_id)"
-    ))
+    )))
     .bind(lo)
     .bind(hi)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(&format!(
+    sqlx::query(&st.q(&format!(
         "update public.users u
             set display_name = s.name,
                 external_source = case when u.external_id is null then s.external_source else u.external_source end,
@@ -1270,17 +1391,17 @@ async fn update_existing(tx: &mut PgConnection, lo: i64, hi: i64) -> Result<()> 
            {UPDATED} and u.id = p.user_id
             and (u.display_name <> s.name or (u.external_id is null and s.external_id is not null)
                  or (s.avatar_url is not null and u.avatar_url is distinct from s.avatar_url))"
-    ))
+    )))
     .bind(lo)
     .bind(hi)
     .execute(&mut *tx)
     .await?;
-    let flips: Vec<(Uuid, bool)> = sqlx::query_as(&format!(
+    let flips: Vec<(Uuid, bool)> = sqlx::query_as(&st.q(&format!(
         "select p.user_id, s.active
            {UPDATED} and s.active is not null
             and exists (select 1 from public.users u where u.id = p.user_id
                          and (u.deactivated_at is null) <> s.active)"
-    ))
+    )))
     .bind(lo)
     .bind(hi)
     .fetch_all(&mut *tx)

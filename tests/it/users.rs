@@ -647,6 +647,15 @@ async fn a_killed_import_leaves_whole_batches_and_running_it_again_completes_it(
         .await,
         1000
     );
+    // The killed runs' staging tables are gone too.
+    assert_eq!(
+        scalar_i64(
+            &mut c,
+            "select count(*) from pg_class where relnamespace = 'chatctl'::regnamespace and relname like 'user_import%'"
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
