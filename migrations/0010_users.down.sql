@@ -114,6 +114,28 @@ language sql stable security invoker set search_path = '' as $$
             offset 0) m
 $$;
 
+drop policy workspace_members_delete on public.workspace_members;
+create policy workspace_members_delete on public.workspace_members for delete to authenticated
+    using (user_id = (select auth.uid())
+           or (workspace_id = any ((select chat_private.my_admin_workspaces())::uuid[])
+               and (role <> 'owner' or workspace_id = any ((select chat_private.my_owned_workspaces())::uuid[]))));
+drop policy members_select on public.members;
+create policy members_select on public.members for select to authenticated using (
+    user_id = (select auth.uid())
+    or channel_id = any ((select chat_private.my_channels())::uuid[])
+    or (select true from public.channels c where c.id = members.channel_id));
+drop policy members_update on public.members;
+create policy members_update on public.members for update to authenticated
+    using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy members_delete on public.members;
+create policy members_delete on public.members for delete to authenticated using (
+    (user_id = (select auth.uid())
+     and (select c.kind in ('public', 'private') from public.channels c where c.id = members.channel_id))
+    or (role <> 'owner'
+        and (channel_id = any ((select chat_private.my_moderated_channels())::uuid[])
+             or (select c.kind = 'public' and c.workspace_id = any ((select chat_private.my_admin_workspaces())::uuid[])
+                   from public.channels c where c.id = members.channel_id))));
+
 drop function chat_private.active_uid();
 
 do $bootstrap$

@@ -133,7 +133,7 @@ begin
     return query
         select u.id, u.email from public.users u
          where u.id = any (ids)
-           and (u.id = chat_private.active_uid()
+           and (u.id = auth.uid()
                 or exists (select 1 from public.workspace_members a
                              join public.workspace_members b on b.workspace_id = a.workspace_id
                             where a.user_id = chat_private.active_uid() and b.user_id = u.id));
@@ -156,3 +156,27 @@ language sql stable security invoker set search_path = '' as $$
              where user_id = (select chat_private.active_uid())
             offset 0) m
 $$;
+
+-- Through their own rows, too, a deactivated person changes nothing: they neither read nor
+-- change their memberships, nor leave (which would take what reactivating gives back).
+drop policy workspace_members_delete on public.workspace_members;
+create policy workspace_members_delete on public.workspace_members for delete to authenticated
+    using (user_id = (select chat_private.active_uid())
+           or (workspace_id = any ((select chat_private.my_admin_workspaces())::uuid[])
+               and (role <> 'owner' or workspace_id = any ((select chat_private.my_owned_workspaces())::uuid[]))));
+drop policy members_select on public.members;
+create policy members_select on public.members for select to authenticated using (
+    user_id = (select chat_private.active_uid())
+    or channel_id = any ((select chat_private.my_channels())::uuid[])
+    or (select true from public.channels c where c.id = members.channel_id));
+drop policy members_update on public.members;
+create policy members_update on public.members for update to authenticated
+    using (user_id = (select chat_private.active_uid())) with check (user_id = (select chat_private.active_uid()));
+drop policy members_delete on public.members;
+create policy members_delete on public.members for delete to authenticated using (
+    (user_id = (select chat_private.active_uid())
+     and (select c.kind in ('public', 'private') from public.channels c where c.id = members.channel_id))
+    or (role <> 'owner'
+        and (channel_id = any ((select chat_private.my_moderated_channels())::uuid[])
+             or (select c.kind = 'public' and c.workspace_id = any ((select chat_private.my_admin_workspaces())::uuid[])
+                   from public.channels c where c.id = members.channel_id))));

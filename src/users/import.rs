@@ -205,6 +205,9 @@ pub async fn check_may_write_auth(conn: &mut PgConnection) -> Result<()> {
 /// One record on its way to the staging table.
 struct Row {
     seq: u64,
+    /// The id the person gets if they are new: time-ordered (UUID v7), so a million new
+    /// accounts fill the indexes on their ids in order.
+    new_id: Uuid,
     file: u32,
     line: u64,
     raw: String,
@@ -246,6 +249,7 @@ fn read_inputs(
             let person = rec.doc.and_then(|d| mapper.person(&d));
             chunk.push(Row {
                 seq,
+                new_id: Uuid::now_v7(),
                 file: fi as u32,
                 line: rec.line,
                 raw: rec.raw,
@@ -468,6 +472,7 @@ impl Stage {
             .await?;
         sqlx::raw_sql(&st.q("create unlogged table pg_temp.chatctl_import (
                 seq bigint not null,
+                new_id uuid not null,
                 file integer not null,
                 line bigint not null,
                 raw text not null,
@@ -568,7 +573,7 @@ async fn run(
     {
         let mut copy = CopyStream::open(
             conn,
-            &st.q("copy pg_temp.chatctl_import (seq, file, line, raw, email, name, username, external_source,
+            &st.q("copy pg_temp.chatctl_import (seq, new_id, file, line, raw, email, name, username, external_source,
                 external_id, password_hash, created_at, confirmed_at, role, active, deactivated_at,
                 avatar_url, reject, reason) from stdin"),
         )
@@ -764,7 +769,7 @@ async fn run(
 
 /// Writes one staging row in COPY's text format.
 fn copy_row(buf: &mut String, r: &Row) {
-    let _ = write!(buf, "{}\t{}\t{}\t", r.seq, r.file + 1, r.line);
+    let _ = write!(buf, "{}\t{}\t{}\t{}\t", r.seq, r.new_id, r.file + 1, r.line);
     esc(buf, &r.raw);
     let opt = |buf: &mut String, v: Option<&str>| {
         buf.push('\t');
@@ -952,7 +957,7 @@ async fn plan(
     let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
     sqlx::query(&st.q("insert into pg_temp.chatctl_plan (seq, user_id, action, kind, reason)
          select m.seq,
-                case when m.verdict = 'insert' then gen_random_uuid() else m.uid end,
+                case when m.verdict = 'insert' then m.new_id else m.uid end,
                 case when m.verdict in ('insert', 'update', 'unchanged', 'skip') then m.verdict else 'reject' end,
                 case when m.verdict in ('insert', 'update', 'unchanged', 'skip') then null else m.verdict end,
                 case m.verdict
@@ -966,7 +971,7 @@ async fn plan(
                   when 'exists' then format('`%s` already has an account (--on-existing error)', m.email)
                 end
            from (
-             select s.seq, s.email, s.external_source, s.external_id,
+             select s.seq, s.new_id, s.email, s.external_source, s.external_id,
                     coalesce(pe.id, ae.id) as uid, ae.id as holder,
                     pa.external_source as held_source, pa.external_id as held_id,
                     case

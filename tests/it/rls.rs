@@ -32,11 +32,12 @@ enum Actor {
     Owner,
     PartnerOwner,
     Bot,
+    Deactivated,
     Service,
 }
 use Actor::*;
 
-const ACTORS: [Actor; 13] = [
+const ACTORS: [Actor; 14] = [
     Anon,
     Newcomer,
     Stranger,
@@ -49,6 +50,7 @@ const ACTORS: [Actor; 13] = [
     Owner,
     PartnerOwner,
     Bot,
+    Deactivated,
     Service,
 ];
 
@@ -68,6 +70,7 @@ impl Actor {
             Owner => "owner",
             PartnerOwner => "partner",
             Bot => "bot",
+            Deactivated => "off",
             Service => "service",
         }
     }
@@ -90,6 +93,9 @@ impl Actor {
                 "the owner of the partner workspace, which #shared is shared with (a member of #shared)"
             }
             Bot => "a bot account, member of the home workspace and of #general",
+            Deactivated => {
+                "a member of the home workspace and of #general, deactivated (`users deactivate`): reaches what a stranger does"
+            }
             Service => {
                 "the service role (operators, chatctl; its key names no user): bypasses row level security"
             }
@@ -111,6 +117,7 @@ impl Actor {
             Owner => "owner",
             PartnerOwner => "partner_owner",
             Bot => "bot",
+            Deactivated => "deactivated",
             Service => "peer",
         })
     }
@@ -185,6 +192,12 @@ const ADMINS: &[Actor] = &[Admin, Owner];
 const PRIVATE: &[Actor] = &[PrivateMember, Moderator];
 const DM: &[Actor] = &[Member, DmMember];
 const NOBODY: &[Actor] = &[];
+
+/// Whether `actor` is among `who`. A deactivated person may do exactly what a stranger
+/// may: their memberships reach nothing.
+fn may(who: &[Actor], actor: Actor) -> bool {
+    who.contains(&actor) || (actor == Deactivated && who.contains(&Stranger))
+}
 
 /// What a cell came to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -1474,7 +1487,7 @@ impl Table {
 
     fn expect_read(&self, row: &Row, column: Option<&str>, actor: Actor) -> Outcome {
         let ok = actor == Service
-            || (row.readers.contains(&actor) && column.is_none_or(|c| !self.hidden.contains(&c)));
+            || (may(row.readers, actor) && column.is_none_or(|c| !self.hidden.contains(&c)));
         if ok {
             Outcome::Allowed
         } else {
@@ -1486,7 +1499,7 @@ impl Table {
         let base = if actor == Service {
             !ins.service_denied
         } else {
-            ins.who.contains(&actor)
+            may(ins.who, actor)
         };
         let Some(column) = column else {
             return if base {
@@ -1502,7 +1515,7 @@ impl Table {
                 || ins
                     .extra
                     .iter()
-                    .any(|(c, who)| *c == column && who.contains(&actor)))
+                    .any(|(c, who)| *c == column && may(who, actor)))
         };
         if !may {
             Outcome::Denied
@@ -1519,7 +1532,7 @@ impl Table {
         } else {
             self.updates
                 .iter()
-                .any(|u| u.row == row.name && u.columns.contains(&column) && u.who.contains(&actor))
+                .any(|u| u.row == row.name && u.columns.contains(&column) && may(u.who, actor))
         };
         if !may {
             Outcome::Denied
@@ -1540,8 +1553,8 @@ impl Table {
             self.deletes.iter().any(|d| {
                 d.row == row.name
                     && match (unqualified, d.unqualified) {
-                        (true, Some(who)) => who.contains(&actor),
-                        _ => d.who.contains(&actor),
+                        (true, Some(who)) => may(who, actor),
+                        _ => may(d.who, actor),
                     }
             })
         };
@@ -1762,7 +1775,7 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                 expected: ACTORS
                     .iter()
                     .map(|&a| {
-                        let o = if who.contains(&a) {
+                        let o = if may(who, a) {
                             Outcome::Allowed
                         } else {
                             Outcome::Denied
@@ -1813,6 +1826,7 @@ fn ids() -> BTreeMap<&'static str, String> {
         "general_file",
         "private_file",
         "dm_file",
+        "deactivated",
     ]
     .iter()
     .enumerate()
@@ -1854,6 +1868,7 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
         "peer",
         "partner_peer",
         "outsider",
+        "deactivated",
     ];
     for p in people {
         sqlx::query(
@@ -1888,7 +1903,7 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
             ({{home}}, {{owner}}, 'owner'), ({{home}}, {{admin}}, 'admin'), ({{home}}, {{member}}, 'member'),
             ({{home}}, {{moderator}}, 'member'), ({{home}}, {{private_member}}, 'member'),
             ({{home}}, {{dm_member}}, 'member'), ({{home}}, {{guest}}, 'guest'), ({{home}}, {{bot}}, 'member'),
-            ({{home}}, {{peer}}, 'member'),
+            ({{home}}, {{peer}}, 'member'), ({{home}}, {{deactivated}}, 'member'),
             ({{partner}}, {{partner_owner}}, 'owner'), ({{partner}}, {{partner_peer}}, 'member'),
             ({{other}}, {{outsider}}, 'owner');
         insert into channels (id, workspace_id, name, kind) values
@@ -1901,7 +1916,7 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
             ({{general}}, {{owner}}, 'member'), ({{general}}, {{admin}}, 'member'), ({{general}}, {{member}}, 'member'),
             ({{general}}, {{moderator}}, 'moderator'), ({{general}}, {{private_member}}, 'member'),
             ({{general}}, {{dm_member}}, 'member'), ({{general}}, {{guest}}, 'member'), ({{general}}, {{bot}}, 'member'),
-            ({{general}}, {{peer}}, 'member'),
+            ({{general}}, {{peer}}, 'member'), ({{general}}, {{deactivated}}, 'member'),
             ({{lobby}}, {{moderator}}, 'owner'),
             ({{private}}, {{private_member}}, 'member'), ({{private}}, {{moderator}}, 'moderator'),
             ({{dm}}, {{member}}, 'member'), ({{dm}}, {{dm_member}}, 'member'),
@@ -1928,6 +1943,8 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
             ({{private_msg}}, {{private_member}}), ({{dm_msg}}, {{dm_member}});
         insert into user_status (user_id, presence) values ({{member}}, 'online'),
             ({{partner_owner}}, 'online'), ({{outsider}}, 'online');
+        update users set deactivated_at = now() where id = {{deactivated}};
+        update auth.users set banned_until = now() + interval '100 years' where id = {{deactivated}};
         "#,
         dm0 = dm[0],
         dm1 = dm[1],
@@ -2098,7 +2115,8 @@ const PERMISSIONS_HEAD: &str = "# Permissions
 
 The web app talks to the database with the signed-in user's token (PostgREST, Realtime), so
 these rules are the product's security boundary. They are held by the database (grants,
-row level security policies and triggers in `migrations/0009_authorization.up.sql`), for
+row level security policies and triggers in `migrations/0009_authorization.up.sql`, and
+`0010_users.up.sql` for deactivated people), for
 every client alike; `chatctl` and other operators' tools use the service role.
 
 This page is generated from the model in `tests/it/rls.rs`, which checks every cell below
