@@ -182,7 +182,7 @@ async fn per_user(url: &str, n: u64) -> f64 {
 }
 
 /// The least work: COPY into a staging table, four INSERT … SELECT, one transaction,
-/// triggers and per-row foreign key checks off (as the import runs its inserts).
+/// triggers and per-row foreign key checks off, ids in order (as the import writes them).
 async fn floor(url: &str, file: &Path) -> f64 {
     let mut c = PgConnection::connect(url).await.unwrap();
     let started = Instant::now();
@@ -193,7 +193,9 @@ async fn floor(url: &str, file: &Path) -> f64 {
         .unwrap();
     sqlx::raw_sql(
         "create temp table s (email text, name text, external_id text, hash text,
-                              id uuid default gen_random_uuid()) on commit drop",
+                              n bigserial,
+                              id uuid generated always as (('01900000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::uuid) stored)
+             on commit drop",
     )
     .execute(&mut *tx)
     .await
@@ -211,8 +213,8 @@ async fn floor(url: &str, file: &Path) -> f64 {
          select '00000000-0000-0000-0000-000000000000', id, 'authenticated', 'authenticated', email,
             coalesce(hash, ''), now(), '', '', '', '', '{\"provider\":\"email\",\"providers\":[\"email\"]}',
             jsonb_build_object('full_name', name), now(), now() from s;
-         insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at)
-         select id::text, id, jsonb_build_object('sub', id::text, 'email', email, 'email_verified', true),
+         insert into auth.identities (id, provider_id, user_id, identity_data, provider, created_at, updated_at)
+         select overlay(id::text placing '8' from 15 for 1)::uuid, id::text, id, jsonb_build_object('sub', id::text, 'email', email, 'email_verified', true),
             'email', now(), now() from s;
          insert into public.users (id, username, display_name, email, external_source, external_id)
          select id, split_part(email, '@', 1), name, email, 'import', external_id from s;

@@ -902,8 +902,8 @@ async fn plan_all(
     on_existing: OnExisting,
 ) -> Result<()> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    sqlx::raw_sql(&st.q("set local work_mem = '256MB';
-         create index if not exists chatctl_import_seq on pg_temp.chatctl_import (seq);
+    sqlx::raw_sql(&st.q("set local work_mem = '64MB';
+         create index on pg_temp.chatctl_import (seq);
          analyze pg_temp.chatctl_import;"))
     .execute(&mut *tx)
     .await?;
@@ -936,10 +936,8 @@ async fn plan_all(
         .await?;
     }
     plan(&mut tx, st, None, on_existing).await?;
-    sqlx::raw_sql(&st.q(
-        "create index if not exists chatctl_plan_seq on pg_temp.chatctl_plan (seq);
-         analyze pg_temp.chatctl_plan;",
-    ))
+    sqlx::raw_sql(&st.q("create index on pg_temp.chatctl_plan (seq);
+         analyze pg_temp.chatctl_plan;"))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -973,12 +971,13 @@ async fn plan(
            from (
              select s.seq, s.new_id, s.email, s.external_source, s.external_id,
                     coalesce(pe.id, ae.id) as uid, ae.id as holder,
-                    pa.external_source as held_source, pa.external_id as held_id,
+                    p.external_source as held_source, p.external_id as held_id,
+                    -- p is the matched person's profile: by external id, else the address's.
                     case
                       when pe.id is not null and ae.id is not null and ae.id <> pe.id then 'email_taken'
                       when pe.id is null and ae.id is not null and not ae.verified then 'unverified_account'
-                      when pe.id is null and pa.is_bot then 'bot_account'
-                      when pe.id is null and pa.external_id is not null and s.external_id is not null then 'external_id_taken'
+                      when pe.id is null and p.is_bot then 'bot_account'
+                      when pe.id is null and p.external_id is not null and s.external_id is not null then 'external_id_taken'
                       when pe.id is null and ae.id is null then 'insert'
                       when $3 = 'error' then 'exists'
                       when $3 = 'skip' then 'skip'
@@ -1001,7 +1000,6 @@ async fn plan(
                                                  where i.seq between $1 and $2 and i.reject is null)
                        order by lower(a.email), a.email_confirmed_at is null, a.created_at) ae
                       on ae.email = s.email
-               left join public.users pa on pa.id = ae.id
                left join auth.users au on au.id = coalesce(pe.id, ae.id)
                left join public.users p on p.id = coalesce(pe.id, ae.id)
               where s.seq between $1 and $2 and s.reject is null
@@ -1244,10 +1242,17 @@ async fn write_batch(
             sqlx::query(&st.q(
                 "select 1 from public.users u join pg_temp.chatctl_plan p on p.user_id = u.id
                   where p.seq between $1 and $2 and p.action in ('update', 'unchanged')
+                    and (not exists (select 1 from public.workspace_members w
+                                      where w.workspace_id = $3 and w.user_id = u.id)
+                         or exists (select 1 from unnest($4::uuid[]) c
+                                     where not exists (select 1 from public.members m
+                                                        where m.channel_id = c and m.user_id = u.id)))
                     for key share of u",
             ))
             .bind(lo)
             .bind(hi)
+            .bind(ws)
+            .bind(&target.channels)
             .execute(&mut *tx)
             .await?;
             accounts::set_bulk(tx, true).await?;
@@ -1255,6 +1260,8 @@ async fn write_batch(
         let new = sqlx::query(&st.q(&format!(
             "insert into public.workspace_members (workspace_id, user_id, role)
              select $3, p.user_id, coalesce(s.role, $4) {MEMBERS}
+                and not exists (select 1 from public.workspace_members w
+                                 where w.workspace_id = $3 and w.user_id = p.user_id)
              on conflict (workspace_id, user_id) do nothing"
         )))
         .bind(lo)
@@ -1275,6 +1282,7 @@ async fn write_batch(
     if !target.channels.is_empty() {
         let new = sqlx::query(&st.q(&format!(
             "insert into public.members (channel_id, user_id) select c, p.user_id {MEMBERS_CHANNELS}
+                and not exists (select 1 from public.members m where m.channel_id = c and m.user_id = p.user_id)
              on conflict (channel_id, user_id) do nothing"
         )))
         .bind(lo)
