@@ -8,9 +8,11 @@
 //!   `--baseline` rows;
 //! - the floor: the same rows written by four `INSERT … SELECT` from a staging table, the
 //!   least work PostgreSQL can do for them (no matching, no checks, no rejects);
-//! - the import run again on the same file (everything unchanged).
+//! - the import run again on the same file (everything unchanged);
+//! - and, apart, `--plaintext N` people with plaintext passwords (hashed with bcrypt).
 //!
-//! `cargo bench --bench users [-- --sizes 100000,1000000] [--baseline 10000] [--runs 3]`
+//! `cargo bench --bench users [-- --sizes 100000,1000000] [--baseline 10000] [--runs 3]
+//! [--plaintext 500]`
 //! against DATABASE_URL or the local cluster. Peak RSS is chatctl's (`VmHWM`, sampled).
 #![allow(clippy::print_stdout)]
 
@@ -42,11 +44,12 @@ fn main() {
         .collect();
     let baseline: u64 = value("--baseline").map_or(10_000, |v| v.parse().expect("--baseline N"));
     let runs: usize = value("--runs").map_or(3, |v| v.parse().expect("--runs N"));
+    let plaintext: u64 = value("--plaintext").map_or(500, |v| v.parse().expect("--plaintext N"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(&sizes, baseline, runs));
+    rt.block_on(run(&sizes, baseline, runs, plaintext));
 }
 
 fn generate(path: &Path, n: u64) {
@@ -233,7 +236,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn run(sizes: &[u64], baseline: u64, runs: usize) {
+async fn run(sizes: &[u64], baseline: u64, runs: usize, plaintext: u64) {
     let (_, url) = common::target().await;
     let admin = common::with_db(&url, "postgres");
     let dir = tempfile::tempdir().unwrap();
@@ -300,5 +303,26 @@ async fn run(sizes: &[u64], baseline: u64, runs: usize) {
             100.0 * f / t
         );
         common::drop_db(&admin, &db).await;
+    }
+    if plaintext > 0 {
+        // Plaintext passwords: each is hashed with bcrypt (cost 10) before it is written.
+        let file = dir.path().join("plaintext.csv");
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        writeln!(f, "email,name,password").unwrap();
+        for i in 0..plaintext {
+            writeln!(f, "plain{i}@example.com,Plain {i},correct horse {i}").unwrap();
+        }
+        f.flush().unwrap();
+        drop(f);
+        let db = "bench_users_plaintext";
+        let url_p = fresh(&admin, &url, db).await;
+        let (secs, peak, report) = import(&url_p, &file);
+        println!(
+            "| {plaintext} | `users import`, plaintext passwords (bcrypt cost 10 on every core) | {secs:.2} s | {:.0} | {:.1} MiB | hashing {:.0}/s |",
+            plaintext as f64 / secs,
+            peak as f64 / 1024.0,
+            report["passwords"]["per_second"].as_f64().unwrap_or(0.0)
+        );
+        common::drop_db(&admin, db).await;
     }
 }

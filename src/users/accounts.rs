@@ -63,7 +63,8 @@ pub async fn prepare(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
-/// Stages `users` (few: one statement of arrays).
+/// Stages `users` (few: one statement of arrays). Staged rows live until the end of the
+/// transaction: stage and [`create_staged`] inside one.
 pub async fn stage(conn: &mut PgConnection, users: &[NewUser]) -> Result<()> {
     prepare(conn).await?;
     let col = |f: fn(&NewUser) -> Option<String>| users.iter().map(f).collect::<Vec<_>>();

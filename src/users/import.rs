@@ -342,6 +342,11 @@ impl Meter {
 
     fn update(&mut self, done: u64, rows: u64, force: bool) {
         self.bar.set_position(done);
+        if self.mode == ProgressMode::Bar {
+            let rate = rows as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            self.bar
+                .set_message(&format!("{} {rows} rows, {rate:.0} rows/s", self.phase));
+        }
         if self.mode != ProgressMode::Json
             || (!force && self.last.elapsed() < Duration::from_secs(1))
         {

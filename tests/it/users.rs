@@ -874,3 +874,81 @@ async fn progress_is_ndjson_under_output_json_and_nothing_under_quiet() {
         .unwrap();
     assert_eq!(outputs(&out).1, "");
 }
+
+#[tokio::test]
+async fn an_address_held_by_someone_else_is_never_merged() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    // An account that never verified its address, a bot, and a person of another external id.
+    sqlx::raw_sql(
+        "insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+            confirmation_token, recovery_token, email_change_token_new, email_change,
+            raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
+         values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated', 'authenticated',
+            'Unverified@X.io', '', null, '', '', '', '', '{}', '{}', now(), now())",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    chatctl(&[("DATABASE_URL", &db.url)])
+        .args(["users", "import", "-", "--format", "csv"])
+        .write_stdin("id,email,name\nA,held@x.io,Held\nQ,q@x.io,Q\nR,r@x.io,R\n")
+        .assert()
+        .success();
+    let bot = chatctl::provision::spec::bot_email("helper");
+    // Staged rows live until the end of the transaction: stage and create in one.
+    let mut tx = sqlx::Connection::begin(&mut c).await.unwrap();
+    chatctl::users::accounts::stage(
+        &mut tx,
+        &[chatctl::users::accounts::NewUser {
+            id: Uuid::new_v4(),
+            email: bot.clone(),
+            username: "helper".into(),
+            display_name: "Helper".into(),
+            is_bot: true,
+            ..Default::default()
+        }],
+    )
+    .await
+    .unwrap();
+    chatctl::users::accounts::create_staged(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rej = dir.path().join("r.jsonl");
+    let input = file(
+        dir.path(),
+        "in.csv",
+        format!("id,email,name\nU,unverified@x.io,U\nB,{bot},B\nZ,HELD@x.io,Z\nA,new@x.io,Held\nC,new@x.io,C\nQ,r@x.io,Q\n").as_bytes(),
+    );
+    let (code, report, _) = import(
+        &db,
+        &[input.to_str().unwrap(), "--rejects", rej.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    let kinds: Vec<String> = rejects(&rej)
+        .iter()
+        .map(|r| format!("{}:{}", r["line"], r["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "2:unverified_account",
+            "3:bot_account",
+            "4:external_id_taken",
+            "6:duplicate_email",
+            "7:email_taken"
+        ]
+    );
+    // A (external id) moved to a new address: updated, not a second account.
+    assert_eq!(counts(&report, "users"), [0, 1, 0, 5]);
+    assert_eq!(
+        scalar_i64(
+            &mut c,
+            "select count(*) from public.users where external_id = 'A' and email = 'new@x.io'"
+        )
+        .await,
+        1
+    );
+}
