@@ -145,7 +145,8 @@ async fn load_ids(tx: &mut PgConnection, changes: &[Change]) -> Result<Ids> {
     // People are who Supabase Auth says verified the address (see `identity`).
     let users: Vec<(Uuid, String)> = sqlx::query_as(
         "select a.id, lower(a.email) from auth.users a join public.users u on u.id = a.id
-          where lower(a.email) = any($1) and a.email_confirmed_at is not null",
+          where (a.instance_id = '00000000-0000-0000-0000-000000000000' or a.instance_id is null)
+            and lower(a.email) = any($1) and a.email_confirmed_at is not null",
     )
     .bind(&emails)
     .fetch_all(&mut *tx)

@@ -95,7 +95,9 @@ struct AuthRow {
     is_bot: Option<bool>,
 }
 
-/// Looks up `emails` (lower case) in Supabase Auth and the profiles.
+/// Looks up `emails` (lower case) in Supabase Auth and the profiles. The instance
+/// condition lets Supabase's own `(instance_id, lower(email))` index answer (Supabase Auth
+/// writes the zero instance; some SQL recipes leave it NULL).
 pub async fn lookup(conn: &mut PgConnection, emails: &[String]) -> Result<Identities> {
     let mut out = Identities::default();
     if emails.is_empty() {
@@ -105,7 +107,8 @@ pub async fn lookup(conn: &mut PgConnection, emails: &[String]) -> Result<Identi
         "select lower(a.email) as email, a.id, a.email_confirmed_at is not null as verified,
                 u.username, u.display_name, u.is_bot
            from auth.users a left join public.users u on u.id = a.id
-          where lower(a.email) = any($1)
+          where (a.instance_id = '00000000-0000-0000-0000-000000000000' or a.instance_id is null)
+            and lower(a.email) = any($1)
           order by a.email_confirmed_at is null, a.created_at",
     )
     .bind(emails)

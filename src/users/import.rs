@@ -1001,7 +1001,8 @@ async fn plan(
                       select distinct on (lower(a.email)) lower(a.email) as email, a.id,
                              a.email_confirmed_at is not null as verified
                         from auth.users a
-                       where lower(a.email) in (select i.email from pg_temp.chatctl_import i
+                       where (a.instance_id = '00000000-0000-0000-0000-000000000000' or a.instance_id is null)
+                         and lower(a.email) in (select i.email from pg_temp.chatctl_import i
                                                  where i.seq between $1 and $2 and i.reject is null)
                        order by lower(a.email), a.email_confirmed_at is null, a.created_at) ae
                       on ae.email = s.email

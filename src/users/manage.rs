@@ -94,17 +94,20 @@ pub struct Shown {
 /// their profile's) or a username.
 pub async fn find(conn: &mut PgConnection, who: &str) -> Result<Uuid> {
     let who = who.trim();
+    // Each probe by an index: the id, the username, the profile's address, the auth user's.
     let id: Option<Uuid> = sqlx::query_scalar(
-        "select u.id from public.users u
-          where u.id::text = $1 or u.username = lower($1) or u.email = lower($1)
-             or u.id = (select a.id from auth.users a
-                         where a.instance_id = '00000000-0000-0000-0000-000000000000'
-                           and lower(a.email) = lower($1) and a.email_confirmed_at is not null
-                         limit 1)
-          limit 1",
+        "select coalesce(
+                (select u.id from public.users u where u.id = $2),
+                (select u.id from public.users u where u.username = lower($1)),
+                (select u.id from public.users u where u.email = lower($1)),
+                (select u.id from auth.users a join public.users u on u.id = a.id
+                  where (a.instance_id = '00000000-0000-0000-0000-000000000000' or a.instance_id is null)
+                    and lower(a.email) = lower($1) and a.email_confirmed_at is not null
+                  limit 1))",
     )
     .bind(who)
-    .fetch_optional(&mut *conn)
+    .bind(Uuid::parse_str(who).ok())
+    .fetch_one(&mut *conn)
     .await?;
     id.ok_or_else(|| {
         Error::usage(format!(
