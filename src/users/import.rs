@@ -151,7 +151,8 @@ pub struct ImportReport {
 
 /// Fails with exit code 77 unless the connected role may write `auth.users` and
 /// `auth.identities`: INSERT and UPDATE granted, and past their row level security (the
-/// tables' owner, a member of it, or a role that bypasses it).
+/// tables' owner, a member of it, or a role that bypasses it); and it may create the
+/// staging tables in `chatctl`.
 pub async fn check_may_write_auth(conn: &mut PgConnection) -> Result<()> {
     let rows: Vec<(String, bool, bool)> = sqlx::query_as(
         "select c.oid::regclass::text,
@@ -195,6 +196,19 @@ pub async fn check_may_write_auth(conn: &mut PgConnection) -> Result<()> {
                 "the role `{role}` may not write Supabase Auth's tables: {}",
                 blocked.join(", ")
             ),
+        )
+        .with_help(help)
+        .into());
+    }
+    let staging: bool = sqlx::query_scalar(
+        "select coalesce(has_schema_privilege(to_regnamespace('chatctl')::oid, 'CREATE'), false)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !staging {
+        return Err(Error::new(
+            Kind::NoPermission,
+            format!("the role `{role}` may not create the import's staging tables in the `chatctl` schema"),
         )
         .with_help(help)
         .into());

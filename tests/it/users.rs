@@ -684,6 +684,25 @@ async fn a_role_that_cannot_write_supabase_auth_is_stopped_before_anything_is_wr
         "{stderr}"
     );
     assert!(stderr.contains("postgres"), "the help says how: {stderr}");
+    // Past the auth tables' row level security, but without a place for the staging tables.
+    sqlx::raw_sql(&format!(
+        "alter role {role} bypassrls; grant insert, update on auth.users, auth.identities to {role};"
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let out = chatctl(&[("DATABASE_URL", url.as_str())])
+        .args(["users", "import", "-", "--format", "csv"])
+        .write_stdin("email,name\na@x.io,A\n")
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    assert!(stderr.contains("staging tables"), "{stderr}");
+    assert_eq!(
+        scalar_i64(&mut c, "select count(*) from auth.users").await,
+        0
+    );
     sqlx::raw_sql(&format!("drop owned by {role}; drop role {role}"))
         .execute(&mut c)
         .await
