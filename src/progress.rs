@@ -23,6 +23,20 @@ impl Progress {
         Progress(Some(bar))
     }
 
+    /// A spinner for work of unknown size (a stream on standard input): the message and
+    /// the elapsed time.
+    pub fn spinner(quiet: bool) -> Progress {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress(Some(bar))
+    }
+
     pub fn set_message(&self, msg: &str) {
         if let Some(b) = &self.0 {
             b.set_message(msg.to_owned());

@@ -342,7 +342,12 @@ struct Meter {
 
 impl Meter {
     fn new(mode: ProgressMode, phase: &'static str, total: u64, unit: &str) -> Meter {
-        let bar = crate::progress::Progress::new(total, unit, mode != ProgressMode::Bar);
+        let quiet = mode != ProgressMode::Bar;
+        let bar = if total > 0 {
+            crate::progress::Progress::new(total, unit, quiet)
+        } else {
+            crate::progress::Progress::spinner(quiet)
+        };
         bar.set_message(phase);
         Meter {
             mode,
@@ -586,7 +591,10 @@ async fn run(
         let hashing = hashing.clone();
         tokio::task::spawn_blocking(move || read_inputs(inputs, mappers, tx, hashing))
     };
-    let mut meter = Meter::new(opts.progress, "reading", total_bytes.max(1), "bytes");
+    // The size of standard input is unknown: a spinner then, and no ETA.
+    let stdin = opts.files.iter().any(|f| f == "-");
+    let total = if stdin { 0 } else { total_bytes.max(1) };
+    let mut meter = Meter::new(opts.progress, "reading", total, "bytes");
     let mut rows = 0u64;
     let mut file_no = 0usize;
     {
