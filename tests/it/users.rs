@@ -971,3 +971,89 @@ async fn an_address_held_by_someone_else_is_never_merged() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_sign_up_made_after_the_plan_is_adopted_not_duplicated() {
+    let db = TestDb::new().await;
+    workspace_with_channel(&db).await;
+    let mut c = db.conn().await;
+    let mut locker = db.conn().await;
+    // Hold the import's first batch inside its transaction, at its membership writes.
+    let mut hold = sqlx::Connection::begin(&mut locker).await.unwrap();
+    sqlx::raw_sql("lock table public.workspace_members in exclusive mode")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = file(
+        dir.path(),
+        "in.csv",
+        b"id,email,name\n1,a@x.io,A\n2,b@x.io,B\n3,late@x.io,Late\n4,d@x.io,D\n",
+    );
+    let child = chatctl_std(&[("DATABASE_URL", &db.url)])
+        .args([
+            "users",
+            "import",
+            input.to_str().unwrap(),
+            "-w",
+            "acme",
+            "--batch-size",
+            "2",
+            "--jobs",
+            "1",
+            "-o",
+            "json",
+            "-q",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first batch waits for the lock: the plan is made by then.
+    let started = std::time::Instant::now();
+    loop {
+        let waiting = scalar_i64(
+            &mut c,
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+        )
+        .await;
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the import never reached its writes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Meanwhile someone signs up with the third row's address (and verifies it).
+    let late = Uuid::new_v4();
+    sqlx::query(
+        "insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+            confirmation_token, recovery_token, email_change_token_new, email_change,
+            raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
+         values ('00000000-0000-0000-0000-000000000000', $1, 'authenticated', 'authenticated', 'late@x.io', '',
+            now(), '', '', '', '', '{}', '{}', now(), now())",
+    )
+    .bind(late)
+    .execute(&mut c)
+    .await
+    .unwrap();
+    hold.rollback().await.unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    // The batch met the sign-up, was planned again, and adopted that account.
+    assert_eq!(counts(&report, "users"), [3, 1, 0, 0], "{report}");
+    let (id, external): (Uuid, Option<String>) =
+        sqlx::query_as("select id, external_id from public.users where email = 'late@x.io'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!((id, external.as_deref()), (late, Some("3")));
+    assert_eq!(
+        scalar_i64(&mut c, "select count(*) from auth.users").await,
+        4
+    );
+}
