@@ -1031,6 +1031,27 @@ mod tests {
     }
 
     #[test]
+    fn mongoexport_json_array_with_legacy_dates() {
+        let r = records(
+            Format::Mongo,
+            "[{\"_id\":{\"$oid\":\"5ca4bbcea2dd94ee58162a68\"},\"email\":\"a@x.io\",\"name\":\"A\",\"createdAt\":{\"$date\":1609687444800}},\n{\"_id\":{\"$oid\":\"5ca4bbcea2dd94ee58162a69\"},\"email\":\"b@x.io\",\"name\":\"B\",\"createdAt\":{\"$date\":\"not a date\"}}]",
+        );
+        assert_eq!(r.len(), 2);
+        let mut m = Mapper::new(&[], "mongo");
+        let a = m.person(r[0].doc.as_ref().unwrap()).unwrap();
+        assert_eq!(a.external_id.as_deref(), Some("5ca4bbcea2dd94ee58162a68"));
+        assert_eq!(
+            a.created_at.unwrap().to_rfc3339(),
+            "2021-01-03T15:24:04.800+00:00"
+        );
+        assert_eq!(r[1].line, 2);
+        assert_eq!(
+            m.person(r[1].doc.as_ref().unwrap()).unwrap_err().kind,
+            "bad_date"
+        );
+    }
+
+    #[test]
     fn emails() {
         for ok in [
             "a@b.co",
