@@ -25,10 +25,16 @@ pub enum ExitCode {
     ChangesPending = 2,
     /// Usage error: a bad flag, argument or configuration value.
     Usage = 64,
+    /// A backup archive is damaged or incomplete (a checksum, a count, a truncation).
+    Damaged = 65,
     /// The database (or the local PostgreSQL) could not be reached or started.
     Unavailable = 69,
     /// The database role may not do what was asked (e.g. write Supabase Auth's tables).
     NoPermission = 77,
+    /// A restore's target already holds rows (and `--force` was not given).
+    NotEmpty = 73,
+    /// An archive needs a newer chatctl (its format or schema version).
+    TooNew = 76,
     /// Try again later: a lock wait timed out (another `migrate` holds the lock), or a daily AI
     /// token budget is spent.
     TempFail = 75,
@@ -38,13 +44,16 @@ pub enum ExitCode {
 
 impl ExitCode {
     /// Every code, in the order the README lists them.
-    pub const ALL: [ExitCode; 8] = [
+    pub const ALL: [ExitCode; 11] = [
         ExitCode::Success,
         ExitCode::Failure,
         ExitCode::ChangesPending,
         ExitCode::Usage,
+        ExitCode::Damaged,
         ExitCode::Unavailable,
+        ExitCode::NotEmpty,
         ExitCode::TempFail,
+        ExitCode::TooNew,
         ExitCode::NoPermission,
         ExitCode::Interrupted,
     ];
@@ -70,6 +79,12 @@ pub enum Kind {
     Unavailable,
     /// The database role lacks a privilege the operation needs.
     NoPermission,
+    /// A backup archive is damaged or incomplete.
+    Damaged,
+    /// A restore's target holds rows.
+    NotEmpty,
+    /// An archive needs a newer chatctl.
+    TooNew,
     /// A lock wait ran out, or a daily AI token budget is spent: retrying later may succeed.
     TempFail,
     /// Interrupted by the operator.
@@ -114,6 +129,9 @@ impl Error {
             Kind::Unavailable => ExitCode::Unavailable,
             Kind::TempFail => ExitCode::TempFail,
             Kind::NoPermission => ExitCode::NoPermission,
+            Kind::Damaged => ExitCode::Damaged,
+            Kind::NotEmpty => ExitCode::NotEmpty,
+            Kind::TooNew => ExitCode::TooNew,
             Kind::Interrupted => ExitCode::Interrupted,
             Kind::Failed => ExitCode::Failure,
         }

@@ -6,6 +6,7 @@
 
 pub mod ai;
 pub mod audit;
+pub mod backup;
 pub mod bots;
 pub mod commands;
 pub mod config;

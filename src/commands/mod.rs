@@ -5,6 +5,7 @@
 mod ai;
 mod apply;
 mod audit;
+mod backup;
 mod bots;
 mod channel;
 mod completions;
@@ -91,6 +92,8 @@ pub enum Command {
     Ai(ai::AiArgs),
     /// Build, query, verify and inspect the search index
     Search(search::SearchArgs),
+    /// Create, verify and restore one-file backups of the database
+    Backup(backup::BackupArgs),
     /// Show the audit log of changes made through chatctl
     Audit(audit::AuditArgs),
     /// Manage the embedded local PostgreSQL and generate test data
@@ -212,6 +215,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Dm(args) => dm::run(ctx, args).await,
         Command::Search(args) => search::run(ctx, args).await,
         Command::Audit(args) => audit::run(ctx, args).await,
+        Command::Backup(args) => backup::run(ctx, args).await,
         Command::Bots(args) => bots::run(ctx, args).await,
         Command::Summarize(args) => summarize::run(ctx, args).await,
         Command::Ai(args) => ai::run(ctx, args).await,

@@ -4,6 +4,7 @@ mod support;
 
 mod advisor;
 mod ai;
+mod backup;
 mod bots;
 mod cli;
 mod identity;

@@ -614,6 +614,19 @@ async fn a_killed_import_leaves_whole_batches_and_running_it_again_completes_it(
     }
     let _ = child.kill();
     child.wait().unwrap();
+    // The server notices the killed client's connections close (and frees their advisory
+    // locks) a moment later.
+    let started = std::time::Instant::now();
+    while scalar_i64(
+        &mut c,
+        "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+    )
+    .await
+        > 0
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let written = scalar_i64(&mut c, "select count(*) from public.users").await;
     assert!(
         written > 0 && written < 1000,

@@ -1,0 +1,717 @@
+//! Backups: one archive, from one snapshot, checked end to end, restored all or nothing.
+//!
+//! The archive is a tar stream, written front to back with nothing staged (so it can go to
+//! a pipe, and later to an object store's multipart upload, or through an encryption
+//! stream):
+//! 1. `header.json`: format version, when, the server's version, the schema migration
+//!    version, and every table with the columns it carries (generated columns are left
+//!    out: they are computed again), and what was left out;
+//! 2. `data/NNNN/MMMMMM.copy.zst`: the rows of table NNNN, in chunks of at most
+//!    [`CHUNK`] bytes of `COPY … TO STDOUT` text cut at row ends, each a zstd frame and a
+//!    self-contained `COPY … FROM STDIN`;
+//! 3. `manifest.json`, last: each table's row count and every entry's size and sha256.
+//!
+//! `verify` reads it once and checks every checksum and count against the manifest.
+//! `restore` migrates an empty target to the archive's schema version, then loads every
+//! chunk in ONE transaction, with triggers off and indexes and foreign keys built after
+//! the load, and commits only when the manifest agrees with what it read: a damaged,
+//! truncated or interrupted restore leaves no row behind.
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+
+use crate::error::{Error, Kind, Result};
+
+/// The archive format this binary writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// Uncompressed bytes per chunk.
+pub const CHUNK: usize = 8 << 20;
+
+/// zstd's level: fast, and still smaller than `pg_dump -Fc`'s zlib.
+const LEVEL: i32 = 3;
+
+/// A table in the archive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableSpec {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+impl TableSpec {
+    fn qualified(&self) -> String {
+        format!("{}.{}", quote(&self.schema), quote(&self.name))
+    }
+
+    fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The archive's first entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    pub format: u32,
+    pub created_at: DateTime<Utc>,
+    pub server_version: String,
+    pub schema_version: i64,
+    pub tables: Vec<TableSpec>,
+    /// What a full backup would hold and this one does not (`--no-auth`,
+    /// `--exclude-table`), and what no backup holds (Storage's file bytes).
+    pub left_out: Vec<String>,
+}
+
+/// One entry's checksum.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntrySum {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The archive's last entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// Rows per table, in the header's order.
+    pub rows: Vec<u64>,
+    /// Every entry before the manifest, in order.
+    pub entries: Vec<EntrySum>,
+}
+
+/// What `backup create` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// `schema.table` or `table` (in `public`).
+    pub exclude: Vec<String>,
+    pub no_auth: bool,
+}
+
+/// What a backup holds, for people and scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub format: u32,
+    pub created_at: DateTime<Utc>,
+    pub schema_version: i64,
+    pub tables: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub left_out: Vec<String>,
+    pub seconds: f64,
+}
+
+/// The tables a backup holds: `public` and `chatctl` (but the migration history, the
+/// bootstrap record and an import's staging), Supabase Auth's users and identities unless
+/// `no_auth`, Storage's buckets and objects (their rows; the bytes live in Storage).
+async fn tables(
+    conn: &mut PgConnection,
+    opts: &CreateOptions,
+) -> Result<(Vec<TableSpec>, Vec<String>)> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "select n.nspname::text, c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where c.relkind in ('r', 'p') and not c.relispartition
+            and (n.nspname in ('public', 'chatctl')
+                 or (n.nspname = 'auth' and c.relname in ('users', 'identities'))
+                 or (n.nspname = 'storage' and c.relname in ('buckets', 'objects')))
+            and not (n.nspname = 'chatctl' and (c.relname in ('schema_migrations', 'bootstrap_objects')
+                                                 or c.relname like 'user\\_import\\_%'))
+          order by case n.nspname when 'auth' then 0 when 'storage' then 1 when 'public' then 2 else 3 end,
+                   c.relname",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut left_out =
+        vec!["Storage's file bytes (they live in Storage; their rows are here)".to_owned()];
+    let mut out = Vec::new();
+    for (schema, name) in rows {
+        let full = format!("{schema}.{name}");
+        let excluded = opts
+            .exclude
+            .iter()
+            .any(|e| *e == full || (schema == "public" && *e == name));
+        if excluded {
+            left_out.push(format!("{full} (--exclude-table)"));
+            continue;
+        }
+        if opts.no_auth && schema == "auth" {
+            left_out.push(format!("{full} (--no-auth)"));
+            continue;
+        }
+        let columns: Vec<String> = sqlx::query_scalar(
+            "select a.attname::text from pg_attribute a
+              where a.attrelid = format('%I.%I', $1::text, $2::text)::regclass
+                and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+              order by a.attnum",
+        )
+        .bind(&schema)
+        .bind(&name)
+        .fetch_all(&mut *conn)
+        .await?;
+        out.push(TableSpec {
+            schema,
+            name,
+            columns,
+        });
+    }
+    for e in &opts.exclude {
+        let known = out.iter().any(|t| {
+            format!("{}.{}", t.schema, t.name) == *e || (t.schema == "public" && t.name == *e)
+        }) || left_out
+            .iter()
+            .any(|l| l.starts_with(&format!("{e} ")) || l.starts_with(&format!("public.{e} ")));
+        if !known {
+            return Err(Error::usage(format!(
+                "--exclude-table `{e}`: no such table in the backup"
+            ))
+            .into());
+        }
+    }
+    Ok((out, left_out))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Appends one entry, recording its checksum.
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    sums: &mut Vec<EntrySum>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o600);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append_data(&mut h, name, bytes)
+        .with_context(|| format!("cannot write {name} to the archive"))?;
+    sums.push(EntrySum {
+        name: name.to_owned(),
+        size: bytes.len() as u64,
+        sha256: sha256_hex(bytes),
+    });
+    Ok(())
+}
+
+/// One compressed chunk of a table, on its way to the archive.
+struct Produced {
+    table: usize,
+    chunk: u64,
+    rows: u64,
+    bytes: Vec<u8>,
+}
+
+/// Reads table `ti` on `conn` (inside the shared snapshot), sending its chunks.
+async fn read_table(
+    conn: &mut PgConnection,
+    ti: usize,
+    t: &TableSpec,
+    tx: &tokio::sync::mpsc::Sender<Produced>,
+) -> Result<()> {
+    // Each frame carries a checksum of its content: a damaged chunk is refused before a
+    // row of it is loaded (the manifest's sha256 is only read at the end).
+    let mut compressor = zstd::bulk::Compressor::new(LEVEL)?;
+    compressor.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
+    let mut chunk = 0u64;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + (1 << 16));
+    let mut stream = conn
+        .copy_out_raw(&format!(
+            "copy {} ({}) to stdout",
+            t.qualified(),
+            t.column_list()
+        ))
+        .await
+        .with_context(|| format!("cannot read {}.{}", t.schema, t.name))?;
+    let mut done = false;
+    while !done {
+        match stream.try_next().await? {
+            Some(bytes) => buf.extend_from_slice(&bytes),
+            None => done = true,
+        }
+        // Cut after the last whole row once a chunk is full, and at the end.
+        let cut = if done {
+            buf.len()
+        } else if buf.len() >= CHUNK {
+            buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+        } else {
+            0
+        };
+        if cut == 0 {
+            continue;
+        }
+        let part: Vec<u8> = buf.drain(..cut).collect();
+        let rows = part.iter().filter(|b| **b == b'\n').count() as u64;
+        let bytes = compressor.compress(&part)?;
+        let sent = tx
+            .send(Produced {
+                table: ti,
+                chunk,
+                rows,
+                bytes,
+            })
+            .await;
+        if sent.is_err() {
+            return Ok(()); // the writer stopped; its error is the one to report
+        }
+        chunk += 1;
+    }
+    Ok(())
+}
+
+/// Writes a backup of the database to `out`: every table from ONE snapshot, read by `jobs`
+/// connections that share it (`pg_export_snapshot`), written front to back.
+pub async fn create<W: Write>(
+    pool: &sqlx::PgPool,
+    opts: &CreateOptions,
+    jobs: usize,
+    out: W,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut lead = pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *lead).await?;
+    sqlx::raw_sql("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let snapshot: String = sqlx::query_scalar("select pg_export_snapshot()")
+        .fetch_one(&mut *tx)
+        .await?;
+    let server_version: String = sqlx::query_scalar("show server_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    let schema_version: Option<i64> =
+        sqlx::query_scalar("select max(version) from chatctl.schema_migrations where success")
+            .fetch_one(&mut *tx)
+            .await
+            .context("cannot read the schema version; has `chatctl migrate up` run?")?;
+    let schema_version = schema_version
+        .ok_or_else(|| Error::failed("the database has no chatctl schema: nothing to back up"))?;
+    let (specs, left_out) = tables(&mut tx, opts).await?;
+    let header = Header {
+        format: FORMAT,
+        created_at: Utc::now(),
+        server_version,
+        schema_version,
+        tables: specs.clone(),
+        left_out: left_out.clone(),
+    };
+    let mut tar = tar::Builder::new(out);
+    let mut sums = Vec::new();
+    append(
+        &mut tar,
+        &mut sums,
+        "header.json",
+        &serde_json::to_vec_pretty(&header)?,
+    )?;
+
+    // Readers: the lead transaction and jobs - 1 more, each in the same snapshot.
+    let room = pool
+        .options()
+        .get_max_connections()
+        .saturating_sub(1)
+        .max(1) as usize;
+    let jobs = jobs.clamp(1, room);
+    let mut readers = Vec::with_capacity(jobs);
+    for _ in 1..jobs {
+        let mut c = pool.acquire().await?;
+        sqlx::raw_sql(&format!(
+            "begin isolation level repeatable read read only; set transaction snapshot '{}'",
+            snapshot.replace('\'', "")
+        ))
+        .execute(&mut *c)
+        .await
+        .context("cannot share the backup's snapshot with another connection")?;
+        readers.push(c);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (send, mut recv) = tokio::sync::mpsc::channel::<Produced>(2 * jobs);
+    let specs_ref = &specs;
+    let next = &next;
+    let lead_work = {
+        let send = send.clone();
+        async move {
+            loop {
+                let ti = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(t) = specs_ref.get(ti) else { break };
+                read_table(&mut tx, ti, t, &send).await?;
+            }
+            tx.rollback().await?;
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+    let others: Vec<_> = readers
+        .into_iter()
+        .map(|mut c| {
+            let send = send.clone();
+            async move {
+                loop {
+                    let ti = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(t) = specs_ref.get(ti) else { break };
+                    read_table(&mut c, ti, t, &send).await?;
+                }
+                sqlx::raw_sql("rollback").execute(&mut *c).await?;
+                Ok::<(), anyhow::Error>(())
+            }
+        })
+        .collect();
+    // The writer's channel closes when every reader is done.
+    drop(send);
+    let work = async move {
+        futures_util::future::try_join(lead_work, futures_util::future::try_join_all(others))
+            .await
+            .map(|_| ())
+    };
+    let mut counts = vec![0u64; specs.len()];
+    let write = async {
+        while let Some(p) = recv.recv().await {
+            counts[p.table] += p.rows;
+            append(
+                &mut tar,
+                &mut sums,
+                &format!("data/{:04}/{:06}.copy.zst", p.table, p.chunk),
+                &p.bytes,
+            )?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let (read, written) = tokio::join!(work, write);
+    written?;
+    read?;
+    let manifest = Manifest {
+        format: FORMAT,
+        rows: counts.clone(),
+        entries: sums,
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
+    let mut ignored = Vec::new();
+    append(&mut tar, &mut ignored, "manifest.json", &manifest_bytes)?;
+    let mut out = tar.into_inner().context("cannot finish the archive")?;
+    out.flush().context("cannot finish the archive")?;
+    let bytes = manifest.entries.iter().map(|e| e.size).sum::<u64>() + manifest_bytes.len() as u64;
+    Ok(Summary {
+        format: FORMAT,
+        created_at: header.created_at,
+        schema_version,
+        tables: specs.len(),
+        rows: counts.iter().sum(),
+        bytes,
+        left_out,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn damaged(message: impl Into<String>) -> anyhow::Error {
+    Error::new(Kind::Damaged, message)
+        .with_help("the archive is damaged or incomplete: use another backup")
+        .into()
+}
+
+/// Reads an archive's entries in order, checking each against what came before: the
+/// header first, data entries of the header's tables, the manifest last, and at the end
+/// every size, checksum and row count against the manifest.
+struct Reader<'a, R: Read> {
+    entries: tar::Entries<'a, R>,
+    header: Header,
+    sums: Vec<EntrySum>,
+    rows: Vec<u64>,
+}
+
+/// One chunk of rows.
+struct Chunk {
+    table: usize,
+    text: Vec<u8>,
+}
+
+impl<'a, R: Read> Reader<'a, R> {
+    fn open(archive: &'a mut tar::Archive<R>) -> Result<Reader<'a, R>> {
+        let mut entries = archive
+            .entries()
+            .map_err(|e| damaged(format!("not a chatctl backup: {e}")))?;
+        let mut first = entries
+            .next()
+            .ok_or_else(|| damaged("the archive is empty"))?
+            .map_err(|e| damaged(format!("not a chatctl backup: {e}")))?;
+        let name = first
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name != "header.json" {
+            return Err(damaged(format!(
+                "not a chatctl backup: it starts with `{name}`"
+            )));
+        }
+        let mut bytes = Vec::new();
+        first
+            .read_to_end(&mut bytes)
+            .map_err(|e| damaged(format!("cannot read the header: {e}")))?;
+        let header: Header = serde_json::from_slice(&bytes)
+            .map_err(|e| damaged(format!("the header is not readable: {e}")))?;
+        if header.format > FORMAT {
+            return Err(Error::new(
+                Kind::TooNew,
+                format!(
+                    "the archive's format {} is newer than this chatctl's ({FORMAT})",
+                    header.format
+                ),
+            )
+            .with_help("restore it with a newer chatctl")
+            .into());
+        }
+        let rows = vec![0; header.tables.len()];
+        let sums = vec![EntrySum {
+            name,
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        }];
+        Ok(Reader {
+            entries,
+            header,
+            sums,
+            rows,
+        })
+    }
+
+    /// The next chunk, or `None` after the manifest, once everything is checked.
+    fn next_chunk(&mut self) -> Result<Option<Chunk>> {
+        let Some(entry) = self.entries.next() else {
+            return Err(damaged(
+                "the archive ends before its manifest: it is truncated",
+            ));
+        };
+        let mut entry =
+            entry.map_err(|e| damaged(format!("the archive is truncated or damaged: {e}")))?;
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| damaged(format!("cannot read {name}: {e}")))?;
+        if name == "manifest.json" {
+            let manifest: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| damaged(format!("the manifest is not readable: {e}")))?;
+            if manifest.entries != self.sums {
+                let bad = manifest
+                    .entries
+                    .iter()
+                    .zip(self.sums.iter())
+                    .find(|(a, b)| a != b)
+                    .map(|(a, _)| a.name.clone())
+                    .unwrap_or_else(|| "the list of entries".into());
+                return Err(damaged(format!("checksum mismatch: {bad}")));
+            }
+            if manifest.rows != self.rows {
+                return Err(damaged("the row counts differ from the manifest"));
+            }
+            return Ok(None);
+        }
+        let table = name
+            .strip_prefix("data/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n < self.header.tables.len())
+            .ok_or_else(|| damaged(format!("unexpected entry `{name}`")))?;
+        self.sums.push(EntrySum {
+            name: name.clone(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        });
+        let text = zstd::stream::decode_all(&bytes[..])
+            .map_err(|e| damaged(format!("{name} does not decompress: {e}")))?;
+        self.rows[table] += text.iter().filter(|b| **b == b'\n').count() as u64;
+        Ok(Some(Chunk { table, text }))
+    }
+}
+
+/// Checks an archive: its header, every entry's checksum and size, every table's row count.
+pub fn verify<R: Read>(input: R) -> Result<Summary> {
+    let started = Instant::now();
+    let mut archive = tar::Archive::new(input);
+    let mut r = Reader::open(&mut archive)?;
+    while r.next_chunk()?.is_some() {}
+    Ok(summary(&r, started))
+}
+
+fn summary<R: Read>(r: &Reader<'_, R>, started: Instant) -> Summary {
+    Summary {
+        format: r.header.format,
+        created_at: r.header.created_at,
+        schema_version: r.header.schema_version,
+        tables: r.header.tables.len(),
+        rows: r.rows.iter().sum(),
+        bytes: r.sums.iter().map(|s| s.size).sum(),
+        left_out: r.header.left_out.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// What `backup restore` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Empty the archive's tables of a target that holds rows first.
+    pub force: bool,
+}
+
+/// Restores an archive into the database at `target_url` (migrated to the archive's schema
+/// version first), all or nothing.
+pub async fn restore<R: Read>(
+    target_url: &str,
+    input: R,
+    opts: &RestoreOptions,
+    config: &crate::config::Config,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut archive = tar::Archive::new(input);
+    let mut r = Reader::open(&mut archive)?;
+    let migrations =
+        crate::db::migrate::Migrations::load(&crate::db::migrate::Source::Embedded).await?;
+    let known = migrations.latest().unwrap_or(0);
+    if r.header.schema_version > known {
+        return Err(Error::new(
+            Kind::TooNew,
+            format!(
+                "the archive needs schema version {}, and this chatctl knows up to {known}",
+                r.header.schema_version
+            ),
+        )
+        .with_help("restore it with a newer chatctl")
+        .into());
+    }
+    let mut conn = crate::db::migrate::connect(target_url, config.connect_timeout()?).await?;
+    // The schema first (each migration is its own transaction, as `migrate up` runs them).
+    crate::db::migrate::up(
+        &mut conn,
+        &migrations,
+        &crate::db::migrate::UpOptions {
+            target: Some(r.header.schema_version),
+            dry_run: false,
+            lock_timeout: std::time::Duration::from_secs(60),
+        },
+    )
+    .await?;
+    let at: Option<i64> =
+        sqlx::query_scalar("select max(version) from chatctl.schema_migrations where success")
+            .fetch_one(&mut conn)
+            .await?;
+    if at != Some(r.header.schema_version) {
+        return Err(Error::new(
+            Kind::TooNew,
+            format!(
+                "the target is at schema version {}, newer than the archive's {}",
+                at.unwrap_or(0),
+                r.header.schema_version
+            ),
+        )
+        .with_help("restore into an empty database (--create makes one)")
+        .into());
+    }
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    // Empty: no rows in the tables people's data lives in. `chatctl`'s own tables hold
+    // what the migrations put there (the search index's state): the archive's replace it.
+    let mut holding = Vec::new();
+    for t in r.header.tables.iter().filter(|t| t.schema != "chatctl") {
+        let has: bool =
+            sqlx::query_scalar(&format!("select exists (select 1 from {})", t.qualified()))
+                .fetch_one(&mut *tx)
+                .await
+                .with_context(|| format!("the target has no table {}.{}", t.schema, t.name))?;
+        if has {
+            holding.push(format!("{}.{}", t.schema, t.name));
+        }
+    }
+    if !holding.is_empty() && !opts.force {
+        return Err(Error::new(
+            Kind::NotEmpty,
+            format!(
+                "the target is not empty ({} hold rows: {})",
+                holding.len(),
+                holding.join(", ")
+            ),
+        )
+        .with_help(
+            "restore into an empty database (--create makes one), or --force to replace its rows",
+        )
+        .into());
+    }
+    sqlx::raw_sql("set local session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .context("restoring needs to load rows without firing triggers (session_replication_role): connect as postgres")?;
+    let replaced: Vec<String> = r
+        .header
+        .tables
+        .iter()
+        .filter(|t| !holding.is_empty() || t.schema == "chatctl")
+        .map(TableSpec::qualified)
+        .collect();
+    if !replaced.is_empty() {
+        sqlx::raw_sql(&format!("truncate {}", replaced.join(", ")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let ours: Vec<String> = r
+        .header
+        .tables
+        .iter()
+        .filter(|t| t.schema == "public" || t.schema == "chatctl")
+        .map(|t| t.qualified())
+        .collect();
+    let refs: Vec<&str> = ours.iter().map(String::as_str).collect();
+    let deferred = crate::db::bulk::defer(&mut tx, &refs).await?;
+    while let Some(chunk) = r.next_chunk()? {
+        let t = &r.header.tables[chunk.table];
+        let mut copy = tx
+            .copy_in_raw(&format!(
+                "copy {} ({}) from stdin",
+                t.qualified(),
+                t.column_list()
+            ))
+            .await?;
+        copy.send(chunk.text).await?;
+        copy.finish()
+            .await
+            .with_context(|| format!("cannot load {}.{}", t.schema, t.name))?;
+    }
+    deferred.restore(&mut tx).await?;
+    // Sequences (serial and identity columns) continue after the restored rows.
+    for t in &r.header.tables {
+        for c in &t.columns {
+            let seq: Option<String> = sqlx::query_scalar("select pg_get_serial_sequence($1, $2)")
+                .bind(t.qualified())
+                .bind(c)
+                .fetch_one(&mut *tx)
+                .await?;
+            if let Some(seq) = seq {
+                sqlx::query(&format!(
+                    "select setval($1, coalesce((select max({}) from {}), 0) + 1, false)",
+                    quote(c),
+                    t.qualified()
+                ))
+                .bind(&seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await.context("cannot commit the restore")?;
+    Ok(summary(&r, started))
+}

@@ -1,0 +1,193 @@
+//! `chatctl backup`: create, verify and restore one-file archives of the database.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::Context;
+use crate::backup::{self, CreateOptions, RestoreOptions, Summary};
+use crate::error::{Error, ExitCode, Result};
+use crate::output::Report;
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    cmd: BackupCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BackupCmd {
+    /// Write one archive of the database, every table from one snapshot
+    Create {
+        /// The archive to write (`-`: standard output); written beside as PATH.partial and
+        /// renamed when complete
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Leave a table out (`schema.table`, or `table` in public)
+        #[arg(long = "exclude-table", value_name = "TABLE")]
+        exclude: Vec<String>,
+        /// Leave Supabase Auth's users and identities out (a hosted project backs them up)
+        #[arg(long)]
+        no_auth: bool,
+        /// Connections reading tables at once, all in the same snapshot [default: the
+        /// number of cores, at most 4]
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
+    },
+    /// Check an archive: its header, every entry's checksum, every table's row count
+    Verify {
+        #[arg(value_name = "ARCHIVE")]
+        archive: PathBuf,
+    },
+    /// Restore an archive into an empty database, all or nothing
+    Restore {
+        #[arg(value_name = "ARCHIVE")]
+        archive: PathBuf,
+        /// The database to restore into [default: the configured one]
+        #[arg(long, value_name = "URL", hide_env_values = true)]
+        target_url: Option<String>,
+        /// Create the target database when it does not exist
+        #[arg(long)]
+        create: bool,
+        /// Replace the rows of a target that holds some
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn open(path: &PathBuf) -> Result<std::io::BufReader<std::fs::File>> {
+    let f = std::fs::File::open(path).map_err(|e| {
+        anyhow::Error::from(e).context(Error::usage(format!("cannot open {}", path.display())))
+    })?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, f))
+}
+
+pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
+    match args.cmd {
+        BackupCmd::Create {
+            out,
+            exclude,
+            no_auth,
+            jobs,
+        } => {
+            let url = ctx.database_url().await?;
+            let pool = crate::db::pool(&url, &ctx.config).await?;
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .min(4)
+            });
+            let opts = CreateOptions { exclude, no_auth };
+            let summary = if out.as_os_str() == "-" {
+                let stdout = std::io::stdout().lock();
+                backup::create(&pool, &opts, jobs, std::io::BufWriter::new(stdout)).await?
+            } else {
+                // Complete or absent: the archive appears under its name only when whole, and
+                // a second run at once finds the partial file and stops.
+                let partial = PathBuf::from(format!("{}.partial", out.display()));
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&partial)
+                    .map_err(|e| {
+                        anyhow::Error::from(e).context(
+                            Error::new(
+                                crate::error::Kind::TempFail,
+                                format!("cannot create {}", partial.display()),
+                            )
+                            .with_help("another backup may be writing it; if none is, delete the partial file"),
+                        )
+                    })?;
+                let made = backup::create(&pool, &opts, jobs, std::io::BufWriter::new(f)).await;
+                match made {
+                    Ok(s) => {
+                        std::fs::rename(&partial, &out)?;
+                        s
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&partial);
+                        return Err(e);
+                    }
+                }
+            };
+            if out.as_os_str() != "-" {
+                ctx.out.render(&Done {
+                    action: "created",
+                    summary: &summary,
+                })?;
+            }
+        }
+        BackupCmd::Verify { archive } => {
+            let summary = backup::verify(open(&archive)?)?;
+            ctx.out.render(&Done {
+                action: "verified",
+                summary: &summary,
+            })?;
+        }
+        BackupCmd::Restore {
+            archive,
+            target_url,
+            create,
+            force,
+        } => {
+            let url = match target_url {
+                Some(u) => u,
+                None => ctx.database_url().await?,
+            };
+            if create {
+                let parsed = url::Url::parse(&url)
+                    .map_err(|e| Error::usage(format!("--target-url is not a URL: {e}")))?;
+                let name = parsed.path().trim_start_matches('/').to_owned();
+                let mut admin = parsed.clone();
+                admin.set_path("postgres");
+                crate::db::create_database_if_missing(
+                    admin.as_str(),
+                    &name,
+                    ctx.config.connect_timeout()?,
+                )
+                .await?;
+            }
+            let summary = backup::restore(
+                &url,
+                open(&archive)?,
+                &RestoreOptions { force },
+                &ctx.config,
+            )
+            .await?;
+            ctx.out.render(&Done {
+                action: "restored",
+                summary: &summary,
+            })?;
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+/// A summary with what was done.
+#[derive(serde::Serialize)]
+struct Done<'a> {
+    action: &'static str,
+    #[serde(flatten)]
+    summary: &'a Summary,
+}
+
+impl Report for Done<'_> {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let s = self.summary;
+        writeln!(
+            out,
+            "{}: {} tables, {} rows, {:.1} MiB, schema version {}, taken {} ({:.1} s)",
+            self.action,
+            s.tables,
+            s.rows,
+            s.bytes as f64 / (1024.0 * 1024.0),
+            s.schema_version,
+            s.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            s.seconds
+        )?;
+        for l in &s.left_out {
+            writeln!(out, "left out: {l}")?;
+        }
+        Ok(())
+    }
+}

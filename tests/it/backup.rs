@@ -1,0 +1,420 @@
+//! `chatctl backup` (issue 17, the local archive): a round trip that gives back every table
+//! as it was, damaged and truncated archives refused with the target untouched, a restore
+//! killed half-way leaving nothing, a non-empty target and a newer archive refused.
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+
+use chatctl::db::seed::{self, SeedOptions};
+use sqlx::PgConnection;
+
+use crate::support::{TestDb, chatctl, chatctl_std, outputs};
+
+/// Every table a backup holds, with a digest of its rows (generated columns included: they
+/// are computed again on restore and must come out the same).
+async fn digests(c: &mut PgConnection) -> Vec<(String, i64, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select format('%I.%I', n.nspname, c.relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where c.relkind = 'r'
+            and (n.nspname in ('public', 'chatctl') or (n.nspname = 'auth' and c.relname in ('users', 'identities'))
+                 or (n.nspname = 'storage' and c.relname in ('buckets', 'objects')))
+            and not (n.nspname = 'chatctl' and c.relname in ('schema_migrations', 'bootstrap_objects'))
+          order by 1",
+    )
+    .fetch_all(&mut *c)
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for t in tables {
+        let (n, d): (i64, String) = sqlx::query_as(&format!(
+            "select count(*), md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from {t} x"
+        ))
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+        out.push((t, n, d));
+    }
+    out
+}
+
+async fn source() -> TestDb {
+    let db = TestDb::new().await;
+    seed::seed(
+        &db.pool().await,
+        &SeedOptions {
+            users: 40,
+            channels: 12,
+            messages: 2_000,
+            workspaces: 2,
+            seed: 17,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    let mut c = db.conn().await;
+    // The awkward values: emoji and other scripts, JSON with them, a large text, NULLs,
+    // arrays, a bucket, an identity column (the audit log).
+    sqlx::raw_sql(
+        "insert into public.chat (channel_id, user_id, message)
+         select m.channel_id, m.user_id, jsonb_build_object('text', '¡Hola! 🎉 日本語 ' || repeat('long ', 500), 'n', null)
+           from public.members m join public.channels c on c.id = m.channel_id and c.kind = 'public' limit 1;
+         insert into storage.buckets (id, name, public, allowed_mime_types, file_size_limit)
+              values ('files', 'files', false, array['image/png', 'text/plain'], null);
+         insert into chatctl.audit_log (actor, command, action, object_type, object_id, before, after)
+              values ('tester', 'test', 'test', 'x', 'tab\there', null,
+                      jsonb_build_object('emoji', '🙂', 'large', repeat('ünïcödé ', 50000)));",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    db
+}
+
+fn backup(db: &TestDb, args: &[&str]) -> std::process::Output {
+    chatctl(&[("DATABASE_URL", &db.url)])
+        .arg("backup")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_restored_into_an_empty_database_gives_back_every_table() {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    let out = backup(
+        &src,
+        &["create", "--out", archive.to_str().unwrap(), "-o", "json"],
+    );
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    let made: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(made["action"], "created");
+    assert!(!dir.path().join("chat.backup.partial").exists());
+
+    let out = backup(&src, &["verify", archive.to_str().unwrap(), "-o", "json"]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let verified: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verified["rows"], made["rows"]);
+
+    let target = TestDb::empty().await;
+    let out = backup(
+        &src,
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--target-url",
+            &target.url,
+        ],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let (mut a, mut b) = (src.conn().await, target.conn().await);
+    let (before, after) = (digests(&mut a).await, digests(&mut b).await);
+    assert!(
+        before
+            .iter()
+            .any(|(t, n, _)| t == "public.chat" && *n > 2000)
+    );
+    assert_eq!(before, after);
+    // Sequences continue after the restored rows.
+    let next: i64 = sqlx::query_scalar(
+        "insert into chatctl.audit_log (actor, command, action, object_type, object_id)
+         values ('t', 't', 't', 't', 't') returning id",
+    )
+    .fetch_one(&mut b)
+    .await
+    .unwrap();
+    let max: i64 = sqlx::query_scalar("select max(id) from chatctl.audit_log where actor <> 't'")
+        .fetch_one(&mut a)
+        .await
+        .unwrap();
+    assert!(next > max);
+
+    // Into a database that holds rows: refused (73), unless --force.
+    let out = backup(
+        &src,
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--target-url",
+            &target.url,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(73), "{}", outputs(&out).1);
+    let out = backup(
+        &src,
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--target-url",
+            &target.url,
+            "--force",
+        ],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    assert_eq!(digests(&mut b).await, before);
+}
+
+async fn empty_after(target: &TestDb) -> i64 {
+    let mut c = target.conn().await;
+    let exists: bool = sqlx::query_scalar("select to_regclass('public.users') is not null")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    if !exists {
+        return 0;
+    }
+    sqlx::query_scalar(
+        "select (select count(*) from public.users) + (select count(*) from public.chat)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_damaged_or_truncated_archive_is_refused_and_the_target_stays_untouched() {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    assert!(
+        backup(&src, &["create", "--out", archive.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let bytes = std::fs::read(&archive).unwrap();
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    let cases = [
+        ("flipped.backup", flipped),
+        ("truncated.backup", bytes[..bytes.len() * 2 / 3].to_vec()),
+    ];
+    for (name, content) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let out = backup(&src, &["verify", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(65), "{name}: {}", outputs(&out).1);
+        let target = TestDb::empty().await;
+        let out = backup(
+            &src,
+            &[
+                "restore",
+                path.to_str().unwrap(),
+                "--target-url",
+                &target.url,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(65), "{name}: {}", outputs(&out).1);
+        assert_eq!(
+            empty_after(&target).await,
+            0,
+            "{name}: rows were left behind"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    assert!(
+        backup(&src, &["create", "--out", archive.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let bytes = std::fs::read(&archive).unwrap();
+    // The archive comes through a pipe; half of it, then the restore is killed.
+    let fifo = dir.path().join("pipe.backup");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let target = TestDb::empty().await;
+    let mut child = chatctl_std(&[("DATABASE_URL", &src.url)])
+        .args([
+            "backup",
+            "restore",
+            fifo.to_str().unwrap(),
+            "--target-url",
+            &target.url,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    pipe.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    pipe.flush().unwrap();
+    // Let it load what it has.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(pipe);
+    assert_eq!(empty_after(&target).await, 0);
+    let out = backup(
+        &src,
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--target-url",
+            &target.url,
+        ],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let (mut a, mut b) = (src.conn().await, target.conn().await);
+    assert_eq!(digests(&mut a).await, digests(&mut b).await);
+}
+
+/// Rewrites an archive's header with `edit`.
+fn rewrite_header(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let mut input = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
+    for e in input.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        e.read_to_end(&mut bytes).unwrap();
+        if name == "header.json" {
+            let mut h: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            edit(&mut h);
+            bytes = serde_json::to_vec(&h).unwrap();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        out.append_data(&mut header, &name, &bytes[..]).unwrap();
+    }
+    out.finish().unwrap();
+}
+
+#[tokio::test]
+async fn an_archive_from_a_newer_chatctl_is_refused_with_its_own_exit_code() {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    assert!(
+        backup(&src, &["create", "--out", archive.to_str().unwrap()])
+            .status
+            .success()
+    );
+    for (name, edit) in [
+        (
+            "schema.backup",
+            Box::new(|h: &mut serde_json::Value| h["schema_version"] = 9999.into())
+                as Box<dyn Fn(&mut serde_json::Value)>,
+        ),
+        (
+            "format.backup",
+            Box::new(|h: &mut serde_json::Value| h["format"] = 99.into()),
+        ),
+    ] {
+        let path = dir.path().join(name);
+        rewrite_header(&archive, &path, edit);
+        let target = TestDb::empty().await;
+        let out = backup(
+            &src,
+            &[
+                "restore",
+                path.to_str().unwrap(),
+                "--target-url",
+                &target.url,
+            ],
+        );
+        let (_, stderr) = outputs(&out);
+        assert_eq!(out.status.code(), Some(76), "{name}: {stderr}");
+        assert!(stderr.contains("newer"), "{stderr}");
+        assert_eq!(empty_after(&target).await, 0);
+    }
+}
+
+// Multi-threaded: the writer runs while this thread waits for chatctl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_readers_share_one_snapshot_while_someone_writes() {
+    let src = source().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each transaction adds a workspace and its channel: two tables, read by different
+    // connections. A backup that mixed moments would hold one without the other.
+    let writer = {
+        let stop = stop.clone();
+        let mut c = src.conn().await;
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut tx = sqlx::Connection::begin(&mut c).await.unwrap();
+                sqlx::query(
+                    "with w as (insert into public.workspaces (slug, name) values ($1, $1) returning id)
+                     insert into public.channels (workspace_id, name, kind) select id, 'only', 'public' from w",
+                )
+                .bind(format!("w-{n}"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    let out = backup(
+        &src,
+        &["create", "--out", archive.to_str().unwrap(), "--jobs", "4"],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(
+        written > 10,
+        "the writer wrote during the backup ({written})"
+    );
+    let target = TestDb::empty().await;
+    let out = backup(
+        &src,
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--target-url",
+            &target.url,
+        ],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let mut c = target.conn().await;
+    let (workspaces, channels, orphans): (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from public.workspaces where slug like 'w-%'),
+                (select count(*) from public.channels c join public.workspaces w on w.id = c.workspace_id
+                  where w.slug like 'w-%'),
+                (select count(*) from public.workspaces w where w.slug like 'w-%'
+                    and not exists (select 1 from public.channels c where c.workspace_id = w.id))",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(
+        workspaces > 0,
+        "the writer's rows before the backup are in it"
+    );
+    assert_eq!((channels, orphans), (workspaces, 0));
+}
+
+#[tokio::test]
+async fn a_backup_already_being_written_stops_the_second_one() {
+    let src = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    std::fs::write(dir.path().join("chat.backup.partial"), b"someone else's").unwrap();
+    let out = backup(&src, &["create", "--out", archive.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(75), "{}", outputs(&out).1);
+    assert!(!archive.exists());
+    assert_eq!(
+        std::fs::read(dir.path().join("chat.backup.partial")).unwrap(),
+        b"someone else's"
+    );
+}
