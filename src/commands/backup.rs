@@ -38,6 +38,27 @@ enum BackupCmd {
         #[arg(value_name = "ARCHIVE")]
         archive: PathBuf,
     },
+    /// List the backups in a directory, newest first
+    List {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Remove the backups a retention policy does not keep (the newest in each period)
+    Prune {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_last: usize,
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_daily: usize,
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_weekly: usize,
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_monthly: usize,
+        /// Say what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Restore an archive into an empty database, all or nothing
     Restore {
         #[arg(value_name = "ARCHIVE")]
@@ -117,6 +138,23 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 })?;
             }
         }
+        BackupCmd::List { dir } => ctx.out.render(&Listing(backup::list(&dir)?))?,
+        BackupCmd::Prune {
+            dir,
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            dry_run,
+        } => {
+            let policy = backup::Retention {
+                last: keep_last,
+                daily: keep_daily,
+                weekly: keep_weekly,
+                monthly: keep_monthly,
+            };
+            ctx.out.render(&backup::prune(&dir, policy, dry_run)?)?;
+        }
         BackupCmd::Verify { archive } => {
             let summary = backup::verify(open(&archive)?)?;
             ctx.out.render(&Done {
@@ -187,6 +225,53 @@ impl Report for Done<'_> {
         )?;
         for l in &s.left_out {
             writeln!(out, "left out: {l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The backups of a directory.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct Listing(Vec<backup::Listed>);
+
+fn listed_table(rows: &[backup::Listed]) -> comfy_table::Table {
+    let mut t = crate::output::table(["CREATED", "SIZE", "SCHEMA", "ROWS", "ENCRYPTED", "PATH"]);
+    for l in rows {
+        t.add_row(vec![
+            l.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            format!("{:.1} MiB", l.bytes as f64 / (1024.0 * 1024.0)),
+            l.schema_version.to_string(),
+            l.rows
+                .map_or_else(|| "incomplete".into(), |r| r.to_string()),
+            if l.encrypted { "yes" } else { "no" }.into(),
+            l.path.clone(),
+        ]);
+    }
+    t
+}
+
+impl Report for Listing {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        crate::output::write_table(out, &listed_table(&self.0))
+    }
+}
+
+impl Report for backup::Pruned {
+    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        writeln!(
+            out,
+            "kept {}, {verb} {}",
+            self.kept.len(),
+            self.removed.len()
+        )?;
+        if !self.removed.is_empty() {
+            crate::output::write_table(out, &listed_table(&self.removed))?;
         }
         Ok(())
     }

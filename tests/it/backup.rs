@@ -418,3 +418,90 @@ async fn a_backup_already_being_written_stops_the_second_one() {
         b"someone else's"
     );
 }
+
+#[tokio::test]
+async fn list_shows_the_backups_and_prune_keeps_exactly_what_the_policy_says() {
+    let src = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("made.backup");
+    assert!(
+        backup(&src, &["create", "--out", made.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    // Backups of made-up dates (newest first: two today, yesterday, last month, a year ago).
+    let dates = [
+        "2026-12-02T18:00:00Z",
+        "2026-12-02T06:00:00Z",
+        "2026-12-01T06:00:00Z",
+        "2026-11-10T06:00:00Z",
+        "2025-12-01T06:00:00Z",
+    ];
+    for (i, d) in dates.iter().enumerate() {
+        rewrite_header(&made, &store.join(format!("b{i}.backup")), |h| {
+            h["created_at"] = (*d).into()
+        });
+    }
+    std::fs::write(store.join("b9.backup.partial"), b"half").unwrap();
+    let out = backup(&src, &["list", store.to_str().unwrap(), "-o", "json"]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> = listed
+        .iter()
+        .map(|l| {
+            Path::new(l["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "b0.backup",
+            "b1.backup",
+            "b2.backup",
+            "b3.backup",
+            "b4.backup"
+        ]
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|l| l["complete"] == true && l["encrypted"] == false)
+    );
+
+    // The newest of each of the last 2 days, and of the last 2 months.
+    let policy = ["--keep-daily", "2", "--keep-monthly", "2"];
+    let out = backup(
+        &src,
+        &[
+            &["prune", store.to_str().unwrap(), "--dry-run", "-o", "json"][..],
+            &policy[..],
+        ]
+        .concat(),
+    );
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["removed"].as_array().unwrap().len(), 2);
+    assert!(
+        store.join("b1.backup").exists(),
+        "a dry run removes nothing"
+    );
+    let out = backup(
+        &src,
+        &[&["prune", store.to_str().unwrap()][..], &policy[..]].concat(),
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let mut left: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["b0.backup", "b2.backup", "b3.backup", "b9.backup.partial"]
+    );
+}
