@@ -93,6 +93,10 @@ pub struct Manifest {
     pub rows: Vec<u64>,
     /// Every entry before the manifest, in order.
     pub entries: Vec<EntrySum>,
+    /// Per table, the sha256 of its rows as `COPY` text, in the order read: what a deep
+    /// verify compares a restored copy with.
+    #[serde(default)]
+    pub content: Vec<String>,
 }
 
 /// What `backup create` was asked.
@@ -186,8 +190,7 @@ async fn tables(
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// Appends one entry, recording its checksum.
@@ -226,7 +229,8 @@ async fn read_table(
     ti: usize,
     t: &TableSpec,
     tx: &tokio::sync::mpsc::Sender<Produced>,
-) -> Result<()> {
+) -> Result<String> {
+    let mut content = Sha256::new();
     // Each frame carries a checksum of its content: a damaged chunk is refused before a
     // row of it is loaded (the manifest's sha256 is only read at the end).
     let mut compressor = zstd::bulk::Compressor::new(LEVEL)?;
@@ -259,6 +263,7 @@ async fn read_table(
             continue;
         }
         let part: Vec<u8> = buf.drain(..cut).collect();
+        content.update(&part);
         let rows = part.iter().filter(|b| **b == b'\n').count() as u64;
         let bytes = compressor.compress(&part)?;
         let sent = tx
@@ -270,11 +275,16 @@ async fn read_table(
             })
             .await;
         if sent.is_err() {
-            return Ok(()); // the writer stopped; its error is the one to report
+            // The writer stopped; its error is the one to report.
+            return Ok(String::new());
         }
         chunk += 1;
     }
-    Ok(())
+    Ok(hex(&content.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes a backup of the database to `out`: every table from ONE snapshot, read by `jobs`
@@ -344,6 +354,8 @@ pub async fn create<W: Write>(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let (send, mut recv) = tokio::sync::mpsc::channel::<Produced>(2 * jobs);
     let specs_ref = &specs;
+    let digests = std::sync::Mutex::new(vec![String::new(); specs.len()]);
+    let digests_ref = &digests;
     let next = &next;
     let lead_work = {
         let send = send.clone();
@@ -351,7 +363,8 @@ pub async fn create<W: Write>(
             loop {
                 let ti = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(t) = specs_ref.get(ti) else { break };
-                read_table(&mut tx, ti, t, &send).await?;
+                let d = read_table(&mut tx, ti, t, &send).await?;
+                digests_ref.lock().unwrap_or_else(|e| e.into_inner())[ti] = d;
             }
             tx.rollback().await?;
             Ok::<(), anyhow::Error>(())
@@ -365,7 +378,8 @@ pub async fn create<W: Write>(
                 loop {
                     let ti = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(t) = specs_ref.get(ti) else { break };
-                    read_table(&mut c, ti, t, &send).await?;
+                    let d = read_table(&mut c, ti, t, &send).await?;
+                    digests_ref.lock().unwrap_or_else(|e| e.into_inner())[ti] = d;
                 }
                 sqlx::raw_sql("rollback").execute(&mut *c).await?;
                 Ok::<(), anyhow::Error>(())
@@ -399,6 +413,7 @@ pub async fn create<W: Write>(
         format: FORMAT,
         rows: counts.clone(),
         entries: sums,
+        content: digests.into_inner().unwrap_or_else(|e| e.into_inner()),
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
     let mut ignored = Vec::new();
@@ -432,6 +447,8 @@ struct Reader<'a, R: Read> {
     header: Header,
     sums: Vec<EntrySum>,
     rows: Vec<u64>,
+    /// The manifest's content digests, once read.
+    content: Vec<String>,
 }
 
 /// One chunk of rows.
@@ -486,6 +503,7 @@ impl<'a, R: Read> Reader<'a, R> {
             header,
             sums,
             rows,
+            content: Vec::new(),
         })
     }
 
@@ -522,6 +540,7 @@ impl<'a, R: Read> Reader<'a, R> {
             if manifest.rows != self.rows {
                 return Err(damaged("the row counts differ from the manifest"));
             }
+            self.content = manifest.content;
             return Ok(None);
         }
         let table = name
@@ -714,6 +733,96 @@ pub async fn restore<R: Read>(
     }
     tx.commit().await.context("cannot commit the restore")?;
     Ok(summary(&r, started))
+}
+
+/// The sha256 of each table's rows as `COPY` text (in the order a scan returns them),
+/// read from the database at `url`: on a database just restored, that is the order the
+/// rows were loaded in, the archive's.
+async fn content_digests(
+    url: &str,
+    tables: &[TableSpec],
+    config: &crate::config::Config,
+) -> Result<Vec<String>> {
+    let mut conn = crate::db::connect(url, config).await?;
+    let mut out = Vec::with_capacity(tables.len());
+    for t in tables {
+        let mut h = Sha256::new();
+        let mut stream = conn
+            .copy_out_raw(&format!(
+                "copy {} ({}) to stdout",
+                t.qualified(),
+                t.column_list()
+            ))
+            .await?;
+        while let Some(bytes) = stream.try_next().await? {
+            h.update(&bytes);
+        }
+        drop(stream);
+        out.push(hex(&h.finalize()));
+    }
+    Ok(out)
+}
+
+/// A rehearsal of the restore that touches nothing live: the archive is restored into a
+/// scratch database made beside `url`'s (and dropped after, whatever happens), and every
+/// table's rows are compared with the archive's content digests.
+pub async fn verify_deep(
+    url: &str,
+    archive: &std::path::Path,
+    config: &crate::config::Config,
+) -> Result<Summary> {
+    let mut admin =
+        url::Url::parse(url).map_err(|e| Error::usage(format!("not a database URL: {e}")))?;
+    admin.set_path("postgres");
+    let name = format!(
+        "chatctl_verify_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut scratch = admin.clone();
+    scratch.set_path(&name);
+    crate::db::create_database_if_missing(admin.as_str(), &name, config.connect_timeout()?).await?;
+    let result = async {
+        let file = std::fs::File::open(archive)?;
+        let summary = restore(
+            scratch.as_str(),
+            std::io::BufReader::new(file),
+            &RestoreOptions::default(),
+            config,
+        )
+        .await?;
+        // The header and the manifest's digests, read again (restore has checked them).
+        let file = std::fs::File::open(archive)?;
+        let mut a = tar::Archive::new(std::io::BufReader::new(file));
+        let mut r = Reader::open(&mut a)?;
+        while r.next_chunk()?.is_some() {}
+        let found = content_digests(scratch.as_str(), &r.header.tables, config).await?;
+        if r.content.len() != found.len() {
+            return Err(damaged(
+                "the manifest has no content digests to compare with",
+            ));
+        }
+        for ((t, want), got) in r.header.tables.iter().zip(&r.content).zip(&found) {
+            if want != got {
+                return Err(damaged(format!(
+                    "{}.{} restored differs from what was backed up",
+                    t.schema, t.name
+                )));
+            }
+        }
+        Ok(summary)
+    }
+    .await;
+    let dropped = async {
+        let mut c = crate::db::connect(admin.as_str(), config).await?;
+        sqlx::raw_sql(&format!("drop database if exists \"{name}\" with (force)"))
+            .execute(&mut c)
+            .await?;
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    let summary = result?;
+    dropped.context("cannot drop the scratch database")?;
+    Ok(summary)
 }
 
 /// An archive found by `list`.

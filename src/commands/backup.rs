@@ -37,6 +37,11 @@ enum BackupCmd {
     Verify {
         #[arg(value_name = "ARCHIVE")]
         archive: PathBuf,
+        /// Also restore it into a scratch database (made and dropped by chatctl, beside the
+        /// configured one) and compare every table's rows: a rehearsal that touches
+        /// nothing live
+        #[arg(long)]
+        deep: bool,
     },
     /// List the backups in a directory, newest first
     List {
@@ -155,8 +160,13 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             };
             ctx.out.render(&backup::prune(&dir, policy, dry_run)?)?;
         }
-        BackupCmd::Verify { archive } => {
-            let summary = backup::verify(open(&archive)?)?;
+        BackupCmd::Verify { archive, deep } => {
+            let summary = if deep {
+                let url = ctx.database_url().await?;
+                backup::verify_deep(&url, &archive, &ctx.config).await?
+            } else {
+                backup::verify(open(&archive)?)?
+            };
             ctx.out.render(&Done {
                 action: "verified",
                 summary: &summary,

@@ -505,3 +505,75 @@ async fn list_shows_the_backups_and_prune_keeps_exactly_what_the_policy_says() {
         ["b0.backup", "b2.backup", "b3.backup", "b9.backup.partial"]
     );
 }
+
+/// Rewrites an archive's manifest with `edit`.
+fn rewrite_manifest(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let mut input = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
+    for e in input.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        e.read_to_end(&mut bytes).unwrap();
+        if name == "manifest.json" {
+            let mut m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            edit(&mut m);
+            bytes = serde_json::to_vec(&m).unwrap();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        out.append_data(&mut header, &name, &bytes[..]).unwrap();
+    }
+    out.finish().unwrap();
+}
+
+async fn scratch_databases(c: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("select count(*) from pg_database where datname like 'chatctl_verify_%'")
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deep_verify_restores_into_a_scratch_database_compares_every_table_and_drops_it() {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    assert!(
+        backup(&src, &["create", "--out", archive.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let mut c = src.conn().await;
+    let before = scratch_databases(&mut c).await;
+    let out = backup(
+        &src,
+        &["verify", "--deep", archive.to_str().unwrap(), "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    assert_eq!(
+        scratch_databases(&mut c).await,
+        before,
+        "the scratch database is dropped"
+    );
+    // A table that does not come back as it was backed up is caught (here: its digest).
+    let edited = dir.path().join("edited.backup");
+    rewrite_manifest(&archive, &edited, |m| {
+        m["content"][5] = "0".repeat(64).into()
+    });
+    let out = backup(&src, &["verify", edited.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "a shallow verify reads only checksums and counts"
+    );
+    let out = backup(&src, &["verify", "--deep", edited.to_str().unwrap()]);
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(
+        stderr.contains("differs from what was backed up"),
+        "{stderr}"
+    );
+    assert_eq!(scratch_databases(&mut c).await, before);
+}
