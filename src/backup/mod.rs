@@ -695,7 +695,7 @@ pub async fn restore<R: Read>(
         .map(|t| t.qualified())
         .collect();
     let refs: Vec<&str> = ours.iter().map(String::as_str).collect();
-    let deferred = crate::db::bulk::defer(&mut tx, &refs).await?;
+    let deferred = crate::db::bulk::defer_with_keys(&mut tx, &refs).await?;
     while let Some(chunk) = r.next_chunk()? {
         let t = &r.header.tables[chunk.table];
         let mut copy = tx

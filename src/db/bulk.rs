@@ -15,8 +15,37 @@ use crate::error::Result;
 /// Indexes and foreign keys dropped for a load, to be recreated after it.
 #[derive(Debug, Default)]
 pub struct Deferred {
+    /// Primary keys and unique constraints (table, name, definition), rebuilt first.
+    keys: Vec<(String, String, String)>,
     indexes: Vec<(String, String)>,
     foreign_keys: Vec<(String, String, String)>,
+}
+
+/// [`defer`], and the primary keys and unique constraints too, as `pg_restore` loads a
+/// table before it adds them: for loading rows already known to be whole (a backup whose
+/// checksums hold), into tables that hold nothing else. Rebuilding them checks every row.
+/// Every foreign key pointing at a deferred key must be on one of `tables` (it is dropped
+/// first, and added back last).
+pub async fn defer_with_keys(conn: &mut PgConnection, tables: &[&str]) -> Result<Deferred> {
+    let mut d = defer(conn, tables).await?;
+    for table in tables {
+        let keys: Vec<(String, String)> = sqlx::query_as(
+            "select conname::text, pg_get_constraintdef(oid) from pg_constraint
+              where conrelid = $1::regclass and contype in ('p', 'u') order by contype, conname",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .with_context(|| format!("cannot read the keys of {table}"))?;
+        for (name, def) in keys {
+            sqlx::raw_sql(&format!("alter table {table} drop constraint \"{name}\""))
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("cannot set the key {name} of {table} aside"))?;
+            d.keys.push((table.to_string(), name, def));
+        }
+    }
+    Ok(d)
 }
 
 /// Drops the secondary indexes and foreign keys of `tables` (qualified names). Indexes that
@@ -61,6 +90,14 @@ pub async fn defer(conn: &mut PgConnection, tables: &[&str]) -> Result<Deferred>
 impl Deferred {
     /// Recreates the indexes, then the foreign keys (each checked against every row).
     pub async fn restore(self, conn: &mut PgConnection) -> Result<()> {
+        for (table, name, def) in self.keys {
+            sqlx::raw_sql(&format!(
+                "alter table {table} add constraint \"{name}\" {def}"
+            ))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("key {name} of {table} does not hold for the loaded rows"))?;
+        }
         for (name, def) in self.indexes {
             sqlx::raw_sql(&def)
                 .execute(&mut *conn)

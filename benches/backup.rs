@@ -1,0 +1,210 @@
+//! `chatctl backup` (issue 17) beside `pg_dump`/`pg_restore`, in one run, on the same
+//! `dev seed` data (10,000 users, 2,000 channels; 100,000 and 1,000,000 messages by default):
+//! backup time and archive size against `pg_dump -Fc` (its default zlib), `pg_dump -Fd -j N
+//! -Z1` (the fastest gzip at equal parallelism) and `-Fc -Z0` (no compression); restore time
+//! into an empty database against `pg_restore` and `pg_restore -j N`. chatctl compresses with
+//! zstd (level 3). PostgreSQL 15's pg_dump has only gzip, so these are the pairings.
+//!
+//! `cargo bench --bench backup [-- --sizes 100000,1000000] [--jobs 2] [--fresh]` against
+//! DATABASE_URL or the local cluster; `pg_dump`/`pg_restore` from the server's bin directory
+//! (or PATH). The seeded databases (`bench_backup_N`) are kept unless `--fresh`.
+#![allow(clippy::print_stdout)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use chatctl::db::seed::{self, SeedOptions};
+use sqlx::{Connection as _, PgConnection};
+
+fn tool(name: &str) -> PathBuf {
+    for dir in std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let p = dir.path().join("bin").join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from(name)
+}
+
+fn size(path: &Path) -> u64 {
+    if path.is_dir() {
+        std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    } else {
+        std::fs::metadata(path).unwrap().len()
+    }
+}
+
+/// Runs a command, panicking on failure; its wall time.
+fn timed(cmd: &mut Command) -> f64 {
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let sizes: Vec<u64> = value("--sizes")
+        .unwrap_or_else(|| "100000,1000000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("--sizes N,N"))
+        .collect();
+    let jobs: usize = value("--jobs").map_or(2, |v| v.parse().expect("--jobs N"));
+    let fresh = args.iter().any(|a| a == "--fresh");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(&sizes, jobs, fresh));
+}
+
+async fn run(sizes: &[u64], jobs: usize, fresh: bool) {
+    let (_, url) = common::target().await;
+    let admin = common::with_db(&url, "postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let chatctl = env!("CARGO_BIN_EXE_chatctl");
+    println!("| messages | what | time | size |");
+    println!("| ---: | --- | ---: | ---: |");
+    for &n in sizes {
+        let db = format!("bench_backup_{n}");
+        let src = common::with_db(&url, &db);
+        let exists = PgConnection::connect(&src).await.is_ok();
+        if fresh || !exists {
+            common::recreate(&admin, &db, None).await;
+            common::migrate_db(&src).await;
+            let pool = sqlx::PgPool::connect(&src).await.unwrap();
+            seed::seed(
+                &pool,
+                &SeedOptions {
+                    users: 10_000,
+                    channels: 2_000,
+                    messages: n,
+                    workspaces: 10,
+                    seed: 42,
+                    progress: false,
+                },
+            )
+            .await
+            .unwrap();
+            pool.close().await;
+            let mut c = PgConnection::connect(&src).await.unwrap();
+            sqlx::raw_sql("vacuum analyze")
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        let row = |what: &str, t: f64, bytes: Option<u64>| {
+            println!(
+                "| {n} | {what} | {t:.2} s | {} |",
+                bytes.map_or_else(String::new, |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+            );
+        };
+        let schemas = [
+            "-n", "public", "-n", "chatctl", "-n", "auth", "-n", "storage",
+        ];
+
+        // Backups.
+        let ours: Vec<(usize, PathBuf)> = [1, jobs]
+            .into_iter()
+            .map(|j| (j, dir.path().join(format!("{n}-j{j}.backup"))))
+            .collect();
+        for (j, path) in &ours {
+            let t = timed(
+                Command::new(chatctl)
+                    .args(["backup", "create", "-q", "--jobs", &j.to_string(), "--out"])
+                    .arg(path)
+                    .env("DATABASE_URL", &src),
+            );
+            row(
+                &format!("`chatctl backup create --jobs {j}` (zstd 3)"),
+                t,
+                Some(size(path)),
+            );
+        }
+        let fc = dir.path().join(format!("{n}.dump"));
+        let t = timed(
+            Command::new(tool("pg_dump"))
+                .args(["-Fc", "-f"])
+                .arg(&fc)
+                .args(schemas)
+                .arg(&src),
+        );
+        row("`pg_dump -Fc` (zlib, default level)", t, Some(size(&fc)));
+        let fd = dir.path().join(format!("{n}.dir"));
+        let t = timed(
+            Command::new(tool("pg_dump"))
+                .args(["-Fd", "-Z1", "-j", &jobs.to_string(), "-f"])
+                .arg(&fd)
+                .args(schemas)
+                .arg(&src),
+        );
+        row(
+            &format!("`pg_dump -Fd -j {jobs} -Z1` (zlib, fastest)"),
+            t,
+            Some(size(&fd)),
+        );
+        let z0 = dir.path().join(format!("{n}-z0.dump"));
+        let t = timed(
+            Command::new(tool("pg_dump"))
+                .args(["-Fc", "-Z0", "-f"])
+                .arg(&z0)
+                .args(schemas)
+                .arg(&src),
+        );
+        row("`pg_dump -Fc -Z0` (no compression)", t, Some(size(&z0)));
+
+        // Restores into empty databases.
+        let target = format!("bench_backup_restore_{n}");
+        let dst = common::with_db(&url, &target);
+        common::recreate(&admin, &target, None).await;
+        let t = timed(
+            Command::new(chatctl)
+                .args(["backup", "restore", "-q", "--target-url", &dst])
+                .arg(&ours[0].1)
+                .env("DATABASE_URL", &src),
+        );
+        row("`chatctl backup restore` (one transaction)", t, None);
+        for (what, args) in [
+            ("`pg_restore` of `-Fc`".to_owned(), vec![fc.clone()]),
+            (format!("`pg_restore -j {jobs}` of `-Fd`"), vec![fd.clone()]),
+        ] {
+            common::recreate(&admin, &target, None).await;
+            let mut cmd = Command::new(tool("pg_restore"));
+            cmd.args(["--no-owner", "-d", &dst]);
+            if what.contains("-j") {
+                cmd.args(["-j", &jobs.to_string()]);
+            }
+            cmd.args(&args);
+            let started = Instant::now();
+            // pg_restore reports the roles and extensions an empty database lacks as errors
+            // it ignores; the time is what counts.
+            let _ = cmd.output().unwrap();
+            row(&what, started.elapsed().as_secs_f64(), None);
+        }
+        common::drop_db(&admin, &target).await;
+        if fresh {
+            common::drop_db(&admin, &db).await;
+        }
+    }
+}
