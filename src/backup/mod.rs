@@ -287,6 +287,32 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The tables left to read, shared by the readers, and each table's content digest.
+#[derive(Clone, Copy)]
+struct Queue<'a> {
+    next: &'a std::sync::atomic::AtomicUsize,
+    specs: &'a [TableSpec],
+    digests: &'a std::sync::Mutex<Vec<String>>,
+}
+
+impl Queue<'_> {
+    /// Reads tables on `conn` until none is left.
+    async fn drain(
+        self,
+        conn: &mut PgConnection,
+        send: &tokio::sync::mpsc::Sender<Produced>,
+    ) -> Result<()> {
+        loop {
+            let ti = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Some(t) = self.specs.get(ti) else {
+                return Ok(());
+            };
+            let d = read_table(conn, ti, t, send).await?;
+            self.digests.lock().unwrap_or_else(|e| e.into_inner())[ti] = d;
+        }
+    }
+}
+
 /// Writes a backup of the database to `out`: every table from ONE snapshot, read by `jobs`
 /// connections that share it (`pg_export_snapshot`), written front to back.
 pub async fn create<W: Write>(
@@ -353,19 +379,16 @@ pub async fn create<W: Write>(
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let (send, mut recv) = tokio::sync::mpsc::channel::<Produced>(2 * jobs);
-    let specs_ref = &specs;
     let digests = std::sync::Mutex::new(vec![String::new(); specs.len()]);
-    let digests_ref = &digests;
-    let next = &next;
+    let queue = Queue {
+        next: &next,
+        specs: &specs,
+        digests: &digests,
+    };
     let lead_work = {
         let send = send.clone();
         async move {
-            loop {
-                let ti = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(t) = specs_ref.get(ti) else { break };
-                let d = read_table(&mut tx, ti, t, &send).await?;
-                digests_ref.lock().unwrap_or_else(|e| e.into_inner())[ti] = d;
-            }
+            queue.drain(&mut tx, &send).await?;
             tx.rollback().await?;
             Ok::<(), anyhow::Error>(())
         }
@@ -375,12 +398,7 @@ pub async fn create<W: Write>(
         .map(|mut c| {
             let send = send.clone();
             async move {
-                loop {
-                    let ti = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(t) = specs_ref.get(ti) else { break };
-                    let d = read_table(&mut c, ti, t, &send).await?;
-                    digests_ref.lock().unwrap_or_else(|e| e.into_inner())[ti] = d;
-                }
+                queue.drain(&mut c, &send).await?;
                 sqlx::raw_sql("rollback").execute(&mut *c).await?;
                 Ok::<(), anyhow::Error>(())
             }

@@ -270,8 +270,8 @@ async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
     assert_eq!(digests(&mut a).await, digests(&mut b).await);
 }
 
-/// Rewrites an archive's header with `edit`.
-fn rewrite_header(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+/// Rewrites the JSON entry `entry` (the header or the manifest) of an archive with `edit`.
+fn rewrite(from: &Path, to: &Path, entry: &str, edit: impl Fn(&mut serde_json::Value)) {
     let mut input = tar::Archive::new(std::fs::File::open(from).unwrap());
     let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
     for e in input.entries().unwrap() {
@@ -279,10 +279,10 @@ fn rewrite_header(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value))
         let name = e.path().unwrap().to_string_lossy().into_owned();
         let mut bytes = Vec::new();
         e.read_to_end(&mut bytes).unwrap();
-        if name == "header.json" {
-            let mut h: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            edit(&mut h);
-            bytes = serde_json::to_vec(&h).unwrap();
+        if name == entry {
+            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            edit(&mut v);
+            bytes = serde_json::to_vec(&v).unwrap();
         }
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
@@ -315,7 +315,7 @@ async fn an_archive_from_a_newer_chatctl_is_refused_with_its_own_exit_code() {
         ),
     ] {
         let path = dir.path().join(name);
-        rewrite_header(&archive, &path, edit);
+        rewrite(&archive, &path, "header.json", edit);
         let target = TestDb::empty().await;
         let out = backup(
             &src,
@@ -440,9 +440,12 @@ async fn list_shows_the_backups_and_prune_keeps_exactly_what_the_policy_says() {
         "2025-12-01T06:00:00Z",
     ];
     for (i, d) in dates.iter().enumerate() {
-        rewrite_header(&made, &store.join(format!("b{i}.backup")), |h| {
-            h["created_at"] = (*d).into()
-        });
+        rewrite(
+            &made,
+            &store.join(format!("b{i}.backup")),
+            "header.json",
+            |h| h["created_at"] = (*d).into(),
+        );
     }
     std::fs::write(store.join("b9.backup.partial"), b"half").unwrap();
     let out = backup(&src, &["list", store.to_str().unwrap(), "-o", "json"]);
@@ -506,29 +509,6 @@ async fn list_shows_the_backups_and_prune_keeps_exactly_what_the_policy_says() {
     );
 }
 
-/// Rewrites an archive's manifest with `edit`.
-fn rewrite_manifest(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
-    let mut input = tar::Archive::new(std::fs::File::open(from).unwrap());
-    let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
-    for e in input.entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = e.path().unwrap().to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        e.read_to_end(&mut bytes).unwrap();
-        if name == "manifest.json" {
-            let mut m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            edit(&mut m);
-            bytes = serde_json::to_vec(&m).unwrap();
-        }
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o600);
-        header.set_cksum();
-        out.append_data(&mut header, &name, &bytes[..]).unwrap();
-    }
-    out.finish().unwrap();
-}
-
 async fn scratch_databases(c: &mut PgConnection) -> i64 {
     sqlx::query_scalar("select count(*) from pg_database where datname like 'chatctl_verify_%'")
         .fetch_one(c)
@@ -560,7 +540,7 @@ async fn a_deep_verify_restores_into_a_scratch_database_compares_every_table_and
     );
     // A table that does not come back as it was backed up is caught (here: its digest).
     let edited = dir.path().join("edited.backup");
-    rewrite_manifest(&archive, &edited, |m| {
+    rewrite(&archive, &edited, "manifest.json", |m| {
         m["content"][5] = "0".repeat(64).into()
     });
     let out = backup(&src, &["verify", edited.to_str().unwrap()]);
