@@ -71,6 +71,16 @@ async fn source() -> TestDb {
     db
 }
 
+/// The source database, a directory, and a backup of it there.
+async fn backed_up() -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    let out = backup(&src, &["create", "--out", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    (src, dir, archive)
+}
+
 fn backup(db: &TestDb, args: &[&str]) -> std::process::Output {
     chatctl(&[("DATABASE_URL", &db.url)])
         .arg("backup")
@@ -176,14 +186,7 @@ async fn empty_after(target: &TestDb) -> i64 {
 
 #[tokio::test]
 async fn a_damaged_or_truncated_archive_is_refused_and_the_target_stays_untouched() {
-    let src = source().await;
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("chat.backup");
-    assert!(
-        backup(&src, &["create", "--out", archive.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (src, dir, archive) = backed_up().await;
     let bytes = std::fs::read(&archive).unwrap();
     let mut flipped = bytes.clone();
     let mid = flipped.len() / 2;
@@ -218,14 +221,7 @@ async fn a_damaged_or_truncated_archive_is_refused_and_the_target_stays_untouche
 
 #[tokio::test]
 async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
-    let src = source().await;
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("chat.backup");
-    assert!(
-        backup(&src, &["create", "--out", archive.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (src, dir, archive) = backed_up().await;
     let bytes = std::fs::read(&archive).unwrap();
     // The archive comes through a pipe; half of it, then the restore is killed.
     let fifo = dir.path().join("pipe.backup");
@@ -295,14 +291,7 @@ fn rewrite(from: &Path, to: &Path, entry: &str, edit: impl Fn(&mut serde_json::V
 
 #[tokio::test]
 async fn an_archive_from_a_newer_chatctl_is_refused_with_its_own_exit_code() {
-    let src = source().await;
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("chat.backup");
-    assert!(
-        backup(&src, &["create", "--out", archive.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (src, dir, archive) = backed_up().await;
     for (name, edit) in [
         (
             "schema.backup",
@@ -518,14 +507,7 @@ async fn scratch_databases(c: &mut PgConnection) -> i64 {
 
 #[tokio::test]
 async fn a_deep_verify_restores_into_a_scratch_database_compares_every_table_and_drops_it() {
-    let src = source().await;
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("chat.backup");
-    assert!(
-        backup(&src, &["create", "--out", archive.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (src, dir, archive) = backed_up().await;
     let mut c = src.conn().await;
     let before = scratch_databases(&mut c).await;
     let out = backup(
