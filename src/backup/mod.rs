@@ -616,6 +616,16 @@ pub async fn restore<R: Read>(
     opts: &RestoreOptions,
     config: &crate::config::Config,
 ) -> Result<Summary> {
+    Ok(restore_reading(target_url, input, opts, config).await?.0)
+}
+
+/// [`restore`], also giving back the tables and the manifest's content digests it read.
+async fn restore_reading<R: Read>(
+    target_url: &str,
+    input: R,
+    opts: &RestoreOptions,
+    config: &crate::config::Config,
+) -> Result<(Summary, Vec<TableSpec>, Vec<String>)> {
     let started = Instant::now();
     let mut archive = tar::Archive::new(input);
     let mut r = Reader::open(&mut archive)?;
@@ -750,7 +760,8 @@ pub async fn restore<R: Read>(
         }
     }
     tx.commit().await.context("cannot commit the restore")?;
-    Ok(summary(&r, started))
+    let done = summary(&r, started);
+    Ok((done, r.header.tables, r.content))
 }
 
 /// The sha256 of each table's rows as `COPY` text (in the order a scan returns them),
@@ -801,25 +812,20 @@ pub async fn verify_deep(
     crate::db::create_database_if_missing(admin.as_str(), &name, config.connect_timeout()?).await?;
     let result = async {
         let file = std::fs::File::open(archive)?;
-        let summary = restore(
+        let (summary, tables, content) = restore_reading(
             scratch.as_str(),
             std::io::BufReader::new(file),
             &RestoreOptions::default(),
             config,
         )
         .await?;
-        // The header and the manifest's digests, read again (restore has checked them).
-        let file = std::fs::File::open(archive)?;
-        let mut a = tar::Archive::new(std::io::BufReader::new(file));
-        let mut r = Reader::open(&mut a)?;
-        while r.next_chunk()?.is_some() {}
-        let found = content_digests(scratch.as_str(), &r.header.tables, config).await?;
-        if r.content.len() != found.len() {
+        let found = content_digests(scratch.as_str(), &tables, config).await?;
+        if content.len() != found.len() {
             return Err(damaged(
                 "the manifest has no content digests to compare with",
             ));
         }
-        for ((t, want), got) in r.header.tables.iter().zip(&r.content).zip(&found) {
+        for ((t, want), got) in tables.iter().zip(&content).zip(&found) {
             if want != got {
                 return Err(damaged(format!(
                     "{}.{} restored differs from what was backed up",

@@ -97,12 +97,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
         } => {
             let url = ctx.database_url().await?;
             let pool = crate::db::pool(&url, &ctx.config).await?;
-            let jobs = jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-                    .min(4)
-            });
+            let jobs = jobs.unwrap_or_else(super::default_jobs);
             let opts = CreateOptions { exclude, no_auth };
             let summary = if out.as_os_str() == "-" {
                 let stdout = std::io::stdout().lock();

@@ -203,6 +203,14 @@ impl Context {
     }
 }
 
+/// The default of `--jobs` (connections working at once): the cores, at most 4.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4)
+}
+
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
     match cli.command {

@@ -247,12 +247,7 @@ async fn import(ctx: &Context, a: ImportArgs, actor: &crate::provision::Actor) -
         dry_run: a.dry_run,
         rejects,
         batch_size: a.batch_size,
-        jobs: a.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .min(4)
-        }),
+        jobs: a.jobs.unwrap_or_else(super::default_jobs),
         progress,
     };
     let url = ctx.database_url().await?;

@@ -452,11 +452,10 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// The SQL with the placeholders `pg_temp.chatctl_import`/`pg_temp.chatctl_plan` naming
-    /// this run's tables.
+    /// The SQL with the placeholders `@import` and `@plan` replaced by this run's tables.
     fn q(&self, sql: &str) -> String {
-        sql.replace("pg_temp.chatctl_import", &self.import)
-            .replace("pg_temp.chatctl_plan", &self.plan)
+        sql.replace("@import", &self.import)
+            .replace("@plan", &self.plan)
     }
 
     async fn create(conn: &mut PgConnection) -> Result<Stage> {
@@ -494,7 +493,7 @@ impl Stage {
             .bind(&st.key)
             .execute(&mut *conn)
             .await?;
-        sqlx::raw_sql(&st.q("create unlogged table pg_temp.chatctl_import (
+        sqlx::raw_sql(&st.q("create unlogged table @import (
                 seq bigint not null,
                 new_id uuid not null,
                 file integer not null,
@@ -515,7 +514,7 @@ impl Stage {
                 reject text,
                 reason text
             ) with (autovacuum_enabled = off);
-            create unlogged table pg_temp.chatctl_plan (
+            create unlogged table @plan (
                 seq bigint not null,
                 user_id uuid,
                 action text not null,
@@ -528,7 +527,7 @@ impl Stage {
     }
 
     async fn drop(&self, conn: &mut PgConnection) -> Result<()> {
-        sqlx::raw_sql(&self.q("drop table if exists pg_temp.chatctl_import, pg_temp.chatctl_plan"))
+        sqlx::raw_sql(&self.q("drop table if exists @import, @plan"))
             .execute(&mut *conn)
             .await?;
         sqlx::query("select pg_advisory_unlock(hashtext($1))")
@@ -600,7 +599,7 @@ async fn run(
     {
         let mut copy = CopyStream::open(
             conn,
-            &st.q("copy pg_temp.chatctl_import (seq, new_id, file, line, raw, email, name, username, external_source,
+            &st.q("copy @import (seq, new_id, file, line, raw, email, name, username, external_source,
                 external_id, password_hash, created_at, confirmed_at, role, active, deactivated_at,
                 avatar_url, reject, reason) from stdin"),
         )
@@ -740,8 +739,8 @@ async fn run(
     {
         let q = st.q(
             "select s.file, s.line, coalesce(s.reject, p.kind), coalesce(s.reason, p.reason), s.raw
-               from pg_temp.chatctl_import s
-               left join pg_temp.chatctl_plan p on p.seq = s.seq
+               from @import s
+               left join @plan p on p.seq = s.seq
               where s.reject is not null or p.action = 'reject'
               order by s.seq",
         );
@@ -930,8 +929,8 @@ async fn plan_all(
 ) -> Result<()> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     sqlx::raw_sql(&st.q("set local work_mem = '64MB';
-         create index on pg_temp.chatctl_import (seq);
-         analyze pg_temp.chatctl_import;"))
+         create index on @import (seq);
+         analyze @import;"))
     .execute(&mut *tx)
     .await?;
     // A repeated address or external id: the first line wins, the later ones are rejected.
@@ -945,14 +944,14 @@ async fn plan_all(
         ),
     ] {
         sqlx::query(&st.q(&format!(
-            "update pg_temp.chatctl_import s
+            "update @import s
                 set reject = '{kind}',
                     reason = format('duplicate {what} `%s` within the input (first at %s:%s)',
                                     {shown}, ($1::text[])[f.file], f.line)
-               from (select {key} as k, min(seq) as first from pg_temp.chatctl_import
+               from (select {key} as k, min(seq) as first from @import
                       where reject is null and {key} is not null
                       group by {key} having count(*) > 1) d
-               join pg_temp.chatctl_import f on f.seq = d.first
+               join @import f on f.seq = d.first
               where (s.{key_s}) = d.k and s.seq > d.first and s.reject is null",
             key_s = key
                 .trim_matches(|c| c == '(' || c == ')')
@@ -963,8 +962,8 @@ async fn plan_all(
         .await?;
     }
     plan(&mut tx, st, None, on_existing).await?;
-    sqlx::raw_sql(&st.q("create index on pg_temp.chatctl_plan (seq);
-         analyze pg_temp.chatctl_plan;"))
+    sqlx::raw_sql(&st.q("create index on @plan (seq);
+         analyze @plan;"))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -980,7 +979,7 @@ async fn plan(
     on_existing: OnExisting,
 ) -> Result<()> {
     let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
-    sqlx::query(&st.q("insert into pg_temp.chatctl_plan (seq, user_id, action, kind, reason)
+    sqlx::query(&st.q("insert into @plan (seq, user_id, action, kind, reason)
          select m.seq,
                 case when m.verdict = 'insert' then m.new_id else m.uid end,
                 case when m.verdict in ('insert', 'update', 'unchanged', 'skip') then m.verdict else 'reject' end,
@@ -1016,7 +1015,7 @@ async fn plan(
                         or (s.avatar_url is not null and p.avatar_url is distinct from s.avatar_url) then 'update'
                       else 'unchanged'
                     end as verdict
-               from pg_temp.chatctl_import s
+               from @import s
                left join public.users pe
                       on pe.external_source = s.external_source and pe.external_id = s.external_id
                left join (
@@ -1024,7 +1023,7 @@ async fn plan(
                              a.email_confirmed_at is not null as verified
                         from auth.users a
                        where (a.instance_id = '00000000-0000-0000-0000-000000000000' or a.instance_id is null)
-                         and lower(a.email) in (select i.email from pg_temp.chatctl_import i
+                         and lower(a.email) in (select i.email from @import i
                                                  where i.seq between $1 and $2 and i.reject is null)
                        order by lower(a.email), a.email_confirmed_at is null, a.created_at) ae
                       on ae.email = s.email
@@ -1053,7 +1052,7 @@ async fn run_batch(
     loop {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if replanned {
-            sqlx::query(&st.q("delete from pg_temp.chatctl_plan where seq between $1 and $2"))
+            sqlx::query(&st.q("delete from @plan where seq between $1 and $2"))
                 .bind(lo)
                 .bind(hi)
                 .execute(&mut *tx)
@@ -1125,7 +1124,9 @@ impl BatchCounts {
 }
 
 async fn user_counts(tx: &mut PgConnection, st: &Stage, lo: i64, hi: i64) -> Result<Counts> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(&st.q("select action, count(*) from pg_temp.chatctl_plan where seq between $1 and $2 group by action",))
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        &st.q("select action, count(*) from @plan where seq between $1 and $2 group by action"),
+    )
     .bind(lo)
     .bind(hi)
     .fetch_all(&mut *tx)
@@ -1145,7 +1146,7 @@ async fn user_counts(tx: &mut PgConnection, st: &Stage, lo: i64, hi: i64) -> Res
 }
 
 /// The rows of a batch whose people get memberships: everyone not rejected or skipped.
-const MEMBERS: &str = "from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+const MEMBERS: &str = "from @plan p join @import s on s.seq = p.seq
                         where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')";
 
 /// What a batch would do, written nowhere.
@@ -1165,7 +1166,7 @@ async fn count_batch(
             "select count(*), count(*) filter (where w.user_id is null),
                     count(*) filter (where w.user_id is not null and (s.role is not null or $5)
                                        and w.role <> coalesce(s.role, $4) and w.role <> 'owner')
-               from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+               from @plan p join @import s on s.seq = p.seq
                left join public.workspace_members w on w.workspace_id = $3 and w.user_id = p.user_id
               where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')",
         ))
@@ -1203,7 +1204,7 @@ async fn count_batch(
     Ok(c)
 }
 
-const MEMBERS_CHANNELS: &str = "from pg_temp.chatctl_plan p cross join unnest($3::uuid[]) c
+const MEMBERS_CHANNELS: &str = "from @plan p cross join unnest($3::uuid[]) c
                                  where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')";
 
 /// Writes a batch: new accounts, updates, activation changes, memberships.
@@ -1225,7 +1226,7 @@ async fn write_batch(
              select p.user_id, s.email, lower(s.username), s.name, s.password_hash, s.confirmed_at,
                     s.created_at, s.external_source, s.external_id, s.avatar_url,
                     case when s.active = false then coalesce(s.deactivated_at, now()) end
-               from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+               from @plan p join @import s on s.seq = p.seq
               where p.seq between $1 and $2 and p.action = 'insert'",))
         .bind(lo)
         .bind(hi)
@@ -1244,7 +1245,7 @@ async fn write_batch(
     }
     if let Some(ws) = target.workspace {
         let changed = sqlx::query(&st.q("update public.workspace_members w set role = coalesce(s.role, $4)
-               from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+               from @plan p join @import s on s.seq = p.seq
               where p.seq between $1 and $2 and p.action in ('insert', 'update', 'unchanged')
                 and w.workspace_id = $3 and w.user_id = p.user_id
                 and (s.role is not null or $5) and w.role <> coalesce(s.role, $4) and w.role <> 'owner'",))
@@ -1268,7 +1269,7 @@ async fn write_batch(
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(&st.q(
-                "select 1 from public.users u join pg_temp.chatctl_plan p on p.user_id = u.id
+                "select 1 from public.users u join @plan p on p.user_id = u.id
                   where p.seq between $1 and $2 and p.action in ('update', 'unchanged')
                     and (not exists (select 1 from public.workspace_members w
                                       where w.workspace_id = $3 and w.user_id = u.id)
@@ -1385,8 +1386,7 @@ fn username_taken(e: &anyhow::Error) -> bool {
 
 /// Updates the batch's existing users whose row says something new.
 async fn update_existing(tx: &mut PgConnection, st: &Stage, lo: i64, hi: i64) -> Result<()> {
-    const UPDATED: &str =
-        "from pg_temp.chatctl_plan p join pg_temp.chatctl_import s on s.seq = p.seq
+    const UPDATED: &str = "from @plan p join @import s on s.seq = p.seq
                             where p.seq between $1 and $2 and p.action = 'update'";
     sqlx::query(&st.q(&format!(
         "update auth.users a

@@ -81,6 +81,19 @@ async fn backed_up() -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
     (src, dir, archive)
 }
 
+/// `chatctl backup restore ARCHIVE --target-url TARGET`.
+fn restore(src: &TestDb, archive: &Path, target: &TestDb) -> std::process::Output {
+    backup(
+        src,
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--target-url",
+            &target.url,
+        ],
+    )
+}
+
 fn backup(db: &TestDb, args: &[&str]) -> std::process::Output {
     chatctl(&[("DATABASE_URL", &db.url)])
         .arg("backup")
@@ -110,15 +123,7 @@ async fn a_backup_restored_into_an_empty_database_gives_back_every_table() {
     assert_eq!(verified["rows"], made["rows"]);
 
     let target = TestDb::empty().await;
-    let out = backup(
-        &src,
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--target-url",
-            &target.url,
-        ],
-    );
+    let out = restore(&src, &archive, &target);
     assert!(out.status.success(), "{}", outputs(&out).1);
     let (mut a, mut b) = (src.conn().await, target.conn().await);
     let (before, after) = (digests(&mut a).await, digests(&mut b).await);
@@ -143,15 +148,7 @@ async fn a_backup_restored_into_an_empty_database_gives_back_every_table() {
     assert!(next > max);
 
     // Into a database that holds rows: refused (73), unless --force.
-    let out = backup(
-        &src,
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--target-url",
-            &target.url,
-        ],
-    );
+    let out = restore(&src, &archive, &target);
     assert_eq!(out.status.code(), Some(73), "{}", outputs(&out).1);
     let out = backup(
         &src,
@@ -201,15 +198,7 @@ async fn a_damaged_or_truncated_archive_is_refused_and_the_target_stays_untouche
         let out = backup(&src, &["verify", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(65), "{name}: {}", outputs(&out).1);
         let target = TestDb::empty().await;
-        let out = backup(
-            &src,
-            &[
-                "restore",
-                path.to_str().unwrap(),
-                "--target-url",
-                &target.url,
-            ],
-        );
+        let out = restore(&src, &path, &target);
         assert_eq!(out.status.code(), Some(65), "{name}: {}", outputs(&out).1);
         assert_eq!(
             empty_after(&target).await,
@@ -252,15 +241,7 @@ async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
     child.wait().unwrap();
     drop(pipe);
     assert_eq!(empty_after(&target).await, 0);
-    let out = backup(
-        &src,
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--target-url",
-            &target.url,
-        ],
-    );
+    let out = restore(&src, &archive, &target);
     assert!(out.status.success(), "{}", outputs(&out).1);
     let (mut a, mut b) = (src.conn().await, target.conn().await);
     assert_eq!(digests(&mut a).await, digests(&mut b).await);
@@ -306,15 +287,7 @@ async fn an_archive_from_a_newer_chatctl_is_refused_with_its_own_exit_code() {
         let path = dir.path().join(name);
         rewrite(&archive, &path, "header.json", edit);
         let target = TestDb::empty().await;
-        let out = backup(
-            &src,
-            &[
-                "restore",
-                path.to_str().unwrap(),
-                "--target-url",
-                &target.url,
-            ],
-        );
+        let out = restore(&src, &path, &target);
         let (_, stderr) = outputs(&out);
         assert_eq!(out.status.code(), Some(76), "{name}: {stderr}");
         assert!(stderr.contains("newer"), "{stderr}");
@@ -365,15 +338,7 @@ async fn four_readers_share_one_snapshot_while_someone_writes() {
         "the writer wrote during the backup ({written})"
     );
     let target = TestDb::empty().await;
-    let out = backup(
-        &src,
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--target-url",
-            &target.url,
-        ],
-    );
+    let out = restore(&src, &archive, &target);
     assert!(out.status.success(), "{}", outputs(&out).1);
     let mut c = target.conn().await;
     let (workspaces, channels, orphans): (i64, i64, i64) = sqlx::query_as(

@@ -807,7 +807,7 @@ async fn deactivating_hides_every_channel_keeps_the_messages_and_is_reversible()
             .await
             .unwrap();
         let (channels, messages): (i64, i64) = sqlx::query_as(
-            "select (select count(*) from public.channels), (select count(*) from public.chat where user_id <> auth.uid() or true)",
+            "select (select count(*) from public.channels), (select count(*) from public.chat)",
         )
         .fetch_one(&mut *tx)
         .await
