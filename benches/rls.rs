@@ -30,12 +30,7 @@ struct Opts {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = |name: &str| common::flag(&args, name);
     let opts = Opts {
         sizes: value("--sizes")
             .unwrap_or_else(|| "100000,1000000".into())

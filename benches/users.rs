@@ -31,12 +31,7 @@ const HASH: &str = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = |name: &str| common::flag(&args, name);
     let sizes: Vec<u64> = value("--sizes")
         .unwrap_or_else(|| "100000,1000000".into())
         .split(',')
