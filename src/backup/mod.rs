@@ -327,6 +327,20 @@ pub async fn create<W: Write>(
     sqlx::raw_sql("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)
         .await?;
+    // One backup of a database at a time, wherever each writes: a session lock, released
+    // at the end (or when the process dies and its session with it).
+    let alone: bool =
+        sqlx::query_scalar("select pg_try_advisory_lock(hashtext('chatctl backup create'))")
+            .fetch_one(&mut *tx)
+            .await?;
+    if !alone {
+        return Err(Error::new(
+            Kind::TempFail,
+            "another `chatctl backup create` is running on this database",
+        )
+        .with_help("wait for it, or run this one later (cron: space the runs)")
+        .into());
+    }
     let snapshot: String = sqlx::query_scalar("select pg_export_snapshot()")
         .fetch_one(&mut *tx)
         .await?;
@@ -427,6 +441,9 @@ pub async fn create<W: Write>(
     let (read, written) = tokio::join!(work, write);
     written?;
     read?;
+    sqlx::query("select pg_advisory_unlock(hashtext('chatctl backup create'))")
+        .execute(&mut *lead)
+        .await?;
     let manifest = Manifest {
         format: FORMAT,
         rows: counts.clone(),

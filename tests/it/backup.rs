@@ -504,3 +504,30 @@ async fn a_deep_verify_restores_into_a_scratch_database_compares_every_table_and
     );
     assert_eq!(scratch_databases(&mut c).await, before);
 }
+
+#[tokio::test]
+async fn two_backups_of_one_database_never_overlap() {
+    let src = TestDb::new().await;
+    let mut other = src.conn().await;
+    // Another backup holds the database's backup lock.
+    sqlx::query("select pg_advisory_lock(hashtext('chatctl backup create'))")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("second.backup");
+    let out = backup(&src, &["create", "--out", archive.to_str().unwrap()]);
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("another `chatctl backup create`"),
+        "{stderr}"
+    );
+    assert!(!archive.exists() && !dir.path().join("second.backup.partial").exists());
+    sqlx::query("select pg_advisory_unlock(hashtext('chatctl backup create'))")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let out = backup(&src, &["create", "--out", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+}
