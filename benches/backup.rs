@@ -67,20 +67,21 @@ fn main() {
         .collect();
     let jobs: usize = value("--jobs").map_or(2, |v| v.parse().expect("--jobs N"));
     let fresh = args.iter().any(|a| a == "--fresh");
+    let rounds: usize = value("--rounds").map_or(3, |v| v.parse().expect("--rounds N"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(&sizes, jobs, fresh));
+    rt.block_on(run(&sizes, jobs, rounds, fresh));
 }
 
-async fn run(sizes: &[u64], jobs: usize, fresh: bool) {
+async fn run(sizes: &[u64], jobs: usize, rounds: usize, fresh: bool) {
     let (_, url) = common::target().await;
     let admin = common::with_db(&url, "postgres");
     let dir = tempfile::tempdir().unwrap();
     let chatctl = env!("CARGO_BIN_EXE_chatctl");
-    println!("| messages | what | time | size |");
-    println!("| ---: | --- | ---: | ---: |");
+    println!("| messages | what | time | size | chatctl's peak RSS |");
+    println!("| ---: | --- | ---: | ---: | ---: |");
     for &n in sizes {
         let db = format!("bench_backup_{n}");
         let src = common::with_db(&url, &db);
@@ -109,14 +110,24 @@ async fn run(sizes: &[u64], jobs: usize, fresh: bool) {
                 .await
                 .unwrap();
         }
-        let row = |what: &str, t: f64, bytes: Option<u64>| {
+        let row = |what: &str, t: f64, bytes: Option<u64>, rss: Option<u64>| {
             println!(
-                "| {n} | {what} | {t:.2} s | {} |",
-                bytes.map_or_else(String::new, |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+                "| {n} | {what} | {t:.2} s | {} | {} |",
+                bytes.map_or_else(String::new, |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+                rss.map_or_else(String::new, |kb| format!("{:.0} MiB", kb as f64 / 1024.0))
             );
         };
         let schemas = [
-            "-n", "public", "-n", "chatctl", "-n", "auth", "-n", "storage",
+            "-n",
+            "public",
+            "-n",
+            "chatctl",
+            "-n",
+            "auth",
+            "-n",
+            "storage",
+            "-n",
+            "chat_private",
         ];
 
         // Backups.
@@ -125,7 +136,7 @@ async fn run(sizes: &[u64], jobs: usize, fresh: bool) {
             .map(|j| (j, dir.path().join(format!("{n}-j{j}.backup"))))
             .collect();
         for (j, path) in &ours {
-            let t = timed(
+            let (t, rss, _) = common::run_sampled(
                 Command::new(chatctl)
                     .args(["backup", "create", "-q", "--jobs", &j.to_string(), "--out"])
                     .arg(path)
@@ -135,6 +146,7 @@ async fn run(sizes: &[u64], jobs: usize, fresh: bool) {
                 &format!("`chatctl backup create --jobs {j}` (zstd 3)"),
                 t,
                 Some(size(path)),
+                Some(rss),
             );
         }
         let fc = dir.path().join(format!("{n}.dump"));
@@ -145,7 +157,12 @@ async fn run(sizes: &[u64], jobs: usize, fresh: bool) {
                 .args(schemas)
                 .arg(&src),
         );
-        row("`pg_dump -Fc` (zlib, default level)", t, Some(size(&fc)));
+        row(
+            "`pg_dump -Fc` (zlib, default level)",
+            t,
+            Some(size(&fc)),
+            None,
+        );
         let fd = dir.path().join(format!("{n}.dir"));
         let t = timed(
             Command::new(tool("pg_dump"))
@@ -158,6 +175,7 @@ async fn run(sizes: &[u64], jobs: usize, fresh: bool) {
             &format!("`pg_dump -Fd -j {jobs} -Z1` (zlib, fastest)"),
             t,
             Some(size(&fd)),
+            None,
         );
         let z0 = dir.path().join(format!("{n}-z0.dump"));
         let t = timed(
@@ -167,35 +185,83 @@ async fn run(sizes: &[u64], jobs: usize, fresh: bool) {
                 .args(schemas)
                 .arg(&src),
         );
-        row("`pg_dump -Fc -Z0` (no compression)", t, Some(size(&z0)));
+        row(
+            "`pg_dump -Fc -Z0` (no compression)",
+            t,
+            Some(size(&z0)),
+            None,
+        );
 
-        // Restores into empty databases.
+        // Restores into empty databases, each way in turn, `rounds` times: the medians.
         let target = format!("bench_backup_restore_{n}");
         let dst = common::with_db(&url, &target);
-        common::recreate(&admin, &target, None).await;
-        let t = timed(
-            Command::new(chatctl)
-                .args(["backup", "restore", "-q", "--target-url", &dst])
-                .arg(&ours[0].1)
-                .env("DATABASE_URL", &src),
-        );
-        row("`chatctl backup restore` (one transaction)", t, None);
-        for (what, args) in [
-            ("`pg_restore` of `-Fc`".to_owned(), vec![fc.clone()]),
-            (format!("`pg_restore -j {jobs}` of `-Fd`"), vec![fd.clone()]),
-        ] {
-            common::recreate(&admin, &target, None).await;
-            let mut cmd = Command::new(tool("pg_restore"));
-            cmd.args(["--no-owner", "-d", &dst]);
-            if what.contains("-j") {
-                cmd.args(["-j", &jobs.to_string()]);
+        let ways: Vec<(String, Vec<std::ffi::OsString>)> = vec![
+            (
+                "`chatctl backup restore` (one transaction)".into(),
+                vec!["chatctl".into(), ours[0].1.clone().into()],
+            ),
+            (
+                format!("`chatctl backup restore -j {jobs}` (scratch database, renamed)"),
+                vec![
+                    "chatctl".into(),
+                    "-j".into(),
+                    jobs.to_string().into(),
+                    ours[0].1.clone().into(),
+                ],
+            ),
+            ("`pg_restore` of `-Fc`".into(), vec![fc.clone().into()]),
+            (
+                "`pg_restore --single-transaction` of `-Fc`".into(),
+                vec!["--single-transaction".into(), fc.clone().into()],
+            ),
+            (
+                format!("`pg_restore -j {jobs}` of `-Fd`"),
+                vec!["-j".into(), jobs.to_string().into(), fd.clone().into()],
+            ),
+        ];
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
+        let mut peaks: Vec<u64> = vec![0; ways.len()];
+        for _ in 0..rounds {
+            for (i, (_, args)) in ways.iter().enumerate() {
+                common::drop_db(&admin, &target).await;
+                let ours = args[0] == "chatctl";
+                // `-j` makes its own database; the others restore into an empty one.
+                if !(ours && args.len() > 2) {
+                    common::recreate(&admin, &target, None).await;
+                }
+                // One transaction stops at the first error: the dump makes `public` itself.
+                if args.iter().any(|a| a == "--single-transaction") {
+                    let mut c = PgConnection::connect(&dst).await.unwrap();
+                    sqlx::raw_sql("drop schema public")
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                }
+                let started = Instant::now();
+                if ours {
+                    let (_, rss, _) = common::run_sampled(
+                        Command::new(chatctl)
+                            .args(["backup", "restore", "-q", "--target-url", &dst])
+                            .args(&args[1..])
+                            .env("DATABASE_URL", &src),
+                    );
+                    peaks[i] = peaks[i].max(rss);
+                } else {
+                    // pg_restore reports what an empty database lacks (extensions made
+                    // outside the dumped schemas) as errors it ignores; the time is what
+                    // counts.
+                    let _ = Command::new(tool("pg_restore"))
+                        .args(["--no-owner", "-d", &dst])
+                        .args(args)
+                        .output()
+                        .unwrap();
+                }
+                times[i].push(started.elapsed().as_secs_f64());
             }
-            cmd.args(&args);
-            let started = Instant::now();
-            // pg_restore reports the roles and extensions an empty database lacks as errors
-            // it ignores; the time is what counts.
-            let _ = cmd.output().unwrap();
-            row(&what, started.elapsed().as_secs_f64(), None);
+        }
+        for (((what, _), t), rss) in ways.iter().zip(&mut times).zip(&peaks) {
+            t.sort_by(f64::total_cmp);
+            row(what, t[t.len() / 2], None, (*rss > 0).then_some(*rss));
         }
         common::drop_db(&admin, &target).await;
         if fresh {

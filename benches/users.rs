@@ -20,8 +20,8 @@ mod common;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use sqlx::{Connection as _, PgConnection};
 use uuid::Uuid;
@@ -76,44 +76,21 @@ async fn fresh(admin: &str, url: &str, db: &str) -> String {
 
 /// Runs the import; seconds, chatctl's peak RSS (kB), and its JSON report.
 fn import(url: &str, file: &Path) -> (f64, u64, serde_json::Value) {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatctl"))
-        .args([
-            "users",
-            "import",
-            file.to_str().unwrap(),
-            "-w",
-            "acme",
-            "-q",
-            "-o",
-            "json",
-        ])
-        .args(["--rejects", "/dev/null"])
-        .env("DATABASE_URL", url)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
-        s
-    });
-    while child.try_wait().unwrap().is_none() {
-        if let Ok(text) = std::fs::read_to_string(&status)
-            && let Some(kb) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        {
-            peak = peak.max(kb);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let out = reader.join().unwrap();
+    let (secs, peak, out) = common::run_sampled(
+        Command::new(env!("CARGO_BIN_EXE_chatctl"))
+            .args([
+                "users",
+                "import",
+                file.to_str().unwrap(),
+                "-w",
+                "acme",
+                "-q",
+                "-o",
+                "json",
+            ])
+            .args(["--rejects", "/dev/null"])
+            .env("DATABASE_URL", url),
+    );
     (
         secs,
         peak,

@@ -29,6 +29,8 @@ use sqlx::PgConnection;
 
 use crate::error::{Error, Kind, Result};
 
+pub mod seal;
+
 /// The archive format this binary writes and reads.
 pub const FORMAT: u32 = 1;
 
@@ -105,6 +107,8 @@ pub struct CreateOptions {
     /// `schema.table` or `table` (in `public`).
     pub exclude: Vec<String>,
     pub no_auth: bool,
+    /// age recipients (`age1…`) to encrypt the archive to; none: not encrypted.
+    pub encrypt_to: Vec<String>,
 }
 
 /// What a backup holds, for people and scripts.
@@ -117,6 +121,8 @@ pub struct Summary {
     pub rows: u64,
     pub bytes: u64,
     pub left_out: Vec<String>,
+    /// Encrypted with age.
+    pub encrypted: bool,
     pub seconds: f64,
 }
 
@@ -363,7 +369,7 @@ pub async fn create<W: Write>(
         tables: specs.clone(),
         left_out: left_out.clone(),
     };
-    let mut tar = tar::Builder::new(out);
+    let mut tar = tar::Builder::new(seal::Sink::new(out, &opts.encrypt_to)?);
     let mut sums = Vec::new();
     append(
         &mut tar,
@@ -453,7 +459,10 @@ pub async fn create<W: Write>(
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
     let mut ignored = Vec::new();
     append(&mut tar, &mut ignored, "manifest.json", &manifest_bytes)?;
-    let mut out = tar.into_inner().context("cannot finish the archive")?;
+    let mut out = tar
+        .into_inner()
+        .and_then(seal::Sink::finish)
+        .context("cannot finish the archive")?;
     out.flush().context("cannot finish the archive")?;
     let bytes = manifest.entries.iter().map(|e| e.size).sum::<u64>() + manifest_bytes.len() as u64;
     Ok(Summary {
@@ -464,6 +473,7 @@ pub async fn create<W: Write>(
         rows: counts.iter().sum(),
         bytes,
         left_out,
+        encrypted: !opts.encrypt_to.is_empty(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -479,6 +489,11 @@ fn damaged(message: impl Into<String>) -> anyhow::Error {
 /// every size, checksum and row count against the manifest.
 struct Reader<'a, R: Read> {
     entries: tar::Entries<'a, R>,
+    seen: Seen,
+}
+
+/// What a [`Reader`] has read so far.
+struct Seen {
     header: Header,
     sums: Vec<EntrySum>,
     rows: Vec<u64>,
@@ -535,10 +550,12 @@ impl<'a, R: Read> Reader<'a, R> {
         }];
         Ok(Reader {
             entries,
-            header,
-            sums,
-            rows,
-            content: Vec::new(),
+            seen: Seen {
+                header,
+                sums,
+                rows,
+                content: Vec::new(),
+            },
         })
     }
 
@@ -562,36 +579,36 @@ impl<'a, R: Read> Reader<'a, R> {
         if name == "manifest.json" {
             let manifest: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| damaged(format!("the manifest is not readable: {e}")))?;
-            if manifest.entries != self.sums {
+            if manifest.entries != self.seen.sums {
                 let bad = manifest
                     .entries
                     .iter()
-                    .zip(self.sums.iter())
+                    .zip(self.seen.sums.iter())
                     .find(|(a, b)| a != b)
                     .map(|(a, _)| a.name.clone())
                     .unwrap_or_else(|| "the list of entries".into());
                 return Err(damaged(format!("checksum mismatch: {bad}")));
             }
-            if manifest.rows != self.rows {
+            if manifest.rows != self.seen.rows {
                 return Err(damaged("the row counts differ from the manifest"));
             }
-            self.content = manifest.content;
+            self.seen.content = manifest.content;
             return Ok(None);
         }
         let table = name
             .strip_prefix("data/")
             .and_then(|rest| rest.split('/').next())
             .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| *n < self.header.tables.len())
+            .filter(|n| *n < self.seen.header.tables.len())
             .ok_or_else(|| damaged(format!("unexpected entry `{name}`")))?;
-        self.sums.push(EntrySum {
+        self.seen.sums.push(EntrySum {
             name: name.clone(),
             size: bytes.len() as u64,
             sha256: sha256_hex(&bytes),
         });
         let text = zstd::stream::decode_all(&bytes[..])
             .map_err(|e| damaged(format!("{name} does not decompress: {e}")))?;
-        self.rows[table] += text.iter().filter(|b| **b == b'\n').count() as u64;
+        self.seen.rows[table] += text.iter().filter(|b| **b == b'\n').count() as u64;
         Ok(Some(Chunk { table, text }))
     }
 }
@@ -602,10 +619,10 @@ pub fn verify<R: Read>(input: R) -> Result<Summary> {
     let mut archive = tar::Archive::new(input);
     let mut r = Reader::open(&mut archive)?;
     while r.next_chunk()?.is_some() {}
-    Ok(summary(&r, started))
+    Ok(summary(&r.seen, started))
 }
 
-fn summary<R: Read>(r: &Reader<'_, R>, started: Instant) -> Summary {
+fn summary(r: &Seen, started: Instant) -> Summary {
     Summary {
         format: r.header.format,
         created_at: r.header.created_at,
@@ -614,6 +631,7 @@ fn summary<R: Read>(r: &Reader<'_, R>, started: Instant) -> Summary {
         rows: r.rows.iter().sum(),
         bytes: r.sums.iter().map(|s| s.size).sum(),
         left_out: r.header.left_out.clone(),
+        encrypted: false,
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -623,11 +641,15 @@ fn summary<R: Read>(r: &Reader<'_, R>, started: Instant) -> Summary {
 pub struct RestoreOptions {
     /// Empty the archive's tables of a target that holds rows first.
     pub force: bool,
+    /// Connections loading at once. Above 1, the target must not exist: the archive is
+    /// loaded into a scratch database beside it, which is renamed to the target's name
+    /// once whole (all or nothing, by the rename).
+    pub jobs: usize,
 }
 
 /// Restores an archive into the database at `target_url` (migrated to the archive's schema
 /// version first), all or nothing.
-pub async fn restore<R: Read>(
+pub async fn restore<R: Read + Send + 'static>(
     target_url: &str,
     input: R,
     opts: &RestoreOptions,
@@ -636,63 +658,106 @@ pub async fn restore<R: Read>(
     Ok(restore_reading(target_url, input, opts, config).await?.0)
 }
 
+/// An archive read on a thread of its own, checked as it goes, so that reading, checksums
+/// and decompression overlap the database's work: the header first, then each chunk in
+/// order; [`ReadAhead::finish`] gives what was seen once every check against the manifest
+/// has passed. At most a few chunks wait in memory.
+struct ReadAhead {
+    header: Option<tokio::sync::oneshot::Receiver<Header>>,
+    chunks: tokio::sync::mpsc::Receiver<Chunk>,
+    done: tokio::task::JoinHandle<Result<Seen>>,
+}
+
+impl ReadAhead {
+    fn start<R: Read + Send + 'static>(input: R) -> ReadAhead {
+        let (header_tx, header) = tokio::sync::oneshot::channel();
+        let (tx, chunks) = tokio::sync::mpsc::channel(2);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut archive = tar::Archive::new(input);
+            let mut r = Reader::open(&mut archive)?;
+            let _ = header_tx.send(r.seen.header.clone());
+            while let Some(chunk) = r.next_chunk()? {
+                if tx.blocking_send(chunk).is_err() {
+                    anyhow::bail!("the restore stopped reading");
+                }
+            }
+            Ok(r.seen)
+        });
+        ReadAhead {
+            header: Some(header),
+            chunks,
+            done,
+        }
+    }
+
+    /// The archive's header, or why it could not be read.
+    async fn header(&mut self) -> Result<Header> {
+        match self.header.take() {
+            Some(rx) => match rx.await {
+                Ok(h) => Ok(h),
+                Err(_) => Err(self.failure().await),
+            },
+            None => anyhow::bail!("the header was already read"),
+        }
+    }
+
+    /// The next chunk; `None` once the reader has stopped (at the manifest, or on damage:
+    /// [`ReadAhead::finish`] says which).
+    async fn next(&mut self) -> Option<Chunk> {
+        self.chunks.recv().await
+    }
+
+    async fn failure(&mut self) -> anyhow::Error {
+        match (&mut self.done).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => anyhow::anyhow!("the archive reader stopped early"),
+            Err(e) => anyhow::anyhow!("the archive reader failed: {e}"),
+        }
+    }
+
+    /// Everything read and checked, once the last chunk was taken.
+    async fn finish(mut self) -> Result<Seen> {
+        match (&mut self.done).await {
+            Ok(seen) => seen,
+            Err(e) => Err(anyhow::anyhow!("the archive reader failed: {e}")),
+        }
+    }
+}
+
 /// [`restore`], also giving back the tables and the manifest's content digests it read.
-async fn restore_reading<R: Read>(
+async fn restore_reading<R: Read + Send + 'static>(
     target_url: &str,
     input: R,
     opts: &RestoreOptions,
     config: &crate::config::Config,
 ) -> Result<(Summary, Vec<TableSpec>, Vec<String>)> {
     let started = Instant::now();
-    let mut archive = tar::Archive::new(input);
-    let mut r = Reader::open(&mut archive)?;
+    let mut read = ReadAhead::start(input);
+    let header = read.header().await?;
     let migrations =
         crate::db::migrate::Migrations::load(&crate::db::migrate::Source::Embedded).await?;
     let known = migrations.latest().unwrap_or(0);
-    if r.header.schema_version > known {
+    if header.schema_version > known {
         return Err(Error::new(
             Kind::TooNew,
             format!(
                 "the archive needs schema version {}, and this chatctl knows up to {known}",
-                r.header.schema_version
+                header.schema_version
             ),
         )
         .with_help("restore it with a newer chatctl")
         .into());
     }
-    let mut conn = crate::db::migrate::connect(target_url, config.connect_timeout()?).await?;
-    // The schema first (each migration is its own transaction, as `migrate up` runs them).
-    crate::db::migrate::up(
-        &mut conn,
-        &migrations,
-        &crate::db::migrate::UpOptions {
-            target: Some(r.header.schema_version),
-            dry_run: false,
-            lock_timeout: std::time::Duration::from_secs(60),
-        },
-    )
-    .await?;
-    let at: Option<i64> =
-        sqlx::query_scalar("select max(version) from chatctl.schema_migrations where success")
-            .fetch_one(&mut conn)
-            .await?;
-    if at != Some(r.header.schema_version) {
-        return Err(Error::new(
-            Kind::TooNew,
-            format!(
-                "the target is at schema version {}, newer than the archive's {}",
-                at.unwrap_or(0),
-                r.header.schema_version
-            ),
-        )
-        .with_help("restore into an empty database (--create makes one)")
-        .into());
+    if opts.jobs > 1 {
+        return restore_parallel(target_url, read, header, &migrations, opts.jobs, config).await;
     }
+    let mut conn = crate::db::migrate::connect(target_url, config.connect_timeout()?).await?;
+    migrate_to(&mut conn, &migrations, &header).await?;
     let mut tx = sqlx::Connection::begin(&mut conn).await?;
     // Empty: no rows in the tables people's data lives in. `chatctl`'s own tables hold
     // what the migrations put there (the search index's state): the archive's replace it.
     let mut holding = Vec::new();
-    for t in r.header.tables.iter().filter(|t| t.schema != "chatctl") {
+    for t in header.tables.iter().filter(|t| t.schema != "chatctl") {
         let has: bool =
             sqlx::query_scalar(&format!("select exists (select 1 from {})", t.qualified()))
                 .fetch_one(&mut *tx)
@@ -720,8 +785,12 @@ async fn restore_reading<R: Read>(
         .execute(&mut *tx)
         .await
         .context("restoring needs to load rows without firing triggers (session_replication_role): connect as postgres")?;
-    let replaced: Vec<String> = r
-        .header
+    // Index builds sort whole tables: give them room (for this transaction only), and so
+    // the parallel workers PostgreSQL allows for each.
+    sqlx::raw_sql("set local maintenance_work_mem = '256MB'")
+        .execute(&mut *tx)
+        .await?;
+    let replaced: Vec<String> = header
         .tables
         .iter()
         .filter(|t| !holding.is_empty() || t.schema == "chatctl")
@@ -732,8 +801,7 @@ async fn restore_reading<R: Read>(
             .execute(&mut *tx)
             .await?;
     }
-    let ours: Vec<String> = r
-        .header
+    let ours: Vec<String> = header
         .tables
         .iter()
         .filter(|t| t.schema == "public" || t.schema == "chatctl")
@@ -741,28 +809,89 @@ async fn restore_reading<R: Read>(
         .collect();
     let refs: Vec<&str> = ours.iter().map(String::as_str).collect();
     let deferred = crate::db::bulk::defer_with_keys(&mut tx, &refs).await?;
-    while let Some(chunk) = r.next_chunk()? {
-        let t = &r.header.tables[chunk.table];
+    let frozen = truncated_here(&mut tx, &header.tables).await?;
+    // One COPY per table: its chunks follow each other in the archive.
+    let mut pending = read.next().await;
+    while let Some(first) = pending.take() {
+        let ti = first.table;
+        let t = &header.tables[ti];
+        let freeze = if frozen[ti] { " with (freeze)" } else { "" };
         let mut copy = tx
             .copy_in_raw(&format!(
-                "copy {} ({}) from stdin",
+                "copy {} ({}) from stdin{freeze}",
                 t.qualified(),
                 t.column_list()
             ))
             .await?;
-        copy.send(chunk.text).await?;
+        copy.send(first.text).await?;
+        loop {
+            match read.next().await {
+                Some(chunk) if chunk.table == ti => {
+                    copy.send(chunk.text).await?;
+                }
+                next => {
+                    pending = next;
+                    break;
+                }
+            }
+        }
         copy.finish()
             .await
             .with_context(|| format!("cannot load {}.{}", t.schema, t.name))?;
     }
+    // Every check against the manifest, before anything is built on the rows.
+    let seen = read.finish().await?;
     deferred.restore(&mut tx).await?;
-    // Sequences (serial and identity columns) continue after the restored rows.
-    for t in &r.header.tables {
+    reset_sequences(&mut tx, &header.tables).await?;
+    tx.commit().await.context("cannot commit the restore")?;
+    let done = summary(&seen, started);
+    Ok((done, seen.header.tables, seen.content))
+}
+
+/// Migrates the target to the archive's schema version (each migration its own
+/// transaction, as `migrate up` runs them), and refuses a target already past it.
+async fn migrate_to(
+    conn: &mut PgConnection,
+    migrations: &crate::db::migrate::Migrations,
+    header: &Header,
+) -> Result<()> {
+    crate::db::migrate::up(
+        &mut *conn,
+        migrations,
+        &crate::db::migrate::UpOptions {
+            target: Some(header.schema_version),
+            dry_run: false,
+            lock_timeout: std::time::Duration::from_secs(60),
+        },
+    )
+    .await?;
+    let at: Option<i64> =
+        sqlx::query_scalar("select max(version) from chatctl.schema_migrations where success")
+            .fetch_one(&mut *conn)
+            .await?;
+    if at != Some(header.schema_version) {
+        return Err(Error::new(
+            Kind::TooNew,
+            format!(
+                "the target is at schema version {}, newer than the archive's {}",
+                at.unwrap_or(0),
+                header.schema_version
+            ),
+        )
+        .with_help("restore into an empty database (--create makes one)")
+        .into());
+    }
+    Ok(())
+}
+
+/// Sequences (serial and identity columns) continue after the restored rows.
+async fn reset_sequences(conn: &mut PgConnection, tables: &[TableSpec]) -> Result<()> {
+    for t in tables {
         for c in &t.columns {
             let seq: Option<String> = sqlx::query_scalar("select pg_get_serial_sequence($1, $2)")
                 .bind(t.qualified())
                 .bind(c)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await?;
             if let Some(seq) = seq {
                 sqlx::query(&format!(
@@ -771,14 +900,258 @@ async fn restore_reading<R: Read>(
                     t.qualified()
                 ))
                 .bind(&seq)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
             }
         }
     }
-    tx.commit().await.context("cannot commit the restore")?;
-    let done = summary(&r, started);
-    Ok((done, r.header.tables, r.content))
+    Ok(())
+}
+
+/// The prefix of the scratch databases a parallel restore loads into.
+const RESTORING: &str = "chatctl_restoring_";
+
+/// [`restore`] with `jobs` connections: into a scratch database made beside the target
+/// (which must not exist), renamed to the target's name once loaded, indexed and checked.
+/// Until that rename the target does not exist, so a failed or killed restore leaves
+/// nothing under its name; the scratch database of a killed one is dropped by the next
+/// restore to the same target.
+async fn restore_parallel(
+    target_url: &str,
+    read: ReadAhead,
+    header: Header,
+    migrations: &crate::db::migrate::Migrations,
+    jobs: usize,
+    config: &crate::config::Config,
+) -> Result<(Summary, Vec<TableSpec>, Vec<String>)> {
+    let started = Instant::now();
+    let target = url::Url::parse(target_url)
+        .map_err(|e| Error::usage(format!("not a database URL: {e}")))?;
+    let name = target.path().trim_start_matches('/').to_owned();
+    let mut admin_url = target.clone();
+    admin_url.set_path("postgres");
+    let mut admin = crate::db::connect(admin_url.as_str(), config).await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if exists {
+        return Err(Error::usage(format!(
+            "--jobs loads into a database chatctl creates, and `{name}` exists"
+        ))
+        .with_help("restore into it with --jobs 1 (one transaction), or drop it first")
+        .into());
+    }
+    // Scratch databases of killed restores to this target, no longer in use.
+    let stale: Vec<String> = sqlx::query_scalar(
+        "select d.datname::text from pg_database d
+          where d.datname like $1 || '%' and shobj_description(d.oid, 'pg_database') = $2
+            and not exists (select 1 from pg_stat_activity a where a.datid = d.oid)",
+    )
+    .bind(RESTORING)
+    .bind(format!("chatctl restore of {name}"))
+    .fetch_all(&mut admin)
+    .await?;
+    for db in stale {
+        sqlx::raw_sql(&format!(
+            "drop database if exists {} with (force)",
+            quote(&db)
+        ))
+        .execute(&mut admin)
+        .await?;
+    }
+    let scratch = format!(
+        "{RESTORING}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    sqlx::raw_sql(&format!("create database {}", quote(&scratch)))
+        .execute(&mut admin)
+        .await?;
+    sqlx::raw_sql(&format!(
+        "comment on database {} is '{}'",
+        quote(&scratch),
+        format!("chatctl restore of {name}").replace('\'', "''")
+    ))
+    .execute(&mut admin)
+    .await?;
+    let mut scratch_url = target.clone();
+    scratch_url.set_path(&scratch);
+    let loaded = load_parallel(
+        scratch_url.as_str(),
+        read,
+        &header,
+        migrations,
+        jobs,
+        config,
+    )
+    .await;
+    let placed = match &loaded {
+        Ok(_) => sqlx::raw_sql(&format!(
+            "alter database {} rename to {}",
+            quote(&scratch),
+            quote(&name)
+        ))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("cannot rename the restored database to `{name}`")),
+        Err(_) => Err(anyhow::anyhow!("not loaded")),
+    };
+    if placed.is_ok() {
+        // It is the target now, no longer a scratch database (which only the name says).
+        let _ = sqlx::raw_sql(&format!("comment on database {} is null", quote(&name)))
+            .execute(&mut admin)
+            .await;
+    }
+    if placed.is_err() {
+        let _ = sqlx::raw_sql(&format!(
+            "drop database if exists {} with (force)",
+            quote(&scratch)
+        ))
+        .execute(&mut admin)
+        .await;
+    }
+    let seen = loaded?;
+    placed?;
+    let done = summary(&seen, started);
+    Ok((done, seen.header.tables, seen.content))
+}
+
+/// Loads an archive into the empty database at `url` on `jobs` connections: keys, indexes,
+/// foreign keys and transition-table triggers set aside, chunks loaded as they come by
+/// whichever connection is free, everything checked against the manifest, then the keys,
+/// indexes, foreign keys and triggers rebuilt phase by phase, each phase's statements
+/// shared out among the connections.
+async fn load_parallel(
+    url: &str,
+    mut read: ReadAhead,
+    header: &Header,
+    migrations: &crate::db::migrate::Migrations,
+    jobs: usize,
+    config: &crate::config::Config,
+) -> Result<Seen> {
+    use futures_util::future::try_join_all;
+    let mut conn = crate::db::migrate::connect(url, config.connect_timeout()?).await?;
+    migrate_to(&mut conn, migrations, header).await?;
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    let ours: Vec<String> = header
+        .tables
+        .iter()
+        .filter(|t| t.schema == "public" || t.schema == "chatctl")
+        .map(|t| t.qualified())
+        .collect();
+    let refs: Vec<&str> = ours.iter().map(String::as_str).collect();
+    let deferred = crate::db::bulk::defer_with_keys(&mut tx, &refs).await?;
+    let chatctl: Vec<String> = header
+        .tables
+        .iter()
+        .filter(|t| t.schema == "chatctl")
+        .map(TableSpec::qualified)
+        .collect();
+    if !chatctl.is_empty() {
+        sqlx::raw_sql(&format!("truncate {}", chatctl.join(", ")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let mut conns = vec![conn];
+    for _ in 1..jobs {
+        conns.push(crate::db::connect(url, config).await?);
+    }
+    for c in &mut conns {
+        // Each chunk commits on its own; none needs to wait for its flush to disk: the
+        // rename that makes the database the target's is the commit that counts.
+        sqlx::raw_sql(
+            "set session_replication_role = replica; set maintenance_work_mem = '256MB';
+             set synchronous_commit = off",
+        )
+        .execute(&mut *c)
+        .await
+        .context("restoring needs to load rows without firing triggers (session_replication_role): connect as postgres")?;
+    }
+    let chunks = tokio::sync::Mutex::new(&mut read);
+    try_join_all(conns.iter_mut().map(|c| {
+        let chunks = &chunks;
+        async move {
+            loop {
+                let next = chunks.lock().await.next().await;
+                let Some(chunk) = next else {
+                    return Ok::<(), anyhow::Error>(());
+                };
+                let t = &header.tables[chunk.table];
+                let mut copy = c
+                    .copy_in_raw(&format!(
+                        "copy {} ({}) from stdin",
+                        t.qualified(),
+                        t.column_list()
+                    ))
+                    .await?;
+                copy.send(chunk.text).await?;
+                copy.finish()
+                    .await
+                    .with_context(|| format!("cannot load {}.{}", t.schema, t.name))?;
+            }
+        }
+    }))
+    .await?;
+    let seen = read.finish().await?;
+    for phase in deferred.phases() {
+        let steps = std::sync::Mutex::new(phase.into_iter());
+        try_join_all(conns.iter_mut().map(|c| {
+            let steps = &steps;
+            async move {
+                loop {
+                    let next = steps.lock().unwrap_or_else(|e| e.into_inner()).next();
+                    let Some(step) = next else {
+                        return Ok::<(), anyhow::Error>(());
+                    };
+                    step.run(&mut *c).await?;
+                }
+            }
+        }))
+        .await?;
+    }
+    reset_sequences(&mut conns[0], &header.tables).await?;
+    for c in conns {
+        let _ = sqlx::Connection::close(c).await;
+    }
+    Ok(seen)
+}
+
+/// Truncates those of `tables` (all empty by now) that nothing else refers to, in this
+/// transaction, so that `COPY … FREEZE` may load them: rows written frozen and visible to
+/// all, as a fresh table's are after its first `VACUUM`, without that vacuum rewriting every
+/// page later. Which ones were.
+///
+/// A table still referenced by a foreign key (auth.users, from the identities and, on
+/// Supabase, the sessions) cannot be truncated alone: it loads unfrozen. (Trying and
+/// rolling back to a savepoint is no way to find out: the failed attempt also voids the
+/// referencing table's truncation for FREEZE.)
+async fn truncated_here(conn: &mut PgConnection, tables: &[TableSpec]) -> Result<Vec<bool>> {
+    let mut frozen = Vec::with_capacity(tables.len());
+    for t in tables {
+        let alone: bool = sqlx::query_scalar(
+            "select not exists (select 1 from pg_constraint
+                                 where contype = 'f' and confrelid = $1::regclass
+                                   and conrelid <> confrelid)",
+        )
+        .bind(t.qualified())
+        .fetch_one(&mut *conn)
+        .await?;
+        frozen.push(alone);
+    }
+    let names: Vec<String> = tables
+        .iter()
+        .zip(&frozen)
+        .filter(|(_, f)| **f)
+        .map(|(t, _)| t.qualified())
+        .collect();
+    if !names.is_empty() {
+        sqlx::raw_sql(&format!("truncate {}", names.join(", ")))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(frozen)
 }
 
 /// The sha256 of each table's rows as `COPY` text (in the order a scan returns them),
@@ -812,9 +1185,9 @@ async fn content_digests(
 /// A rehearsal of the restore that touches nothing live: the archive is restored into a
 /// scratch database made beside `url`'s (and dropped after, whatever happens), and every
 /// table's rows are compared with the archive's content digests.
-pub async fn verify_deep(
+pub async fn verify_deep<R: Read + Send + 'static>(
     url: &str,
-    archive: &std::path::Path,
+    input: R,
     config: &crate::config::Config,
 ) -> Result<Summary> {
     let mut admin =
@@ -828,14 +1201,8 @@ pub async fn verify_deep(
     scratch.set_path(&name);
     crate::db::create_database_if_missing(admin.as_str(), &name, config.connect_timeout()?).await?;
     let result = async {
-        let file = std::fs::File::open(archive)?;
-        let (summary, tables, content) = restore_reading(
-            scratch.as_str(),
-            std::io::BufReader::new(file),
-            &RestoreOptions::default(),
-            config,
-        )
-        .await?;
+        let (summary, tables, content) =
+            restore_reading(scratch.as_str(), input, &RestoreOptions::default(), config).await?;
         let found = content_digests(scratch.as_str(), &tables, config).await?;
         if content.len() != found.len() {
             return Err(damaged(
@@ -872,7 +1239,8 @@ pub struct Listed {
     pub path: String,
     pub created_at: DateTime<Utc>,
     pub bytes: u64,
-    pub schema_version: i64,
+    /// Unknown for an encrypted archive (its header is encrypted too).
+    pub schema_version: Option<i64>,
     pub rows: Option<u64>,
     pub encrypted: bool,
     /// Whole (its manifest read), or why not.
@@ -880,10 +1248,25 @@ pub struct Listed {
 }
 
 /// Reads an archive's header and manifest (the data entries are skipped, not decompressed).
+/// Of an encrypted one only the file is known: when it was written (the backup's time, to
+/// the moment its writing ended), and its size.
 fn describe(path: &std::path::Path) -> Option<Listed> {
     let file = std::fs::File::open(path).ok()?;
-    let bytes = file.metadata().ok()?.len();
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let meta = file.metadata().ok()?;
+    let bytes = meta.len();
+    let mut input = std::io::BufReader::new(file);
+    if seal::is_sealed(&mut input).ok()? {
+        return Some(Listed {
+            path: path.display().to_string(),
+            created_at: meta.modified().ok()?.into(),
+            bytes,
+            schema_version: None,
+            rows: None,
+            encrypted: true,
+            complete: true,
+        });
+    }
+    let mut archive = tar::Archive::new(input);
     let mut entries = archive.entries().ok()?;
     let mut first = entries.next()?.ok()?;
     if first.path().ok()?.to_string_lossy() != "header.json" {
@@ -912,7 +1295,7 @@ fn describe(path: &std::path::Path) -> Option<Listed> {
         path: path.display().to_string(),
         created_at: header.created_at,
         bytes,
-        schema_version: header.schema_version,
+        schema_version: Some(header.schema_version),
         complete: rows.is_some(),
         rows,
         encrypted: false,

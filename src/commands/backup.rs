@@ -1,6 +1,8 @@
 //! `chatctl backup`: create, verify and restore one-file archives of the database.
 
 use std::io::Write;
+
+use anyhow::Context as _;
 use std::path::PathBuf;
 
 use super::Context;
@@ -32,6 +34,10 @@ enum BackupCmd {
         /// number of cores, at most 4]
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
+        /// Encrypt the archive to this age recipient (`age1…`; repeat for several): it is
+        /// encrypted before it leaves the process, and only their keys can read it
+        #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+        encrypt_to: Vec<String>,
     },
     /// Check an archive: its header, every entry's checksum, every table's row count
     Verify {
@@ -42,6 +48,9 @@ enum BackupCmd {
         /// nothing live
         #[arg(long)]
         deep: bool,
+        /// An age identity file (secret keys) to decrypt an encrypted archive; repeatable
+        #[arg(long = "identity", short = 'i', value_name = "FILE")]
+        identity: Vec<PathBuf>,
     },
     /// List the backups in a directory, newest first
     List {
@@ -68,6 +77,9 @@ enum BackupCmd {
     Restore {
         #[arg(value_name = "ARCHIVE")]
         archive: PathBuf,
+        /// An age identity file (secret keys) to decrypt an encrypted archive; repeatable
+        #[arg(long = "identity", short = 'i', value_name = "FILE")]
+        identity: Vec<PathBuf>,
         /// The database to restore into [default: the configured one]
         #[arg(long, value_name = "URL", hide_env_values = true)]
         target_url: Option<String>,
@@ -77,14 +89,21 @@ enum BackupCmd {
         /// Replace the rows of a target that holds some
         #[arg(long)]
         force: bool,
+        /// Connections loading and indexing at once. Above 1 the target must not exist:
+        /// chatctl loads into a scratch database beside it and renames it to the target
+        /// once whole (still all or nothing). 1: one transaction, into an existing
+        /// database too
+        #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
+        jobs: usize,
     },
 }
 
-fn open(path: &PathBuf) -> Result<std::io::BufReader<std::fs::File>> {
+/// Opens an archive, decrypting it with `identity` files when it is encrypted; whether it was.
+fn open(path: &PathBuf, identity: &[PathBuf]) -> Result<(Box<dyn std::io::Read + Send>, bool)> {
     let f = std::fs::File::open(path).map_err(|e| {
         anyhow::Error::from(e).context(Error::usage(format!("cannot open {}", path.display())))
     })?;
-    Ok(std::io::BufReader::with_capacity(1 << 20, f))
+    backup::seal::Identities::load(identity)?.open(std::io::BufReader::with_capacity(1 << 20, f))
 }
 
 pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
@@ -94,11 +113,16 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             exclude,
             no_auth,
             jobs,
+            encrypt_to,
         } => {
             let url = ctx.database_url().await?;
             let pool = crate::db::pool(&url, &ctx.config).await?;
             let jobs = jobs.unwrap_or_else(super::default_jobs);
-            let opts = CreateOptions { exclude, no_auth };
+            let opts = CreateOptions {
+                exclude,
+                no_auth,
+                encrypt_to,
+            };
             let summary = if out.as_os_str() == "-" {
                 let stdout = std::io::stdout().lock();
                 backup::create(&pool, &opts, jobs, std::io::BufWriter::new(stdout)).await?
@@ -155,13 +179,21 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             };
             ctx.out.render(&backup::prune(&dir, policy, dry_run)?)?;
         }
-        BackupCmd::Verify { archive, deep } => {
-            let summary = if deep {
+        BackupCmd::Verify {
+            archive,
+            deep,
+            identity,
+        } => {
+            let (input, sealed) = open(&archive, &identity)?;
+            let mut summary = if deep {
                 let url = ctx.database_url().await?;
-                backup::verify_deep(&url, &archive, &ctx.config).await?
+                backup::verify_deep(&url, input, &ctx.config).await?
             } else {
-                backup::verify(open(&archive)?)?
+                tokio::task::spawn_blocking(move || backup::verify(input))
+                    .await
+                    .context("the archive reader failed")??
             };
+            summary.encrypted = sealed;
             ctx.out.render(&Done {
                 action: "verified",
                 summary: &summary,
@@ -172,12 +204,17 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             target_url,
             create,
             force,
+            jobs,
+            identity,
         } => {
+            if jobs == 0 {
+                return Err(Error::usage("--jobs must be at least 1").into());
+            }
             let url = match target_url {
                 Some(u) => u,
                 None => ctx.database_url().await?,
             };
-            if create {
+            if create && jobs == 1 {
                 let parsed = url::Url::parse(&url)
                     .map_err(|e| Error::usage(format!("--target-url is not a URL: {e}")))?;
                 let name = parsed.path().trim_start_matches('/').to_owned();
@@ -190,13 +227,10 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 )
                 .await?;
             }
-            let summary = backup::restore(
-                &url,
-                open(&archive)?,
-                &RestoreOptions { force },
-                &ctx.config,
-            )
-            .await?;
+            let (input, sealed) = open(&archive, &identity)?;
+            let mut summary =
+                backup::restore(&url, input, &RestoreOptions { force, jobs }, &ctx.config).await?;
+            summary.encrypted = sealed;
             ctx.out.render(&Done {
                 action: "restored",
                 summary: &summary,
@@ -246,9 +280,13 @@ fn listed_table(rows: &[backup::Listed]) -> comfy_table::Table {
         t.add_row(vec![
             l.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             format!("{:.1} MiB", l.bytes as f64 / (1024.0 * 1024.0)),
-            l.schema_version.to_string(),
-            l.rows
-                .map_or_else(|| "incomplete".into(), |r| r.to_string()),
+            l.schema_version
+                .map_or_else(|| "-".into(), |v| v.to_string()),
+            match (l.rows, l.encrypted) {
+                (Some(r), _) => r.to_string(),
+                (None, true) => "-".into(),
+                (None, false) => "incomplete".into(),
+            },
             if l.encrypted { "yes" } else { "no" }.into(),
             l.path.clone(),
         ]);

@@ -19,6 +19,17 @@ pub struct Deferred {
     keys: Vec<(String, String, String)>,
     indexes: Vec<(String, String)>,
     foreign_keys: Vec<(String, String, String)>,
+    triggers: Vec<Trigger>,
+}
+
+/// A trigger set aside: recreated from its definition, then enabled as it was.
+#[derive(Debug)]
+struct Trigger {
+    table: String,
+    name: String,
+    definition: String,
+    /// `pg_trigger.tgenabled`: `O` (origin, the default), `D`, `R` or `A`.
+    enabled: String,
 }
 
 /// [`defer`], and the primary keys and unique constraints too, as `pg_restore` loads a
@@ -26,9 +37,36 @@ pub struct Deferred {
 /// checksums hold), into tables that hold nothing else. Rebuilding them checks every row.
 /// Every foreign key pointing at a deferred key must be on one of `tables` (it is dropped
 /// first, and added back last).
+///
+/// Also set aside: the triggers with transition tables (`REFERENCING NEW TABLE`). Even under
+/// `session_replication_role = replica`, where they do not fire, PostgreSQL collects every
+/// loaded row for them, which costs a third of a big load (pg_restore creates triggers after
+/// the data).
 pub async fn defer_with_keys(conn: &mut PgConnection, tables: &[&str]) -> Result<Deferred> {
     let mut d = defer(conn, tables).await?;
     for table in tables {
+        let triggers: Vec<(String, String, String)> = sqlx::query_as(
+            "select tgname::text, pg_get_triggerdef(oid), tgenabled::text from pg_trigger
+              where tgrelid = $1::regclass and not tgisinternal
+                and (tgnewtable is not null or tgoldtable is not null)
+              order by tgname",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .with_context(|| format!("cannot read the triggers of {table}"))?;
+        for (name, def, enabled) in triggers {
+            sqlx::raw_sql(&format!("drop trigger \"{name}\" on {table}"))
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("cannot set the trigger {name} of {table} aside"))?;
+            d.triggers.push(Trigger {
+                table: table.to_string(),
+                name,
+                definition: def,
+                enabled,
+            });
+        }
         let keys: Vec<(String, String)> = sqlx::query_as(
             "select conname::text, pg_get_constraintdef(oid) from pg_constraint
               where conrelid = $1::regclass and contype in ('p', 'u') order by contype, conname",
@@ -87,33 +125,77 @@ pub async fn defer(conn: &mut PgConnection, tables: &[&str]) -> Result<Deferred>
     Ok(d)
 }
 
+/// One statement that puts something back, and what to say when it fails.
+pub struct Step {
+    pub sql: String,
+    pub failure: String,
+}
+
 impl Deferred {
-    /// Recreates the indexes, then the foreign keys (each checked against every row).
+    /// Recreates the keys and indexes, then the foreign keys (each checked against every
+    /// row), then the triggers.
     pub async fn restore(self, conn: &mut PgConnection) -> Result<()> {
-        for (table, name, def) in self.keys {
-            sqlx::raw_sql(&format!(
-                "alter table {table} add constraint \"{name}\" {def}"
-            ))
-            .execute(&mut *conn)
+        for phase in self.phases() {
+            for step in phase {
+                step.run(&mut *conn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The statements that put everything back, in phases: those of one phase are
+    /// independent of each other (several connections may run them at once), and each
+    /// phase needs the one before (a foreign key needs the key it points at).
+    pub fn phases(self) -> Vec<Vec<Step>> {
+        let mut built: Vec<Step> = self
+            .keys
+            .into_iter()
+            .map(|(table, name, def)| Step {
+                sql: format!("alter table {table} add constraint \"{name}\" {def}"),
+                failure: format!("key {name} of {table} does not hold for the loaded rows"),
+            })
+            .collect();
+        built.extend(self.indexes.into_iter().map(|(name, def)| Step {
+            sql: def,
+            failure: format!("cannot rebuild index {name}"),
+        }));
+        let checked = self
+            .foreign_keys
+            .into_iter()
+            .map(|(table, name, def)| Step {
+                sql: format!("alter table {table} add constraint \"{name}\" {def}"),
+                failure: format!("foreign key {name} of {table} does not hold for the loaded rows"),
+            })
+            .collect();
+        let triggers = self
+            .triggers
+            .into_iter()
+            .map(|t| {
+                let state = match t.enabled.as_str() {
+                    "D" => "disable trigger",
+                    "R" => "enable replica trigger",
+                    "A" => "enable always trigger",
+                    _ => "enable trigger",
+                };
+                Step {
+                    sql: format!(
+                        "{}; alter table {} {state} \"{}\"",
+                        t.definition, t.table, t.name
+                    ),
+                    failure: format!("cannot recreate the trigger {} of {}", t.name, t.table),
+                }
+            })
+            .collect();
+        vec![built, checked, triggers]
+    }
+}
+
+impl Step {
+    pub async fn run(&self, conn: &mut PgConnection) -> Result<()> {
+        sqlx::raw_sql(&self.sql)
+            .execute(conn)
             .await
-            .with_context(|| format!("key {name} of {table} does not hold for the loaded rows"))?;
-        }
-        for (name, def) in self.indexes {
-            sqlx::raw_sql(&def)
-                .execute(&mut *conn)
-                .await
-                .with_context(|| format!("cannot rebuild index {name}"))?;
-        }
-        for (table, name, def) in self.foreign_keys {
-            sqlx::raw_sql(&format!(
-                "alter table {table} add constraint \"{name}\" {def}"
-            ))
-            .execute(&mut *conn)
-            .await
-            .with_context(|| {
-                format!("foreign key {name} of {table} does not hold for the loaded rows")
-            })?;
-        }
+            .with_context(|| self.failure.clone())?;
         Ok(())
     }
 }

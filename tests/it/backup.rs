@@ -37,6 +37,26 @@ async fn digests(c: &mut PgConnection) -> Vec<(String, i64, String)> {
     out
 }
 
+/// What a restore sets aside while it loads and must put back exactly: every trigger (and
+/// whether it is enabled), constraint (and whether it is validated) and index.
+async fn schema_objects(c: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "select format('trigger %s %s %s', tgrelid::regclass, tgenabled, pg_get_triggerdef(oid))
+           from pg_trigger where not tgisinternal
+         union all
+         select format('constraint %s %s %s %s', conrelid::regclass, conname, convalidated,
+                       pg_get_constraintdef(oid))
+           from pg_constraint where conrelid <> 0
+         union all
+         select format('index %s', pg_get_indexdef(indexrelid)) from pg_index
+          where indrelid::regclass::text !~ '^pg_'
+         order by 1",
+    )
+    .fetch_all(&mut *c)
+    .await
+    .unwrap()
+}
+
 async fn source() -> TestDb {
     let db = TestDb::new().await;
     seed::seed(
@@ -133,6 +153,11 @@ async fn a_backup_restored_into_an_empty_database_gives_back_every_table() {
             .any(|(t, n, _)| t == "public.chat" && *n > 2000)
     );
     assert_eq!(before, after);
+    // The keys, indexes, foreign keys and triggers set aside for the load are all back.
+    let objects = schema_objects(&mut a).await;
+    assert!(objects.iter().any(|o| o.contains("chat_search_insert")));
+    assert!(objects.iter().any(|o| o.contains("trigger chat D")));
+    assert_eq!(objects, schema_objects(&mut b).await);
     // Sequences continue after the restored rows.
     let next: i64 = sqlx::query_scalar(
         "insert into chatctl.audit_log (actor, command, action, object_type, object_id)
@@ -245,6 +270,86 @@ async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
     assert!(out.status.success(), "{}", outputs(&out).1);
     let (mut a, mut b) = (src.conn().await, target.conn().await);
     assert_eq!(digests(&mut a).await, digests(&mut b).await);
+}
+
+/// Whether database `name` exists, and the scratch databases of parallel restores to it.
+async fn databases(src: &TestDb, name: &str) -> (bool, i64) {
+    let mut c = src.conn().await;
+    sqlx::query_as(
+        "select exists (select 1 from pg_database where datname = $1),
+                (select count(*) from pg_database
+                  where datname like 'chatctl\\_restoring\\_%'
+                    and shobj_description(oid, 'pg_database') = 'chatctl restore of ' || $1)",
+    )
+    .bind(name)
+    .fetch_one(&mut c)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_parallel_restore_makes_the_target_whole_or_not_at_all() {
+    let (src, dir, archive) = backed_up().await;
+    let path = archive.to_str().unwrap();
+    let parallel = |target: &TestDb, path: &str| {
+        backup(
+            &src,
+            &["restore", path, "--target-url", &target.url, "-j", "3"],
+        )
+    };
+
+    // An existing database is not one chatctl makes: refused and left alone.
+    let existing = TestDb::empty().await;
+    let out = parallel(&existing, path);
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("--jobs 1"), "{stderr}");
+    assert_eq!(empty_after(&existing).await, 0);
+
+    // A damaged archive: the target never appears, and no scratch database is left.
+    let bytes = std::fs::read(&archive).unwrap();
+    let mut flipped = bytes.clone();
+    let at = flipped.len() * 3 / 4;
+    flipped[at] ^= 0x40;
+    let bad = dir.path().join("flipped.backup");
+    std::fs::write(&bad, flipped).unwrap();
+    let target = TestDb::absent();
+    let out = parallel(&target, bad.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(65), "{}", outputs(&out).1);
+    assert_eq!(databases(&src, &target.name).await, (false, 0));
+
+    // Killed half-way: still no target; the next restore succeeds and clears the scratch
+    // database the killed one left.
+    let fifo = dir.path().join("pipe.backup");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = chatctl_std(&[("DATABASE_URL", &src.url)])
+        .args(["backup", "restore", fifo.to_str().unwrap()])
+        .args(["--target-url", &target.url, "-j", "3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    pipe.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    pipe.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(pipe);
+    assert_eq!(databases(&src, &target.name).await, (false, 1));
+
+    let out = parallel(&target, path);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    assert_eq!(databases(&src, &target.name).await, (true, 0));
+    let (mut a, mut b) = (src.conn().await, target.conn().await);
+    assert_eq!(digests(&mut a).await, digests(&mut b).await);
+    assert_eq!(schema_objects(&mut a).await, schema_objects(&mut b).await);
 }
 
 /// Rewrites the JSON entry `entry` (the header or the manifest) of an archive with `edit`.
@@ -530,4 +635,133 @@ async fn two_backups_of_one_database_never_overlap() {
         .unwrap();
     let out = backup(&src, &["create", "--out", archive.to_str().unwrap()]);
     assert!(out.status.success(), "{}", outputs(&out).1);
+}
+
+/// A fresh age key pair: the identity file written in `dir`, and the recipient.
+fn age_key(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    use age::secrecy::ExposeSecret as _;
+    let key = age::x25519::Identity::generate();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("# {name}\n{}\n", key.to_string().expose_secret()),
+    )
+    .unwrap();
+    (path, key.to_public().to_string())
+}
+
+#[tokio::test]
+async fn an_encrypted_backup_is_unreadable_without_its_key_and_restores_with_it() {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, recipient) = age_key(dir.path(), "ops.key");
+    let (other_key, other) = age_key(dir.path(), "other.key");
+    let (stranger, _) = age_key(dir.path(), "stranger.key");
+    let archive = dir.path().join("sealed.backup");
+    let out = backup(
+        &src,
+        &[
+            "create",
+            "--out",
+            archive.to_str().unwrap(),
+            "--encrypt-to",
+            &recipient,
+            "--encrypt-to",
+            &other,
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["encrypted"], true);
+    // An age file, with nothing of the chat in the clear.
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1"));
+    for clear in [&b"header.json"[..], b"manifest.json", "日本語".as_bytes()] {
+        assert!(!bytes.windows(clear.len()).any(|w| w == clear));
+    }
+    let path = archive.to_str().unwrap();
+
+    // No key: a usage error that says what is missing.
+    let out = backup(&src, &["verify", path]);
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("encrypted") && stderr.contains("--identity"),
+        "{stderr}"
+    );
+    // Someone else's key: refused as such (77), the target untouched.
+    let target = TestDb::empty().await;
+    let out = backup(
+        &src,
+        &[
+            "restore",
+            path,
+            "--target-url",
+            &target.url,
+            "--identity",
+            stranger.to_str().unwrap(),
+        ],
+    );
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    assert!(stderr.contains("none of the identities"), "{stderr}");
+    assert_eq!(empty_after(&target).await, 0);
+    // A flipped byte in the encrypted stream: damaged (65), the target untouched.
+    let mut flipped = bytes.clone();
+    let at = flipped.len() * 2 / 3;
+    flipped[at] ^= 0x01;
+    let bad = dir.path().join("flipped.backup");
+    std::fs::write(&bad, flipped).unwrap();
+    let out = backup(
+        &src,
+        &[
+            "restore",
+            bad.to_str().unwrap(),
+            "--target-url",
+            &target.url,
+            "-i",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(65), "{}", outputs(&out).1);
+    assert_eq!(empty_after(&target).await, 0);
+
+    // Either recipient's key opens it: verify with one, restore with the other.
+    let out = backup(
+        &src,
+        &["verify", path, "-i", key.to_str().unwrap(), "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let verified: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (verified["rows"].clone(), verified["encrypted"].clone()),
+        (made["rows"].clone(), true.into())
+    );
+    let out = backup(
+        &src,
+        &[
+            "restore",
+            path,
+            "--target-url",
+            &target.url,
+            "-i",
+            other_key.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let (mut a, mut b) = (src.conn().await, target.conn().await);
+    assert_eq!(digests(&mut a).await, digests(&mut b).await);
+
+    // Listed as encrypted, with its time and size; what is inside is not known.
+    let out = backup(&src, &["list", dir.path().to_str().unwrap(), "-o", "json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let sealed = listed
+        .iter()
+        .find(|l| l["path"].as_str().unwrap().ends_with("sealed.backup"))
+        .unwrap();
+    assert_eq!(sealed["encrypted"], true);
+    assert_eq!(sealed["bytes"], bytes.len() as u64);
+    assert!(sealed["schema_version"].is_null());
 }

@@ -162,14 +162,28 @@ impl TestDb {
         Self::create(None).await
     }
 
-    async fn create(template: Option<&str>) -> TestDb {
-        let port = port();
-        let name = format!(
+    /// A database name no one has made yet (for a command that creates it), dropped at the
+    /// end if something did.
+    pub fn absent() -> TestDb {
+        let name = Self::fresh_name();
+        TestDb {
+            url: url(port(), &name),
+            name,
+        }
+    }
+
+    fn fresh_name() -> String {
+        format!(
             "t_{}_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
             &Uuid::new_v4().simple().to_string()[..6]
-        );
+        )
+    }
+
+    async fn create(template: Option<&str>) -> TestDb {
+        let port = port();
+        let name = Self::fresh_name();
         let mut conn = sqlx::PgConnection::connect(&url(port, "postgres"))
             .await
             .unwrap();
