@@ -30,6 +30,7 @@ use sqlx::PgConnection;
 use crate::error::{Error, Kind, Result};
 
 pub mod seal;
+pub mod store;
 
 /// The archive format this binary writes and reads.
 pub const FORMAT: u32 = 1;
@@ -124,6 +125,19 @@ pub struct Summary {
     /// Encrypted with age.
     pub encrypted: bool,
     pub seconds: f64,
+    /// Where the archive was written (`create`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+impl Summary {
+    /// The summary of an archive written at `location`.
+    pub fn at(self, location: String) -> Summary {
+        Summary {
+            location: Some(location),
+            ..self
+        }
+    }
 }
 
 /// The tables a backup holds: `public` and `chatctl` (but the migration history, the
@@ -320,13 +334,14 @@ impl Queue<'_> {
 }
 
 /// Writes a backup of the database to `out`: every table from ONE snapshot, read by `jobs`
-/// connections that share it (`pg_export_snapshot`), written front to back.
+/// connections that share it (`pg_export_snapshot`), written front to back. Gives `out`
+/// back, flushed.
 pub async fn create<W: Write>(
     pool: &sqlx::PgPool,
     opts: &CreateOptions,
     jobs: usize,
     out: W,
-) -> Result<Summary> {
+) -> Result<(Summary, W)> {
     let started = Instant::now();
     let mut lead = pool.acquire().await?;
     let mut tx = sqlx::Connection::begin(&mut *lead).await?;
@@ -465,7 +480,7 @@ pub async fn create<W: Write>(
         .context("cannot finish the archive")?;
     out.flush().context("cannot finish the archive")?;
     let bytes = manifest.entries.iter().map(|e| e.size).sum::<u64>() + manifest_bytes.len() as u64;
-    Ok(Summary {
+    let summary = Summary {
         format: FORMAT,
         created_at: header.created_at,
         schema_version,
@@ -475,7 +490,9 @@ pub async fn create<W: Write>(
         left_out,
         encrypted: !opts.encrypt_to.is_empty(),
         seconds: started.elapsed().as_secs_f64(),
-    })
+        location: None,
+    };
+    Ok((summary, out))
 }
 
 fn damaged(message: impl Into<String>) -> anyhow::Error {
@@ -633,6 +650,7 @@ fn summary(r: &Seen, started: Instant) -> Summary {
         left_out: r.header.left_out.clone(),
         encrypted: false,
         seconds: started.elapsed().as_secs_f64(),
+        location: None,
     }
 }
 
@@ -1247,24 +1265,62 @@ pub struct Listed {
     pub complete: bool,
 }
 
-/// Reads an archive's header and manifest (the data entries are skipped, not decompressed).
-/// Of an encrypted one only the file is known: when it was written (the backup's time, to
-/// the moment its writing ended), and its size.
+/// Where backups are listed and pruned: a directory, or an object store prefix.
+pub enum Place {
+    Local(std::path::PathBuf),
+    Remote(store::Remote),
+}
+
+impl Place {
+    pub fn parse(s: &str, endpoint: Option<&str>) -> Result<Place> {
+        Ok(if store::is_remote(s) {
+            Place::Remote(store::Remote::parse(s, endpoint)?)
+        } else {
+            Place::Local(s.into())
+        })
+    }
+}
+
+/// A listed archive of an encrypted one: only the object is known (its header is
+/// encrypted too): when it was written, which is when the backup ended, and its size.
+fn sealed(path: String, bytes: u64, written: DateTime<Utc>) -> Listed {
+    Listed {
+        path,
+        created_at: written,
+        bytes,
+        schema_version: None,
+        rows: None,
+        encrypted: true,
+        complete: true,
+    }
+}
+
+/// What an archive's header and manifest (when found) say of it.
+fn listed(path: String, bytes: u64, header: &Header, manifest: Option<&[u8]>) -> Listed {
+    let rows = manifest
+        .and_then(|m| serde_json::from_slice::<Manifest>(m).ok())
+        .map(|m| m.rows.iter().sum());
+    Listed {
+        path,
+        created_at: header.created_at,
+        bytes,
+        schema_version: Some(header.schema_version),
+        complete: rows.is_some(),
+        rows,
+        encrypted: false,
+    }
+}
+
+/// Reads a local archive's header and manifest (the data entries are skipped, not
+/// decompressed).
 fn describe(path: &std::path::Path) -> Option<Listed> {
     let file = std::fs::File::open(path).ok()?;
     let meta = file.metadata().ok()?;
     let bytes = meta.len();
+    let name = path.display().to_string();
     let mut input = std::io::BufReader::new(file);
     if seal::is_sealed(&mut input).ok()? {
-        return Some(Listed {
-            path: path.display().to_string(),
-            created_at: meta.modified().ok()?.into(),
-            bytes,
-            schema_version: None,
-            rows: None,
-            encrypted: true,
-            complete: true,
-        });
+        return Some(sealed(name, bytes, meta.modified().ok()?.into()));
     }
     let mut archive = tar::Archive::new(input);
     let mut entries = archive.entries().ok()?;
@@ -1276,7 +1332,7 @@ fn describe(path: &std::path::Path) -> Option<Listed> {
     first.read_to_end(&mut text).ok()?;
     let header: Header = serde_json::from_slice(&text).ok()?;
     drop(first);
-    let mut rows = None;
+    let mut manifest = None;
     for e in entries {
         let Ok(mut e) = e else { break };
         if e.path()
@@ -1284,35 +1340,67 @@ fn describe(path: &std::path::Path) -> Option<Listed> {
             .is_some_and(|p| p.to_string_lossy() == "manifest.json")
         {
             let mut text = Vec::new();
-            if e.read_to_end(&mut text).is_ok()
-                && let Ok(m) = serde_json::from_slice::<Manifest>(&text)
-            {
-                rows = Some(m.rows.iter().sum());
+            if e.read_to_end(&mut text).is_ok() {
+                manifest = Some(text);
             }
         }
     }
-    Some(Listed {
-        path: path.display().to_string(),
-        created_at: header.created_at,
-        bytes,
-        schema_version: Some(header.schema_version),
-        complete: rows.is_some(),
-        rows,
-        encrypted: false,
-    })
+    Some(listed(name, bytes, &header, manifest.as_deref()))
 }
 
-/// The backups in `dir`, newest first (partial files and other files are not backups).
-pub fn list(dir: &std::path::Path) -> Result<Vec<Listed>> {
-    let read = std::fs::read_dir(dir).map_err(|e| {
-        anyhow::Error::from(e).context(Error::usage(format!("cannot read {}", dir.display())))
-    })?;
-    let mut out: Vec<Listed> = read
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_none_or(|x| x != "partial"))
-        .filter_map(|p| describe(&p))
-        .collect();
+/// Reads an object's header (its first bytes) and manifest (its last bytes: the manifest is
+/// the last entry), without downloading the rest.
+fn describe_remote(r: &store::Remote, bytes: u64, written: DateTime<Utc>) -> Option<Listed> {
+    let head = r.range(0, bytes.min(1 << 20)).ok()?;
+    if head.starts_with(b"age-encryption.org/v1") {
+        return Some(sealed(r.location(), bytes, written));
+    }
+    let mut archive = tar::Archive::new(&head[..]);
+    let mut first = archive.entries().ok()?.next()?.ok()?;
+    if first.path().ok()?.to_string_lossy() != "header.json" {
+        return None;
+    }
+    let mut text = Vec::new();
+    first.read_to_end(&mut text).ok()?;
+    let header: Header = serde_json::from_slice(&text).ok()?;
+    // Tar blocks are 512 bytes from the start of the archive: look for the manifest's.
+    let len = bytes.min(4 << 20);
+    let start = bytes - len;
+    let tail = r.range(start, len).ok()?;
+    let skip = ((512 - start % 512) % 512) as usize;
+    let manifest = (skip..tail.len().saturating_sub(512))
+        .step_by(512)
+        .find_map(|at| {
+            let h = tar::Header::from_byte_slice(&tail[at..at + 512]);
+            if h.path().ok()?.to_string_lossy() != "manifest.json" {
+                return None;
+            }
+            let size = h.entry_size().ok()? as usize;
+            tail.get(at + 512..at + 512 + size)
+        });
+    Some(listed(r.location(), bytes, &header, manifest))
+}
+
+/// The backups in a place, newest first (partial files and other files are not backups).
+pub fn list(place: &Place) -> Result<Vec<Listed>> {
+    let mut out: Vec<Listed> = match place {
+        Place::Local(dir) => {
+            let read = std::fs::read_dir(dir).map_err(|e| {
+                anyhow::Error::from(e)
+                    .context(Error::usage(format!("cannot read {}", dir.display())))
+            })?;
+            read.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_none_or(|x| x != "partial"))
+                .filter_map(|p| describe(&p))
+                .collect()
+        }
+        Place::Remote(r) => r
+            .list()?
+            .iter()
+            .filter_map(|(at, bytes, written)| describe_remote(at, *bytes, *written))
+            .collect(),
+    };
     out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.path.cmp(&b.path)));
     Ok(out)
 }
@@ -1367,14 +1455,14 @@ pub struct Pruned {
 
 /// Removes the complete backups in `dir` the policy does not keep (incomplete ones are
 /// left for a person to look at).
-pub fn prune(dir: &std::path::Path, policy: Retention, dry_run: bool) -> Result<Pruned> {
+pub fn prune(place: &Place, policy: Retention, dry_run: bool) -> Result<Pruned> {
     if policy == Retention::default() {
         return Err(Error::usage(
             "prune needs a policy: --keep-last, --keep-daily, --keep-weekly or --keep-monthly",
         )
         .into());
     }
-    let all: Vec<Listed> = list(dir)?.into_iter().filter(|l| l.complete).collect();
+    let all: Vec<Listed> = list(place)?.into_iter().filter(|l| l.complete).collect();
     let times: Vec<DateTime<Utc>> = all.iter().map(|l| l.created_at).collect();
     let keep = kept(&times, policy);
     let (mut kept_list, mut removed) = (Vec::new(), Vec::new());
@@ -1383,8 +1471,11 @@ pub fn prune(dir: &std::path::Path, policy: Retention, dry_run: bool) -> Result<
             kept_list.push(l);
         } else {
             if !dry_run {
-                std::fs::remove_file(&l.path)
-                    .with_context(|| format!("cannot remove {}", l.path))?;
+                match place {
+                    Place::Local(_) => std::fs::remove_file(&l.path)
+                        .with_context(|| format!("cannot remove {}", l.path))?,
+                    Place::Remote(r) => r.at(&l.path).delete()?,
+                }
             }
             removed.push(l);
         }

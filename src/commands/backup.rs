@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use std::path::PathBuf;
 
 use super::Context;
-use crate::backup::{self, CreateOptions, RestoreOptions, Summary};
+use crate::backup::{self, CreateOptions, Place, RestoreOptions, Summary, store};
 use crate::error::{Error, ExitCode, Result};
 use crate::output::Report;
 
@@ -14,16 +14,20 @@ use crate::output::Report;
 pub struct BackupArgs {
     #[command(subcommand)]
     cmd: BackupCmd,
+    /// The S3-compatible server of `s3://` locations (MinIO, Ceph, R2…) [default: AWS]
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    endpoint: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum BackupCmd {
     /// Write one archive of the database, every table from one snapshot
     Create {
-        /// The archive to write (`-`: standard output); written beside as PATH.partial and
-        /// renamed when complete
-        #[arg(long, value_name = "PATH")]
-        out: PathBuf,
+        /// Where to write the archive: a file (written beside as PATH.partial and renamed
+        /// when complete), `-` (standard output), or `s3://bucket/key` (`s3://bucket/prefix/`:
+        /// named by the time), uploaded as it is written
+        #[arg(long, value_name = "PATH|URL")]
+        out: String,
         /// Leave a table out (`schema.table`, or `table` in public)
         #[arg(long = "exclude-table", value_name = "TABLE")]
         exclude: Vec<String>,
@@ -41,8 +45,8 @@ enum BackupCmd {
     },
     /// Check an archive: its header, every entry's checksum, every table's row count
     Verify {
-        #[arg(value_name = "ARCHIVE")]
-        archive: PathBuf,
+        #[arg(value_name = "ARCHIVE|URL")]
+        archive: String,
         /// Also restore it into a scratch database (made and dropped by chatctl, beside the
         /// configured one) and compare every table's rows: a rehearsal that touches
         /// nothing live
@@ -54,13 +58,13 @@ enum BackupCmd {
     },
     /// List the backups in a directory, newest first
     List {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
+        #[arg(value_name = "DIR|URL")]
+        dir: String,
     },
     /// Remove the backups a retention policy does not keep (the newest in each period)
     Prune {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
+        #[arg(value_name = "DIR|URL")]
+        dir: String,
         #[arg(long, value_name = "N", default_value_t = 0)]
         keep_last: usize,
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -75,8 +79,8 @@ enum BackupCmd {
     },
     /// Restore an archive into an empty database, all or nothing
     Restore {
-        #[arg(value_name = "ARCHIVE")]
-        archive: PathBuf,
+        #[arg(value_name = "ARCHIVE|URL")]
+        archive: String,
         /// An age identity file (secret keys) to decrypt an encrypted archive; repeatable
         #[arg(long = "identity", short = 'i', value_name = "FILE")]
         identity: Vec<PathBuf>,
@@ -98,15 +102,25 @@ enum BackupCmd {
     },
 }
 
-/// Opens an archive, decrypting it with `identity` files when it is encrypted; whether it was.
-fn open(path: &PathBuf, identity: &[PathBuf]) -> Result<(Box<dyn std::io::Read + Send>, bool)> {
-    let f = std::fs::File::open(path).map_err(|e| {
-        anyhow::Error::from(e).context(Error::usage(format!("cannot open {}", path.display())))
-    })?;
-    backup::seal::Identities::load(identity)?.open(std::io::BufReader::with_capacity(1 << 20, f))
+/// Opens an archive (a file, or an object it downloads as it reads), decrypting it with
+/// `identity` files when it is encrypted; whether it was.
+fn open(
+    at: &str,
+    identity: &[PathBuf],
+    endpoint: Option<&str>,
+) -> Result<(Box<dyn std::io::Read + Send>, bool)> {
+    let keys = backup::seal::Identities::load(identity)?;
+    if store::is_remote(at) {
+        let download = store::Remote::parse(at, endpoint)?.open()?;
+        return keys.open(std::io::BufReader::with_capacity(1 << 20, download));
+    }
+    let f = std::fs::File::open(at)
+        .map_err(|e| anyhow::Error::from(e).context(Error::usage(format!("cannot open {at}"))))?;
+    keys.open(std::io::BufReader::with_capacity(1 << 20, f))
 }
 
 pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
+    let endpoint = args.endpoint.as_deref();
     match args.cmd {
         BackupCmd::Create {
             out,
@@ -123,13 +137,29 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 no_auth,
                 encrypt_to,
             };
-            let summary = if out.as_os_str() == "-" {
+            let summary = if out == "-" {
                 let stdout = std::io::stdout().lock();
-                backup::create(&pool, &opts, jobs, std::io::BufWriter::new(stdout)).await?
+                backup::create(&pool, &opts, jobs, std::io::BufWriter::new(stdout))
+                    .await?
+                    .0
+            } else if store::is_remote(&out) {
+                let to =
+                    store::Remote::parse(&out, endpoint)?.object_for_new_backup(chrono::Utc::now());
+                if opts.encrypt_to.is_empty() {
+                    tracing::warn!(
+                        "{} is not encrypted: whoever can read the bucket can read every message; --encrypt-to RECIPIENT encrypts it",
+                        to.location()
+                    );
+                }
+                // The object appears only when the upload completes, whole; on any failure
+                // the upload is aborted (dropped unfinished).
+                let (summary, upload) = backup::create(&pool, &opts, jobs, to.create()?).await?;
+                upload.finish()?;
+                summary.at(to.location())
             } else {
                 // Complete or absent: the archive appears under its name only when whole, and
                 // a second run at once finds the partial file and stops.
-                let partial = PathBuf::from(format!("{}.partial", out.display()));
+                let partial = PathBuf::from(format!("{out}.partial"));
                 let f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -145,9 +175,9 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                     })?;
                 let made = backup::create(&pool, &opts, jobs, std::io::BufWriter::new(f)).await;
                 match made {
-                    Ok(s) => {
+                    Ok((s, _)) => {
                         std::fs::rename(&partial, &out)?;
-                        s
+                        s.at(out.clone())
                     }
                     Err(e) => {
                         let _ = std::fs::remove_file(&partial);
@@ -155,14 +185,16 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                     }
                 }
             };
-            if out.as_os_str() != "-" {
+            if out != "-" {
                 ctx.out.render(&Done {
                     action: "created",
                     summary: &summary,
                 })?;
             }
         }
-        BackupCmd::List { dir } => ctx.out.render(&Listing(backup::list(&dir)?))?,
+        BackupCmd::List { dir } => ctx
+            .out
+            .render(&Listing(backup::list(&Place::parse(&dir, endpoint)?)?))?,
         BackupCmd::Prune {
             dir,
             keep_last,
@@ -177,14 +209,18 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 weekly: keep_weekly,
                 monthly: keep_monthly,
             };
-            ctx.out.render(&backup::prune(&dir, policy, dry_run)?)?;
+            ctx.out.render(&backup::prune(
+                &Place::parse(&dir, endpoint)?,
+                policy,
+                dry_run,
+            )?)?;
         }
         BackupCmd::Verify {
             archive,
             deep,
             identity,
         } => {
-            let (input, sealed) = open(&archive, &identity)?;
+            let (input, sealed) = open(&archive, &identity, endpoint)?;
             let mut summary = if deep {
                 let url = ctx.database_url().await?;
                 backup::verify_deep(&url, input, &ctx.config).await?
@@ -227,7 +263,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 )
                 .await?;
             }
-            let (input, sealed) = open(&archive, &identity)?;
+            let (input, sealed) = open(&archive, &identity, endpoint)?;
             let mut summary =
                 backup::restore(&url, input, &RestoreOptions { force, jobs }, &ctx.config).await?;
             summary.encrypted = sealed;
@@ -262,6 +298,12 @@ impl Report for Done<'_> {
             s.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
             s.seconds
         )?;
+        if let Some(at) = &s.location {
+            writeln!(out, "written to: {at}")?;
+        }
+        if s.encrypted {
+            writeln!(out, "encrypted: yes (age)")?;
+        }
         for l in &s.left_out {
             writeln!(out, "left out: {l}")?;
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use chatctl::db::seed::{self, SeedOptions};
 use sqlx::PgConnection;
 
-use crate::support::{TestDb, chatctl, chatctl_std, outputs};
+use crate::support::{TestDb, chatctl, chatctl_std, outputs, s3_server};
 
 /// Every table a backup holds, with a digest of its rows (generated columns included: they
 /// are computed again on restore and must come out the same).
@@ -764,4 +764,104 @@ async fn an_encrypted_backup_is_unreadable_without_its_key_and_restores_with_it(
     assert_eq!(sealed["encrypted"], true);
     assert_eq!(sealed["bytes"], bytes.len() as u64);
     assert!(sealed["schema_version"].is_null());
+}
+
+// Multi-threaded: the test polls the S3 server while a backup uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_site_backups_go_to_an_s3_server_and_come_back() {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, recipient) = age_key(dir.path(), "ops.key");
+    let (stranger, _) = age_key(dir.path(), "stranger.key");
+    let bucket = s3_server::bucket().await;
+    let mut env = s3_server::env();
+    env.push(("DATABASE_URL", src.url.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = |args: &[&str]| chatctl(&env).arg("backup").args(args).output().unwrap();
+    let prefix = format!("s3://{bucket}/nightly/");
+
+    // To a prefix: named by the time, and a warning that it is not encrypted.
+    let out = run(&["create", "--out", &prefix, "-o", "json"]);
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("not encrypted"), "{stderr}");
+    let plain: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let plain_url = plain["location"].as_str().unwrap().to_owned();
+    assert!(
+        plain_url.starts_with(&format!("{prefix}chat-")),
+        "{plain_url}"
+    );
+    // Encrypted, to a name of its own: no warning. (An encrypted object's time is its
+    // last-modified, to the second: this one is a second newer.)
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let sealed_url = format!("{prefix}sealed.backup");
+    let out = run(&["create", "--out", &sealed_url, "--encrypt-to", &recipient]);
+    let (_, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("not encrypted"), "{stderr}");
+
+    // Listed from the bucket: the plain one read from its header and manifest.
+    let out = run(&["list", &prefix, "-o", "json"]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let find = |url: &str| listed.iter().find(|l| l["path"] == url).unwrap().clone();
+    let (p, s) = (find(&plain_url), find(&sealed_url));
+    assert_eq!(
+        (p["rows"].clone(), p["encrypted"].clone()),
+        (plain["rows"].clone(), false.into())
+    );
+    assert_eq!(p["complete"], true);
+    assert_eq!(s["encrypted"], true);
+
+    // Verified and restored from the bucket, as it downloads.
+    let out = run(&["verify", &plain_url]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let out = run(&["verify", &sealed_url, "-i", stranger.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(77), "{}", outputs(&out).1);
+    let target = TestDb::empty().await;
+    let out = run(&[
+        "restore",
+        &sealed_url,
+        "-i",
+        key.to_str().unwrap(),
+        "--target-url",
+        &target.url,
+    ]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let (mut a, mut b) = (src.conn().await, target.conn().await);
+    assert_eq!(digests(&mut a).await, digests(&mut b).await);
+
+    // Pruned in the bucket: the newest kept.
+    let out = run(&["prune", &prefix, "--keep-last", "1", "-o", "json"]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let out = run(&["list", &prefix, "-o", "json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["path"], sealed_url.as_str());
+
+    // A backup killed while it uploads leaves no object: its upload stays unfinished,
+    // invisible to `list` (and to anyone reading the bucket).
+    let killed = format!("s3://{bucket}/killed/");
+    let mut child = chatctl_std(&env)
+        .args(["backup", "create", "--out", &killed])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..2000 {
+        if s3_server::uploads_in_progress(&bucket).await > 0 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen, "the upload was never seen in progress");
+    let out = run(&["list", &killed, "-o", "json"]);
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
 }

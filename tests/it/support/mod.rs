@@ -11,6 +11,7 @@
 
 pub mod openai_server;
 pub mod realtime_server;
+pub mod s3_server;
 
 use std::hash::{Hash as _, Hasher as _};
 use std::path::PathBuf;
