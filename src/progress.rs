@@ -6,6 +6,7 @@ use std::io::IsTerminal as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar, or nothing when stderr is not a terminal.
+#[derive(Clone)]
 pub struct Progress(Option<ProgressBar>);
 
 impl Progress {
@@ -21,6 +22,43 @@ impl Progress {
             bar.set_style(style.progress_chars("=> "));
         }
         Progress(Some(bar))
+    }
+
+    /// A bar for `total` bytes (an estimate is fine: it grows when passed), with the rate
+    /// and the time left.
+    pub fn bytes(total: u64, quiet: bool) -> Progress {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg:>10} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Progress(Some(bar))
+    }
+
+    /// Nothing shown (a library caller's, or a test's).
+    pub fn hidden() -> Progress {
+        Progress(None)
+    }
+
+    /// Sets the total.
+    pub fn set_length(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(n);
+        }
+    }
+
+    /// Moves on by `n`, growing the total when an estimate falls short.
+    pub fn advance(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+            if b.length().is_some_and(|l| b.position() > l) {
+                b.set_length(b.position());
+            }
+        }
     }
 
     /// A spinner for work of unknown size (a stream on standard input): the message and

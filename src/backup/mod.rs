@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
 use crate::error::{Error, Kind, Result};
+use crate::progress::Progress;
 
 pub mod seal;
 pub mod store;
@@ -240,6 +241,8 @@ struct Produced {
     table: usize,
     chunk: u64,
     rows: u64,
+    /// Its size as COPY text.
+    raw: u64,
     bytes: Vec<u8>,
 }
 
@@ -291,6 +294,7 @@ async fn read_table(
                 table: ti,
                 chunk,
                 rows,
+                raw: cut as u64,
                 bytes,
             })
             .await;
@@ -341,6 +345,7 @@ pub async fn create<W: Write>(
     opts: &CreateOptions,
     jobs: usize,
     out: W,
+    progress: &Progress,
 ) -> Result<(Summary, W)> {
     let started = Instant::now();
     let mut lead = pool.acquire().await?;
@@ -376,6 +381,17 @@ pub async fn create<W: Write>(
     let schema_version = schema_version
         .ok_or_else(|| Error::failed("the database has no chatctl schema: nothing to back up"))?;
     let (specs, left_out) = tables(&mut tx, opts).await?;
+    // What the progress bar measures: the tables' size on disk, near their size as text.
+    let mut estimate = 0i64;
+    for t in &specs {
+        let size: Option<i64> = sqlx::query_scalar("select pg_table_size($1::regclass)")
+            .bind(t.qualified())
+            .fetch_one(&mut *tx)
+            .await?;
+        estimate += size.unwrap_or(0);
+    }
+    progress.set_length(estimate.max(0) as u64);
+    progress.set_message("backing up");
     let header = Header {
         format: FORMAT,
         created_at: Utc::now(),
@@ -450,6 +466,7 @@ pub async fn create<W: Write>(
     let write = async {
         while let Some(p) = recv.recv().await {
             counts[p.table] += p.rows;
+            progress.advance(p.raw);
             append(
                 &mut tar,
                 &mut sums,
@@ -472,6 +489,7 @@ pub async fn create<W: Write>(
         content: digests.into_inner().unwrap_or_else(|e| e.into_inner()),
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
+    progress.finish();
     let mut ignored = Vec::new();
     append(&mut tar, &mut ignored, "manifest.json", &manifest_bytes)?;
     let mut out = tar
@@ -522,6 +540,8 @@ struct Seen {
 struct Chunk {
     table: usize,
     text: Vec<u8>,
+    /// Its size in the archive (compressed).
+    stored: u64,
 }
 
 impl<'a, R: Read> Reader<'a, R> {
@@ -626,16 +646,24 @@ impl<'a, R: Read> Reader<'a, R> {
         let text = zstd::stream::decode_all(&bytes[..])
             .map_err(|e| damaged(format!("{name} does not decompress: {e}")))?;
         self.seen.rows[table] += text.iter().filter(|b| **b == b'\n').count() as u64;
-        Ok(Some(Chunk { table, text }))
+        Ok(Some(Chunk {
+            table,
+            text,
+            stored: bytes.len() as u64,
+        }))
     }
 }
 
 /// Checks an archive: its header, every entry's checksum and size, every table's row count.
-pub fn verify<R: Read>(input: R) -> Result<Summary> {
+pub fn verify<R: Read>(input: R, progress: &Progress) -> Result<Summary> {
     let started = Instant::now();
     let mut archive = tar::Archive::new(input);
     let mut r = Reader::open(&mut archive)?;
-    while r.next_chunk()?.is_some() {}
+    progress.set_message("verifying");
+    while let Some(chunk) = r.next_chunk()? {
+        progress.advance(chunk.stored);
+    }
+    progress.finish();
     Ok(summary(&r.seen, started))
 }
 
@@ -672,8 +700,11 @@ pub async fn restore<R: Read + Send + 'static>(
     input: R,
     opts: &RestoreOptions,
     config: &crate::config::Config,
+    progress: &Progress,
 ) -> Result<Summary> {
-    Ok(restore_reading(target_url, input, opts, config).await?.0)
+    let done = restore_reading(target_url, input, opts, config, progress).await;
+    progress.finish();
+    Ok(done?.0)
 }
 
 /// An archive read on a thread of its own, checked as it goes, so that reading, checksums
@@ -748,7 +779,9 @@ async fn restore_reading<R: Read + Send + 'static>(
     input: R,
     opts: &RestoreOptions,
     config: &crate::config::Config,
+    progress: &Progress,
 ) -> Result<(Summary, Vec<TableSpec>, Vec<String>)> {
+    progress.set_message("restoring");
     let started = Instant::now();
     let mut read = ReadAhead::start(input);
     let header = read.header().await?;
@@ -767,7 +800,16 @@ async fn restore_reading<R: Read + Send + 'static>(
         .into());
     }
     if opts.jobs > 1 {
-        return restore_parallel(target_url, read, header, &migrations, opts.jobs, config).await;
+        return restore_parallel(
+            target_url,
+            read,
+            header,
+            &migrations,
+            opts.jobs,
+            config,
+            progress,
+        )
+        .await;
     }
     let mut conn = crate::db::migrate::connect(target_url, config.connect_timeout()?).await?;
     migrate_to(&mut conn, &migrations, &header).await?;
@@ -842,10 +884,12 @@ async fn restore_reading<R: Read + Send + 'static>(
             ))
             .await?;
         copy.send(first.text).await?;
+        progress.advance(first.stored);
         loop {
             match read.next().await {
                 Some(chunk) if chunk.table == ti => {
                     copy.send(chunk.text).await?;
+                    progress.advance(chunk.stored);
                 }
                 next => {
                     pending = next;
@@ -941,6 +985,7 @@ async fn restore_parallel(
     migrations: &crate::db::migrate::Migrations,
     jobs: usize,
     config: &crate::config::Config,
+    progress: &Progress,
 ) -> Result<(Summary, Vec<TableSpec>, Vec<String>)> {
     let started = Instant::now();
     let target = url::Url::parse(target_url)
@@ -1002,6 +1047,7 @@ async fn restore_parallel(
         migrations,
         jobs,
         config,
+        progress,
     )
     .await;
     let placed = match &loaded {
@@ -1047,6 +1093,7 @@ async fn load_parallel(
     migrations: &crate::db::migrate::Migrations,
     jobs: usize,
     config: &crate::config::Config,
+    progress: &Progress,
 ) -> Result<Seen> {
     use futures_util::future::try_join_all;
     let mut conn = crate::db::migrate::connect(url, config.connect_timeout()?).await?;
@@ -1108,6 +1155,7 @@ async fn load_parallel(
                 copy.finish()
                     .await
                     .with_context(|| format!("cannot load {}.{}", t.schema, t.name))?;
+                progress.advance(chunk.stored);
             }
         }
     }))
@@ -1207,6 +1255,7 @@ pub async fn verify_deep<R: Read + Send + 'static>(
     url: &str,
     input: R,
     config: &crate::config::Config,
+    progress: &Progress,
 ) -> Result<Summary> {
     let mut admin =
         url::Url::parse(url).map_err(|e| Error::usage(format!("not a database URL: {e}")))?;
@@ -1219,8 +1268,14 @@ pub async fn verify_deep<R: Read + Send + 'static>(
     scratch.set_path(&name);
     crate::db::create_database_if_missing(admin.as_str(), &name, config.connect_timeout()?).await?;
     let result = async {
-        let (summary, tables, content) =
-            restore_reading(scratch.as_str(), input, &RestoreOptions::default(), config).await?;
+        let (summary, tables, content) = restore_reading(
+            scratch.as_str(),
+            input,
+            &RestoreOptions::default(),
+            config,
+            progress,
+        )
+        .await?;
         let found = content_digests(scratch.as_str(), &tables, config).await?;
         if content.len() != found.len() {
             return Err(damaged(

@@ -124,15 +124,19 @@ impl Remote {
         })
     }
 
-    /// A reader of the object, streamed as it downloads.
-    pub fn open(&self) -> Result<Download> {
+    /// A reader of the object, streamed as it downloads, and the object's size.
+    pub fn open(&self) -> Result<(Download, u64)> {
         let key = Key::from(self.key.as_str());
         let got = wait(self.store.get(&key))
             .map_err(|e| Error::usage(format!("cannot read {}: {e}", self.location())))?;
-        Ok(Download {
-            stream: got.into_stream(),
-            chunk: Bytes::new(),
-        })
+        let size = got.meta.size;
+        Ok((
+            Download {
+                stream: got.into_stream(),
+                chunk: Bytes::new(),
+            },
+            size,
+        ))
     }
 
     /// The objects under this prefix whose names end in `.backup`: URL, size, last

@@ -9,6 +9,7 @@ use super::Context;
 use crate::backup::{self, CreateOptions, Place, RestoreOptions, Summary, store};
 use crate::error::{Error, ExitCode, Result};
 use crate::output::Report;
+use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct BackupArgs {
@@ -102,21 +103,24 @@ enum BackupCmd {
     },
 }
 
+/// An archive opened for reading: the bytes (decrypted), whether it was encrypted, and its
+/// size.
+type Opened = (Box<dyn std::io::Read + Send>, bool, u64);
+
 /// Opens an archive (a file, or an object it downloads as it reads), decrypting it with
-/// `identity` files when it is encrypted; whether it was.
-fn open(
-    at: &str,
-    identity: &[PathBuf],
-    endpoint: Option<&str>,
-) -> Result<(Box<dyn std::io::Read + Send>, bool)> {
+/// `identity` files when it is encrypted.
+fn open(at: &str, identity: &[PathBuf], endpoint: Option<&str>) -> Result<Opened> {
     let keys = backup::seal::Identities::load(identity)?;
     if store::is_remote(at) {
-        let download = store::Remote::parse(at, endpoint)?.open()?;
-        return keys.open(std::io::BufReader::with_capacity(1 << 20, download));
+        let (download, size) = store::Remote::parse(at, endpoint)?.open()?;
+        let (input, sealed) = keys.open(std::io::BufReader::with_capacity(1 << 20, download))?;
+        return Ok((input, sealed, size));
     }
     let f = std::fs::File::open(at)
         .map_err(|e| anyhow::Error::from(e).context(Error::usage(format!("cannot open {at}"))))?;
-    keys.open(std::io::BufReader::with_capacity(1 << 20, f))
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let (input, sealed) = keys.open(std::io::BufReader::with_capacity(1 << 20, f))?;
+    Ok((input, sealed, size))
 }
 
 pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
@@ -137,9 +141,10 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 no_auth,
                 encrypt_to,
             };
+            let bar = Progress::bytes(0, ctx.out.quiet);
             let summary = if out == "-" {
                 let stdout = std::io::stdout().lock();
-                backup::create(&pool, &opts, jobs, std::io::BufWriter::new(stdout))
+                backup::create(&pool, &opts, jobs, std::io::BufWriter::new(stdout), &bar)
                     .await?
                     .0
             } else if store::is_remote(&out) {
@@ -153,7 +158,8 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 }
                 // The object appears only when the upload completes, whole; on any failure
                 // the upload is aborted (dropped unfinished).
-                let (summary, upload) = backup::create(&pool, &opts, jobs, to.create()?).await?;
+                let (summary, upload) =
+                    backup::create(&pool, &opts, jobs, to.create()?, &bar).await?;
                 upload.finish()?;
                 summary.at(to.location())
             } else {
@@ -173,7 +179,8 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                             .with_help("another backup may be writing it; if none is, delete the partial file"),
                         )
                     })?;
-                let made = backup::create(&pool, &opts, jobs, std::io::BufWriter::new(f)).await;
+                let made =
+                    backup::create(&pool, &opts, jobs, std::io::BufWriter::new(f), &bar).await;
                 match made {
                     Ok((s, _)) => {
                         std::fs::rename(&partial, &out)?;
@@ -220,12 +227,13 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             deep,
             identity,
         } => {
-            let (input, sealed) = open(&archive, &identity, endpoint)?;
+            let (input, sealed, size) = open(&archive, &identity, endpoint)?;
+            let bar = Progress::bytes(size, ctx.out.quiet);
             let mut summary = if deep {
                 let url = ctx.database_url().await?;
-                backup::verify_deep(&url, input, &ctx.config).await?
+                backup::verify_deep(&url, input, &ctx.config, &bar).await?
             } else {
-                tokio::task::spawn_blocking(move || backup::verify(input))
+                tokio::task::spawn_blocking(move || backup::verify(input, &bar))
                     .await
                     .context("the archive reader failed")??
             };
@@ -263,9 +271,16 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 )
                 .await?;
             }
-            let (input, sealed) = open(&archive, &identity, endpoint)?;
-            let mut summary =
-                backup::restore(&url, input, &RestoreOptions { force, jobs }, &ctx.config).await?;
+            let (input, sealed, size) = open(&archive, &identity, endpoint)?;
+            let bar = Progress::bytes(size, ctx.out.quiet);
+            let mut summary = backup::restore(
+                &url,
+                input,
+                &RestoreOptions { force, jobs },
+                &ctx.config,
+                &bar,
+            )
+            .await?;
             summary.encrypted = sealed;
             ctx.out.render(&Done {
                 action: "restored",

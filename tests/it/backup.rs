@@ -865,3 +865,37 @@ async fn off_site_backups_go_to_an_s3_server_and_come_back() {
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(listed.is_empty(), "{listed:?}");
 }
+
+#[tokio::test]
+async fn a_terminal_sees_the_progress_with_its_rate_and_a_pipe_does_not() {
+    let src = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("chat.backup");
+    let bin = assert_cmd::cargo::cargo_bin!("chatctl");
+    // `script` gives the command a pseudo-terminal.
+    let shown = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} backup create --out {}",
+            bin.display(),
+            archive.display()
+        ))
+        .arg("/dev/null")
+        .env("DATABASE_URL", &src.url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    assert!(
+        text.contains("backing up") && text.contains("/s, eta"),
+        "{text}"
+    );
+    // In a pipe: the result only.
+    let out = backup(&src, &["verify", archive.to_str().unwrap()]);
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("eta") && !stdout.contains("eta"),
+        "{stderr}"
+    );
+}
