@@ -1,13 +1,18 @@
 //! `chatctl backup` (issue 17) beside `pg_dump`/`pg_restore`, in one run, on the same
 //! `dev seed` data (10,000 users, 2,000 channels; 100,000 and 1,000,000 messages by default):
-//! backup time and archive size against `pg_dump -Fc` (its default zlib), `pg_dump -Fd -j N
-//! -Z1` (the fastest gzip at equal parallelism) and `-Fc -Z0` (no compression); restore time
-//! into an empty database against `pg_restore` and `pg_restore -j N`. chatctl compresses with
-//! zstd (level 3). PostgreSQL 15's pg_dump has only gzip, so these are the pairings.
+//! - backup time and archive size against `pg_dump -Fc` (its default zlib), `pg_dump -Fd -j N
+//!   -Z1` (the fastest gzip at equal parallelism) and `-Fc -Z0` (no compression); chatctl
+//!   compresses with zstd (level 3); PostgreSQL 15's pg_dump has only gzip, so these are the
+//!   pairings;
+//! - the same backup uploaded to a local S3-compatible server (moto, when python3 has it);
+//! - restore time into an empty database: chatctl in one transaction and with `-j N`,
+//!   against `pg_restore`, `pg_restore --single-transaction` and `pg_restore -j N`, each way
+//!   in turn `--rounds` times (default 3), the medians;
+//! - chatctl's peak RSS (VmHWM, sampled).
 //!
-//! `cargo bench --bench backup [-- --sizes 100000,1000000] [--jobs 2] [--fresh]` against
-//! DATABASE_URL or the local cluster; `pg_dump`/`pg_restore` from the server's bin directory
-//! (or PATH). The seeded databases (`bench_backup_N`) are kept unless `--fresh`.
+//! `cargo bench --bench backup [-- --sizes 100000,1000000] [--jobs 2] [--rounds 3] [--fresh]`
+//! against DATABASE_URL or the local cluster; `pg_dump`/`pg_restore` from the server's bin
+//! directory (or PATH). The seeded databases (`bench_backup_N`) are kept unless `--fresh`.
 #![allow(clippy::print_stdout)]
 
 mod common;
@@ -75,8 +80,44 @@ fn main() {
     rt.block_on(run(&sizes, jobs, rounds, fresh));
 }
 
+/// moto's S3-compatible server on a free port, when python3 has moto (`pip install
+/// 'moto[server]'`): the child (it stops when its standard input closes) and the endpoint.
+fn moto() -> Option<(std::process::Child, String)> {
+    use std::io::BufRead as _;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let run = "import sys\nfrom moto.server import ThreadedMotoServer\n\
+               s = ThreadedMotoServer(ip_address='127.0.0.1', port=int(sys.argv[1]), verbose=False)\n\
+               s.start(); print('ready', flush=True); sys.stdin.read(); s.stop()";
+    let mut child = Command::new("python3")
+        .args(["-c", run, &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    (line.trim() == "ready").then(|| (child, format!("http://127.0.0.1:{port}")))
+}
+
 async fn run(sizes: &[u64], jobs: usize, rounds: usize, fresh: bool) {
     let (_, url) = common::target().await;
+    let s3 = moto();
+    if let Some((_, endpoint)) = &s3 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let made = reqwest::Client::new()
+            .put(format!("{endpoint}/bench"))
+            .send()
+            .await
+            .unwrap();
+        assert!(made.status().is_success());
+    }
     let admin = common::with_db(&url, "postgres");
     let dir = tempfile::tempdir().unwrap();
     let chatctl = env!("CARGO_BIN_EXE_chatctl");
@@ -191,6 +232,31 @@ async fn run(sizes: &[u64], jobs: usize, rounds: usize, fresh: bool) {
             Some(size(&z0)),
             None,
         );
+
+        // The same backup uploaded to a local S3-compatible server (moto: an in-memory
+        // Python server, so this is its pace as much as chatctl's).
+        if let Some((_, endpoint)) = &s3 {
+            let (t, rss, _) = common::run_sampled(
+                Command::new(chatctl)
+                    .args(["backup", "create", "-q", "--jobs", &jobs.to_string()])
+                    .args(["--out", &format!("s3://bench/{n}/")])
+                    .env("DATABASE_URL", &src)
+                    .env("AWS_ENDPOINT_URL", endpoint)
+                    .env("AWS_ACCESS_KEY_ID", "bench")
+                    .env("AWS_SECRET_ACCESS_KEY", "bench")
+                    .env("AWS_REGION", "us-east-1"),
+            );
+            let bytes = size(&ours[1].1);
+            row(
+                &format!(
+                    "`chatctl backup create --jobs {jobs} --out s3://…` to moto ({:.1} MiB/s uploaded)",
+                    bytes as f64 / 1048576.0 / t
+                ),
+                t,
+                Some(bytes),
+                Some(rss),
+            );
+        }
 
         // Restores into empty databases, each way in turn, `rounds` times: the medians.
         let target = format!("bench_backup_restore_{n}");
