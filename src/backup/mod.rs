@@ -51,6 +51,16 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// The `COPY … FROM STDIN` that loads this table's chunks (`freeze`: as frozen rows).
+    fn copy_from(&self, freeze: bool) -> String {
+        format!(
+            "copy {} ({}) from stdin{}",
+            self.qualified(),
+            self.column_list(),
+            if freeze { " with (freeze)" } else { "" }
+        )
+    }
+
     fn qualified(&self) -> String {
         format!("{}.{}", quote(&self.schema), quote(&self.name))
     }
@@ -861,28 +871,14 @@ async fn restore_reading<R: Read + Send + 'static>(
             .execute(&mut *tx)
             .await?;
     }
-    let ours: Vec<String> = header
-        .tables
-        .iter()
-        .filter(|t| t.schema == "public" || t.schema == "chatctl")
-        .map(|t| t.qualified())
-        .collect();
-    let refs: Vec<&str> = ours.iter().map(String::as_str).collect();
-    let deferred = crate::db::bulk::defer_with_keys(&mut tx, &refs).await?;
+    let deferred = set_aside(&mut tx, &header.tables).await?;
     let frozen = truncated_here(&mut tx, &header.tables).await?;
     // One COPY per table: its chunks follow each other in the archive.
     let mut pending = read.next().await;
     while let Some(first) = pending.take() {
         let ti = first.table;
         let t = &header.tables[ti];
-        let freeze = if frozen[ti] { " with (freeze)" } else { "" };
-        let mut copy = tx
-            .copy_in_raw(&format!(
-                "copy {} ({}) from stdin{freeze}",
-                t.qualified(),
-                t.column_list()
-            ))
-            .await?;
+        let mut copy = tx.copy_in_raw(&t.copy_from(frozen[ti])).await?;
         copy.send(first.text).await?;
         progress.advance(first.stored);
         loop {
@@ -1099,14 +1095,7 @@ async fn load_parallel(
     let mut conn = crate::db::migrate::connect(url, config.connect_timeout()?).await?;
     migrate_to(&mut conn, migrations, header).await?;
     let mut tx = sqlx::Connection::begin(&mut conn).await?;
-    let ours: Vec<String> = header
-        .tables
-        .iter()
-        .filter(|t| t.schema == "public" || t.schema == "chatctl")
-        .map(|t| t.qualified())
-        .collect();
-    let refs: Vec<&str> = ours.iter().map(String::as_str).collect();
-    let deferred = crate::db::bulk::defer_with_keys(&mut tx, &refs).await?;
+    let deferred = set_aside(&mut tx, &header.tables).await?;
     let chatctl: Vec<String> = header
         .tables
         .iter()
@@ -1144,13 +1133,7 @@ async fn load_parallel(
                     return Ok::<(), anyhow::Error>(());
                 };
                 let t = &header.tables[chunk.table];
-                let mut copy = c
-                    .copy_in_raw(&format!(
-                        "copy {} ({}) from stdin",
-                        t.qualified(),
-                        t.column_list()
-                    ))
-                    .await?;
+                let mut copy = c.copy_in_raw(&t.copy_from(false)).await?;
                 copy.send(chunk.text).await?;
                 copy.finish()
                     .await
@@ -1182,6 +1165,22 @@ async fn load_parallel(
         let _ = sqlx::Connection::close(c).await;
     }
     Ok(seen)
+}
+
+/// Sets aside the keys, indexes, foreign keys and transition-table triggers of the
+/// archive's tables in `public` and `chatctl` (Supabase's own schemas keep theirs: other
+/// tables of theirs may point at them).
+async fn set_aside(
+    conn: &mut PgConnection,
+    tables: &[TableSpec],
+) -> Result<crate::db::bulk::Deferred> {
+    let ours: Vec<String> = tables
+        .iter()
+        .filter(|t| t.schema == "public" || t.schema == "chatctl")
+        .map(TableSpec::qualified)
+        .collect();
+    let refs: Vec<&str> = ours.iter().map(String::as_str).collect();
+    crate::db::bulk::defer_with_keys(conn, &refs).await
 }
 
 /// Truncates those of `tables` (all empty by now) that nothing else refers to, in this

@@ -206,13 +206,18 @@ async fn empty_after(target: &TestDb) -> i64 {
     .unwrap()
 }
 
+/// `bytes` with one bit flipped at `at`.
+fn flip(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[at] ^= 0x40;
+    out
+}
+
 #[tokio::test]
 async fn a_damaged_or_truncated_archive_is_refused_and_the_target_stays_untouched() {
     let (src, dir, archive) = backed_up().await;
     let bytes = std::fs::read(&archive).unwrap();
-    let mut flipped = bytes.clone();
-    let mid = flipped.len() / 2;
-    flipped[mid] ^= 0x40;
+    let flipped = flip(&bytes, bytes.len() / 2);
     let cases = [
         ("flipped.backup", flipped),
         ("truncated.backup", bytes[..bytes.len() * 2 / 3].to_vec()),
@@ -233,26 +238,19 @@ async fn a_damaged_or_truncated_archive_is_refused_and_the_target_stays_untouche
     }
 }
 
-#[tokio::test]
-async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
-    let (src, dir, archive) = backed_up().await;
-    let bytes = std::fs::read(&archive).unwrap();
-    // The archive comes through a pipe; half of it, then the restore is killed.
+/// Restores `archive` with `args` through a pipe: half of it, then the restore is killed.
+fn killed_half_way(src: &TestDb, archive: &Path, args: &[&str]) {
+    let bytes = std::fs::read(archive).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe.backup");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .unwrap();
     assert!(made.success());
-    let target = TestDb::empty().await;
     let mut child = chatctl_std(&[("DATABASE_URL", &src.url)])
-        .args([
-            "backup",
-            "restore",
-            fifo.to_str().unwrap(),
-            "--target-url",
-            &target.url,
-        ])
+        .args(["backup", "restore", fifo.to_str().unwrap()])
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -265,6 +263,13 @@ async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
     child.kill().unwrap();
     child.wait().unwrap();
     drop(pipe);
+}
+
+#[tokio::test]
+async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
+    let (src, _dir, archive) = backed_up().await;
+    let target = TestDb::empty().await;
+    killed_half_way(&src, &archive, &["--target-url", &target.url]);
     assert_eq!(empty_after(&target).await, 0);
     let out = restore(&src, &archive, &target);
     assert!(out.status.success(), "{}", outputs(&out).1);
@@ -308,9 +313,7 @@ async fn a_parallel_restore_makes_the_target_whole_or_not_at_all() {
 
     // A damaged archive: the target never appears, and no scratch database is left.
     let bytes = std::fs::read(&archive).unwrap();
-    let mut flipped = bytes.clone();
-    let at = flipped.len() * 3 / 4;
-    flipped[at] ^= 0x40;
+    let flipped = flip(&bytes, bytes.len() * 3 / 4);
     let bad = dir.path().join("flipped.backup");
     std::fs::write(&bad, flipped).unwrap();
     let target = TestDb::absent();
@@ -320,28 +323,7 @@ async fn a_parallel_restore_makes_the_target_whole_or_not_at_all() {
 
     // Killed half-way: still no target; the next restore succeeds and clears the scratch
     // database the killed one left.
-    let fifo = dir.path().join("pipe.backup");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut child = chatctl_std(&[("DATABASE_URL", &src.url)])
-        .args(["backup", "restore", fifo.to_str().unwrap()])
-        .args(["--target-url", &target.url, "-j", "3"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    pipe.write_all(&bytes[..bytes.len() / 2]).unwrap();
-    pipe.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    drop(pipe);
+    killed_half_way(&src, &archive, &["--target-url", &target.url, "-j", "3"]);
     assert_eq!(databases(&src, &target.name).await, (false, 1));
 
     let out = parallel(&target, path);
@@ -709,9 +691,7 @@ async fn an_encrypted_backup_is_unreadable_without_its_key_and_restores_with_it(
     assert!(stderr.contains("none of the identities"), "{stderr}");
     assert_eq!(empty_after(&target).await, 0);
     // A flipped byte in the encrypted stream: damaged (65), the target untouched.
-    let mut flipped = bytes.clone();
-    let at = flipped.len() * 2 / 3;
-    flipped[at] ^= 0x01;
+    let flipped = flip(&bytes, bytes.len() * 2 / 3);
     let bad = dir.path().join("flipped.backup");
     std::fs::write(&bad, flipped).unwrap();
     let out = backup(
