@@ -1260,7 +1260,8 @@ pub async fn post_digest(
             message_id,
         });
     }
-    let messages = window_messages(&mut tx, bot_user, channel, start, end).await?;
+    let messages =
+        crate::db::messages::window_messages(&mut tx, bot_user, channel, start, end).await?;
     if messages.is_empty() {
         // An empty window posts nothing, but stays claimed.
         tx.commit().await?;
@@ -1392,13 +1393,16 @@ impl Voice {
         }
     }
 
-    async fn reply(
+    /// The reply to `question`. `strict`: an engine failure is an error (the command line)
+    /// instead of the offline engine's reply (the daemon).
+    pub async fn reply(
         &self,
         channel: &str,
         context: &[crate::ai::Message],
         question: crate::ai::Question<'_>,
         prompt: Option<&str>,
-    ) -> String {
+        strict: bool,
+    ) -> Result<String> {
         let mut prompts;
         let ask = match prompt {
             Some(p) => {
@@ -1412,10 +1416,11 @@ impl Voice {
             None => self.ask(channel, context),
         };
         match self.engine.reply(ask, question).await {
-            Ok(t) => t,
+            Ok(t) => Ok(t),
+            Err(e) if strict => Err(e),
             Err(e) => {
                 self.fell_back("reply", &e);
-                crate::ai::offline::reply(channel, context, &question)
+                Ok(crate::ai::offline::reply(channel, context, &question))
             }
         }
     }
@@ -1489,214 +1494,33 @@ impl PostJob {
                 Work::ThreadSummary(root) => {
                     if !summaries.contains_key(root) {
                         let (channel, messages) =
-                            thread_messages(&self.pool, self.bot_user, *root).await?;
+                            crate::db::messages::thread_messages(&self.pool, self.bot_user, *root)
+                                .await?;
                         let text = self.voice.thread_summary(&channel, &messages).await;
                         summaries.insert(*root, text);
                     }
                     summaries[root].clone()
                 }
                 Work::Reply { message, prompt } => {
-                    let channel = message.channel_name.as_deref().unwrap_or("direct message");
-                    let context = recent_messages(
-                        &self.pool,
-                        self.bot_user,
-                        message.channel_id,
-                        message.created_at,
-                        50,
-                    )
-                    .await?;
-                    let since = context.first().map_or(message.created_at, |m| m.created_at);
-                    let (related, _) = related_messages(
-                        &self.pool,
-                        self.index.as_ref(),
-                        self.bot_user,
-                        message.channel_id,
-                        &message.text,
-                        since,
-                    )
-                    .await?;
-                    let question = crate::ai::Question {
+                    let request = super::reply::ReplyRequest {
+                        reader: self.bot_user,
+                        channel: message.channel_id,
+                        channel_name: message.channel_name.as_deref().unwrap_or("direct message"),
+                        thread: None,
+                        at: message.created_at,
                         author: &message.author,
                         text: &message.text,
-                        related: &related,
+                        prompt: prompt.as_deref(),
+                        index: self.index.as_ref(),
+                        strict: false,
                     };
-                    self.voice
-                        .reply(channel, &context, question, prompt.as_deref())
-                        .await
+                    super::reply::suggest_reply(&self.pool, &self.voice, &request)
+                        .await?
+                        .text
                 }
             });
         }
         Ok(texts)
-    }
-}
-
-/// The window's messages for the summarizer, each with its reactions: deleted ones, the
-/// bot's own and every bot's left out (bots answer and summarize; a digest is of what people
-/// said, not of earlier digests).
-pub async fn window_messages(
-    conn: &mut sqlx::PgConnection,
-    bot: Uuid,
-    channel: Uuid,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<crate::ai::Message>> {
-    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{MESSAGE_ROW}
-          where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted
-            and c.user_id <> $4 and not u.is_bot
-          order by c.created_at, c.id"
-    ))
-    .bind(channel)
-    .bind(start)
-    .bind(end)
-    .bind(bot)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().map(MessageRow::into_message).collect())
-}
-
-/// A thread for the summarizer, the root first then its replies (the bot's own messages and
-/// commands left out), and the channel's name.
-pub async fn thread_messages(
-    pool: &PgPool,
-    bot: Uuid,
-    root: Uuid,
-) -> Result<(String, Vec<crate::ai::Message>)> {
-    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{MESSAGE_ROW}
-          where (c.id = $1 or c.parent_id = $1) and not c.is_deleted and c.user_id <> $2
-            -- Commands (`/tldr`, `!help`) are requests, not conversation.
-            and left(ltrim(coalesce(c.message ->> 'text', '')), 1) not in ('/', '!')
-          order by c.parent_id is not null, c.created_at, c.id"
-    ))
-    .bind(root)
-    .bind(bot)
-    .fetch_all(pool)
-    .await?;
-    let channel: Option<String> = sqlx::query_scalar(
-        "select ch.name from public.chat c join public.channels ch on ch.id = c.channel_id where c.id = $1",
-    )
-    .bind(root)
-    .fetch_optional(pool)
-    .await?
-    .flatten();
-    Ok((
-        channel.unwrap_or_else(|| "direct message".into()),
-        rows.into_iter().map(MessageRow::into_message).collect(),
-    ))
-}
-
-/// The `limit` messages of a channel before `before` (and it), oldest first: the context
-/// of an AI reply.
-pub async fn recent_messages(
-    pool: &PgPool,
-    bot: Uuid,
-    channel: Uuid,
-    before: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<crate::ai::Message>> {
-    let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{MESSAGE_ROW}
-          where c.channel_id = $1 and c.created_at <= $2 and not c.is_deleted and c.user_id <> $3
-          order by c.created_at desc, c.id desc limit $4"
-    ))
-    .bind(channel)
-    .bind(before)
-    .bind(bot)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.reverse();
-    Ok(rows.into_iter().map(MessageRow::into_message).collect())
-}
-
-/// Where [`related_messages`] looked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RelatedSource {
-    /// The search index.
-    Index,
-    /// PostgreSQL full-text search: no index has been built.
-    Postgres,
-}
-
-/// Earlier messages of the same channel (before `before`) that match any topic word of
-/// `text`, best first: where a question was discussed before. The search index when one has
-/// been built in `index`, else PostgreSQL full-text search, ranked alike.
-pub async fn related_messages(
-    pool: &PgPool,
-    index: Option<&crate::search::IndexDir>,
-    bot: Uuid,
-    channel: Uuid,
-    text: &str,
-    before: DateTime<Utc>,
-) -> Result<(Vec<crate::ai::Message>, RelatedSource)> {
-    const RELATED: usize = 3;
-    let words = crate::ai::offline::topic_words(text);
-    let found = match index {
-        Some(dir) if !words.is_empty() => {
-            crate::search::related(dir, channel, words.clone(), before, bot, RELATED).await?
-        }
-        _ => None,
-    };
-    if let Some(ids) = found {
-        // The index is a cache: the database has the final word (a message deleted since).
-        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "{MESSAGE_ROW}
-              where c.id = any($1) and not c.is_deleted
-              order by array_position($1, c.id)"
-        ))
-        .bind(&ids)
-        .fetch_all(pool)
-        .await?;
-        let messages = rows.into_iter().map(MessageRow::into_message).collect();
-        return Ok((messages, RelatedSource::Index));
-    }
-    if words.is_empty() {
-        return Ok((Vec::new(), RelatedSource::Postgres));
-    }
-    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{MESSAGE_ROW}, websearch_to_tsquery('english', $4) q
-          where c.channel_id = $1 and c.created_at < $2 and not c.is_deleted and c.user_id <> $3
-            and c.search @@ q
-          order by ts_rank(c.search, q) desc, c.created_at desc limit {RELATED}"
-    ))
-    .bind(channel)
-    .bind(before)
-    .bind(bot)
-    .bind(words.join(" or "))
-    .fetch_all(pool)
-    .await?;
-    let messages = rows.into_iter().map(MessageRow::into_message).collect();
-    Ok((messages, RelatedSource::Postgres))
-}
-
-/// The columns a summarizer's message is read from (callers add the rest of the query).
-const MESSAGE_ROW: &str = "
-    select c.id, u.username, coalesce(c.message ->> 'text', '') as text, c.parent_id, c.created_at,
-           (select count(*) from public.emojis e where e.message_id = c.id) as reactions
-      from public.chat c join public.users u on u.id = c.user_id";
-
-#[derive(sqlx::FromRow)]
-struct MessageRow {
-    id: Uuid,
-    username: String,
-    text: String,
-    parent_id: Option<Uuid>,
-    created_at: DateTime<Utc>,
-    reactions: Option<i64>,
-}
-
-impl MessageRow {
-    fn into_message(self) -> crate::ai::Message {
-        crate::ai::Message {
-            id: self.id.to_string(),
-            author: self.username,
-            text: self.text,
-            parent: self.parent_id.map(|p| p.to_string()),
-            created_at: self.created_at,
-            reactions: u32::try_from(self.reactions.unwrap_or(0)).unwrap_or(u32::MAX),
-        }
     }
 }
 

@@ -7,7 +7,6 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::Context;
-use crate::bots::runtime;
 use crate::error::{Error, ExitCode, Result};
 use crate::output::Report;
 
@@ -61,7 +60,7 @@ struct Suggestion {
     /// Earlier messages found about the question (ids), best first.
     related: Vec<String>,
     /// Where they were looked for: the search index, or Postgres when none is built.
-    related_from: runtime::RelatedSource,
+    related_from: crate::search::RelatedSource,
 }
 
 impl Report for Suggestion {
@@ -103,37 +102,32 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
     if let Some(name) = &as_bot {
         super::summarize::require_bot(ctx, &pool, name, false).await?;
     }
-    let engine = voice.engine.clone();
-    let now = chrono::Utc::now();
-    let context = match thread {
-        Some(root) => runtime::thread_messages(&pool, Uuid::nil(), root).await?.1,
-        None => runtime::recent_messages(&pool, Uuid::nil(), channel_id, now, 50).await?,
-    };
-    let since = context.first().map_or(now, |m| m.created_at);
     let index = crate::search::IndexDir::new(ctx.config.search_index_dir());
-    let (related, related_from) = runtime::related_messages(
+    let suggested = crate::bots::reply::suggest_reply(
         &pool,
-        Some(&index),
-        Uuid::nil(),
-        channel_id,
-        &message,
-        since,
+        &voice,
+        &crate::bots::reply::ReplyRequest {
+            reader: Uuid::nil(),
+            channel: channel_id,
+            channel_name: &name,
+            thread,
+            at: chrono::Utc::now(),
+            author: "you",
+            text: &message,
+            prompt: None,
+            index: Some(&index),
+            strict: true,
+        },
     )
     .await?;
-    let question = crate::ai::Question {
-        author: "you",
-        text: &message,
-        related: &related,
-    };
-    let reply = engine.reply(voice.ask(&name, &context), question).await?;
     super::summarize::output(ctx, format.map(|f| f == Format::Json)).render(&Suggestion {
         channel: name,
         thread,
-        engine: engine.name(),
-        reply,
-        context_messages: context.len(),
-        related: related.into_iter().map(|m| m.id).collect(),
-        related_from,
+        engine: voice.engine.name(),
+        reply: suggested.text,
+        context_messages: suggested.context_messages,
+        related: suggested.related,
+        related_from: suggested.related_from,
     })?;
     Ok(ExitCode::Success)
 }

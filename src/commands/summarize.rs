@@ -175,7 +175,8 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
     } else {
         let mut conn = pool.acquire().await?;
         let messages =
-            runtime::window_messages(&mut conn, Uuid::nil(), channel, start, end).await?;
+            crate::db::messages::window_messages(&mut conn, Uuid::nil(), channel, start, end)
+                .await?;
         drop(conn);
         summary.messages = messages.len();
         if messages.is_empty() {

@@ -5,6 +5,7 @@
 pub mod app_queries;
 pub mod bulk;
 pub mod local;
+pub mod messages;
 pub mod migrate;
 pub mod seed;
 pub mod url;

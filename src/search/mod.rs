@@ -13,6 +13,7 @@ pub mod index;
 pub mod indexer;
 mod postgres;
 pub mod query;
+mod related;
 mod tantivy_engine;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 pub use index::{Generation, IndexDir, IndexReport};
 pub use query::{ParseError, Query};
+pub use related::{RelatedSource, related_messages};
 pub use tantivy_engine::Reader;
 
 use crate::db::Pool;
@@ -269,29 +271,6 @@ pub async fn run(
         Some(r) => r.search(plan, scope, limit),
         None => postgres::search(pool, plan, scope, limit).await,
     }
-}
-
-/// Earlier messages of `channel` (sent before `before`, not by `exclude`) about any of
-/// `words`, best first, from the index in `dir`: `None` when no index has been built.
-pub async fn related(
-    dir: &IndexDir,
-    channel: Uuid,
-    words: Vec<String>,
-    before: DateTime<Utc>,
-    exclude: Uuid,
-    limit: usize,
-) -> Result<Option<Vec<Uuid>>> {
-    let dir = dir.clone();
-    tokio::task::spawn_blocking(move || {
-        if dir.current_name()?.is_none() {
-            return Ok(None);
-        }
-        let reader = Reader::open(&dir)?;
-        reader
-            .related(channel, &words, before, exclude, limit)
-            .map(Some)
-    })
-    .await?
 }
 
 /// Display names of what hits refer to: usernames by user id; `#name` (or `direct message`)
