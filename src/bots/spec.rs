@@ -321,3 +321,26 @@ fn check(b: &BotSpec) -> Vec<(String, String)> {
     }
     out
 }
+
+/// The bot `name` as `dir/NAME.yaml` defines it, or, when no file does, a bot of that name
+/// with the default prompts.
+pub fn load_named(dir: &Path, name: &str) -> Result<BotSpec> {
+    if !valid_name(name) {
+        return Err(crate::error::Error::usage(format!(
+            "invalid bot name `{name}`: lowercase, no spaces"
+        ))
+        .into());
+    }
+    let path = dir.join(format!("{name}.yaml"));
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            crate::error::Error::usage(format!("cannot read {}: {e}", path.display()))
+        })?;
+        let spec: BotSpec = serde_yaml::from_str(&text)
+            .map_err(|e| crate::error::Error::usage(format!("invalid {}: {e}", path.display())))?;
+        if spec.name == name {
+            return Ok(spec);
+        }
+    }
+    Ok(BotSpec::named(name))
+}

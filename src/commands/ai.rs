@@ -98,9 +98,9 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
 
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
-    let (_, voice) = super::summarize::voice(ctx, &pool, as_bot.as_deref())?;
+    let (_, voice) = super::voice(ctx, &pool, as_bot.as_deref())?;
     if let Some(name) = &as_bot {
-        super::summarize::require_bot(ctx, &pool, name, false).await?;
+        super::require_bot(ctx, &pool, name, false).await?;
     }
     let index = crate::search::IndexDir::new(ctx.config.search_index_dir());
     let suggested = crate::bots::reply::suggest_reply(
@@ -120,7 +120,7 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
         },
     )
     .await?;
-    super::summarize::output(ctx, format.map(|f| f == Format::Json)).render(&Suggestion {
+    super::result_output(ctx, format.map(|f| f == Format::Json)).render(&Suggestion {
         channel: name,
         thread,
         engine: voice.engine.name(),

@@ -233,6 +233,65 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
     }
 }
 
+/// The bot a digest or reply is written as, and its [`crate::bots::voice::Voice`]: the
+/// bot of `bots/NAME.yaml` when there is one, else a bot of that name with the default
+/// prompts; without `--as-bot`, `chatctl`.
+pub(crate) fn voice(
+    ctx: &Context,
+    pool: &crate::db::Pool,
+    as_bot: Option<&str>,
+) -> Result<(crate::bots::spec::BotSpec, crate::bots::voice::Voice)> {
+    let spec = crate::bots::spec::load_named(&bots_dir(ctx), as_bot.unwrap_or("chatctl"))?;
+    let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
+    let voice = crate::bots::voice::Voice::new(
+        engine,
+        &spec,
+        ctx.config.ai()?.daily_token_budget,
+        Default::default(),
+    );
+    Ok((spec, voice))
+}
+
+/// Refuses an `--as-bot` nothing knows: no bots/NAME.yaml and no bot account of that name
+/// (a typo would otherwise create a bot), unless `create` asks for one. A person's account
+/// holding the bot's address is refused in any case.
+pub(crate) async fn require_bot(
+    ctx: &Context,
+    pool: &crate::db::Pool,
+    name: &str,
+    create: bool,
+) -> Result<()> {
+    let defined = bots_dir(ctx).join(format!("{name}.yaml")).is_file();
+    let account = crate::bots::runtime::find_bot(pool, name).await?;
+    if defined || account.is_some() || create {
+        return Ok(());
+    }
+    Err(crate::error::Error::usage(format!(
+        "no bot `{name}`: there is no bots/{name}.yaml and no bot account of that name"
+    ))
+    .with_help(
+        "check the name (`chatctl bots list`); `summarize --post --create-bot` creates a new bot's account",
+    )
+    .into())
+}
+
+fn bots_dir(ctx: &Context) -> std::path::PathBuf {
+    ctx.config.base_dir.join("bots")
+}
+
+/// Where a result goes: JSON when `--format json` (`json` true) or, without `--format`,
+/// under `--output json`; else the text.
+pub(crate) fn result_output(ctx: &Context, json: Option<bool>) -> crate::output::Output {
+    use crate::config::OutputFormat;
+    let json = json.unwrap_or(ctx.out.format == OutputFormat::Json);
+    let format = if json {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Table
+    };
+    crate::output::Output::new(format, ctx.out.quiet).with_json_logs(ctx.out.json_logs)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

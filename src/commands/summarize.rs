@@ -5,14 +5,13 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::Context;
 use crate::ai::window::{self, Calendar};
-use crate::bots::runtime::{self, DigestPost, Voice};
-use crate::config::OutputFormat;
+use crate::bots::digest::{self, DigestPost};
+use crate::bots::runtime;
 use crate::error::{Error, ExitCode, Result};
-use crate::output::{Output, Report};
+use crate::output::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct SummarizeArgs {
@@ -106,16 +105,15 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
 
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
-    let (spec, voice) = voice(ctx, &pool, args.as_bot.as_deref())?;
+    let (spec, voice) = super::voice(ctx, &pool, args.as_bot.as_deref())?;
     if let Some(name) = &args.as_bot {
-        require_bot(ctx, &pool, name, args.create_bot).await?;
+        super::require_bot(ctx, &pool, name, args.create_bot).await?;
     }
-    let engine = voice.engine.clone();
     let mut summary = Summary {
         workspace: slug,
         channel: name.clone(),
         window: Window { start, end },
-        engine: engine.name(),
+        engine: voice.engine.name(),
         messages: 0,
         digest: None,
         text: None,
@@ -129,7 +127,7 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
     if args.post {
         let bots = runtime::prepare(&pool, vec![spec], &ctx.actor()).await?;
         let instance = format!("chatctl summarize ({})", ctx.config.operator);
-        let posted = runtime::post_digest(
+        let posted = digest::post_digest(
             &pool,
             &voice,
             bots[0].user_id,
@@ -173,22 +171,19 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
         }
         summary.post = Some(posted);
     } else {
-        let mut conn = pool.acquire().await?;
-        let messages =
-            crate::db::messages::window_messages(&mut conn, Uuid::nil(), channel, start, end)
-                .await?;
-        drop(conn);
-        summary.messages = messages.len();
-        if messages.is_empty() {
-            ctx.out
-                .status(&format!("nothing to summarize: {span} has no messages"));
-        } else {
-            let digest = engine.digest(voice.ask(&name, &messages)).await?;
-            summary.text = Some(crate::ai::digest_post(&digest, &name, start, end));
-            summary.digest = Some(digest);
+        let written = digest::window_digest(&pool, &voice, channel, &name, (start, end)).await?;
+        summary.messages = written.messages;
+        match written.digest {
+            Some((digest, text)) => {
+                summary.text = Some(text);
+                summary.digest = Some(digest);
+            }
+            None => ctx
+                .out
+                .status(&format!("nothing to summarize: {span} has no messages")),
         }
     }
-    output(ctx, args.format.map(|f| f == Format::Json)).render(&summary)?;
+    super::result_output(ctx, args.format.map(|f| f == Format::Json)).render(&summary)?;
     Ok(ExitCode::Success)
 }
 
@@ -231,90 +226,4 @@ fn resolve_window(
         tz,
         now,
     ))
-}
-
-/// The bot the digest is written (and posted) as: `bots/NAME.yaml` when there is one, else a
-/// bot of that name with the default prompts; without `--as-bot`, `chatctl`.
-pub(super) fn bot_spec(ctx: &Context, name: Option<&str>) -> Result<crate::bots::spec::BotSpec> {
-    let name = name.unwrap_or("chatctl");
-    if !crate::bots::spec::valid_name(name) {
-        return Err(
-            Error::usage(format!("invalid bot name `{name}`: lowercase, no spaces")).into(),
-        );
-    }
-    let path = bot_file(ctx, name);
-    if path.is_file() {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::usage(format!("cannot read {}: {e}", path.display())))?;
-        let spec: crate::bots::spec::BotSpec = serde_yaml::from_str(&text)
-            .map_err(|e| Error::usage(format!("invalid {}: {e}", path.display())))?;
-        if spec.name == name {
-            return Ok(spec);
-        }
-    }
-    Ok(crate::bots::spec::BotSpec::named(name))
-}
-
-/// Refuses an `--as-bot` nothing knows: no bots/NAME.yaml and no bot account of that name
-/// (a typo would otherwise create a bot), unless `create` asks for one. A person's account
-/// holding the bot's address is refused in any case.
-pub(super) async fn require_bot(
-    ctx: &Context,
-    pool: &crate::db::Pool,
-    name: &str,
-    create: bool,
-) -> Result<()> {
-    let defined = bot_file(ctx, name).is_file();
-    let account = runtime::find_bot(pool, name).await?;
-    if defined || account.is_some() || create {
-        return Ok(());
-    }
-    Err(Error::usage(format!(
-        "no bot `{name}`: there is no bots/{name}.yaml and no bot account of that name"
-    ))
-    .with_help(
-        "check the name (`chatctl bots list`); `summarize --post --create-bot` creates a new bot's account",
-    )
-    .into())
-}
-
-fn bot_file(ctx: &Context, name: &str) -> std::path::PathBuf {
-    ctx.config
-        .base_dir
-        .join("bots")
-        .join(format!("{name}.yaml"))
-}
-
-/// The bot's definition and its [`Voice`]: the configured engine with its persona, prompts
-/// and daily token budget.
-pub(super) fn voice(
-    ctx: &Context,
-    pool: &crate::db::Pool,
-    as_bot: Option<&str>,
-) -> Result<(crate::bots::spec::BotSpec, Voice)> {
-    let spec = bot_spec(ctx, as_bot)?;
-    let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
-    let voice = Voice {
-        engine,
-        bot: spec.name.clone(),
-        persona: spec.persona.clone(),
-        prompts: spec.prompts.clone(),
-        budget: spec
-            .daily_token_budget
-            .or(ctx.config.ai()?.daily_token_budget),
-        metrics: Default::default(),
-    };
-    Ok((spec, voice))
-}
-
-/// Where the result goes: JSON when `--format json` (`json` true) or, without `--format`,
-/// under `--output json`; else the text.
-pub(super) fn output(ctx: &Context, json: Option<bool>) -> Output {
-    let json = json.unwrap_or(ctx.out.format == OutputFormat::Json);
-    let format = if json {
-        OutputFormat::Json
-    } else {
-        OutputFormat::Table
-    };
-    Output::new(format, ctx.out.quiet).with_json_logs(ctx.out.json_logs)
 }

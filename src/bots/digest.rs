@@ -1,0 +1,153 @@
+//! Digests: the one path the daemon's scheduled digests and `chatctl summarize` take (and
+//! the HTTP API's channel summary). [`window_digest`] writes a window's digest;
+//! [`post_digest`] claims (bot, channel, window) and posts it, once.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::voice::Voice;
+use crate::error::Result;
+
+/// A window's digest, for printing.
+#[derive(Debug, Clone)]
+pub struct WindowDigest {
+    /// How many messages the window holds.
+    pub messages: usize,
+    /// The digest and its text as posted; `None` for an empty window.
+    pub digest: Option<(crate::ai::Digest, String)>,
+}
+
+/// The digest of `channel`'s messages in `[start, end)` (people's, not bots'), written in
+/// `voice`; an engine failure is an error.
+pub async fn window_digest(
+    pool: &PgPool,
+    voice: &Voice,
+    channel: Uuid,
+    name: &str,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<WindowDigest> {
+    let mut conn = pool.acquire().await?;
+    let messages =
+        crate::db::messages::window_messages(&mut conn, Uuid::nil(), channel, start, end).await?;
+    drop(conn);
+    if messages.is_empty() {
+        return Ok(WindowDigest {
+            messages: 0,
+            digest: None,
+        });
+    }
+    let digest = voice.engine.digest(voice.ask(name, &messages)).await?;
+    let text = crate::ai::digest_post(&digest, name, start, end);
+    Ok(WindowDigest {
+        messages: messages.len(),
+        digest: Some((digest, text)),
+    })
+}
+
+/// What [`post_digest`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum DigestPost {
+    /// The digest was posted as this message.
+    Posted {
+        message_id: Uuid,
+        #[serde(skip)]
+        digest: crate::ai::Digest,
+        #[serde(skip)]
+        text: String,
+    },
+    /// The window had no messages: nothing posted, the window claimed.
+    Empty,
+    /// Someone (a daemon, an earlier run) claimed this window already.
+    AlreadyClaimed {
+        claimed_by: String,
+        claimed_at: DateTime<Utc>,
+        message_id: Option<Uuid>,
+    },
+}
+
+/// Claims (bot, channel, window) and posts the window's digest as the bot, in one
+/// transaction: a restart, a second replica or a re-run of `chatctl summarize --post` never
+/// posts it twice, and a failure posts nothing and leaves the window unclaimed. `strict`:
+/// an engine failure fails the post (the command line) instead of falling back to the
+/// offline engine (the daemon).
+#[allow(clippy::too_many_arguments)]
+pub async fn post_digest(
+    pool: &PgPool,
+    voice: &Voice,
+    bot_user: Uuid,
+    instance: &str,
+    channel: Uuid,
+    name: &str,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    strict: bool,
+) -> Result<DigestPost> {
+    let mut tx = pool.begin().await?;
+    let claimed = sqlx::query(
+        "insert into chatctl.bot_digests (bot, channel_id, window_start, window_end, claimed_by)
+         values ($1, $2, $3, $4, $5) on conflict do nothing",
+    )
+    .bind(&voice.bot)
+    .bind(channel)
+    .bind(start)
+    .bind(end)
+    .bind(instance)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        drop(tx);
+        let (claimed_by, claimed_at, message_id): (String, DateTime<Utc>, Option<Uuid>) =
+            sqlx::query_as(
+                "select claimed_by, claimed_at, message_id from chatctl.bot_digests
+                  where bot = $1 and channel_id = $2 and window_start = $3",
+            )
+            .bind(&voice.bot)
+            .bind(channel)
+            .bind(start)
+            .fetch_one(pool)
+            .await?;
+        return Ok(DigestPost::AlreadyClaimed {
+            claimed_by,
+            claimed_at,
+            message_id,
+        });
+    }
+    let messages =
+        crate::db::messages::window_messages(&mut tx, bot_user, channel, start, end).await?;
+    if messages.is_empty() {
+        // An empty window posts nothing, but stays claimed.
+        tx.commit().await?;
+        return Ok(DigestPost::Empty);
+    }
+    let digest = if strict {
+        voice.engine.digest(voice.ask(name, &messages)).await?
+    } else {
+        voice.digest(name, &messages).await
+    };
+    let text = crate::ai::digest_post(&digest, name, start, end);
+    let id: Uuid = sqlx::query_scalar(
+        "insert into public.chat (channel_id, user_id, message) values ($1, $2, jsonb_build_object('text', $3::text)) returning id",
+    )
+    .bind(channel)
+    .bind(bot_user)
+    .bind(&text)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("update chatctl.bot_digests set message_id = $4 where bot = $1 and channel_id = $2 and window_start = $3")
+        .bind(&voice.bot)
+        .bind(channel)
+        .bind(start)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(bot = %voice.bot, channel = %name, %start, %end, "digest posted");
+    Ok(DigestPost::Posted {
+        message_id: id,
+        digest,
+        text,
+    })
+}

@@ -1,0 +1,125 @@
+//! What a bot says with ([`Voice`]): the configured engine, the bot's persona, prompts and
+//! daily token budget, and the offline engine when the configured one fails.
+
+use std::sync::Arc;
+
+use super::metrics::Metrics;
+use super::spec::BotSpec;
+use crate::error::Result;
+
+/// What a bot says with: the configured engine, the bot's persona, prompt overrides and daily
+/// token budget. When the engine fails (server down, budget spent), the bot says what the
+/// offline engine says instead, and the failure is logged and counted.
+pub struct Voice {
+    pub engine: Arc<dyn crate::ai::LanguageModel>,
+    pub bot: String,
+    pub persona: Option<String>,
+    pub prompts: crate::ai::Prompts,
+    pub budget: Option<u64>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Voice {
+    /// The voice of the bot `spec` describes, on `engine`; its budget, else `default_budget`
+    /// (the `ai` config's).
+    pub fn new(
+        engine: Arc<dyn crate::ai::LanguageModel>,
+        spec: &BotSpec,
+        default_budget: Option<u64>,
+        metrics: Arc<Metrics>,
+    ) -> Voice {
+        Voice {
+            engine,
+            bot: spec.name.clone(),
+            persona: spec.persona.clone(),
+            prompts: spec.prompts.clone(),
+            budget: spec.daily_token_budget.or(default_budget),
+            metrics,
+        }
+    }
+
+    pub fn ask<'a>(
+        &'a self,
+        channel: &'a str,
+        messages: &'a [crate::ai::Message],
+    ) -> crate::ai::Ask<'a> {
+        crate::ai::Ask {
+            bot: &self.bot,
+            channel,
+            messages,
+            prompts: &self.prompts,
+            persona: self.persona.as_deref(),
+            budget: self.budget,
+        }
+    }
+
+    fn fell_back(&self, what: &str, e: &anyhow::Error) {
+        Metrics::inc(&self.metrics.errors);
+        tracing::warn!(
+            bot = %self.bot,
+            engine = %self.engine.name(),
+            error = %crate::error::render(e).causes.last().map_or_else(|| e.to_string(), Clone::clone),
+            "the AI could not write the {what}; posting the offline engine's instead"
+        );
+    }
+
+    pub async fn digest(
+        &self,
+        channel: &str,
+        messages: &[crate::ai::Message],
+    ) -> crate::ai::Digest {
+        match self.engine.digest(self.ask(channel, messages)).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.fell_back("digest", &e);
+                crate::ai::offline::digest(messages)
+            }
+        }
+    }
+
+    pub async fn thread_summary(&self, channel: &str, messages: &[crate::ai::Message]) -> String {
+        match self
+            .engine
+            .thread_summary(self.ask(channel, messages))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                self.fell_back("thread summary", &e);
+                crate::ai::offline::thread_summary(messages)
+            }
+        }
+    }
+
+    /// The reply to `question`. `strict`: an engine failure is an error (the command line)
+    /// instead of the offline engine's reply (the daemon).
+    pub async fn reply(
+        &self,
+        channel: &str,
+        context: &[crate::ai::Message],
+        question: crate::ai::Question<'_>,
+        prompt: Option<&str>,
+        strict: bool,
+    ) -> Result<String> {
+        let mut prompts;
+        let ask = match prompt {
+            Some(p) => {
+                prompts = self.prompts.clone();
+                prompts.reply = format!("{p}\n\n{}", prompts.reply);
+                crate::ai::Ask {
+                    prompts: &prompts,
+                    ..self.ask(channel, context)
+                }
+            }
+            None => self.ask(channel, context),
+        };
+        match self.engine.reply(ask, question).await {
+            Ok(t) => Ok(t),
+            Err(e) if strict => Err(e),
+            Err(e) => {
+                self.fell_back("reply", &e);
+                Ok(crate::ai::offline::reply(channel, context, &question))
+            }
+        }
+    }
+}
