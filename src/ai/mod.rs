@@ -16,6 +16,7 @@ pub mod offline;
 pub mod openai;
 pub mod prompt;
 pub mod rouge;
+pub mod voice;
 pub mod window;
 
 use std::future::Future;

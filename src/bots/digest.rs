@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::voice::Voice;
+use crate::ai::voice::Voice;
 use crate::error::Result;
 
 /// A window's digest, for printing.

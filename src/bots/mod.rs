@@ -7,4 +7,4 @@ pub mod runtime;
 pub mod schedule;
 pub mod spec;
 pub mod trigger;
-pub mod voice;
+pub mod users;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::runtime::Voice;
+use crate::ai::voice::Voice;
 use crate::error::Result;
 use crate::search::{IndexDir, RelatedSource};
 

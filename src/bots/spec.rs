@@ -39,6 +39,24 @@ pub struct BotSpec {
 }
 
 impl BotSpec {
+    /// The voice this bot writes with on `engine`: its persona, prompts and budget (else
+    /// `default_budget`, the `ai` config's).
+    pub fn voice(
+        &self,
+        engine: std::sync::Arc<dyn crate::ai::LanguageModel>,
+        default_budget: Option<u64>,
+        on_fallback: Option<crate::ai::voice::OnFallback>,
+    ) -> crate::ai::voice::Voice {
+        crate::ai::voice::Voice {
+            engine,
+            bot: self.name.clone(),
+            persona: self.persona.clone(),
+            prompts: self.prompts.clone(),
+            budget: self.daily_token_budget.or(default_budget),
+            on_fallback,
+        }
+    }
+
     /// A bot with this name, no triggers, and every default (what `chatctl summarize
     /// --as-bot` posts as when the bot has no definition).
     pub fn named(name: &str) -> BotSpec {

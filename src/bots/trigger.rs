@@ -227,6 +227,41 @@ pub enum ReplyKind {
     Ai,
 }
 
+/// What `bot` would post for `text` in `workspace/#channel`, by a human author, without a
+/// database (`bots test`).
+pub fn dry_run(
+    spec: &BotSpec,
+    workspace: &str,
+    channel: &str,
+    text: &str,
+) -> Result<Option<Reply>> {
+    let bot = Bot::new(spec.clone(), Uuid::from_u128(1))?;
+    let m = Message {
+        id: Uuid::from_u128(2),
+        channel_id: Uuid::from_u128(3),
+        user_id: Uuid::from_u128(4),
+        parent_id: None,
+        text: text.to_owned(),
+        mentions: Vec::new(),
+        created_at: Utc::now(),
+        author: "you".into(),
+        author_is_bot: false,
+        workspace: workspace.to_owned(),
+        channel_name: Some(channel.to_owned()),
+        thread_position: None,
+    };
+    Ok(bot.decide(&m).map(|mut r| {
+        match r.kind {
+            ReplyKind::ThreadSummary => r.text = "(a summary of this message's thread)".into(),
+            ReplyKind::Ai => {
+                r.text = "(the AI's suggested reply, from the channel's recent messages)".into()
+            }
+            ReplyKind::Template => {}
+        }
+        r
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

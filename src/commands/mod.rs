@@ -233,22 +233,17 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
     }
 }
 
-/// The bot a digest or reply is written as, and its [`crate::bots::voice::Voice`]: the
+/// The bot a digest or reply is written as, and its [`crate::ai::voice::Voice`]: the
 /// bot of `bots/NAME.yaml` when there is one, else a bot of that name with the default
 /// prompts; without `--as-bot`, `chatctl`.
 pub(crate) fn voice(
     ctx: &Context,
     pool: &crate::db::Pool,
     as_bot: Option<&str>,
-) -> Result<(crate::bots::spec::BotSpec, crate::bots::voice::Voice)> {
+) -> Result<(crate::bots::spec::BotSpec, crate::ai::voice::Voice)> {
     let spec = crate::bots::spec::load_named(&bots_dir(ctx), as_bot.unwrap_or("chatctl"))?;
     let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
-    let voice = crate::bots::voice::Voice::new(
-        engine,
-        &spec,
-        ctx.config.ai()?.daily_token_budget,
-        Default::default(),
-    );
+    let voice = spec.voice(engine, ctx.config.ai()?.daily_token_budget, None);
     Ok((spec, voice))
 }
 

@@ -3,47 +3,27 @@
 
 use std::sync::Arc;
 
-use super::metrics::Metrics;
-use super::spec::BotSpec;
 use crate::error::Result;
+
+/// Called when the engine failed and the offline engine answered instead (the daemon counts
+/// it as an error).
+pub type OnFallback = Arc<dyn Fn() + Send + Sync>;
 
 /// What a bot says with: the configured engine, the bot's persona, prompt overrides and daily
 /// token budget. When the engine fails (server down, budget spent), the bot says what the
 /// offline engine says instead, and the failure is logged and counted.
 pub struct Voice {
-    pub engine: Arc<dyn crate::ai::LanguageModel>,
+    pub engine: Arc<dyn super::LanguageModel>,
     pub bot: String,
     pub persona: Option<String>,
-    pub prompts: crate::ai::Prompts,
+    pub prompts: super::Prompts,
     pub budget: Option<u64>,
-    pub metrics: Arc<Metrics>,
+    pub on_fallback: Option<OnFallback>,
 }
 
 impl Voice {
-    /// The voice of the bot `spec` describes, on `engine`; its budget, else `default_budget`
-    /// (the `ai` config's).
-    pub fn new(
-        engine: Arc<dyn crate::ai::LanguageModel>,
-        spec: &BotSpec,
-        default_budget: Option<u64>,
-        metrics: Arc<Metrics>,
-    ) -> Voice {
-        Voice {
-            engine,
-            bot: spec.name.clone(),
-            persona: spec.persona.clone(),
-            prompts: spec.prompts.clone(),
-            budget: spec.daily_token_budget.or(default_budget),
-            metrics,
-        }
-    }
-
-    pub fn ask<'a>(
-        &'a self,
-        channel: &'a str,
-        messages: &'a [crate::ai::Message],
-    ) -> crate::ai::Ask<'a> {
-        crate::ai::Ask {
+    pub fn ask<'a>(&'a self, channel: &'a str, messages: &'a [super::Message]) -> super::Ask<'a> {
+        super::Ask {
             bot: &self.bot,
             channel,
             messages,
@@ -54,7 +34,9 @@ impl Voice {
     }
 
     fn fell_back(&self, what: &str, e: &anyhow::Error) {
-        Metrics::inc(&self.metrics.errors);
+        if let Some(count) = &self.on_fallback {
+            count();
+        }
         tracing::warn!(
             bot = %self.bot,
             engine = %self.engine.name(),
@@ -63,21 +45,17 @@ impl Voice {
         );
     }
 
-    pub async fn digest(
-        &self,
-        channel: &str,
-        messages: &[crate::ai::Message],
-    ) -> crate::ai::Digest {
+    pub async fn digest(&self, channel: &str, messages: &[super::Message]) -> super::Digest {
         match self.engine.digest(self.ask(channel, messages)).await {
             Ok(d) => d,
             Err(e) => {
                 self.fell_back("digest", &e);
-                crate::ai::offline::digest(messages)
+                super::offline::digest(messages)
             }
         }
     }
 
-    pub async fn thread_summary(&self, channel: &str, messages: &[crate::ai::Message]) -> String {
+    pub async fn thread_summary(&self, channel: &str, messages: &[super::Message]) -> String {
         match self
             .engine
             .thread_summary(self.ask(channel, messages))
@@ -86,7 +64,7 @@ impl Voice {
             Ok(t) => t,
             Err(e) => {
                 self.fell_back("thread summary", &e);
-                crate::ai::offline::thread_summary(messages)
+                super::offline::thread_summary(messages)
             }
         }
     }
@@ -96,8 +74,8 @@ impl Voice {
     pub async fn reply(
         &self,
         channel: &str,
-        context: &[crate::ai::Message],
-        question: crate::ai::Question<'_>,
+        context: &[super::Message],
+        question: super::Question<'_>,
         prompt: Option<&str>,
         strict: bool,
     ) -> Result<String> {
@@ -106,7 +84,7 @@ impl Voice {
             Some(p) => {
                 prompts = self.prompts.clone();
                 prompts.reply = format!("{p}\n\n{}", prompts.reply);
-                crate::ai::Ask {
+                super::Ask {
                     prompts: &prompts,
                     ..self.ask(channel, context)
                 }
@@ -118,7 +96,7 @@ impl Voice {
             Err(e) if strict => Err(e),
             Err(e) => {
                 self.fell_back("reply", &e);
-                Ok(crate::ai::offline::reply(channel, context, &question))
+                Ok(super::offline::reply(channel, context, &question))
             }
         }
     }

@@ -5,8 +5,6 @@
 //! from the bot's persisted cursor minus an overlap window (rows can commit out of order),
 //! so a missed notification, a restart or a second replica loses and doubles nothing.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,12 +14,17 @@ use uuid::Uuid;
 use super::digest::{DigestPost, post_digest};
 use super::metrics::Metrics;
 use super::schedule::{Clock, SystemClock};
-use super::spec::BotSpec;
-pub use super::trigger::{Bot, Message, Reply, ReplyKind};
-pub use super::voice::Voice;
-use crate::error::{Error, Result};
+pub use super::trigger::{Bot, Message, Reply, ReplyKind, dry_run};
+pub use super::users::{find_bot, prepare};
+
+mod daemon;
+mod post;
+
+pub use crate::ai::voice::Voice;
+use crate::error::Result;
 pub use crate::realtime::{EventSource, ListenSource, Wake};
 use crate::realtime::{TypingSink, Watch};
+use post::{PostJob, Work};
 
 /// A chat row (`c`) a bot still has to look at: not deleted, and not done (or in flight
 /// here) for the bot (`$2`; `$3` this instance). The overlap re-reads recent rows, the claims
@@ -725,202 +728,16 @@ impl Runtime {
         }
         Ok(Claimed { capped, claimed })
     }
-
-    /// Logs the outcome of posting tasks that have finished.
-    fn reap_inflight(&self) {
-        let mut set = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(done) = set.try_join_next() {
-            match done {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    Metrics::inc(&self.metrics.errors);
-                    tracing::warn!(error = %e, "posting replies failed; the claims will be retried after their lease");
-                }
-                Err(e) => {
-                    Metrics::inc(&self.metrics.errors);
-                    tracing::error!(error = %e, "a posting task panicked; this is a bug");
-                }
-            }
-        }
-    }
-
-    /// Waits (at most `grace`) for posting tasks still running; what does not finish stays
-    /// claimed and is taken over after its lease.
-    async fn finish_inflight(&self, grace: Duration) {
-        let mut set = std::mem::take(&mut *self.inflight.lock().unwrap_or_else(|e| e.into_inner()));
-        let drained = tokio::time::timeout(grace, async {
-            while let Some(done) = set.join_next().await {
-                if let Ok(Err(e)) = done {
-                    tracing::warn!(error = %e, "posting replies failed during shutdown");
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                left = set.len(),
-                "shutdown grace ran out with replies still being posted"
-            );
-        }
-    }
-
-    /// Runs until `shutdown` resolves: a catch-up at start, on every wake-up and every poll
-    /// interval. Work in progress finishes before it returns; errors are logged and retried.
-    pub async fn run(
-        &self,
-        source: &mut dyn EventSource,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<()> {
-        self.pipelined
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(sink) = source.typing_sink() {
-            let _ = self.typing.set(sink);
-        }
-        let mut watched = self.watches().await?;
-        source.watch(&watched);
-        // Aborted when the daemon stops (an index commit is atomic: nothing is left half).
-        let _indexer = self
-            .indexer
-            .clone()
-            .map(|ix| AbortOnDrop(tokio::spawn(ix.run())));
-        let mut was_connected = false;
-        tokio::pin!(shutdown);
-        let mut poll = tokio::time::interval(self.opts.poll);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut failures = 0u32;
-        // The catch-up (a sweep from the cursor through the overlap) runs beside the handling
-        // of named new messages, so a long sweep never holds up the hot path. Claims make the
-        // two safe together: a message either may reach is replied to once.
-        let mut sweep: Option<Pin<Box<dyn Future<Output = Result<Pass>> + Send + '_>>> = None;
-        let mut sweep_again = false;
-        loop {
-            let mut start_sweep = false;
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => {
-                    self.finish_inflight(Duration::from_secs(30)).await;
-                    return Ok(());
-                }
-                done = async { sweep.as_mut().expect("guarded").await }, if sweep.is_some() => {
-                    sweep = None;
-                    self.swept(done, &mut failures);
-                    start_sweep = std::mem::take(&mut sweep_again);
-                }
-                wake = source.next() => {
-                    match wake {
-                        Ok(Wake::Inserted(ids)) => {
-                            Metrics::inc(&self.metrics.events_received);
-                            self.index_soon();
-                            self.reap_inflight();
-                            // The sweep is driven meanwhile: it may hold what this waits for
-                            // (the claim lock), and only being polled lets it go.
-                            // One span per event: every log line of its handling carries it.
-                            let span = tracing::info_span!("event", source = source.name(), kind = "inserted", messages = ids.len());
-                            let handled = tracing::Instrument::instrument(self.handle_inserted(&ids), span);
-                            tokio::pin!(handled);
-                            let handled = loop {
-                                tokio::select! {
-                                    biased;
-                                    r = &mut handled => break r,
-                                    done = async { sweep.as_mut().expect("guarded").await }, if sweep.is_some() => {
-                                        sweep = None;
-                                        self.swept(done, &mut failures);
-                                        start_sweep = std::mem::take(&mut sweep_again);
-                                    }
-                                }
-                            };
-                            if let Err(e) = handled {
-                                Metrics::inc(&self.metrics.errors);
-                                tracing::warn!(error = %e, "handling new messages failed; the next catch-up retries");
-                            }
-                        }
-                        Ok(Wake::Notified) => {
-                            Metrics::inc(&self.metrics.events_received);
-                            self.index_soon();
-                            start_sweep = true;
-                        }
-                        Ok(Wake::Connected) => {
-                            self.metrics.source_connected.store(true, std::sync::atomic::Ordering::Relaxed);
-                            if was_connected {
-                                Metrics::inc(&self.metrics.reconnects);
-                            }
-                            was_connected = true;
-                            start_sweep = true;
-                        }
-                        Ok(Wake::Disconnected) => {
-                            self.metrics.source_connected.store(false, std::sync::atomic::Ordering::Relaxed);
-                            tracing::warn!(source = source.name(), "event source disconnected; polling until it is back");
-                        }
-                        Err(e) => {
-                            self.metrics.source_connected.store(false, std::sync::atomic::Ordering::Relaxed);
-                            Metrics::inc(&self.metrics.errors);
-                            failures += 1;
-                            let backoff = Duration::from_millis(200 * u64::from(failures.min(50)));
-                            tracing::warn!(source = source.name(), attempt = failures, error = %e, "event source failed; retrying");
-                            tokio::time::sleep(backoff).await;
-                            start_sweep = true;
-                        }
-                    }
-                }
-                _ = poll.tick() => {
-                    // Channels joined or left since: listen to what the bots serve now.
-                    match self.watches().await {
-                        Ok(w) if w != watched => {
-                            source.watch(&w);
-                            watched = w;
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "cannot list the bots' channels"),
-                    }
-                    start_sweep = true;
-                }
-            }
-            if start_sweep {
-                self.reap_inflight();
-                if sweep.is_some() {
-                    // What this one has passed may have changed: sweep again after it.
-                    sweep_again = true;
-                } else {
-                    let span = tracing::info_span!("sweep", source = source.name());
-                    sweep = Some(Box::pin(tracing::Instrument::instrument(
-                        self.catch_up(),
-                        span,
-                    )));
-                }
-            }
-        }
-    }
 }
 
 impl Runtime {
-    /// Logs how a sweep (catch-up) ended.
-    fn swept(&self, done: Result<Pass>, failures: &mut u32) {
-        match done {
-            Ok(p) => {
-                *failures = 0;
-                if p.read > 0 {
-                    tracing::debug!(
-                        read = p.read,
-                        replied = p.replied,
-                        lost = p.lost_claims,
-                        "catch-up"
-                    );
-                }
-            }
-            Err(e) => {
-                Metrics::inc(&self.metrics.errors);
-                tracing::warn!(error = %e, "catch-up failed; will retry");
-            }
-        }
-    }
-
     /// What the bot says with: the engine, its persona, prompts and budget.
     fn voice(&self, bot: &Bot) -> std::sync::Arc<Voice> {
-        std::sync::Arc::new(Voice::new(
+        let metrics = self.metrics.clone();
+        std::sync::Arc::new(bot.spec.voice(
             self.engine.clone(),
-            &bot.spec,
             self.daily_token_budget,
-            self.metrics.clone(),
+            Some(std::sync::Arc::new(move || Metrics::inc(&metrics.errors))),
         ))
     }
 
@@ -970,241 +787,5 @@ impl Runtime {
             }
         }
         Ok(posted)
-    }
-}
-
-/// Showing 👀, writing what takes time (summaries, AI replies), completing the claims still
-/// held and posting their replies, removing the 👀: the part of handling a batch that can run
-/// beside reading and claiming the next one.
-struct PostJob {
-    pool: PgPool,
-    posted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
-    metrics: std::sync::Arc<Metrics>,
-    voice: std::sync::Arc<Voice>,
-    bot_user: Uuid,
-    instance: String,
-    ids: Vec<Uuid>,
-    chans: Vec<Uuid>,
-    threads: Vec<Uuid>,
-    work: Vec<Work>,
-    /// The search index AI replies look for earlier discussions in, when the daemon keeps one.
-    index: Option<crate::search::IndexDir>,
-}
-
-/// How a reply's text is written.
-enum Work {
-    Ready(String),
-    /// A summary of the thread with this root.
-    ThreadSummary(Uuid),
-    /// The AI's suggested reply to this message.
-    Reply {
-        message: Box<Message>,
-        prompt: Option<String>,
-    },
-}
-
-impl PostJob {
-    async fn run(self) -> Result<Pass> {
-        let ids = &self.ids;
-        sqlx::query(
-            "insert into public.emojis (message_id, user_id, emoji) select m, $2, 'eyes' from unnest($1::uuid[]) m
-             on conflict do nothing",
-        )
-        .bind(ids)
-        .bind(self.bot_user)
-        .execute(&self.pool)
-        .await?;
-        let texts = self.write().await?;
-        let reply_ids: Vec<Uuid> = ids.iter().map(|_| Uuid::new_v4()).collect();
-        self.posted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(reply_ids.iter().copied());
-        let (chans, threads, texts) = (&self.chans, &self.threads, &texts);
-        // Completing the claims and posting their replies is one statement: atomic, and only
-        // for the claims this process still holds.
-        let posted = sqlx::query(
-            "with done as (
-                 update chatctl.bot_claims b set done_at = now(), reply_id = x.r
-                   from unnest($2::uuid[], $3::uuid[]) as x(m, r)
-                  where b.bot = $1 and b.message_id = x.m and b.claimed_by = $4 and b.done_at is null
-                 returning b.message_id, b.reply_id)
-             insert into public.chat (id, channel_id, user_id, parent_id, message)
-             select d.reply_id, x.c, $5, x.t, jsonb_build_object('text', x.txt)
-               from done d join unnest($2::uuid[], $6::uuid[], $7::uuid[], $8::text[]) as x(m, c, t, txt) on x.m = d.message_id",
-        )
-        .bind(&self.voice.bot)
-        .bind(ids)
-        .bind(&reply_ids)
-        .bind(&self.instance)
-        .bind(self.bot_user)
-        .bind(chans)
-        .bind(threads)
-        .bind(texts)
-        .execute(&self.pool)
-        .await?
-        .rows_affected() as usize;
-        sqlx::query("delete from public.emojis where message_id = any($1) and user_id = $2 and emoji = 'eyes'")
-            .bind(ids)
-            .bind(self.bot_user)
-            .execute(&self.pool)
-            .await?;
-        let mut pass = Pass::default();
-        pass.replied += posted;
-        pass.lost_claims += ids.len() - posted;
-        for _ in 0..posted {
-            Metrics::inc(&self.metrics.replies_posted);
-        }
-        tracing::debug!(bot = %self.voice.bot, posted, "replies posted");
-        Ok(pass)
-    }
-
-    /// The text of each reply: ready ones as they are, one summary per thread, AI replies
-    /// from the channel's recent context and where the question was discussed before.
-    async fn write(&self) -> Result<Vec<String>> {
-        let mut summaries: std::collections::HashMap<Uuid, String> =
-            std::collections::HashMap::new();
-        let mut texts = Vec::with_capacity(self.work.len());
-        for w in &self.work {
-            texts.push(match w {
-                Work::Ready(t) => t.clone(),
-                Work::ThreadSummary(root) => {
-                    if !summaries.contains_key(root) {
-                        let (channel, messages) =
-                            crate::db::messages::thread_messages(&self.pool, self.bot_user, *root)
-                                .await?;
-                        let text = self.voice.thread_summary(&channel, &messages).await;
-                        summaries.insert(*root, text);
-                    }
-                    summaries[root].clone()
-                }
-                Work::Reply { message, prompt } => {
-                    let request = super::reply::ReplyRequest {
-                        reader: self.bot_user,
-                        channel: message.channel_id,
-                        channel_name: message.channel_name.as_deref().unwrap_or("direct message"),
-                        thread: None,
-                        at: message.created_at,
-                        author: &message.author,
-                        text: &message.text,
-                        prompt: prompt.as_deref(),
-                        index: self.index.as_ref(),
-                        strict: false,
-                    };
-                    super::reply::suggest_reply(&self.pool, &self.voice, &request)
-                        .await?
-                        .text
-                }
-            });
-        }
-        Ok(texts)
-    }
-}
-
-/// Finds or creates each bot's user (flagged as a bot), through the audited provisioning path.
-/// A bot is the account whose auth user verified the bot's address and whose profile is a
-/// bot's (only the service role sets `is_bot`); a person's account, or one made outside
-/// chatctl, holding that address is refused, never taken for the bot.
-pub async fn prepare(
-    pool: &PgPool,
-    specs: Vec<BotSpec>,
-    actor: &crate::provision::Actor,
-) -> Result<Vec<Bot>> {
-    let mut conn = pool.acquire().await?;
-    let emails: Vec<String> = specs
-        .iter()
-        .map(|s| crate::provision::spec::bot_email(&s.name))
-        .collect();
-    let found = crate::provision::identity::lookup(&mut conn, &emails).await?;
-    let mut changes = Vec::new();
-    for (s, email) in specs.iter().zip(&emails) {
-        if let Some(problem) = found.problem(email, true) {
-            return Err(Error::failed(format!("bot `{}`: {problem}", s.name)).into());
-        }
-        if found.profile(email).is_none() {
-            let user = crate::provision::spec::DesiredUser {
-                email: email.clone(),
-                username: s.name.clone(),
-                display_name: s.display_name.clone().unwrap_or_else(|| s.name.clone()),
-                is_bot: true,
-                declared: true,
-            };
-            changes.push(crate::provision::Change {
-                action: crate::provision::Action::Create,
-                object_type: "user",
-                object: email.clone(),
-                before: None,
-                after: Some(serde_json::json!({ "username": s.name, "bot": true })),
-                op: crate::provision::Op::CreateUser(user),
-            });
-        }
-    }
-    if !changes.is_empty() {
-        crate::provision::apply::apply(&mut conn, &changes, actor).await?;
-    }
-    let found = crate::provision::identity::lookup(&mut conn, &emails).await?;
-    let mut bots = Vec::new();
-    for (s, email) in specs.into_iter().zip(&emails) {
-        let id = found
-            .profile(email)
-            .map(|p| p.id)
-            .ok_or_else(|| Error::failed(format!("bot `{}` has no account", s.name)))?;
-        bots.push(Bot::new(s, id)?);
-    }
-    Ok(bots)
-}
-
-/// The account of the bot `name`, when it has one (see [`prepare`] for what counts).
-pub async fn find_bot(pool: &PgPool, name: &str) -> Result<Option<Uuid>> {
-    let mut conn = pool.acquire().await?;
-    let email = crate::provision::spec::bot_email(name);
-    let found = crate::provision::identity::lookup(&mut conn, std::slice::from_ref(&email)).await?;
-    if let Some(problem) = found.problem(&email, true) {
-        return Err(Error::failed(format!("bot `{name}`: {problem}")).into());
-    }
-    Ok(found.profile(&email).map(|p| p.id))
-}
-
-/// What `bot` would post for `text` in `workspace/#channel`, by a human author, without a
-/// database (`bots test`).
-pub fn dry_run(
-    spec: &BotSpec,
-    workspace: &str,
-    channel: &str,
-    text: &str,
-) -> Result<Option<Reply>> {
-    let bot = Bot::new(spec.clone(), Uuid::from_u128(1))?;
-    let m = Message {
-        id: Uuid::from_u128(2),
-        channel_id: Uuid::from_u128(3),
-        user_id: Uuid::from_u128(4),
-        parent_id: None,
-        text: text.to_owned(),
-        mentions: Vec::new(),
-        created_at: Utc::now(),
-        author: "you".into(),
-        author_is_bot: false,
-        workspace: workspace.to_owned(),
-        channel_name: Some(channel.to_owned()),
-        thread_position: None,
-    };
-    Ok(bot.decide(&m).map(|mut r| {
-        match r.kind {
-            ReplyKind::ThreadSummary => r.text = "(a summary of this message's thread)".into(),
-            ReplyKind::Ai => {
-                r.text = "(the AI's suggested reply, from the channel's recent messages)".into()
-            }
-            ReplyKind::Template => {}
-        }
-        r
-    }))
-}
-
-/// A task aborted when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

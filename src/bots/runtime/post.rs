@@ -1,0 +1,137 @@
+//! Posting a batch's replies: showing 👀, writing what takes time (thread summaries, AI
+//! replies through [`crate::bots::reply`]), completing the claims still held and posting
+//! their replies in one statement, removing the 👀.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Message, Metrics, Pass, Voice};
+use crate::error::Result;
+
+/// Showing 👀, writing what takes time (summaries, AI replies), completing the claims still
+/// held and posting their replies, removing the 👀: the part of handling a batch that can run
+/// beside reading and claiming the next one.
+pub(super) struct PostJob {
+    pub(super) pool: PgPool,
+    pub(super) posted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+    pub(super) metrics: std::sync::Arc<Metrics>,
+    pub(super) voice: std::sync::Arc<Voice>,
+    pub(super) bot_user: Uuid,
+    pub(super) instance: String,
+    pub(super) ids: Vec<Uuid>,
+    pub(super) chans: Vec<Uuid>,
+    pub(super) threads: Vec<Uuid>,
+    pub(super) work: Vec<Work>,
+    /// The search index AI replies look for earlier discussions in, when the daemon keeps one.
+    pub(super) index: Option<crate::search::IndexDir>,
+}
+
+/// How a reply's text is written.
+pub(super) enum Work {
+    Ready(String),
+    /// A summary of the thread with this root.
+    ThreadSummary(Uuid),
+    /// The AI's suggested reply to this message.
+    Reply {
+        message: Box<Message>,
+        prompt: Option<String>,
+    },
+}
+
+impl PostJob {
+    pub(super) async fn run(self) -> Result<Pass> {
+        let ids = &self.ids;
+        sqlx::query(
+            "insert into public.emojis (message_id, user_id, emoji) select m, $2, 'eyes' from unnest($1::uuid[]) m
+             on conflict do nothing",
+        )
+        .bind(ids)
+        .bind(self.bot_user)
+        .execute(&self.pool)
+        .await?;
+        let texts = self.write().await?;
+        let reply_ids: Vec<Uuid> = ids.iter().map(|_| Uuid::new_v4()).collect();
+        self.posted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(reply_ids.iter().copied());
+        let (chans, threads, texts) = (&self.chans, &self.threads, &texts);
+        // Completing the claims and posting their replies is one statement: atomic, and only
+        // for the claims this process still holds.
+        let posted = sqlx::query(
+            "with done as (
+                 update chatctl.bot_claims b set done_at = now(), reply_id = x.r
+                   from unnest($2::uuid[], $3::uuid[]) as x(m, r)
+                  where b.bot = $1 and b.message_id = x.m and b.claimed_by = $4 and b.done_at is null
+                 returning b.message_id, b.reply_id)
+             insert into public.chat (id, channel_id, user_id, parent_id, message)
+             select d.reply_id, x.c, $5, x.t, jsonb_build_object('text', x.txt)
+               from done d join unnest($2::uuid[], $6::uuid[], $7::uuid[], $8::text[]) as x(m, c, t, txt) on x.m = d.message_id",
+        )
+        .bind(&self.voice.bot)
+        .bind(ids)
+        .bind(&reply_ids)
+        .bind(&self.instance)
+        .bind(self.bot_user)
+        .bind(chans)
+        .bind(threads)
+        .bind(texts)
+        .execute(&self.pool)
+        .await?
+        .rows_affected() as usize;
+        sqlx::query("delete from public.emojis where message_id = any($1) and user_id = $2 and emoji = 'eyes'")
+            .bind(ids)
+            .bind(self.bot_user)
+            .execute(&self.pool)
+            .await?;
+        let mut pass = Pass::default();
+        pass.replied += posted;
+        pass.lost_claims += ids.len() - posted;
+        for _ in 0..posted {
+            Metrics::inc(&self.metrics.replies_posted);
+        }
+        tracing::debug!(bot = %self.voice.bot, posted, "replies posted");
+        Ok(pass)
+    }
+
+    /// The text of each reply: ready ones as they are, one summary per thread, AI replies
+    /// from the channel's recent context and where the question was discussed before.
+    async fn write(&self) -> Result<Vec<String>> {
+        let mut summaries: std::collections::HashMap<Uuid, String> =
+            std::collections::HashMap::new();
+        let mut texts = Vec::with_capacity(self.work.len());
+        for w in &self.work {
+            texts.push(match w {
+                Work::Ready(t) => t.clone(),
+                Work::ThreadSummary(root) => {
+                    if !summaries.contains_key(root) {
+                        let (channel, messages) =
+                            crate::db::messages::thread_messages(&self.pool, self.bot_user, *root)
+                                .await?;
+                        let text = self.voice.thread_summary(&channel, &messages).await;
+                        summaries.insert(*root, text);
+                    }
+                    summaries[root].clone()
+                }
+                Work::Reply { message, prompt } => {
+                    let request = crate::bots::reply::ReplyRequest {
+                        reader: self.bot_user,
+                        channel: message.channel_id,
+                        channel_name: message.channel_name.as_deref().unwrap_or("direct message"),
+                        thread: None,
+                        at: message.created_at,
+                        author: &message.author,
+                        text: &message.text,
+                        prompt: prompt.as_deref(),
+                        index: self.index.as_ref(),
+                        strict: false,
+                    };
+                    crate::bots::reply::suggest_reply(&self.pool, &self.voice, &request)
+                        .await?
+                        .text
+                }
+            });
+        }
+        Ok(texts)
+    }
+}
