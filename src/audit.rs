@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::error::Result;
-use crate::output::{self, Report};
+use crate::report::{self, Report};
 
 /// One entry to record.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ pub struct AuditReport {
 
 impl Report for AuditReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut t = output::table(["AT", "ACTOR", "ACTION", "TYPE", "OBJECT", "COMMAND"]);
+        let mut t = report::table(["AT", "ACTOR", "ACTION", "TYPE", "OBJECT", "COMMAND"]);
         for e in &self.entries {
             t.add_row(vec![
                 e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -84,7 +84,7 @@ impl Report for AuditReport {
                 e.command.clone(),
             ]);
         }
-        output::write_table(out, &t)?;
+        report::write_table(out, &t)?;
         writeln!(
             out,
             "\n{} entr{}",

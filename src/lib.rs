@@ -17,6 +17,7 @@ pub mod output;
 pub mod progress;
 pub mod provision;
 pub mod realtime;
+pub mod report;
 pub mod search;
 pub mod stack;
 pub mod users;

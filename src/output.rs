@@ -7,17 +7,11 @@
 
 use std::io::{self, IsTerminal as _, Write};
 
-use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
 use crate::config::OutputFormat;
 use crate::error::Result;
-
-/// A result a command prints: serialisable for json/yaml, and with a human form.
-pub trait Report: Serialize {
-    /// Writes the human form (usually a table, sometimes text).
-    fn human(&self, out: &mut dyn Write) -> io::Result<()>;
-}
+use crate::report::Report;
 
 /// Where and how results and messages are printed.
 #[derive(Debug, Clone, Copy)]
@@ -128,55 +122,11 @@ impl Output {
     }
 }
 
-/// A table in the house style: borders on a terminal, plain columns in a pipe.
-pub fn table<I, S>(headers: I) -> Table
-where
-    I: IntoIterator<Item = S>,
-    S: Into<comfy_table::Cell>,
-{
-    let mut t = Table::new();
-    if io::stdout().is_terminal() {
-        t.load_preset(presets::UTF8_HORIZONTAL_ONLY);
-    } else {
-        t.load_preset(presets::NOTHING);
-    }
-    t.set_content_arrangement(ContentArrangement::Disabled);
-    t.set_header(headers);
-    t
-}
-
-/// Writes a table followed by a newline.
-pub fn write_table(out: &mut dyn Write, t: &Table) -> io::Result<()> {
-    writeln!(out, "{}", t.to_string().trim_end())
-}
-
 /// Writes bytes to stdout as they are (completion scripts); a closed pipe is not an error.
 pub fn write_raw(bytes: &[u8]) -> Result<()> {
     let mut out = io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
-    }
-}
-
-impl Report for crate::config::ConfigReport {
-    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
-        let mut t = table(["KEY", "VALUE", "ORIGIN", "ENV"]);
-        for e in &self.entries {
-            t.add_row(vec![
-                e.key.to_owned(),
-                e.value.clone().unwrap_or_else(|| "-".into()),
-                e.origin
-                    .as_ref()
-                    .map(|o| o.to_string())
-                    .unwrap_or_else(|| "unset".into()),
-                e.env.clone(),
-            ]);
-        }
-        write_table(out, &t)?;
-        match &self.file {
-            Some(f) => writeln!(out, "\nconfig file: {}", f.display()),
-            None => writeln!(out, "\nconfig file: none"),
-        }
     }
 }

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::db::local::{ClusterState, LocalCluster};
 use crate::db::migrate::MigrateReport;
 use crate::error::{Error, Result};
-use crate::output::Report;
+use crate::report::Report;
 
 /// What `up` brought up.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::Context;
 use crate::error::{Error, ExitCode, Result};
-use crate::output::Report;
+use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct AiArgs {

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use super::Context;
 use crate::backup::{self, CreateOptions, Place, RestoreOptions, Summary, store};
 use crate::error::{Error, ExitCode, Result};
-use crate::output::Report;
 use crate::progress::Progress;
+use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct BackupArgs {
@@ -332,7 +332,7 @@ impl Report for Done<'_> {
 struct Listing(Vec<backup::Listed>);
 
 fn listed_table(rows: &[backup::Listed]) -> comfy_table::Table {
-    let mut t = crate::output::table(["CREATED", "SIZE", "SCHEMA", "ROWS", "ENCRYPTED", "PATH"]);
+    let mut t = crate::report::table(["CREATED", "SIZE", "SCHEMA", "ROWS", "ENCRYPTED", "PATH"]);
     for l in rows {
         t.add_row(vec![
             l.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -353,7 +353,7 @@ fn listed_table(rows: &[backup::Listed]) -> comfy_table::Table {
 
 impl Report for Listing {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        crate::output::write_table(out, &listed_table(&self.0))
+        crate::report::write_table(out, &listed_table(&self.0))
     }
 }
 
@@ -371,7 +371,7 @@ impl Report for backup::Pruned {
             self.removed.len()
         )?;
         if !self.removed.is_empty() {
-            crate::output::write_table(out, &listed_table(&self.removed))?;
+            crate::report::write_table(out, &listed_table(&self.removed))?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use super::Context;
 use crate::bots::runtime;
 use crate::bots::spec;
 use crate::error::{Error, ExitCode, Result};
-use crate::output::Report;
+use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct BotsArgs {
@@ -158,7 +158,7 @@ fn trigger_name(t: &spec::Trigger) -> String {
 
 impl Report for BotList {
     fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let mut t = crate::output::table(["BOT", "TRIGGERS", "SCOPE", "FILE"]);
+        let mut t = crate::report::table(["BOT", "TRIGGERS", "SCOPE", "FILE"]);
         for b in &self.bots {
             t.add_row(vec![
                 b.name.clone(),
@@ -167,7 +167,7 @@ impl Report for BotList {
                 b.file.clone(),
             ]);
         }
-        crate::output::write_table(out, &t)
+        crate::report::write_table(out, &t)
     }
 }
 

@@ -4,7 +4,7 @@ use super::Context;
 use crate::db::local::LocalCluster;
 use crate::db::seed::{self, SeedOptions};
 use crate::error::{Error, ExitCode, Result};
-use crate::output::Report;
+use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {

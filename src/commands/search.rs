@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::Context;
 use crate::error::{Error, ExitCode, Result};
-use crate::output::{self, Report};
 use crate::progress::Progress;
+use crate::report::{self, Report};
 use crate::search::{self, Engine, IndexDir, IndexReport, ResolveError, Scope};
 
 #[derive(Debug, clap::Args)]
@@ -368,7 +368,7 @@ struct StatusReport(search::Status);
 impl Report for StatusReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let s = &self.0;
-        let mut t = output::table(["", ""]);
+        let mut t = report::table(["", ""]);
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
         for (k, v) in [
             ("index", s.index_dir.clone()),
@@ -386,7 +386,7 @@ impl Report for StatusReport {
         ] {
             t.add_row([k.to_owned(), v]);
         }
-        output::write_table(out, &t)?;
+        report::write_table(out, &t)?;
         if s.generation.is_none() {
             writeln!(out, "no index yet: build it with chatctl search reindex")?;
         }

@@ -11,7 +11,7 @@ use crate::ai::window::{self, Calendar};
 use crate::bots::digest::{self, DigestPost};
 use crate::bots::runtime;
 use crate::error::{Error, ExitCode, Result};
-use crate::output::Report;
+use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct SummarizeArgs {

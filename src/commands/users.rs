@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::Context;
 use crate::config::OutputFormat;
 use crate::error::{Error, ExitCode, Result};
-use crate::output::{self, Report};
+use crate::report::{self, Report};
 use crate::users::import::{ImportOptions, ImportReport, OnExisting, ProgressMode};
 use crate::users::input::{self, Field, Format};
 use crate::users::{export, manage};
@@ -294,7 +294,7 @@ impl Report for ImportReport {
             self.seconds,
             self.rows_per_second
         )?;
-        let mut t = output::table([
+        let mut t = report::table([
             "",
             "INSERTED",
             "UPDATED",
@@ -309,7 +309,7 @@ impl Report for ImportReport {
         if let Some(c) = &self.channel_memberships {
             t.add_row(count_row("channel memberships", c));
         }
-        output::write_table(out, &t)?;
+        report::write_table(out, &t)?;
         if self.passwords.hashed > 0 {
             writeln!(
                 out,
@@ -358,7 +358,7 @@ fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 impl Report for manage::UserList {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut t = output::table([
+        let mut t = report::table([
             "USERNAME", "NAME", "EMAIL", "EXTERNAL", "ROLE", "STATUS", "CREATED",
         ]);
         for u in &self.users {
@@ -381,7 +381,7 @@ impl Report for manage::UserList {
                 when(Some(u.created_at)),
             ]);
         }
-        output::write_table(out, &t)?;
+        report::write_table(out, &t)?;
         if (self.users.len() as i64) < self.total {
             writeln!(
                 out,
@@ -397,7 +397,7 @@ impl Report for manage::UserList {
 impl Report for manage::Shown {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let u = &self.user;
-        let mut t = output::table(["FIELD", "VALUE"]);
+        let mut t = report::table(["FIELD", "VALUE"]);
         let ext = match (&u.external_source, &u.external_id) {
             (Some(s), Some(i)) => format!("{s}/{i}"),
             _ => "-".into(),
@@ -441,7 +441,7 @@ impl Report for manage::Shown {
         ] {
             t.add_row(vec![k.to_owned(), v]);
         }
-        output::write_table(out, &t)
+        report::write_table(out, &t)
     }
 }
 

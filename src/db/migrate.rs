@@ -23,7 +23,7 @@ use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{Connection as _, Row as _};
 
 use crate::error::{Error, Kind, Result};
-use crate::output::{self, Report};
+use crate::report::{self, Report};
 
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -719,7 +719,7 @@ impl StatusReport {
 
 impl Report for StatusReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut t = output::table(["VERSION", "DESCRIPTION", "STATE", "INSTALLED"]);
+        let mut t = report::table(["VERSION", "DESCRIPTION", "STATE", "INSTALLED"]);
         for e in &self.migrations {
             let state = serde_json::to_value(e.state)
                 .ok()
@@ -734,7 +734,7 @@ impl Report for StatusReport {
                     .unwrap_or_default(),
             ]);
         }
-        output::write_table(out, &t)?;
+        report::write_table(out, &t)?;
         writeln!(
             out,
             "\ndatabase at version {}, newest known {}; {} pending, {} drifted",

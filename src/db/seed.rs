@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use crate::db::bulk::{CopyStream, esc, ts};
 use crate::error::{Error, Result};
-use crate::output::{self, Report};
 use crate::progress::Progress;
+use crate::report::{self, Report};
 
 /// Marks generated users, so a second seed into the same database is refused clearly.
 pub const SOURCE: &str = "chatctl-seed";
@@ -56,7 +56,7 @@ pub struct SeedReport {
 
 impl Report for SeedReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut t = output::table(["WHAT", "ROWS"]);
+        let mut t = report::table(["WHAT", "ROWS"]);
         for (k, v) in [
             ("workspaces", self.workspaces),
             ("users", self.users),
@@ -68,7 +68,7 @@ impl Report for SeedReport {
         ] {
             t.add_row(vec![k.to_owned(), v.to_string()]);
         }
-        output::write_table(out, &t)?;
+        report::write_table(out, &t)?;
         writeln!(
             out,
             "seeded in {:.1} s ({} messages/s, seed {})",

@@ -18,7 +18,7 @@ pub use plan::{Action, Change, Op, Plan};
 pub use spec::{SpecErrors, SpecFile};
 
 use crate::error::{Error, Result};
-use crate::output::Report;
+use crate::report::Report;
 
 /// Options of [`plan`].
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use super::apply::{self, Actor};
 use super::plan::{self, Action, Change, Current, CurrentChannel, CurrentWorkspace, Op, Plan};
 use super::spec;
 use crate::error::{Error, Result};
-use crate::output::{self, Report};
+use crate::report::{self, Report};
 
 /// Applies changes and returns them as an applied plan.
 async fn run(conn: &mut PgConnection, actor: &Actor, changes: Vec<Change>) -> Result<Plan> {
@@ -607,7 +607,7 @@ pub struct WorkspaceList {
 
 impl Report for WorkspaceList {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut t = output::table(["SLUG", "NAME", "MEMBERS", "CHANNELS", "CREATED"]);
+        let mut t = report::table(["SLUG", "NAME", "MEMBERS", "CHANNELS", "CREATED"]);
         for w in &self.workspaces {
             t.add_row(vec![
                 w.slug.clone(),
@@ -617,7 +617,7 @@ impl Report for WorkspaceList {
                 w.created_at.format("%Y-%m-%d").to_string(),
             ]);
         }
-        output::write_table(out, &t)
+        report::write_table(out, &t)
     }
 }
 
@@ -654,7 +654,7 @@ pub struct ChannelList {
 
 impl Report for ChannelList {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut t = output::table([
+        let mut t = report::table([
             "CHANNEL",
             "KIND",
             "PURPOSE",
@@ -678,7 +678,7 @@ impl Report for ChannelList {
                 c.topic.clone(),
             ]);
         }
-        output::write_table(out, &t)
+        report::write_table(out, &t)
     }
 }
 
@@ -745,11 +745,11 @@ impl Report for ChannelShow {
         if !c.shared_with.is_empty() {
             writeln!(out, "shared with: {}", c.shared_with.join(", "))?;
         }
-        let mut t = output::table(["MEMBER", "ROLE"]);
+        let mut t = report::table(["MEMBER", "ROLE"]);
         for (email, role) in &self.members {
             t.add_row(vec![email.clone(), role.clone()]);
         }
-        output::write_table(out, &t)
+        report::write_table(out, &t)
     }
 }
 
@@ -793,7 +793,7 @@ impl Report for WorkspaceShow {
             self.members.len(),
             self.channels.len()
         )?;
-        let mut t = output::table(["CHANNEL", "KIND", "MEMBERS", "STATE"]);
+        let mut t = report::table(["CHANNEL", "KIND", "MEMBERS", "STATE"]);
         for c in &self.channels {
             t.add_row(vec![
                 format!("#{}", c.name),
@@ -806,7 +806,7 @@ impl Report for WorkspaceShow {
                 },
             ]);
         }
-        output::write_table(out, &t)
+        report::write_table(out, &t)
     }
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::identity::{self, Identities, Identity};
 use super::spec::{Desired, DesiredUser};
 use crate::error::Result;
-use crate::output::{self, Report};
+use crate::report::{self, Report};
 
 /// What a change does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -208,7 +208,7 @@ impl Plan {
 impl Report for Plan {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         if !self.changes.is_empty() {
-            let mut t = output::table(["ACTION", "TYPE", "OBJECT", "CHANGE"]);
+            let mut t = report::table(["ACTION", "TYPE", "OBJECT", "CHANGE"]);
             // A big first apply: show the first rows and a count, not 200,000 lines.
             const SHOWN: usize = 200;
             for c in self.changes.iter().take(SHOWN) {
@@ -229,7 +229,7 @@ impl Report for Plan {
                     detail,
                 ]);
             }
-            output::write_table(out, &t)?;
+            report::write_table(out, &t)?;
             if self.changes.len() > SHOWN {
                 writeln!(
                     out,

@@ -18,6 +18,9 @@
 //! - tracks presence once per join (the server allows 5 per 30 s per channel) and sends at
 //!   most one typing broadcast per channel every 3 s (every delivery counts against the
 //!   project's message quota).
+//!
+//! Over 900 lines, on purpose: one connection's state machine (join, heartbeat, token
+//! refresh, presence, reconnect and catch-up) reads best whole.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;

@@ -130,3 +130,103 @@ fn every_migration_has_a_down() {
     }
     assert!(ups >= 3);
 }
+
+/// `src/` files with the text of each (path relative to `src/`).
+fn sources() -> Vec<(String, String)> {
+    let src = root().join("src");
+    rust_files(&src)
+        .into_iter()
+        .map(|f| {
+            let name = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&f).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_commands_and_the_binary_name_the_commands() {
+    for (name, text) in sources() {
+        if name.starts_with("commands/") || name.starts_with("bin/") || name == "lib.rs" {
+            continue;
+        }
+        assert!(
+            !text.contains("crate::commands"),
+            "src/{name} names crate::commands: the library does not know its commands"
+        );
+    }
+}
+
+#[test]
+fn commands_do_not_import_each_other() {
+    let commands: Vec<String> = sources()
+        .into_iter()
+        .filter_map(|(name, _)| {
+            let file = name
+                .strip_prefix("commands/")?
+                .strip_suffix(".rs")?
+                .to_owned();
+            (file != "mod").then_some(file)
+        })
+        .collect();
+    for (name, text) in sources() {
+        let Some(own) = name
+            .strip_prefix("commands/")
+            .and_then(|n| n.strip_suffix(".rs"))
+        else {
+            continue;
+        };
+        for other in commands.iter().filter(|c| *c != own) {
+            for path in [
+                format!("super::{other}::"),
+                format!("crate::commands::{other}::"),
+            ] {
+                assert!(
+                    !text.contains(&path),
+                    "src/{name} uses {path}: what two commands share belongs in commands/mod.rs or the library"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_ai_realtime_and_search_do_not_know_the_bots() {
+    for (name, text) in sources() {
+        if ["ai/", "realtime/", "search/"]
+            .iter()
+            .any(|d| name.starts_with(d))
+        {
+            assert!(
+                !text.contains("crate::bots"),
+                "src/{name} names crate::bots: the bots use these, not the other way round"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_library_never_imports_the_printer() {
+    for (name, text) in sources() {
+        if name.starts_with("commands/") || name.starts_with("bin/") || name == "output.rs" {
+            continue;
+        }
+        assert!(
+            !text.contains("crate::output"),
+            "src/{name} names crate::output: the library builds reports (crate::report), the commands print them"
+        );
+    }
+}
+
+#[test]
+fn no_file_is_long_without_a_reason_at_its_top() {
+    for (name, text) in sources() {
+        // Tests beside the code do not count.
+        let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
+        let lines = code.lines().count();
+        let head: String = text.lines().take_while(|l| l.starts_with("//!")).collect();
+        assert!(
+            lines <= 900 || head.contains("Over 900 lines"),
+            "src/{name} has {lines} lines of code: split it, or say at its top why it is one file (`Over 900 lines…`)"
+        );
+    }
+}
