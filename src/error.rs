@@ -1,10 +1,10 @@
 //! One error type for the whole CLI, its user-facing rendering and its exit code.
 //!
 //! Library code returns [`anyhow::Error`] with context; failures a script or caller must branch
-//! on carry a [`Kind`] marker somewhere in the chain ([`Error`]). [`report`] is the only place
-//! that turns an error into text and an [`ExitCode`]: it walks the chain for the first
-//! [`Error`], prints `error: ...` (and `help: ...`), and scrubs registered secrets from every
-//! line it prints.
+//! on carry a [`Kind`] marker somewhere in the chain ([`Error`]). [`render`] is the only place
+//! that turns an error into what is printed and an [`ExitCode`]: it walks the chain for the
+//! first [`Error`], gives the message, its causes and the help line (the printer writes them
+//! as `error: ...` and `help: ...`), and scrubs registered secrets from every line.
 
 use std::fmt;
 use std::sync::Mutex;
@@ -146,7 +146,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Values that must never be printed: passwords, keys, tokens. [`report`] and the logger
+/// Values that must never be printed: passwords, keys, tokens. [`render`] and the logger
 /// replace each with `***` in everything they print, as a last line of defence behind the
 /// redaction done where the values are used.
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());

@@ -1,4 +1,6 @@
-//! The local stack `chatctl up` runs: what it started, how to reach it, and stopping it.
+//! The local stack `chatctl up` runs ([`up`]): the database (the local cluster, or
+//! DATABASE_URL) and its migrations, the example workspace, the search index and the bots
+//! with their health and metrics endpoints; how to reach each, and stopping it.
 
 use std::io::Write;
 
@@ -293,5 +295,82 @@ impl Report for StackReport {
             writeln!(out, "press Ctrl-C to stop")?;
         }
         Ok(())
+    }
+}
+
+/// What `chatctl up` was asked.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Bring everything up and return: no bots, nothing waits.
+    pub detach: bool,
+    /// Where the bots serve `/healthz`, `/readyz` and `/metrics` (port 0: any free one).
+    pub metrics: String,
+}
+
+/// The stack, up: what it is ([`Up::report`]), running until [`Up::wait`] returns.
+pub struct Up {
+    pub report: StackReport,
+    started: Started,
+    bots: Option<RunningBots>,
+}
+
+/// Brings the stack up: the database, its migrations, the example workspace (when
+/// [`EXAMPLE_SPEC`] is there), the search index, and (unless detached) the
+/// bots of `bots/` with their endpoints.
+pub async fn up(config: &Config, opts: &UpOptions, actor: &crate::provision::Actor) -> Result<Up> {
+    use crate::db::migrate::{self, Migrations, Source};
+    let started = start(config).await?;
+    let migrations = Migrations::load(&Source::Embedded).await?;
+    let mut conn = migrate::connect(&started.url, config.connect_timeout()?).await?;
+    let migrate_opts = migrate::UpOptions {
+        target: None,
+        dry_run: false,
+        lock_timeout: config.lock_timeout()?,
+    };
+    let migrated = migrate::up(&mut conn, &migrations, &migrate_opts).await?;
+    drop(conn);
+    let mut report = StackReport::new(&started, &migrated, opts.detach);
+    let spec = config.base_dir.join(EXAMPLE_SPEC);
+    if spec.is_file() {
+        report.provisioned = Some(provision(&started.url, config, &spec, actor).await?);
+    }
+    report.search_index = Some(search_index(&started.url, config).await?);
+    let bots_dir = config.base_dir.join("bots");
+    let bots = if !opts.detach && bots_dir.is_dir() {
+        let running = bots(&started.url, config, &bots_dir, actor).await?;
+        report.bots = running.names.clone();
+        report.running.push("bots");
+        report.metrics = Some(
+            serve_metrics(&opts.metrics, &running.runtime)
+                .await?
+                .to_string(),
+        );
+        Some(running)
+    } else {
+        None
+    };
+    Ok(Up {
+        report,
+        started,
+        bots,
+    })
+}
+
+impl Up {
+    /// Runs the bots (when there are any) until SIGINT or SIGTERM; work in progress
+    /// finishes first.
+    pub async fn wait(&mut self) -> Result<()> {
+        match &mut self.bots {
+            Some(b) => b.runtime.run(&mut *b.source, wait_for_shutdown()).await,
+            None => {
+                wait_for_shutdown().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops what `up` started (the local cluster, when it started it).
+    pub async fn stop(self) -> Result<()> {
+        stop(&self.started).await
     }
 }

@@ -29,8 +29,8 @@ use crate::output::Output;
 
 /// chatctl: operate a Slack-like chat application on Supabase
 ///
-/// Migrate the schema, run the local development stack, generate data, and (as they land)
-/// provision workspaces, import users, rebuild search and run the bots.
+/// Migrate the schema, run the local development stack, provision workspaces and channels,
+/// import users, run the bots, summarize channels, search, and take and restore backups.
 #[derive(Debug, Parser)]
 #[command(
     name = "chatctl",

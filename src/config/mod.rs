@@ -756,7 +756,7 @@ impl Config {
         self.raw("supabase.jwt_secret")
     }
 
-    /// The local state directory (embedded cluster, later the search index), absolute.
+    /// The local state directory (the embedded cluster, the search index), absolute.
     pub fn data_dir(&self) -> PathBuf {
         self.base_dir
             .join(self.raw("local.data_dir").unwrap_or(".chatctl"))
