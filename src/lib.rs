@@ -20,6 +20,7 @@ pub mod realtime;
 pub mod report;
 pub mod search;
 pub mod stack;
+pub mod urls;
 pub mod users;
 
 pub use error::Result;

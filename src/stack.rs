@@ -221,7 +221,7 @@ pub async fn search_index(url: &str, config: &Config) -> Result<SearchIndex> {
 impl StackReport {
     pub fn new(started: &Started, migrated: &MigrateReport, detach: bool) -> StackReport {
         StackReport {
-            database_url: crate::db::url::redact(&started.url),
+            database_url: crate::urls::redact(&started.url),
             local_cluster: started.cluster.is_some(),
             schema_version: migrated.version,
             migrations_applied: migrated.steps.iter().map(|s| s.file.clone()).collect(),

@@ -186,7 +186,7 @@ impl Context {
         let args: Vec<String> = std::env::args()
             .map(|a| {
                 if a.contains("://") {
-                    crate::db::url::redact(&a)
+                    crate::urls::redact(&a)
                 } else {
                     a
                 }

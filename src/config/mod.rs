@@ -331,7 +331,7 @@ struct FileSearch {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileBots {
-    event_source: Option<crate::realtime::SourceKind>,
+    event_source: Option<SourceKind>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -576,7 +576,7 @@ impl Config {
         self.realtime_token_ttl()?;
         self.ai()?;
         if let Some(url) = self.database_url() {
-            crate::db::url::parse(url).map_err(|e| {
+            crate::urls::parse(url).map_err(|e| {
                 let origin = &self.values["database.url"].1;
                 anyhow::Error::from(
                     Error::usage(format!("invalid `database.url` (from {origin}): {e}"))
@@ -596,7 +596,7 @@ impl Config {
                 Secrecy::Public => {}
                 Secrecy::Secret => error::register_secret(value),
                 Secrecy::UrlPassword => {
-                    if let Some(p) = crate::db::url::password(value) {
+                    if let Some(p) = crate::urls::password(value) {
                         error::register_secret(&p);
                     }
                 }
@@ -666,19 +666,22 @@ impl Config {
     }
 
     /// Which event source the bot daemon uses.
-    pub fn event_source(&self) -> Result<crate::realtime::SourceKind> {
+    pub fn event_source(&self) -> Result<SourceKind> {
         self.parsed("bots.event_source", "one of auto, listen, realtime", |v| {
             clap::ValueEnum::from_str(v, true).ok()
         })
     }
 
-    /// The Realtime websocket endpoint: `realtime.url`, else derived from `supabase.url`.
+    /// Where Realtime is: `realtime.url`, else `supabase.url` (`realtime::websocket_url`
+    /// derives the websocket endpoint).
     pub fn realtime_url(&self) -> Result<Option<url::Url>> {
         for name in ["realtime.url", "supabase.url"] {
             if self.raw(name).is_some() {
                 return self
                     .parsed(name, "an https://, http://, wss:// or ws:// URL", |v| {
-                        crate::realtime::RealtimeOptions::websocket_url(v).ok()
+                        url::Url::parse(v.trim())
+                            .ok()
+                            .filter(|u| ["https", "http", "wss", "ws"].contains(&u.scheme()))
                     })
                     .map(Some);
             }
@@ -834,7 +837,7 @@ fn mask(secrecy: Secrecy, value: &str) -> String {
     match secrecy {
         Secrecy::Public => value.to_owned(),
         Secrecy::Secret => "***".to_owned(),
-        Secrecy::UrlPassword => crate::db::url::redact(value),
+        Secrecy::UrlPassword => crate::urls::redact(value),
     }
 }
 
@@ -952,6 +955,18 @@ pub struct ConfigEntry {
     pub env: String,
     #[serde(skip)]
     pub help: &'static str,
+}
+
+/// Which event source the daemon uses (`bots.event_source`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Realtime when `supabase.url` (or `realtime.url`) is set, else LISTEN/NOTIFY.
+    Auto,
+    Listen,
+    Realtime,
 }
 
 #[cfg(test)]

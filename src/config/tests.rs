@@ -114,12 +114,12 @@ fn durations() {
 #[test]
 fn the_event_source_follows_the_supabase_url_unless_set() {
     let c = load(&[], None, &[]).unwrap();
-    assert_eq!(c.event_source().unwrap(), crate::realtime::SourceKind::Auto);
+    assert_eq!(c.event_source().unwrap(), super::SourceKind::Auto);
     assert_eq!(c.realtime_url().unwrap(), None);
     let c = load(&[("SUPABASE_URL", "https://abc.supabase.co")], None, &[]).unwrap();
     assert_eq!(
         c.realtime_url().unwrap().unwrap().as_str(),
-        "wss://abc.supabase.co/realtime/v1/websocket"
+        "https://abc.supabase.co/"
     );
     let file = "bots:\n  event_source: listen\nrealtime:\n  url: ws://localhost:4000/socket/websocket\n  heartbeat: 10s\n";
     let c = load(
@@ -128,10 +128,7 @@ fn the_event_source_follows_the_supabase_url_unless_set() {
         &[],
     )
     .unwrap();
-    assert_eq!(
-        c.event_source().unwrap(),
-        crate::realtime::SourceKind::Listen
-    );
+    assert_eq!(c.event_source().unwrap(), super::SourceKind::Listen);
     assert_eq!(
         c.realtime_url().unwrap().unwrap().as_str(),
         "ws://localhost:4000/socket/websocket"

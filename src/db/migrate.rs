@@ -107,7 +107,7 @@ pub fn file_name(m: &Migration) -> String {
 /// Connects for a migration run: one dedicated session (advisory locks are per session),
 /// named so that another run waiting for the lock can say who holds it.
 pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PgConnection> {
-    if let Some(reason) = crate::db::url::transaction_pooler_reason(url) {
+    if let Some(reason) = crate::urls::transaction_pooler_reason(url) {
         return Err(Error::usage(format!(
             "refusing to migrate through a transaction pooler: {reason}; advisory locks and \
              multi-statement migrations need a direct session"

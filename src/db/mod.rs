@@ -8,7 +8,6 @@ pub mod local;
 pub mod messages;
 pub mod migrate;
 pub mod seed;
-pub mod url;
 
 use std::future::Future;
 use std::str::FromStr as _;
@@ -103,7 +102,7 @@ pub async fn connect_with<T>(
     url: &str,
     attempt: impl Future<Output = sqlx::Result<T>>,
 ) -> Result<T> {
-    let shown = url::redact(url);
+    let shown = crate::urls::redact(url);
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(Error::new(

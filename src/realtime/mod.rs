@@ -79,16 +79,18 @@ pub trait EventSource: Send {
     }
 }
 
-/// Which event source the daemon uses (`bots.event_source`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// Realtime when `supabase.url` (or `realtime.url`) is set, else LISTEN/NOTIFY.
-    Auto,
-    Listen,
-    Realtime,
+pub use crate::config::SourceKind;
+
+/// The Realtime websocket endpoint of the configured URL (`realtime.url`, else
+/// `supabase.url`): a project's URL gets Realtime's path, a ws:// or wss:// URL is taken as
+/// it is.
+pub fn websocket_url(config: &Config) -> Result<Option<url::Url>> {
+    match config.realtime_url()? {
+        Some(u) => Ok(Some(
+            RealtimeOptions::websocket_url(u.as_str()).map_err(Error::usage)?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Connects the event source the configuration asks for.
@@ -100,7 +102,7 @@ pub async fn connect(config: &Config, pool: &sqlx::PgPool) -> Result<Box<dyn Eve
     };
     match kind {
         SourceKind::Realtime => {
-            let url = config.realtime_url()?.ok_or_else(|| {
+            let url = websocket_url(config)?.ok_or_else(|| {
                 Error::usage("bots.event_source is `realtime` but no Realtime URL is configured")
                     .with_help("set SUPABASE_URL (or realtime.url)")
             })?;

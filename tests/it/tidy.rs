@@ -230,3 +230,23 @@ fn no_file_is_long_without_a_reason_at_its_top() {
         );
     }
 }
+
+#[test]
+fn config_and_the_url_helpers_import_nothing_above_them() {
+    for (name, text) in sources() {
+        if name.starts_with("config/") {
+            for banned in ["crate::realtime", "crate::db", "crate::bots", "crate::ai"] {
+                assert!(
+                    !text.contains(banned),
+                    "src/{name} names {banned}: configuration is read by them, it does not read them"
+                );
+            }
+        }
+        if name == "urls.rs" {
+            assert!(
+                !text.contains("crate::"),
+                "src/urls.rs must stay a leaf (it names crate::)"
+            );
+        }
+    }
+}
