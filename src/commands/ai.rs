@@ -20,32 +20,15 @@ pub struct AiArgs {
 enum AiCmd {
     /// Suggest a reply to a message from the channel's recent context (posts nothing)
     Reply {
-        /// The channel (name, with or without #)
-        #[arg(long, value_name = "CHANNEL")]
-        channel: String,
-        /// The workspace (slug); unset: the only one there is
-        #[arg(long, short = 'w', value_name = "SLUG")]
-        workspace: Option<String>,
+        #[command(flatten)]
+        target: super::AsBotInChannel,
         /// Reply in this thread (the root message's id): its messages are the context
         #[arg(long, value_name = "ID")]
         thread: Option<Uuid>,
         /// The message to reply to
         #[arg(long, value_name = "TEXT")]
         message: String,
-        /// Write as this bot (its persona, prompts and token budget from bots/NAME.yaml; an
-        /// existing bot account without one writes with the defaults)
-        #[arg(long, value_name = "NAME")]
-        as_bot: Option<String>,
-        /// text or json [default: text, or json under --output json]
-        #[arg(long, value_name = "FORMAT")]
-        format: Option<Format>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
 }
 
 /// A suggested reply and what it was written from.
@@ -71,19 +54,18 @@ impl Report for Suggestion {
 
 pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
     let AiCmd::Reply {
-        channel,
-        workspace,
+        target,
         thread,
         message,
-        as_bot,
-        format,
     } = args.cmd;
     if message.trim().is_empty() {
         return Err(Error::usage("--message is empty").into());
     }
     let mut conn = ctx.connect().await?;
-    let slug = ctx.workspace_or_only(&mut conn, workspace).await?;
-    let name = channel.trim_start_matches('#').to_owned();
+    let slug = ctx
+        .workspace_or_only(&mut conn, target.workspace.clone())
+        .await?;
+    let name = target.channel.trim_start_matches('#').to_owned();
     let channel_id = crate::provision::ops::channel_id(&mut conn, &slug, &name).await?;
     if let Some(root) = thread {
         let found = crate::provision::ops::is_thread_root(&mut conn, root, channel_id).await?;
@@ -98,8 +80,8 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
 
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
-    let (_, voice) = super::voice(ctx, &pool, as_bot.as_deref())?;
-    if let Some(name) = &as_bot {
+    let (_, voice) = super::voice(ctx, &pool, target.as_bot.as_deref())?;
+    if let Some(name) = &target.as_bot {
         super::require_bot(ctx, &pool, name, false).await?;
     }
     let index = crate::search::IndexDir::new(ctx.config.search_index_dir());
@@ -120,7 +102,7 @@ pub async fn run(ctx: &Context, args: AiArgs) -> Result<ExitCode> {
         },
     )
     .await?;
-    super::result_output(ctx, format.map(|f| f == Format::Json)).render(&Suggestion {
+    target.output(ctx).render(&Suggestion {
         channel: name,
         thread,
         engine: voice.engine.name(),

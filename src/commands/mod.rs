@@ -233,6 +233,41 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
     }
 }
 
+/// The flags of the commands that write as a bot about a channel (`summarize`, `ai reply`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct AsBotInChannel {
+    /// The channel (name, with or without #)
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: String,
+    /// The workspace (slug); unset: the only one there is
+    #[arg(long, short = 'w', value_name = "SLUG")]
+    pub workspace: Option<String>,
+    /// Write as this bot: a bot of bots/NAME.yaml (its persona, prompts and token budget)
+    /// or an existing bot account (the defaults)
+    #[arg(long, value_name = "NAME")]
+    pub as_bot: Option<String>,
+    /// text (as it would be posted) or json [default: text, or json under --output json]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<ResultFormat>,
+}
+
+/// How a result that is a text is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ResultFormat {
+    /// The text (`md` is accepted too: it is Markdown)
+    #[value(alias = "md")]
+    Text,
+    Json,
+}
+
+impl AsBotInChannel {
+    /// Where the result goes: JSON when `--format json` or, without `--format`, under
+    /// `--output json`; else the text.
+    pub(crate) fn output(&self, ctx: &Context) -> crate::output::Output {
+        result_output(ctx, self.format.map(|f| f == ResultFormat::Json))
+    }
+}
+
 /// The bot a digest or reply is written as, and its [`crate::ai::voice::Voice`]: the
 /// bot of `bots/NAME.yaml` when there is one, else a bot of that name with the default
 /// prompts; without `--as-bot`, `chatctl`.
@@ -276,7 +311,7 @@ fn bots_dir(ctx: &Context) -> std::path::PathBuf {
 
 /// Where a result goes: JSON when `--format json` (`json` true) or, without `--format`,
 /// under `--output json`; else the text.
-pub(crate) fn result_output(ctx: &Context, json: Option<bool>) -> crate::output::Output {
+fn result_output(ctx: &Context, json: Option<bool>) -> crate::output::Output {
     use crate::config::OutputFormat;
     let json = json.unwrap_or(ctx.out.format == OutputFormat::Json);
     let format = if json {

@@ -15,12 +15,8 @@ use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct SummarizeArgs {
-    /// The channel (name, with or without #)
-    #[arg(long, value_name = "CHANNEL")]
-    channel: String,
-    /// The workspace (slug); unset: the only one there is
-    #[arg(long, short = 'w', value_name = "SLUG")]
-    workspace: Option<String>,
+    #[command(flatten)]
+    target: super::AsBotInChannel,
     /// A sliding window up to now (`24h`, `90m`, `7d`); not with --post
     #[arg(long, value_name = "DURATION", conflicts_with_all = ["window", "from"])]
     since: Option<String>,
@@ -39,22 +35,9 @@ pub struct SummarizeArgs {
     /// Post the digest in the channel as --as-bot, once per (bot, channel, window)
     #[arg(long, requires = "as_bot")]
     post: bool,
-    /// The bot the digest is posted as: a bot of bots/NAME.yaml (its persona, prompts and
-    /// token budget; its account is created if missing) or an existing bot account
-    #[arg(long, value_name = "NAME")]
-    as_bot: Option<String>,
     /// Create the account of an --as-bot that neither bots/ nor the database knows
     #[arg(long, requires = "post")]
     create_bot: bool,
-    /// md (the text as posted) or json [default: md, or json under --output json]
-    #[arg(long, value_name = "FORMAT")]
-    format: Option<Format>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Md,
-    Json,
 }
 
 /// What `summarize` did.
@@ -97,16 +80,16 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
     let (start, end) = resolve_window(&args, tz, Utc::now())?;
     let mut conn = ctx.connect().await?;
     let slug = ctx
-        .workspace_or_only(&mut conn, args.workspace.clone())
+        .workspace_or_only(&mut conn, args.target.workspace.clone())
         .await?;
-    let name = args.channel.trim_start_matches('#').to_owned();
+    let name = args.target.channel.trim_start_matches('#').to_owned();
     let channel = crate::provision::ops::channel_id(&mut conn, &slug, &name).await?;
     drop(conn);
 
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
-    let (spec, voice) = super::voice(ctx, &pool, args.as_bot.as_deref())?;
-    if let Some(name) = &args.as_bot {
+    let (spec, voice) = super::voice(ctx, &pool, args.target.as_bot.as_deref())?;
+    if let Some(name) = &args.target.as_bot {
         super::require_bot(ctx, &pool, name, args.create_bot).await?;
     }
     let mut summary = Summary {
@@ -183,7 +166,7 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
                 .status(&format!("nothing to summarize: {span} has no messages")),
         }
     }
-    super::result_output(ctx, args.format.map(|f| f == Format::Json)).render(&summary)?;
+    args.target.output(ctx).render(&summary)?;
     Ok(ExitCode::Success)
 }
 

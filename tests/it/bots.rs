@@ -85,6 +85,21 @@ pub(crate) async fn post(
     .unwrap()
 }
 
+/// A test's database with the example workspace and the bot of `yaml` run once (its cursor
+/// at now), and a connection to it.
+pub(crate) async fn with_bot(yaml: &str) -> (TestDb, PgPool, Vec<Bot>, PgConnection) {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, yaml).await;
+    let c = db.conn().await;
+    (db, pool, bots, c)
+}
+
+/// `who` (`who@example.com` of the example workspace) says `text` in #`channel`, at the top
+/// level.
+pub(crate) async fn say(c: &mut PgConnection, who: &str, channel: &str, text: &str) -> Uuid {
+    post(c, &format!("{who}@example.com"), channel, text, None).await
+}
+
 /// The bot's replies: (parent, text).
 pub(crate) async fn replies(c: &mut PgConnection) -> Vec<(Option<Uuid>, String)> {
     sqlx::query_as(
@@ -98,17 +113,8 @@ pub(crate) async fn replies(c: &mut PgConnection) -> Vec<(Option<Uuid>, String)>
 
 #[tokio::test]
 async fn a_mention_gets_exactly_one_threaded_reply() {
-    let db = TestDb::new().await;
-    let (pool, bots) = setup(&db, BOT).await;
-    let mut c = db.conn().await;
-    let asked = post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "@summarybot are you there?",
-        None,
-    )
-    .await;
+    let (_db, pool, bots, mut c) = with_bot(BOT).await;
+    let asked = say(&mut c, "ada", "general", "@summarybot are you there?").await;
     let rt = Runtime::new(pool, bots, options("a"));
     let pass = rt.catch_up().await.unwrap();
     assert_eq!(pass.replied, 1);
@@ -142,9 +148,7 @@ async fn a_mention_gets_exactly_one_threaded_reply() {
 
 #[tokio::test]
 async fn bots_ignore_themselves_and_other_bots_and_channels_they_are_not_in() {
-    let db = TestDb::new().await;
-    let (pool, bots) = setup(&db, BOT).await;
-    let mut c = db.conn().await;
+    let (_db, pool, bots, mut c) = with_bot(BOT).await;
     post(
         &mut c,
         "summarybot@bots.chatctl.invalid",
@@ -162,14 +166,7 @@ async fn bots_ignore_themselves_and_other_bots_and_channels_they_are_not_in() {
     )
     .await;
     // summarybot is not a member of #support.
-    post(
-        &mut c,
-        "grace@example.com",
-        "support",
-        "@summarybot psst",
-        None,
-    )
-    .await;
+    say(&mut c, "grace", "support", "@summarybot psst").await;
     let pass = Runtime::new(pool, bots, options("a"))
         .catch_up()
         .await
@@ -188,14 +185,7 @@ async fn messages_posted_while_down_are_answered_on_start_and_history_is_not() {
     let (pool, bots) = prepared(&db, BOT).await;
     let mut c0 = db.conn().await;
     // Before the bot ever ran: history it must not answer.
-    post(
-        &mut c0,
-        "ada@example.com",
-        "engineering",
-        "@summarybot old question",
-        None,
-    )
-    .await;
+    say(&mut c0, "ada", "engineering", "@summarybot old question").await;
     let first = Runtime::new(pool.clone(), bots.clone(), options("first"))
         .catch_up()
         .await
@@ -203,12 +193,11 @@ async fn messages_posted_while_down_are_answered_on_start_and_history_is_not() {
     assert_eq!(first.replied, 0, "a new bot does not answer history");
     // Down: nobody runs. Three mentions arrive.
     for i in 0..3 {
-        post(
+        say(
             &mut c0,
-            "ada@example.com",
+            "ada",
             "engineering",
             &format!("@summarybot question {i}"),
-            None,
         )
         .await;
     }
@@ -224,18 +213,9 @@ async fn messages_posted_while_down_are_answered_on_start_and_history_is_not() {
 // never answered).
 #[tokio::test]
 async fn a_message_dated_in_the_future_never_carries_the_cursor_past_now() {
-    let db = TestDb::new().await;
-    let (pool, bots) = setup(&db, BOT).await;
-    let mut c = db.conn().await;
+    let (_db, pool, bots, mut c) = with_bot(BOT).await;
     // An import (the service role may date messages) brings one dated 2099.
-    let ahead = post(
-        &mut c,
-        "ada@example.com",
-        "engineering",
-        "@summarybot from the future",
-        None,
-    )
-    .await;
+    let ahead = say(&mut c, "ada", "engineering", "@summarybot from the future").await;
     sqlx::query("update chat set created_at = '2099-01-01' where id = $1")
         .bind(ahead)
         .execute(&mut c)
@@ -256,12 +236,11 @@ async fn a_message_dated_in_the_future_never_carries_the_cursor_past_now() {
     assert!(cursor_ok, "the cursor stays at now");
 
     // Down, a mention arrives: the next start answers it.
-    post(
+    say(
         &mut c,
-        "ada@example.com",
+        "ada",
         "engineering",
         "@summarybot while you were down",
-        None,
     )
     .await;
     let b = Runtime::new(pool.clone(), bots.clone(), options("b"));
@@ -276,14 +255,7 @@ async fn a_message_dated_in_the_future_never_carries_the_cursor_past_now() {
         .execute(&mut c)
         .await
         .unwrap();
-    post(
-        &mut c,
-        "ada@example.com",
-        "engineering",
-        "@summarybot after the repair",
-        None,
-    )
-    .await;
+    say(&mut c, "ada", "engineering", "@summarybot after the repair").await;
     let pass = Runtime::new(pool, bots, options("c"))
         .catch_up()
         .await
@@ -295,16 +267,13 @@ async fn a_message_dated_in_the_future_never_carries_the_cursor_past_now() {
 
 #[tokio::test]
 async fn two_replicas_on_a_burst_never_reply_twice() {
-    let db = TestDb::new().await;
-    let (pool, bots) = setup(&db, BOT).await;
-    let mut c = db.conn().await;
+    let (_db, pool, bots, mut c) = with_bot(BOT).await;
     for i in 0..200 {
-        post(
+        say(
             &mut c,
-            "linus@example.com",
+            "linus",
             "engineering",
             &format!("@summarybot burst {i}"),
-            None,
         )
         .await;
     }
@@ -326,17 +295,8 @@ async fn two_replicas_on_a_burst_never_reply_twice() {
 
 #[tokio::test]
 async fn a_claim_held_past_its_lease_is_taken_over() {
-    let db = TestDb::new().await;
-    let (pool, bots) = setup(&db, BOT).await;
-    let mut c = db.conn().await;
-    let asked = post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "@summarybot hello?",
-        None,
-    )
-    .await;
+    let (_db, pool, bots, mut c) = with_bot(BOT).await;
+    let asked = say(&mut c, "ada", "general", "@summarybot hello?").await;
     // A replica claimed it and hangs (its session is alive) past the lease.
     sqlx::query("insert into chatctl.bot_claims (bot, message_id, channel_id, claimed_by, claimed_at) select 'summarybot', id, channel_id, 'hung:1', now() - interval '2 minutes' from chat where id = $1")
         .bind(asked)
@@ -363,7 +323,7 @@ async fn reply_caps_per_thread_hold() {
     let capped = BOT.replace("per_thread_per_hour: 1000", "per_thread_per_hour: 2");
     let (pool, bots) = setup(&db, &capped).await;
     let mut c = db.conn().await;
-    let root = post(&mut c, "ada@example.com", "general", "thread", None).await;
+    let root = say(&mut c, "ada", "general", "thread").await;
     for i in 0..5 {
         post(
             &mut c,
@@ -383,9 +343,7 @@ async fn reply_caps_per_thread_hold() {
 
 #[tokio::test]
 async fn a_backlog_across_channels_is_answered_once_each_in_order() {
-    let db = TestDb::new().await;
-    let (pool, bots) = setup(&db, BOT).await;
-    let mut c = db.conn().await;
+    let (db, pool, bots, mut c) = with_bot(BOT).await;
     // 1,300 mentions while the bot was down, alternating between two channels, each in a
     // transaction of its own (its own created_at): more than two of the sweep's chunks.
     sqlx::raw_sql(
@@ -449,10 +407,8 @@ async fn a_backlog_across_channels_is_answered_once_each_in_order() {
 
 #[tokio::test]
 async fn reply_counters_of_past_hours_are_deleted_and_this_hours_kept() {
-    let db = TestDb::new().await;
-    let (pool, bots) = setup(&db, BOT).await;
-    let mut c = db.conn().await;
-    post(&mut c, "ada@example.com", "general", "@summarybot hi", None).await;
+    let (_db, pool, bots, mut c) = with_bot(BOT).await;
+    say(&mut c, "ada", "general", "@summarybot hi").await;
     sqlx::query(
         "insert into chatctl.bot_reply_counts (bot, scope, scope_id, window_start, replies)
          select 'summarybot', 'thread', gen_random_uuid(), date_trunc('hour', now()) - h * interval '1 hour', 5
@@ -496,14 +452,7 @@ async fn listen_notify_wakes_the_runtime_and_shutdown_is_clean() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut c = db.conn().await;
     // The poll interval is 10 minutes: only the notification can wake it in time.
-    post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "@summarybot ping",
-        None,
-    )
-    .await;
+    say(&mut c, "ada", "general", "@summarybot ping").await;
     let mut answered = false;
     for _ in 0..100 {
         if !replies(&mut c).await.is_empty() {
@@ -623,12 +572,11 @@ async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() 
     let mut first = Some(daemon(&db));
     let mut c = db.conn().await;
     for i in 0..500 {
-        post(
+        say(
             &mut c,
-            "ada@example.com",
+            "ada",
             "engineering",
             &format!("@summarybot burst {i}"),
-            None,
         )
         .await;
         if i == 150
@@ -722,14 +670,7 @@ async fn the_daemon_serves_health_readiness_and_metrics() {
         daemon_with_metrics(&[("DATABASE_URL", db.url.as_str())], dir.path());
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_owned()));
     let mut c = db.conn().await;
-    post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "@summarybot metrics?",
-        None,
-    )
-    .await;
+    say(&mut c, "ada", "general", "@summarybot metrics?").await;
     let mut metrics = String::new();
     for _ in 0..100 {
         metrics = get(&addr, "/metrics").1;
@@ -806,9 +747,7 @@ triggers:
 
 #[tokio::test]
 async fn a_scheduled_digest_is_posted_once_per_window_across_replicas_and_restarts() {
-    let db = TestDb::new().await;
-    let (pool, bots) = setup(&db, DIGEST_BOT).await;
-    let mut c = db.conn().await;
+    let (_db, pool, bots, mut c) = with_bot(DIGEST_BOT).await;
     post_at(
         &mut c,
         "ada@example.com",
@@ -901,14 +840,7 @@ async fn thread_summaries_come_every_n_replies_and_on_request_once_each() {
     let (pool, bots) = setup(&db, SUMMARIZER).await;
     let rt = Runtime::new(pool, bots, options("a"));
     let mut c = db.conn().await;
-    let root = post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "Shall we ship on Friday?",
-        None,
-    )
-    .await;
+    let root = say(&mut c, "ada", "general", "Shall we ship on Friday?").await;
     post(
         &mut c,
         "ken@example.com",
@@ -953,14 +885,14 @@ async fn thread_summaries_come_every_n_replies_and_on_request_once_each() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].1, got[0].1, "nothing new was said since");
     // At the top level there is no thread yet.
-    post(&mut c, "ken@example.com", "general", "/tldr please", None).await;
+    say(&mut c, "ken", "general", "/tldr please").await;
     rt.catch_up().await.unwrap();
     assert_eq!(
         replies(&mut c).await[2].1,
         "This thread has no replies to summarize yet."
     );
     // Not a command: `/tldrx`.
-    post(&mut c, "ken@example.com", "general", "/tldrx", None).await;
+    say(&mut c, "ken", "general", "/tldrx").await;
     rt.catch_up().await.unwrap();
     assert_eq!(replies(&mut c).await.len(), 3);
 
@@ -1011,16 +943,9 @@ async fn notifications_name_the_message_and_the_daemon_does_not_wake_itself() {
         .execute(&mut quiet)
         .await
         .unwrap();
-    post(
-        &mut quiet,
-        "ada@example.com",
-        "general",
-        "from the daemon",
-        None,
-    )
-    .await;
+    say(&mut quiet, "ada", "general", "from the daemon").await;
     let mut c = db.conn().await;
-    let id = post(&mut c, "ken@example.com", "general", "from a person", None).await;
+    let id = say(&mut c, "ken", "general", "from a person").await;
     let wake = tokio::time::timeout(Duration::from_secs(5), source.next())
         .await
         .unwrap()
@@ -1126,12 +1051,11 @@ async fn a_mention_without_a_template_gets_the_ai_reply_or_the_offline_one() {
     let engine = OpenAiEngine::new(settings, Some(pool), rt.metrics().ai.clone()).unwrap();
     let rt = rt.with_engine(std::sync::Arc::new(engine), None);
     let mut c = db.conn().await;
-    let first = post(
+    let first = say(
         &mut c,
-        "ada@example.com",
+        "ada",
         "general",
         "@summarybot how do I reset staging?",
-        None,
     )
     .await;
     assert_eq!(rt.catch_up().await.unwrap().replied, 1);
@@ -1140,12 +1064,11 @@ async fn a_mention_without_a_template_gets_the_ai_reply_or_the_offline_one() {
         vec![(Some(first), "Run `make db-reset`.".to_owned())]
     );
 
-    let second = post(
+    let second = say(
         &mut c,
-        "ken@example.com",
+        "ken",
         "general",
         "@summarybot what about the staging reset?",
-        None,
     )
     .await;
     assert_eq!(rt.catch_up().await.unwrap().replied, 1);
@@ -1197,14 +1120,7 @@ async fn each_event_is_handled_under_one_span_of_its_own_in_json_logs() {
     .unwrap();
     let mut c = db.conn().await;
     // Wait until the daemon listens (its first catch-up answers this one).
-    post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "@summarybot first",
-        None,
-    )
-    .await;
+    say(&mut c, "ada", "general", "@summarybot first").await;
     for i in 1..=3usize {
         for _ in 0..100 {
             if replies(&mut c).await.len() >= i {
@@ -1213,14 +1129,7 @@ async fn each_event_is_handled_under_one_span_of_its_own_in_json_logs() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(replies(&mut c).await.len(), i);
-        post(
-            &mut c,
-            "ken@example.com",
-            "general",
-            &format!("@summarybot number {i}"),
-            None,
-        )
-        .await;
+        say(&mut c, "ken", "general", &format!("@summarybot number {i}")).await;
     }
     for _ in 0..100 {
         if replies(&mut c).await.len() >= 4 {

@@ -41,11 +41,7 @@ async fn apply_is_idempotent_and_detailed_exitcode_tells_ci() {
         ("CHATCTL_OPERATOR", "ci-bot"),
     ];
     let ex = example();
-    let out = chatctl(&env)
-        .args(["apply", "--dry-run", "--detailed-exitcode", "-f"])
-        .arg(&ex)
-        .output()
-        .unwrap();
+    let out = apply(&env, &ex, &["--dry-run", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", outputs(&out));
     let mut c = db.conn().await;
     assert_eq!(
@@ -54,21 +50,13 @@ async fn apply_is_idempotent_and_detailed_exitcode_tells_ci() {
         "a dry run changes nothing"
     );
 
-    let out = chatctl(&env)
-        .args(["apply", "-o", "json", "-f"])
-        .arg(&ex)
-        .output()
-        .unwrap();
+    let out = apply(&env, &ex, &["-o", "json"]);
     assert!(out.status.success(), "{:?}", outputs(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["applied"], true);
     assert!(json["changes"].as_array().unwrap().len() > 30);
 
-    let out = chatctl(&env)
-        .args(["apply", "-f"])
-        .arg(&ex)
-        .output()
-        .unwrap();
+    let out = apply(&env, &ex, &[]);
     let (stdout, _) = outputs(&out);
     assert!(out.status.success());
     assert!(stdout.contains("no changes"), "{stdout}");
@@ -134,11 +122,7 @@ async fn prune_removes_only_when_asked_and_confirmed() {
     std::fs::write(&file, smaller).unwrap();
     let env = [("DATABASE_URL", db.url.as_str())];
 
-    let out = chatctl(&env)
-        .args(["apply", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = apply(&env, &file, &[]);
     let (stdout, _) = outputs(&out);
     assert!(out.status.success());
     assert!(
@@ -147,11 +131,7 @@ async fn prune_removes_only_when_asked_and_confirmed() {
     );
 
     // With --prune but not --yes, and no terminal: refused, nothing applied.
-    let out = chatctl(&env)
-        .args(["apply", "--prune", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = apply(&env, &file, &["--prune"]);
     let (stdout, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("without --yes"), "{stderr}");
@@ -261,11 +241,7 @@ async fn bad_specs_report_every_problem_with_file_and_line_and_apply_nothing() {
     let file = dir.path().join("bad.yaml");
     std::fs::write(&file, BAD).unwrap();
     let env = [("DATABASE_URL", db.url.as_str())];
-    let out = chatctl(&env)
-        .args(["apply", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = apply(&env, &file, &[]);
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     let f = file.display().to_string();
@@ -289,11 +265,7 @@ async fn bad_specs_report_every_problem_with_file_and_line_and_apply_nothing() {
             .unwrap(),
     )
     .unwrap();
-    let out = chatctl(&env)
-        .args(["apply", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = apply(&env, &file, &[]);
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(
@@ -670,4 +642,15 @@ async fn changed_names_and_topics_are_updates() {
             .await
             .unwrap();
     assert_eq!(name, "Ada King");
+}
+
+/// `chatctl apply FLAGS... -f FILE` with `env`.
+fn apply(env: &[(&str, &str)], file: &std::path::Path, flags: &[&str]) -> std::process::Output {
+    chatctl(env)
+        .arg("apply")
+        .args(flags)
+        .arg("-f")
+        .arg(file)
+        .output()
+        .unwrap()
 }

@@ -8,7 +8,7 @@ use chatctl::search::{self, Engine, IndexDir, Reader, Scope, index};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::bots::{BOT, post, prepared};
+use crate::bots::{BOT, post, prepared, say};
 use crate::support::{TestDb, chatctl_std, outputs};
 
 /// Runs a query on an engine, as `user` (by username) or the service role.
@@ -91,12 +91,11 @@ async fn every_operator_finds_what_slack_would_on_both_engines() {
         .fetch_one(&mut c)
         .await
         .unwrap();
-    let deploy = post(
+    let deploy = say(
         &mut c,
-        "ada@example.com",
+        "ada",
         "engineering",
         "Deploying the release train on Friday",
-        None,
     )
     .await;
     let reply = post(
@@ -107,12 +106,11 @@ async fn every_operator_finds_what_slack_would_on_both_engines() {
         Some(deploy),
     )
     .await;
-    let mention = post(
+    let mention = say(
         &mut c,
-        "grace@example.com",
+        "grace",
         "general",
         "@ken can you review the deploy script?",
-        None,
     )
     .await;
     sqlx::query("update chat set message = message || jsonb_build_object('mentions', jsonb_build_array($2::text)) where id = $1")
@@ -121,35 +119,20 @@ async fn every_operator_finds_what_slack_would_on_both_engines() {
         .execute(&mut c)
         .await
         .unwrap();
-    let file = post(
-        &mut c,
-        "ken@example.com",
-        "general",
-        "Quarterly numbers attached",
-        None,
-    )
-    .await;
+    let file = say(&mut c, "ken", "general", "Quarterly numbers attached").await;
     sqlx::query("insert into attachments (message_id, bucket_id, object_path, name, size_bytes) values ($1, 'files', 'q.pdf', 'q.pdf', 10)")
         .bind(file)
         .execute(&mut c)
         .await
         .unwrap();
-    let secret = post(
+    let secret = say(
         &mut c,
-        "grace@example.com",
+        "grace",
         "support",
         "A customer cannot deploy on Friday",
-        None,
     )
     .await;
-    let old = post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "Friday train was late",
-        None,
-    )
-    .await;
+    let old = say(&mut c, "ada", "general", "Friday train was late").await;
     set_at(&pool, old, "2026-01-15T12:00:00Z").await;
     set_at(&pool, deploy, "2026-02-01T09:00:00Z").await;
     set_at(&pool, reply, "2026-02-01T10:00:00Z").await;
@@ -272,30 +255,9 @@ async fn an_incremental_run_misses_nothing_committed_out_of_order() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = IndexDir::new(tmp.path().join("search"));
     let mut c = db.conn().await;
-    let edited = post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "first draft of the plan",
-        None,
-    )
-    .await;
-    let doomed = post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "delete me later",
-        None,
-    )
-    .await;
-    let gone = post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "remove me for good",
-        None,
-    )
-    .await;
+    let edited = say(&mut c, "ada", "general", "first draft of the plan").await;
+    let doomed = say(&mut c, "ada", "general", "delete me later").await;
+    let gone = say(&mut c, "ada", "general", "remove me for good").await;
     index::build(&pool, &dir, &Default::default(), &|_| {})
         .await
         .unwrap();
@@ -310,14 +272,7 @@ async fn an_incremental_run_misses_nothing_committed_out_of_order() {
     .fetch_one(&mut *slow)
     .await
     .unwrap();
-    let quick = post(
-        &mut c,
-        "grace@example.com",
-        "general",
-        "quickfox was here",
-        None,
-    )
-    .await;
+    let quick = say(&mut c, "grace", "general", "quickfox was here").await;
     let r = sync(&pool, &dir).await;
     assert_eq!(r.mode, "incremental");
     assert_eq!(
@@ -393,14 +348,7 @@ async fn an_incremental_run_misses_nothing_committed_out_of_order() {
     assert!(index::verify(&pool, &g).await.unwrap().is_empty());
 
     // Membership: ken leaves #engineering and no longer finds its messages, at once.
-    let eng = post(
-        &mut c,
-        "ada@example.com",
-        "engineering",
-        "zebra crossing",
-        None,
-    )
-    .await;
+    let eng = say(&mut c, "ada", "engineering", "zebra crossing").await;
     sync(&pool, &dir).await;
     assert_eq!(both(&pool, &dir, "zebra", Some("ken")).await.len(), 1);
     sqlx::query("update channels set kind = 'private' where name = 'engineering'")
@@ -426,14 +374,7 @@ async fn an_incremental_run_misses_nothing_committed_out_of_order() {
         .await
         .unwrap();
     assert!(index::prune(&pool, index::retention()).await.unwrap() > 0);
-    post(
-        &mut c,
-        "ada@example.com",
-        "engineering",
-        "after the prune",
-        None,
-    )
-    .await;
+    say(&mut c, "ada", "engineering", "after the prune").await;
     let r = sync(&pool, &dir).await;
     assert_eq!(r.mode, "full", "{r:?}");
     assert_eq!(both(&pool, &dir, "prune", None).await.len(), 1);
@@ -730,14 +671,7 @@ async fn the_daemon_keeps_the_index_fresh_and_exports_the_backlog() {
         tmp.path(),
     );
     let mut c = db.conn().await;
-    let id = post(
-        &mut c,
-        "ada@example.com",
-        "general",
-        "the aardvark has landed",
-        None,
-    )
-    .await;
+    let id = say(&mut c, "ada", "general", "the aardvark has landed").await;
     // What the daemon's index finds for `word`, once it finds anything (10 s at most).
     let found = async |word: &str| {
         for _ in 0..100 {
