@@ -115,7 +115,7 @@ pub async fn bots(
     let pool_for_index = pool.clone();
     let engine = crate::ai::engine(config, Some(pool), runtime.metrics().ai.clone())?;
     tracing::info!(engine = %engine.name(), "AI engine");
-    let runtime = runtime.with_engine(engine, config.ai()?.daily_token_budget);
+    let runtime = runtime.with_engine(engine, config.ai.daily_token_budget);
     let indexer = crate::search::indexer::Indexer::new(
         pool_for_index,
         crate::search::IndexDir::new(config.search_index_dir()),
@@ -321,11 +321,11 @@ pub async fn up(config: &Config, opts: &UpOptions, actor: &crate::provision::Act
     use crate::db::migrate::{self, Migrations, Source};
     let started = start(config).await?;
     let migrations = Migrations::load(&Source::Embedded).await?;
-    let mut conn = migrate::connect(&started.url, config.connect_timeout()?).await?;
+    let mut conn = migrate::connect(&started.url, config.database.connect_timeout).await?;
     let migrate_opts = migrate::UpOptions {
         target: None,
         dry_run: false,
-        lock_timeout: config.lock_timeout()?,
+        lock_timeout: config.migrate.lock_timeout,
     };
     let migrated = migrate::up(&mut conn, &migrations, &migrate_opts).await?;
     drop(conn);

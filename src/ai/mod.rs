@@ -192,7 +192,7 @@ pub fn engine(
     pool: Option<sqlx::PgPool>,
     stats: Arc<Stats>,
 ) -> crate::error::Result<Arc<dyn LanguageModel>> {
-    let ai = config.ai()?;
+    let ai = config.ai.clone();
     if ai.model.is_none() {
         return Ok(Arc::new(offline::OfflineEngine));
     }

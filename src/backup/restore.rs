@@ -133,7 +133,7 @@ async fn restore_reading<R: Read + Send + 'static>(
         )
         .await;
     }
-    let mut conn = crate::db::migrate::connect(target_url, config.connect_timeout()?).await?;
+    let mut conn = crate::db::migrate::connect(target_url, config.database.connect_timeout).await?;
     migrate_to(&mut conn, &migrations, &header).await?;
     let mut tx = sqlx::Connection::begin(&mut conn).await?;
     // Empty: no rows in the tables people's data lives in. `chatctl`'s own tables hold
@@ -404,7 +404,7 @@ async fn load_parallel(
     progress: &Progress,
 ) -> Result<Seen> {
     use futures_util::future::try_join_all;
-    let mut conn = crate::db::migrate::connect(url, config.connect_timeout()?).await?;
+    let mut conn = crate::db::migrate::connect(url, config.database.connect_timeout).await?;
     migrate_to(&mut conn, migrations, header).await?;
     let mut tx = sqlx::Connection::begin(&mut conn).await?;
     let deferred = set_aside(&mut tx, &header.tables).await?;
@@ -577,7 +577,8 @@ pub async fn verify_deep<R: Read + Send + 'static>(
     );
     let mut scratch = admin.clone();
     scratch.set_path(&name);
-    crate::db::create_database_if_missing(admin.as_str(), &name, config.connect_timeout()?).await?;
+    crate::db::create_database_if_missing(admin.as_str(), &name, config.database.connect_timeout)
+        .await?;
     let result = async {
         let (summary, tables, content) = restore_reading(
             scratch.as_str(),

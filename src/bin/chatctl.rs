@@ -3,7 +3,7 @@
 use clap::Parser as _;
 
 use chatctl::commands::{Cli, Context, dispatch};
-use chatctl::config::{Env, LogFormat};
+use chatctl::config::Env;
 use chatctl::error::{self, ExitCode};
 use chatctl::output::Output;
 
@@ -33,7 +33,7 @@ fn main() -> std::process::ExitCode {
             return report(&out, &err);
         }
     };
-    let format = ctx.config.log_format().unwrap_or(LogFormat::Text);
+    let format = ctx.config.log.format;
     chatctl::logging::init(
         format,
         cli.global.verbose,

@@ -267,7 +267,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 crate::db::create_database_if_missing(
                     admin.as_str(),
                     &name,
-                    ctx.config.connect_timeout()?,
+                    ctx.config.database.connect_timeout,
                 )
                 .await?;
             }

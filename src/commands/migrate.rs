@@ -79,10 +79,10 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     let migrations = Migrations::load(&source).await?;
     let lock_timeout = match args.lock_timeout {
         Some(t) => t,
-        None => ctx.config.lock_timeout()?,
+        None => ctx.config.migrate.lock_timeout,
     };
     let url = ctx.database_url().await?;
-    let mut conn = migrate::connect(&url, ctx.config.connect_timeout()?).await?;
+    let mut conn = migrate::connect(&url, ctx.config.database.connect_timeout).await?;
     match args.cmd {
         MigrateCmd::Up { to, dry_run } => {
             let report = migrate::up(

@@ -137,8 +137,8 @@ impl Context {
         }
         let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let config = Config::load(env, &overrides, &base)?;
-        let mut out = Output::new(config.output()?, global.quiet);
-        out.json_logs = config.log_format()? == LogFormat::Json;
+        let mut out = Output::new(config.output, global.quiet);
+        out.json_logs = config.log.format == LogFormat::Json;
         Ok(Context {
             config,
             out,
@@ -278,7 +278,7 @@ pub(crate) fn voice(
 ) -> Result<(crate::bots::spec::BotSpec, crate::ai::voice::Voice)> {
     let spec = crate::bots::spec::load_named(&bots_dir(ctx), as_bot.unwrap_or("chatctl"))?;
     let engine = crate::ai::engine(&ctx.config, Some(pool.clone()), Default::default())?;
-    let voice = spec.voice(engine, ctx.config.ai()?.daily_token_budget, None);
+    let voice = spec.voice(engine, ctx.config.ai.daily_token_budget, None);
     Ok((spec, voice))
 }
 

@@ -494,6 +494,20 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Config {
     values: BTreeMap<&'static str, (String, Origin)>,
+    /// `database.*`, parsed.
+    pub database: DatabaseSettings,
+    /// `migrate.*`, parsed.
+    pub migrate: MigrateSettings,
+    /// `output`: the format of results on stdout.
+    pub output: OutputFormat,
+    /// `log.*`, parsed.
+    pub log: LogSettings,
+    /// `bots.*`, parsed.
+    pub bots: BotsSettings,
+    /// `realtime.*` (and `supabase.url`), parsed.
+    pub realtime: RealtimeSettings,
+    /// `ai.*` and `openai.*`, parsed.
+    pub ai: AiConfig,
     /// The configuration file that was read, if any.
     pub file: Option<PathBuf>,
     /// The directory relative paths in the config resolve against (the working directory).
@@ -502,6 +516,183 @@ pub struct Config {
     pub path_env: Option<String>,
     /// Who runs chatctl, for the audit log: `CHATCTL_OPERATOR`, else `$USER@host`.
     pub operator: String,
+}
+
+/// `database.*`.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+/// `migrate.*`.
+#[derive(Debug, Clone)]
+pub struct MigrateSettings {
+    pub lock_timeout: Duration,
+}
+
+/// `log.*`.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// `bots.*`.
+#[derive(Debug, Clone)]
+pub struct BotsSettings {
+    pub event_source: SourceKind,
+}
+
+/// `realtime.*`: where Realtime is (`realtime.url`, else `supabase.url`;
+/// `realtime::websocket_url` derives the websocket endpoint), the heartbeat and how long a
+/// minted token lives.
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    pub url: Option<url::Url>,
+    pub heartbeat: Duration,
+    pub token_ttl: Duration,
+}
+
+/// The layered values, before they are parsed into [`Config`]'s sections.
+struct Layers(BTreeMap<&'static str, (String, Origin)>);
+
+impl Layers {
+    fn raw(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|(v, _)| v.as_str())
+    }
+
+    fn parsed<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T> {
+        let (value, origin) = &self.0[name];
+        parse(value).ok_or_else(|| {
+            Error::usage(format!(
+                "invalid `{name}` = `{value}` (from {origin}): expected {expected}"
+            ))
+            .into()
+        })
+    }
+
+    fn max_connections(&self) -> Result<u32> {
+        self.parsed("database.max_connections", "a positive integer", |v| {
+            v.trim().parse::<u32>().ok().filter(|n| *n > 0)
+        })
+    }
+
+    fn connect_timeout(&self) -> Result<Duration> {
+        self.parsed(
+            "database.connect_timeout",
+            "a duration such as `10s`",
+            |v| parse_duration(v).ok(),
+        )
+    }
+
+    fn lock_timeout(&self) -> Result<Duration> {
+        self.parsed("migrate.lock_timeout", "a duration such as `60s`", |v| {
+            parse_duration(v).ok()
+        })
+    }
+
+    fn output(&self) -> Result<OutputFormat> {
+        self.parsed("output", "one of table, json, yaml", |v| {
+            clap::ValueEnum::from_str(v, true).ok()
+        })
+    }
+
+    fn log_format(&self) -> Result<LogFormat> {
+        self.parsed("log.format", "one of text, json", |v| {
+            clap::ValueEnum::from_str(v, true).ok()
+        })
+    }
+
+    /// Which event source the bot daemon uses.
+    fn event_source(&self) -> Result<SourceKind> {
+        self.parsed("bots.event_source", "one of auto, listen, realtime", |v| {
+            clap::ValueEnum::from_str(v, true).ok()
+        })
+    }
+
+    /// Where Realtime is: `realtime.url`, else `supabase.url` (`realtime::websocket_url`
+    /// derives the websocket endpoint).
+    fn realtime_url(&self) -> Result<Option<url::Url>> {
+        for name in ["realtime.url", "supabase.url"] {
+            if self.raw(name).is_some() {
+                return self
+                    .parsed(name, "an https://, http://, wss:// or ws:// URL", |v| {
+                        url::Url::parse(v.trim())
+                            .ok()
+                            .filter(|u| ["https", "http", "wss", "ws"].contains(&u.scheme()))
+                    })
+                    .map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn realtime_heartbeat(&self) -> Result<Duration> {
+        self.parsed("realtime.heartbeat", "a duration such as `25s`", |v| {
+            parse_duration(v).ok().filter(|d| !d.is_zero())
+        })
+    }
+
+    fn realtime_token_ttl(&self) -> Result<Duration> {
+        self.parsed("realtime.token_ttl", "a duration of at least `10s`", |v| {
+            parse_duration(v).ok().filter(|d| d.as_secs() >= 10)
+        })
+    }
+
+    /// The AI settings: the OpenAI-compatible model (when one is configured) and the
+    /// options of every engine.
+    fn ai(&self) -> Result<AiConfig> {
+        let count = |name: &str, min: u64| {
+            self.parsed(name, &format!("an integer of at least {min}"), |v| {
+                v.trim().parse::<u64>().ok().filter(|n| *n >= min)
+            })
+        };
+        let budget = match self.raw("ai.daily_token_budget") {
+            None => None,
+            Some(_) => Some(count("ai.daily_token_budget", 1)?),
+        };
+        let max_tokens = u32::try_from(count("openai.max_tokens", 16)?).unwrap_or(u32::MAX);
+        let context_tokens =
+            usize::try_from(count("openai.context_tokens", 1024)?).unwrap_or(usize::MAX);
+        if max_tokens as usize * 2 >= context_tokens {
+            return Err(Error::usage(format!(
+                "`openai.max_tokens` ({max_tokens}) must be less than half of `openai.context_tokens` ({context_tokens})"
+            ))
+            .into());
+        }
+        Ok(AiConfig {
+            model: self.raw("openai.model").map(str::to_owned),
+            base_url: self.raw("openai.base_url").map(str::to_owned),
+            api_key: self.raw("openai.api_key").map(str::to_owned),
+            timeout: self.parsed("openai.timeout", "a duration such as `60s`", |v| {
+                parse_duration(v).ok().filter(|d| !d.is_zero())
+            })?,
+            max_tokens,
+            temperature: self.parsed("openai.temperature", "a number from 0 to 2", |v| {
+                v.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|t| (0.0..=2.0).contains(t))
+            })?,
+            context_tokens,
+            concurrency: usize::try_from(count("openai.concurrency", 1)?).unwrap_or(1),
+            max_retries: u32::try_from(count("openai.max_retries", 0)?).unwrap_or(u32::MAX),
+            max_retry_wait: self.parsed(
+                "openai.max_retry_wait",
+                "a duration such as `60s`",
+                |v| parse_duration(v).ok(),
+            )?,
+            redact: self.parsed("ai.redact", "true or false", |v| {
+                v.trim().parse::<bool>().ok()
+            })?,
+            daily_token_budget: budget,
+        })
+    }
 }
 
 /// Where the default config file is looked for, relative to the working directory.
@@ -551,30 +742,42 @@ impl Config {
             );
         }
 
+        let layers = Layers(values);
+        // Every value is parsed here, once: a bad one fails at start with its origin named.
         let config = Config {
-            values,
+            database: DatabaseSettings {
+                max_connections: layers.max_connections()?,
+                connect_timeout: layers.connect_timeout()?,
+            },
+            migrate: MigrateSettings {
+                lock_timeout: layers.lock_timeout()?,
+            },
+            output: layers.output()?,
+            log: LogSettings {
+                format: layers.log_format()?,
+            },
+            bots: BotsSettings {
+                event_source: layers.event_source()?,
+            },
+            realtime: RealtimeSettings {
+                url: layers.realtime_url()?,
+                heartbeat: layers.realtime_heartbeat()?,
+                token_ttl: layers.realtime_token_ttl()?,
+            },
+            ai: layers.ai()?,
+            values: layers.0,
             file,
             base_dir: base_dir.to_owned(),
             path_env: env.get("PATH").map(str::to_owned),
             operator: operator(env),
         };
-        config.validate()?;
+        config.check_database_url()?;
         config.register_secrets();
         Ok(config)
     }
 
-    /// Checks every value parses, so a bad value fails at start with its origin named.
-    fn validate(&self) -> Result<()> {
-        self.max_connections()?;
-        self.connect_timeout()?;
-        self.lock_timeout()?;
-        self.output()?;
-        self.log_format()?;
-        self.event_source()?;
-        self.realtime_url()?;
-        self.realtime_heartbeat()?;
-        self.realtime_token_ttl()?;
-        self.ai()?;
+    /// Checks `database.url` parses, so a bad one fails at start with its origin named.
+    fn check_database_url(&self) -> Result<()> {
         if let Some(url) = self.database_url() {
             crate::urls::parse(url).map_err(|e| {
                 let origin = &self.values["database.url"].1;
@@ -608,21 +811,6 @@ impl Config {
         self.values.get(name).map(|(v, _)| v.as_str())
     }
 
-    fn parsed<T>(
-        &self,
-        name: &str,
-        expected: &str,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Result<T> {
-        let (value, origin) = &self.values[name];
-        parse(value).ok_or_else(|| {
-            Error::usage(format!(
-                "invalid `{name}` = `{value}` (from {origin}): expected {expected}"
-            ))
-            .into()
-        })
-    }
-
     /// Forgets `database.url`, so the local cluster is used.
     pub fn clear_database_url(&mut self) {
         self.values.remove("database.url");
@@ -631,124 +819,6 @@ impl Config {
     /// The database URL, or `None` for the embedded local cluster.
     pub fn database_url(&self) -> Option<&str> {
         self.raw("database.url")
-    }
-
-    pub fn max_connections(&self) -> Result<u32> {
-        self.parsed("database.max_connections", "a positive integer", |v| {
-            v.trim().parse::<u32>().ok().filter(|n| *n > 0)
-        })
-    }
-
-    pub fn connect_timeout(&self) -> Result<Duration> {
-        self.parsed(
-            "database.connect_timeout",
-            "a duration such as `10s`",
-            |v| parse_duration(v).ok(),
-        )
-    }
-
-    pub fn lock_timeout(&self) -> Result<Duration> {
-        self.parsed("migrate.lock_timeout", "a duration such as `60s`", |v| {
-            parse_duration(v).ok()
-        })
-    }
-
-    pub fn output(&self) -> Result<OutputFormat> {
-        self.parsed("output", "one of table, json, yaml", |v| {
-            clap::ValueEnum::from_str(v, true).ok()
-        })
-    }
-
-    pub fn log_format(&self) -> Result<LogFormat> {
-        self.parsed("log.format", "one of text, json", |v| {
-            clap::ValueEnum::from_str(v, true).ok()
-        })
-    }
-
-    /// Which event source the bot daemon uses.
-    pub fn event_source(&self) -> Result<SourceKind> {
-        self.parsed("bots.event_source", "one of auto, listen, realtime", |v| {
-            clap::ValueEnum::from_str(v, true).ok()
-        })
-    }
-
-    /// Where Realtime is: `realtime.url`, else `supabase.url` (`realtime::websocket_url`
-    /// derives the websocket endpoint).
-    pub fn realtime_url(&self) -> Result<Option<url::Url>> {
-        for name in ["realtime.url", "supabase.url"] {
-            if self.raw(name).is_some() {
-                return self
-                    .parsed(name, "an https://, http://, wss:// or ws:// URL", |v| {
-                        url::Url::parse(v.trim())
-                            .ok()
-                            .filter(|u| ["https", "http", "wss", "ws"].contains(&u.scheme()))
-                    })
-                    .map(Some);
-            }
-        }
-        Ok(None)
-    }
-
-    pub fn realtime_heartbeat(&self) -> Result<Duration> {
-        self.parsed("realtime.heartbeat", "a duration such as `25s`", |v| {
-            parse_duration(v).ok().filter(|d| !d.is_zero())
-        })
-    }
-
-    pub fn realtime_token_ttl(&self) -> Result<Duration> {
-        self.parsed("realtime.token_ttl", "a duration of at least `10s`", |v| {
-            parse_duration(v).ok().filter(|d| d.as_secs() >= 10)
-        })
-    }
-
-    /// The AI settings: the OpenAI-compatible model (when one is configured) and the
-    /// options of every engine.
-    pub fn ai(&self) -> Result<AiConfig> {
-        let count = |name: &str, min: u64| {
-            self.parsed(name, &format!("an integer of at least {min}"), |v| {
-                v.trim().parse::<u64>().ok().filter(|n| *n >= min)
-            })
-        };
-        let budget = match self.raw("ai.daily_token_budget") {
-            None => None,
-            Some(_) => Some(count("ai.daily_token_budget", 1)?),
-        };
-        let max_tokens = u32::try_from(count("openai.max_tokens", 16)?).unwrap_or(u32::MAX);
-        let context_tokens =
-            usize::try_from(count("openai.context_tokens", 1024)?).unwrap_or(usize::MAX);
-        if max_tokens as usize * 2 >= context_tokens {
-            return Err(Error::usage(format!(
-                "`openai.max_tokens` ({max_tokens}) must be less than half of `openai.context_tokens` ({context_tokens})"
-            ))
-            .into());
-        }
-        Ok(AiConfig {
-            model: self.raw("openai.model").map(str::to_owned),
-            base_url: self.raw("openai.base_url").map(str::to_owned),
-            api_key: self.raw("openai.api_key").map(str::to_owned),
-            timeout: self.parsed("openai.timeout", "a duration such as `60s`", |v| {
-                parse_duration(v).ok().filter(|d| !d.is_zero())
-            })?,
-            max_tokens,
-            temperature: self.parsed("openai.temperature", "a number from 0 to 2", |v| {
-                v.trim()
-                    .parse::<f32>()
-                    .ok()
-                    .filter(|t| (0.0..=2.0).contains(t))
-            })?,
-            context_tokens,
-            concurrency: usize::try_from(count("openai.concurrency", 1)?).unwrap_or(1),
-            max_retries: u32::try_from(count("openai.max_retries", 0)?).unwrap_or(u32::MAX),
-            max_retry_wait: self.parsed(
-                "openai.max_retry_wait",
-                "a duration such as `60s`",
-                |v| parse_duration(v).ok(),
-            )?,
-            redact: self.parsed("ai.redact", "true or false", |v| {
-                v.trim().parse::<bool>().ok()
-            })?,
-            daily_token_budget: budget,
-        })
     }
 
     pub fn supabase_service_role_key(&self) -> Option<&str> {

@@ -23,15 +23,15 @@ fn load(
 #[test]
 fn layers_in_order_defaults_file_env_flags() {
     let c = load(&[], None, &[]).unwrap();
-    assert_eq!(c.max_connections().unwrap(), 10);
+    assert_eq!(c.database.max_connections, 10);
 
     let file = "database:\n  max_connections: 20\n";
     let c = load(&[], Some(file), &[]).unwrap();
-    assert_eq!(c.max_connections().unwrap(), 20);
+    assert_eq!(c.database.max_connections, 20);
 
     let env = [("CHATCTL_DATABASE__MAX_CONNECTIONS", "30")];
     let c = load(&env, Some(file), &[]).unwrap();
-    assert_eq!(c.max_connections().unwrap(), 30);
+    assert_eq!(c.database.max_connections, 30);
 
     let c = load(
         &env,
@@ -39,7 +39,7 @@ fn layers_in_order_defaults_file_env_flags() {
         &[("database.max_connections", "--max", "40")],
     )
     .unwrap();
-    assert_eq!(c.max_connections().unwrap(), 40);
+    assert_eq!(c.database.max_connections, 40);
     let entry = c
         .show()
         .entries
@@ -114,11 +114,11 @@ fn durations() {
 #[test]
 fn the_event_source_follows_the_supabase_url_unless_set() {
     let c = load(&[], None, &[]).unwrap();
-    assert_eq!(c.event_source().unwrap(), super::SourceKind::Auto);
-    assert_eq!(c.realtime_url().unwrap(), None);
+    assert_eq!(c.bots.event_source, super::SourceKind::Auto);
+    assert_eq!(c.realtime.url, None);
     let c = load(&[("SUPABASE_URL", "https://abc.supabase.co")], None, &[]).unwrap();
     assert_eq!(
-        c.realtime_url().unwrap().unwrap().as_str(),
+        c.realtime.url.as_ref().unwrap().as_str(),
         "https://abc.supabase.co/"
     );
     let file = "bots:\n  event_source: listen\nrealtime:\n  url: ws://localhost:4000/socket/websocket\n  heartbeat: 10s\n";
@@ -128,12 +128,12 @@ fn the_event_source_follows_the_supabase_url_unless_set() {
         &[],
     )
     .unwrap();
-    assert_eq!(c.event_source().unwrap(), super::SourceKind::Listen);
+    assert_eq!(c.bots.event_source, super::SourceKind::Listen);
     assert_eq!(
-        c.realtime_url().unwrap().unwrap().as_str(),
+        c.realtime.url.as_ref().unwrap().as_str(),
         "ws://localhost:4000/socket/websocket"
     );
-    assert_eq!(c.realtime_heartbeat().unwrap(), Duration::from_secs(10));
+    assert_eq!(c.realtime.heartbeat, Duration::from_secs(10));
     let err = load(&[("CHATCTL_BOTS__EVENT_SOURCE", "kafka")], None, &[]).unwrap_err();
     assert!(err.to_string().contains("bots.event_source"), "{err}");
     let err = load(&[("SUPABASE_URL", "ftp://x")], None, &[]).unwrap_err();

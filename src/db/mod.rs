@@ -58,7 +58,7 @@ pub async fn target(config: &Config) -> Result<Target> {
             .map_err(|e| anyhow::anyhow!("the local cluster task failed: {e}"))??
     };
     let admin = local::LocalCluster::url(port, "postgres");
-    create_database_if_missing(&admin, local::DATABASE, config.connect_timeout()?).await?;
+    create_database_if_missing(&admin, local::DATABASE, config.database.connect_timeout).await?;
     Ok(Target {
         url: local::LocalCluster::url(port, local::DATABASE),
         local: Some(cluster),
@@ -135,7 +135,7 @@ pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOpt
 
 /// A connection pool to `url`.
 pub async fn pool(url: &str, config: &Config) -> Result<PgPool> {
-    let timeout = config.connect_timeout()?;
+    let timeout = config.database.connect_timeout;
     let opts = connect_options(url, "chatctl")?;
     connect_with(timeout, url, pool_options(config)?.connect_with(opts)).await
 }
@@ -143,15 +143,15 @@ pub async fn pool(url: &str, config: &Config) -> Result<PgPool> {
 /// The pool settings every chatctl pool shares: size and acquire timeout from the config.
 fn pool_options(config: &Config) -> Result<PgPoolOptions> {
     Ok(PgPoolOptions::new()
-        .max_connections(config.max_connections()?)
-        .acquire_timeout(config.connect_timeout()?))
+        .max_connections(config.database.max_connections)
+        .acquire_timeout(config.database.connect_timeout))
 }
 
 /// The bot daemon's pool: like [`pool`], and its inserts (bot replies, digests) send no
 /// LISTEN/NOTIFY wake-up (`chatctl.notify = off`, read by the `chat_notify` trigger): the
 /// daemon never needs to hear itself, and a NOTIFY queues its commit behind every writer's.
 pub async fn daemon_pool(url: &str, config: &Config) -> Result<PgPool> {
-    let timeout = config.connect_timeout()?;
+    let timeout = config.database.connect_timeout;
     let opts = connect_options(url, "chatctl bots")?;
     connect_with(
         timeout,
@@ -174,7 +174,7 @@ pub async fn connect(url: &str, config: &Config) -> Result<sqlx::PgConnection> {
     use sqlx::Connection as _;
     let opts = connect_options(url, "chatctl")?;
     connect_with(
-        config.connect_timeout()?,
+        config.database.connect_timeout,
         url,
         sqlx::PgConnection::connect_with(&opts),
     )

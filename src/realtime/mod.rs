@@ -85,7 +85,7 @@ pub use crate::config::SourceKind;
 /// `supabase.url`): a project's URL gets Realtime's path, a ws:// or wss:// URL is taken as
 /// it is.
 pub fn websocket_url(config: &Config) -> Result<Option<url::Url>> {
-    match config.realtime_url()? {
+    match &config.realtime.url {
         Some(u) => Ok(Some(
             RealtimeOptions::websocket_url(u.as_str()).map_err(Error::usage)?,
         )),
@@ -95,8 +95,8 @@ pub fn websocket_url(config: &Config) -> Result<Option<url::Url>> {
 
 /// Connects the event source the configuration asks for.
 pub async fn connect(config: &Config, pool: &sqlx::PgPool) -> Result<Box<dyn EventSource>> {
-    let kind = match config.event_source()? {
-        SourceKind::Auto if config.realtime_url()?.is_some() => SourceKind::Realtime,
+    let kind = match config.bots.event_source {
+        SourceKind::Auto if config.realtime.url.is_some() => SourceKind::Realtime,
         SourceKind::Auto => SourceKind::Listen,
         k => k,
     };
@@ -113,12 +113,12 @@ pub async fn connect(config: &Config, pool: &sqlx::PgPool) -> Result<Box<dyn Eve
             let tokens = match config.supabase_jwt_secret() {
                 Some(secret) => token::Tokens::Minted {
                     secret: secret.to_owned(),
-                    ttl: config.realtime_token_ttl()?,
+                    ttl: config.realtime.token_ttl,
                 },
                 None => token::Tokens::Fixed(apikey.to_owned()),
             };
             let mut opts = RealtimeOptions::new(url, apikey.to_owned());
-            opts.heartbeat = config.realtime_heartbeat()?;
+            opts.heartbeat = config.realtime.heartbeat;
             Ok(Box::new(RealtimeSource::new(opts, tokens)))
         }
         _ => Ok(Box::new(ListenSource::connect(pool).await?)),
