@@ -139,3 +139,32 @@ fn the_event_source_follows_the_supabase_url_unless_set() {
     let err = load(&[("SUPABASE_URL", "ftp://x")], None, &[]).unwrap_err();
     assert!(err.to_string().contains("supabase.url"), "{err}");
 }
+
+#[test]
+fn the_file_is_read_by_the_declared_keys_alone() {
+    // A key written twice is refused, as a typo is.
+    let err = load(
+        &[],
+        Some("database:\n  max_connections: 3\n  max_connections: 4\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("duplicate field"), "{err}");
+    // Numbers, booleans and strings are values; a section's keys come from KEYS.
+    let c = load(
+        &[],
+        Some("output: json\nai:\n  redact: false\nopenai:\n  timeout: 90\nrealtime:\n  heartbeat: 10s\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.output, OutputFormat::Json);
+    assert!(!c.ai.redact);
+    assert_eq!(c.ai.timeout, Duration::from_secs(90));
+    assert_eq!(c.realtime.heartbeat, Duration::from_secs(10));
+    // A bad value names its line.
+    let err = load(&[], Some("log:\n  format: fancy\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2"), "{err}");
+}
