@@ -6,9 +6,8 @@ use crate::provision::ops::{self, NewChannel};
 
 #[derive(Debug, clap::Args)]
 pub struct ChannelArgs {
-    /// The workspace (slug)
-    #[arg(long, short = 'w', global = true, value_name = "SLUG")]
-    workspace: Option<String>,
+    #[command(flatten)]
+    workspace: super::InWorkspace,
     #[command(subcommand)]
     cmd: ChannelCmd,
 }
@@ -97,7 +96,9 @@ enum ChannelCmd {
 
 pub async fn run(ctx: &Context, args: ChannelArgs) -> Result<ExitCode> {
     let mut conn = ctx.connect().await?;
-    let ws = ctx.workspace_or_only(&mut conn, args.workspace).await?;
+    let ws = ctx
+        .workspace_or_only(&mut conn, args.workspace.workspace)
+        .await?;
     let actor = ctx.actor();
     let c = &mut conn;
     match args.cmd {

@@ -6,9 +6,8 @@ use crate::provision::ops;
 
 #[derive(Debug, clap::Args)]
 pub struct DmArgs {
-    /// The workspace (slug)
-    #[arg(long, short = 'w', global = true, value_name = "SLUG")]
-    workspace: Option<String>,
+    #[command(flatten)]
+    workspace: super::InWorkspace,
     #[command(subcommand)]
     cmd: DmCmd,
 }
@@ -24,7 +23,9 @@ enum DmCmd {
 
 pub async fn run(ctx: &Context, args: DmArgs) -> Result<ExitCode> {
     let mut conn = ctx.connect().await?;
-    let ws = ctx.workspace_or_only(&mut conn, args.workspace).await?;
+    let ws = ctx
+        .workspace_or_only(&mut conn, args.workspace.workspace)
+        .await?;
     match args.cmd {
         DmCmd::Open { emails } => {
             ctx.out

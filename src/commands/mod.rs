@@ -233,6 +233,15 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
     }
 }
 
+/// The workspace a command works in (`channel`, `dm`): one slug, or the only workspace
+/// there is.
+#[derive(Debug, clap::Args)]
+pub(crate) struct InWorkspace {
+    /// The workspace (slug); unset: the only one there is
+    #[arg(long, short = 'w', global = true, value_name = "SLUG")]
+    pub workspace: Option<String>,
+}
+
 /// The flags of the commands that write as a bot about a channel (`summarize`, `ai reply`).
 #[derive(Debug, clap::Args)]
 pub(crate) struct AsBotInChannel {
