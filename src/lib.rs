@@ -5,6 +5,7 @@
 //! module below it does the work and is usable without the CLI (the tests call it directly).
 
 pub mod ai;
+pub mod api;
 pub mod audit;
 pub mod backup;
 pub mod bots;

@@ -14,6 +14,7 @@ mod dev;
 mod dm;
 mod migrate;
 mod search;
+mod serve;
 mod summarize;
 mod up;
 mod users;
@@ -94,6 +95,8 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Create, verify and restore one-file backups of the database
     Backup(backup::BackupArgs),
+    /// Serve the HTTP API the web app calls (AI replies), behind Supabase access tokens
+    Serve(serve::ServeArgs),
     /// Show the audit log of changes made through chatctl
     Audit(audit::AuditArgs),
     /// Manage the embedded local PostgreSQL and generate test data
@@ -224,6 +227,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Search(args) => search::run(ctx, args).await,
         Command::Audit(args) => audit::run(ctx, args).await,
         Command::Backup(args) => backup::run(ctx, args).await,
+        Command::Serve(args) => serve::run(ctx, args).await,
         Command::Bots(args) => bots::run(ctx, args).await,
         Command::Summarize(args) => summarize::run(ctx, args).await,
         Command::Ai(args) => ai::run(ctx, args).await,

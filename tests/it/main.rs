@@ -4,6 +4,7 @@ mod support;
 
 mod advisor;
 mod ai;
+mod api;
 mod backup;
 mod bots;
 mod cli;
