@@ -25,20 +25,23 @@ fn token(user: Uuid, secret: &str, aud: &str, ttl: i64) -> String {
     .unwrap()
 }
 
+/// The id of the row of `table` whose `column` is `value`.
+async fn id_of(c: &mut PgConnection, table: &str, column: &str, value: &str) -> Uuid {
+    sqlx::query_scalar(&format!(
+        "select id from public.{table} where {column} = $1"
+    ))
+    .bind(value)
+    .fetch_one(c)
+    .await
+    .unwrap()
+}
+
 async fn user_id(c: &mut PgConnection, email: &str) -> Uuid {
-    sqlx::query_scalar("select id from public.users where email = $1")
-        .bind(email)
-        .fetch_one(c)
-        .await
-        .unwrap()
+    id_of(c, "users", "email", email).await
 }
 
 async fn channel_id(c: &mut PgConnection, name: &str) -> Uuid {
-    sqlx::query_scalar("select id from public.channels where name = $1")
-        .bind(name)
-        .fetch_one(c)
-        .await
-        .unwrap()
+    id_of(c, "channels", "name", name).await
 }
 
 /// The server on a free port, serving `db`; its base URL.
