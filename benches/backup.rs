@@ -65,11 +65,7 @@ fn timed(cmd: &mut Command) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| common::flag(&args, name);
-    let sizes: Vec<u64> = value("--sizes")
-        .unwrap_or_else(|| "100000,1000000".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("--sizes N,N"))
-        .collect();
+    let sizes = common::sizes(&args);
     let jobs: usize = value("--jobs").map_or(2, |v| v.parse().expect("--jobs N"));
     let fresh = args.iter().any(|a| a == "--fresh");
     let rounds: usize = value("--rounds").map_or(3, |v| v.parse().expect("--rounds N"));
@@ -89,9 +85,7 @@ fn moto() -> Option<(std::process::Child, String)> {
         .local_addr()
         .ok()?
         .port();
-    let run = "import sys\nfrom moto.server import ThreadedMotoServer\n\
-               s = ThreadedMotoServer(ip_address='127.0.0.1', port=int(sys.argv[1]), verbose=False)\n\
-               s.start(); print('ready', flush=True); sys.stdin.read(); s.stop()";
+    let run = include_str!("../tests/it/support/moto.py");
     let mut child = Command::new("python3")
         .args(["-c", run, &port.to_string()])
         .stdin(std::process::Stdio::piped())

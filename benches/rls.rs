@@ -32,11 +32,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| common::flag(&args, name);
     let opts = Opts {
-        sizes: value("--sizes")
-            .unwrap_or_else(|| "100000,1000000".into())
-            .split(',')
-            .map(|s| s.trim().parse().expect("--sizes N,N"))
-            .collect(),
+        sizes: common::sizes(&args),
         budget: Duration::from_millis(
             value("--budget-ms").map_or(2000, |v| v.parse().expect("--budget-ms N")),
         ),

@@ -32,11 +32,7 @@ const HASH: &str = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| common::flag(&args, name);
-    let sizes: Vec<u64> = value("--sizes")
-        .unwrap_or_else(|| "100000,1000000".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("--sizes N,N"))
-        .collect();
+    let sizes = common::sizes(&args);
     let baseline: u64 = value("--baseline").map_or(10_000, |v| v.parse().expect("--baseline N"));
     let runs: usize = value("--runs").map_or(3, |v| v.parse().expect("--runs N"));
     let plaintext: u64 = value("--plaintext").map_or(500, |v| v.parse().expect("--plaintext N"));

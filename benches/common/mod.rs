@@ -95,6 +95,16 @@ pub fn flag(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
+/// `--sizes N,N` (default 100,000 and 1,000,000): the sizes a benchmark measures, an order
+/// of magnitude apart.
+pub fn sizes(args: &[String]) -> Vec<u64> {
+    flag(args, "--sizes")
+        .unwrap_or_else(|| "100000,1000000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("--sizes N,N"))
+        .collect()
+}
+
 /// Runs `cmd` to the end, sampling its peak RSS (`VmHWM`, every 20 ms): the wall time in
 /// seconds, the peak in KiB, and its stdout. Panics when it fails.
 pub fn run_sampled(cmd: &mut std::process::Command) -> (f64, u64, String) {

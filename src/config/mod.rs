@@ -307,8 +307,12 @@ impl Env {
 
 /// The configuration file's values by their dotted keys (`database.url`, `output`). The file's
 /// shape comes from [`KEYS`], where each key is declared once: a section is the part of a
-/// key before its dot. Anything else (a typo) is an error that names it, with its line.
-struct FileValues(Vec<(&'static str, String)>);
+/// key before its dot. Anything else (a typo) is collected in `unknown` (dotted), and
+/// `read_file` refuses it naming its line.
+struct FileValues {
+    values: Vec<(&'static str, String)>,
+    unknown: Vec<String>,
+}
 
 /// Finds `name` among [`KEYS`].
 fn declared(name: &str) -> Option<&'static Key> {
@@ -335,50 +339,58 @@ impl<'de> serde::de::Visitor<'de> for Sections {
         self,
         mut map: A,
     ) -> std::result::Result<FileValues, A::Error> {
-        let mut out = Vec::new();
+        let mut file = FileValues {
+            values: Vec::new(),
+            unknown: Vec::new(),
+        };
         while let Some(name) = map.next_key::<String>()? {
             if let Some(k) = declared(&name) {
                 let v = map.next_value::<Scalar>()?.0;
-                put(&mut out, k.name, v)?;
+                put(&mut file.values, k.name, v)?;
                 continue;
             }
             let prefix = format!("{name}.");
             if !KEYS.iter().any(|k| k.name.starts_with(&prefix)) {
-                return Err(serde::de::Error::custom(format!(
-                    "unknown field `{name}`, expected one of {}",
-                    sections().join(", ")
-                )));
+                map.next_value::<serde::de::IgnoredAny>()?;
+                file.unknown.push(name);
+                continue;
             }
             map.next_value_seed(Section {
                 prefix,
-                out: &mut out,
+                file: &mut file,
             })?;
         }
-        Ok(FileValues(out))
+        Ok(file)
     }
 }
 
-/// serde_yaml places an error raised inside a section at the section's start: for an unknown
-/// key, say the line of the key itself.
-fn unknown_key_line(message: &str, text: &str) -> String {
-    let Some(name) = message
-        .split("unknown field `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-    else {
-        return message.to_owned();
+/// What to say of an unknown key (dotted): which keys its place takes instead.
+fn expected_instead(unknown: &str) -> String {
+    let choices: Vec<String> = match unknown.rsplit_once('.') {
+        Some((section, _)) => KEYS
+            .iter()
+            .filter_map(|k| k.name.strip_prefix(&format!("{section}.")))
+            .map(|k| format!("`{k}`"))
+            .collect(),
+        None => {
+            let mut out: Vec<String> = Vec::new();
+            for k in KEYS {
+                let s = format!("`{}`", k.name.split('.').next().unwrap_or(k.name));
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+            out
+        }
     };
-    let Some(line) = text.lines().position(|l| {
-        l.trim_start()
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.trim_start().starts_with(':'))
-    }) else {
-        return message.to_owned();
+    let (place, name) = match unknown.rsplit_once('.') {
+        Some((section, key)) => (format!(" in `{section}`"), key),
+        None => (String::new(), unknown),
     };
-    let without_mark = message
-        .rsplit_once(" at line ")
-        .map_or(message, |(head, _)| head);
-    format!("{without_mark} at line {}", line + 1)
+    format!(
+        "unknown field `{name}`{place}, expected one of {}",
+        choices.join(", ")
+    )
 }
 
 /// Records a key's value; a key written twice is an error (which one would count?).
@@ -396,23 +408,10 @@ fn put<E: serde::de::Error>(
     Ok(())
 }
 
-/// The sections [`KEYS`] declare, in order.
-fn sections() -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for k in KEYS {
-        let s = k.name.split('.').next().unwrap_or(k.name);
-        let s = format!("`{s}`");
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    out
-}
-
 /// One section's keys (`prefix` is `section.`).
 struct Section<'a> {
     prefix: String,
-    out: &'a mut Vec<(&'static str, String)>,
+    file: &'a mut FileValues,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Section<'_> {
@@ -435,19 +434,14 @@ impl<'de> serde::de::Visitor<'de> for Section<'_> {
         mut map: A,
     ) -> std::result::Result<(), A::Error> {
         while let Some(name) = map.next_key::<String>()? {
-            let Some(k) = declared(&format!("{}{name}", self.prefix)) else {
-                let known: Vec<String> = KEYS
-                    .iter()
-                    .filter_map(|k| k.name.strip_prefix(&self.prefix))
-                    .map(|k| format!("`{k}`"))
-                    .collect();
-                return Err(serde::de::Error::custom(format!(
-                    "unknown field `{name}`, expected one of {}",
-                    known.join(", ")
-                )));
+            let dotted = format!("{}{name}", self.prefix);
+            let Some(k) = declared(&dotted) else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                self.file.unknown.push(dotted);
+                continue;
             };
             let v = map.next_value::<Scalar>()?.0;
-            put(self.out, k.name, v)?;
+            put(&mut self.file.values, k.name, v)?;
         }
         Ok(())
     }
@@ -999,19 +993,24 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String, Option<usize>)>> 
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let file: FileValues = serde_yaml::from_str(&text).map_err(|e| {
+    let invalid = |problem: String| {
         Error::usage(format!(
             "invalid config file {}: {}",
             path.display(),
-            error::scrub(&unknown_key_line(&e.to_string(), &text))
+            error::scrub(&problem)
         ))
         .with_help(format!(
             "fix the file, or see `chatctl config show` for the keys; {} lists them with examples",
             "config/chatctl.example.yaml"
         ))
-    })?;
+    };
+    let file: FileValues = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    if let Some(unknown) = file.unknown.first() {
+        let at = line_of(&text, unknown).map_or_else(String::new, |l| format!(" at line {l}"));
+        return Err(invalid(format!("{}{at}", expected_instead(unknown))).into());
+    }
     Ok(file
-        .0
+        .values
         .into_iter()
         .map(|(name, value)| (name, value, line_of(&text, name)))
         .collect())

@@ -77,14 +77,22 @@ async fn ask(base: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
     (status, res.json().await.unwrap())
 }
 
-#[tokio::test]
-async fn a_reply_is_suggested_to_a_member_and_refused_to_everyone_else_in_json() {
+/// The example workspace served: the database, a connection, Ada's id, #general's id, and
+/// the server's base URL.
+async fn served() -> (TestDb, PgConnection, Uuid, Uuid, String) {
     let db = TestDb::new().await;
     let _ = prepared(&db, BOT).await;
     let mut c = db.conn().await;
     let ada = user_id(&mut c, "ada@example.com").await;
-    let linus = user_id(&mut c, "linus@example.com").await;
     let general = channel_id(&mut c, "general").await;
+    let base = server(&db).await;
+    (db, c, ada, general, base)
+}
+
+#[tokio::test]
+async fn a_reply_is_suggested_to_a_member_and_refused_to_everyone_else_in_json() {
+    let (_db, mut c, ada, general, base) = served().await;
+    let linus = user_id(&mut c, "linus@example.com").await;
     let support = channel_id(&mut c, "support").await;
     let earlier = say(
         &mut c,
@@ -110,7 +118,6 @@ async fn a_reply_is_suggested_to_a_member_and_refused_to_everyone_else_in_json()
         "Customer 4711 reports the deploy broke billing",
     )
     .await;
-    let base = server(&db).await;
 
     // A member of #general: the suggestion, with the earlier message it draws on.
     let body = json!({ "channel_id": general, "user_id": ada, "last_message": "where is the deploy script?" });
@@ -185,12 +192,7 @@ async fn a_reply_is_suggested_to_a_member_and_refused_to_everyone_else_in_json()
 
 #[tokio::test]
 async fn malformed_requests_get_their_own_status_and_code() {
-    let db = TestDb::new().await;
-    let _ = prepared(&db, BOT).await;
-    let mut c = db.conn().await;
-    let ada = user_id(&mut c, "ada@example.com").await;
-    let general = channel_id(&mut c, "general").await;
-    let base = server(&db).await;
+    let (_db, _c, ada, general, base) = served().await;
     let bearer = token(ada, SECRET, "authenticated", 600);
     let url = format!("{base}/api/chat/generate-response");
     let send = |req: reqwest::RequestBuilder| async move {

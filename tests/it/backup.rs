@@ -103,15 +103,24 @@ async fn backed_up() -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
 
 /// `chatctl backup restore ARCHIVE --target-url TARGET`.
 fn restore(src: &TestDb, archive: &Path, target: &TestDb) -> std::process::Output {
-    backup(
-        src,
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--target-url",
-            &target.url,
-        ],
-    )
+    restore_with(src, archive, target, &[])
+}
+
+/// [`restore`] with more flags.
+fn restore_with(
+    src: &TestDb,
+    archive: &Path,
+    target: &TestDb,
+    flags: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "restore",
+        archive.to_str().unwrap(),
+        "--target-url",
+        &target.url,
+    ];
+    args.extend_from_slice(flags);
+    backup(src, &args)
 }
 
 fn backup(db: &TestDb, args: &[&str]) -> std::process::Output {
@@ -175,16 +184,7 @@ async fn a_backup_restored_into_an_empty_database_gives_back_every_table() {
     // Into a database that holds rows: refused (73), unless --force.
     let out = restore(&src, &archive, &target);
     assert_eq!(out.status.code(), Some(73), "{}", outputs(&out).1);
-    let out = backup(
-        &src,
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--target-url",
-            &target.url,
-            "--force",
-        ],
-    );
+    let out = restore_with(&src, &archive, &target, &["--force"]);
     assert!(out.status.success(), "{}", outputs(&out).1);
     assert_eq!(digests(&mut b).await, before);
 }
@@ -675,16 +675,11 @@ async fn an_encrypted_backup_is_unreadable_without_its_key_and_restores_with_it(
     );
     // Someone else's key: refused as such (77), the target untouched.
     let target = TestDb::empty().await;
-    let out = backup(
+    let out = restore_with(
         &src,
-        &[
-            "restore",
-            path,
-            "--target-url",
-            &target.url,
-            "--identity",
-            stranger.to_str().unwrap(),
-        ],
+        Path::new(path),
+        &target,
+        &["--identity", stranger.to_str().unwrap()],
     );
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(77), "{stderr}");
@@ -694,17 +689,7 @@ async fn an_encrypted_backup_is_unreadable_without_its_key_and_restores_with_it(
     let flipped = flip(&bytes, bytes.len() * 2 / 3);
     let bad = dir.path().join("flipped.backup");
     std::fs::write(&bad, flipped).unwrap();
-    let out = backup(
-        &src,
-        &[
-            "restore",
-            bad.to_str().unwrap(),
-            "--target-url",
-            &target.url,
-            "-i",
-            key.to_str().unwrap(),
-        ],
-    );
+    let out = restore_with(&src, &bad, &target, &["-i", key.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(65), "{}", outputs(&out).1);
     assert_eq!(empty_after(&target).await, 0);
 
@@ -719,16 +704,11 @@ async fn an_encrypted_backup_is_unreadable_without_its_key_and_restores_with_it(
         (verified["rows"].clone(), verified["encrypted"].clone()),
         (made["rows"].clone(), true.into())
     );
-    let out = backup(
+    let out = restore_with(
         &src,
-        &[
-            "restore",
-            path,
-            "--target-url",
-            &target.url,
-            "-i",
-            other_key.to_str().unwrap(),
-        ],
+        Path::new(path),
+        &target,
+        &["-i", other_key.to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", outputs(&out).1);
     let (mut a, mut b) = (src.conn().await, target.conn().await);

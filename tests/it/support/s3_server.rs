@@ -13,15 +13,9 @@ struct Server {
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
-const RUN: &str = "
-import sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address='127.0.0.1', port=int(sys.argv[1]), verbose=False)
-server.start()
-print('ready', flush=True)
-sys.stdin.read()
-server.stop()
-";
+/// The server (moto's `ThreadedMotoServer` on `argv[1]`; it says `ready`, then runs until its
+/// standard input closes). The backup benchmark starts it the same way.
+const RUN: &str = include_str!("moto.py");
 
 /// The server's endpoint (`http://127.0.0.1:PORT`), started on first use.
 pub fn endpoint() -> &'static str {
