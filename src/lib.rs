@@ -16,6 +16,7 @@ pub mod error;
 pub mod logging;
 pub mod output;
 pub mod progress;
+pub mod prom;
 pub mod provision;
 pub mod realtime;
 pub mod report;

@@ -185,6 +185,11 @@ pub struct StackReport {
     pub provisioned: Option<Provisioned>,
     pub bots: Vec<String>,
     pub metrics: Option<String>,
+    /// Where `chatctl serve`'s API listens (`up` serves it unless detached).
+    pub api: Option<String>,
+    /// Why the API is not served (no way to verify tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_skipped: Option<String>,
     pub search_index: Option<SearchIndex>,
 }
 
@@ -230,6 +235,8 @@ impl StackReport {
             provisioned: None,
             bots: Vec::new(),
             metrics: None,
+            api: None,
+            api_skipped: None,
             search_index: None,
         }
     }
@@ -278,6 +285,15 @@ impl Report for StackReport {
                 writeln!(out, "  health:    http://{m}/healthz, /readyz, /metrics")?;
             }
         }
+        if let Some(api) = &self.api {
+            writeln!(
+                out,
+                "  api:       http://{api} (a token: chatctl dev token --user EMAIL)"
+            )?;
+        }
+        if let Some(why) = &self.api_skipped {
+            writeln!(out, "  api:       {why}")?;
+        }
         if let Some(s) = &self.search_index {
             let how = if s.built { "built" } else { "found" };
             let fresh = if self.bots.is_empty() {
@@ -305,6 +321,8 @@ pub struct UpOptions {
     pub detach: bool,
     /// Where the bots serve `/healthz`, `/readyz` and `/metrics` (port 0: any free one).
     pub metrics: String,
+    /// Where the HTTP API listens (port 0: any free one).
+    pub api: String,
 }
 
 /// The stack, up: what it is ([`Up::report`]), running until [`Up::wait`] returns.
@@ -312,6 +330,13 @@ pub struct Up {
     pub report: StackReport,
     started: Started,
     bots: Option<RunningBots>,
+    api: Option<ServingApi>,
+}
+
+/// The API `up` serves, and how to stop it.
+struct ServingApi {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<()>>,
 }
 
 /// Brings the stack up: the database, its migrations, the example workspace (when
@@ -349,10 +374,29 @@ pub async fn up(config: &Config, opts: &UpOptions, actor: &crate::provision::Act
     } else {
         None
     };
+    let verifiable =
+        crate::api::auth::project_secret(config)?.is_some() || config.serve.jwks_url.is_some();
+    let api = if opts.detach {
+        None
+    } else if !verifiable {
+        report.api_skipped =
+            Some("not served: set SUPABASE_JWT_SECRET so the API can verify access tokens".into());
+        None
+    } else {
+        let bound = crate::api::bind(config, &started.url, &opts.api).await?;
+        report.api = Some(bound.addr.to_string());
+        report.running.push("api");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::api::serve(bound, async move {
+            let _ = stopped.await;
+        }));
+        Some(ServingApi { stop, task })
+    };
     Ok(Up {
         report,
         started,
         bots,
+        api,
     })
 }
 
@@ -360,13 +404,22 @@ impl Up {
     /// Runs the bots (when there are any) until SIGINT or SIGTERM; work in progress
     /// finishes first.
     pub async fn wait(&mut self) -> Result<()> {
-        match &mut self.bots {
+        let ran = match &mut self.bots {
             Some(b) => b.runtime.run(&mut *b.source, wait_for_shutdown()).await,
             None => {
                 wait_for_shutdown().await;
                 Ok(())
             }
+        };
+        // Then the API, its requests in flight answered first.
+        if let Some(api) = self.api.take() {
+            let _ = api.stop.send(());
+            match api.task.await {
+                Ok(served) => served?,
+                Err(e) => return Err(Error::failed(format!("the API task failed: {e}")).into()),
+            }
         }
+        ran
     }
 
     /// Stops what `up` started (the local cluster, when it started it).

@@ -77,6 +77,8 @@ pub struct Ask<'a> {
     pub persona: Option<&'a str>,
     /// The asker's daily token budget (`None`: unlimited).
     pub budget: Option<u64>,
+    /// Whose budget pays: the bot's name (`bot`), or `user:<id>` for a user of the HTTP API.
+    pub payer: &'a str,
 }
 
 /// A question to suggest a reply to, and earlier messages where it may have been discussed.

@@ -93,14 +93,14 @@ impl OpenAiEngine {
             (tokens(&system) + tokens(&user)) as u64 + u64::from(self.settings.max_tokens);
         let reservation = match (&self.pool, ask.budget) {
             (Some(pool), Some(budget)) => {
-                Some(reserve(pool, ask.bot, estimate, budget, &self.stats).await?)
+                Some(reserve(pool, ask.payer, estimate, budget, &self.stats).await?)
             }
             _ => None,
         };
         let result = self.send(system, user).await;
         let used = result.as_ref().map_or(0, |(_, used)| *used);
         if let (Some(pool), Some(r)) = (&self.pool, reservation) {
-            settle(pool, ask.bot, r, used).await?;
+            settle(pool, ask.payer, r, used).await?;
         }
         match result {
             Ok((text, _)) => Ok(text),

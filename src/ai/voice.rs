@@ -18,6 +18,8 @@ pub struct Voice {
     pub persona: Option<String>,
     pub prompts: super::Prompts,
     pub budget: Option<u64>,
+    /// Whose daily budget pays (`None`: the bot's own): `user:<id>` for an API caller.
+    pub payer: Option<String>,
     pub on_fallback: Option<OnFallback>,
 }
 
@@ -30,6 +32,7 @@ impl Voice {
             prompts: &self.prompts,
             persona: self.persona.as_deref(),
             budget: self.budget,
+            payer: self.payer.as_deref().unwrap_or(&self.bot),
         }
     }
 

@@ -5,7 +5,8 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// A calendar unit for `--window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Calendar {
     Day,
     Week,
@@ -48,6 +49,63 @@ pub fn parse_time(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
         .map(|d| midnight(tz, d))
         .map_err(|_| format!("`{text}` is not a time: use 2026-11-22 or 2026-11-22T09:00:00Z"))
+}
+
+/// A window as a person names it: exactly one of a sliding `since` (`24h`), the last
+/// complete calendar `window`, or explicit `from`/`to`; the calendar day when none is given.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Named {
+    pub since: Option<String>,
+    pub window: Option<Calendar>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// The time zone of `window` and of dates in `from`/`to` (IANA name; UTC when unset).
+    pub tz: Option<String>,
+}
+
+impl Named {
+    /// The time zone it names.
+    pub fn zone(&self) -> Result<Tz, String> {
+        let name = self.tz.as_deref().unwrap_or("UTC");
+        name.parse().map_err(|_| {
+            format!("unknown time zone `{name}`: use an IANA name such as UTC, Europe/Berlin or America/New_York")
+        })
+    }
+
+    /// The `[start, end)` it names at `now`.
+    pub fn resolve(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+        let tz = self.zone()?;
+        let given = [
+            self.since.is_some(),
+            self.window.is_some(),
+            self.from.is_some() || self.to.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err("give one of since, window, or from and to".into());
+        }
+        if let Some(since) = &self.since {
+            let d = crate::config::parse_duration(since)?;
+            let d = Duration::from_std(d)
+                .ok()
+                .filter(|d| *d > Duration::zero())
+                .and_then(|d| now.checked_sub_signed(d).map(|start| (start, now)))
+                .ok_or_else(|| format!("since `{since}` must be a positive duration"))?;
+            return Ok(d);
+        }
+        match (&self.from, &self.to) {
+            (Some(from), Some(to)) => {
+                let from = parse_time(from, tz)?;
+                let to = parse_time(to, tz)?;
+                if from >= to {
+                    return Err("from must be before to".into());
+                }
+                Ok((from, to))
+            }
+            (Some(_), None) | (None, Some(_)) => Err("from and to go together".into()),
+            (None, None) => Ok(last_complete(self.window.unwrap_or(Calendar::Day), tz, now)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,18 +19,23 @@ pub struct WindowDigest {
 }
 
 /// The digest of `channel`'s messages in `[start, end)` (people's, not bots'), written in
-/// `voice`; an engine failure is an error.
+/// `voice`; an engine failure is an error. With `as_user` (a verified token's claims), the
+/// messages are read as that user under row level security.
 pub async fn window_digest(
     pool: &PgPool,
     voice: &Voice,
     channel: Uuid,
     name: &str,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
+    as_user: Option<&serde_json::Value>,
 ) -> Result<WindowDigest> {
-    let mut conn = pool.acquire().await?;
+    let mut tx = pool.begin().await?;
+    if let Some(claims) = as_user {
+        crate::db::app_queries::act_as_claims(&mut tx, claims).await?;
+    }
     let messages =
-        crate::db::messages::window_messages(&mut conn, Uuid::nil(), channel, start, end).await?;
-    drop(conn);
+        crate::db::messages::window_messages(&mut tx, Uuid::nil(), channel, start, end).await?;
+    tx.rollback().await?;
     if messages.is_empty() {
         return Ok(WindowDigest {
             messages: 0,
@@ -43,6 +48,69 @@ pub async fn window_digest(
         messages: messages.len(),
         digest: Some((digest, text)),
     })
+}
+
+/// A channel's digest as `chatctl summarize -o json` prints it and the HTTP API answers.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    /// The workspace's slug.
+    pub workspace: String,
+    /// The channel's name (`direct message` for a DM).
+    pub channel: String,
+    #[serde(skip)]
+    pub channel_id: Uuid,
+    pub window: Window,
+    pub engine: String,
+    pub messages: usize,
+    /// The digest; `null` for an empty window or a window posted already.
+    pub digest: Option<crate::ai::Digest>,
+    /// The digest as text (as posted).
+    pub text: Option<String>,
+    /// With `--post`: what happened to the (bot, channel, window) claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post: Option<DigestPost>,
+}
+
+/// The `[start, end)` a digest covers.
+#[derive(Debug, serde::Serialize)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl crate::report::Report for Summary {
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match &self.text {
+            Some(text) => writeln!(out, "{text}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `summary` (its channel and window set) with the window's digest written in `voice`, the
+/// messages read as `as_user` (a verified token's claims) when given.
+pub async fn summary(
+    pool: &PgPool,
+    voice: &Voice,
+    mut summary: Summary,
+    as_user: Option<&serde_json::Value>,
+) -> Result<Summary> {
+    let written = window_digest(
+        pool,
+        voice,
+        summary.channel_id,
+        &summary.channel,
+        (summary.window.start, summary.window.end),
+        as_user,
+    )
+    .await?;
+    summary.engine = voice.engine.name();
+    summary.messages = written.messages;
+    if let Some((digest, text)) = written.digest {
+        summary.digest = Some(digest);
+        summary.text = Some(text);
+    }
+    Ok(summary)
 }
 
 /// What [`post_digest`] did.

@@ -1,7 +1,6 @@
 //! The daemon's health and metrics: `/healthz` (alive), `/readyz` (database and event source
 //! connected) and `/metrics` (Prometheus text format).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -13,9 +12,6 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::error::Result;
-
-/// Handler latency buckets, seconds (message committed → handler started).
-const BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0];
 
 /// Counters the runtime updates; cheap to share.
 #[derive(Debug, Default)]
@@ -32,9 +28,8 @@ pub struct Metrics {
     pub ai: std::sync::Arc<crate::ai::Stats>,
     /// The search indexer's counters, when the daemon keeps an index fresh.
     pub search: std::sync::OnceLock<std::sync::Arc<crate::search::indexer::Stats>>,
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_micros: AtomicU64,
+    /// Message committed → handler started.
+    latency: crate::prom::Histogram,
 }
 
 impl Metrics {
@@ -44,15 +39,7 @@ impl Metrics {
 
     /// Records one dispatch latency.
     pub fn observe_latency(&self, seconds: f64) {
-        let seconds = seconds.max(0.0);
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.latency.observe(seconds);
     }
 
     /// The Prometheus text exposition.
@@ -100,39 +87,21 @@ impl Metrics {
             .map(|(name, help, v)| (name, help, v.load(Ordering::Relaxed)))
             .chain(self.ai.counters());
         for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            crate::prom::single(&mut out, name, help, "counter", v);
         }
         if let Some(search) = self.search.get() {
             for (name, help, kind, v) in search.metrics() {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-                );
+                crate::prom::single(&mut out, name, help, kind, v);
             }
         }
         let name = "chatctl_bot_dispatch_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Message committed to handler started\n# TYPE {name} histogram"
+        crate::prom::header(
+            &mut out,
+            name,
+            "Message committed to handler started",
+            "histogram",
         );
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{b}\"}} {}",
-                self.latency_buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {count}");
+        self.latency.render(&mut out, name, "");
         out
     }
 }

@@ -53,6 +53,7 @@ impl BotSpec {
             persona: self.persona.clone(),
             prompts: self.prompts.clone(),
             budget: self.daily_token_budget.or(default_budget),
+            payer: None,
             on_fallback,
         }
     }

@@ -40,6 +40,15 @@ enum DevCmd {
         #[arg(long, default_value_t = 42, value_name = "S")]
         seed: u64,
     },
+    /// Mint an access token for a user, as Supabase Auth signs one (to call `chatctl serve`)
+    Token {
+        /// The user (e-mail address, username or id)
+        #[arg(long, value_name = "USER")]
+        user: String,
+        /// How long it is valid
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        ttl: String,
+    },
 }
 
 pub async fn run(ctx: &Context, args: DevArgs) -> Result<ExitCode> {
@@ -63,6 +72,24 @@ pub async fn run(ctx: &Context, args: DevArgs) -> Result<ExitCode> {
             };
             let report = seed::seed(&pool, &opts).await?;
             ctx.out.render(&report)?;
+            Ok(ExitCode::Success)
+        }
+        DevCmd::Token { user, ttl } => {
+            let ttl = crate::config::parse_duration(&ttl)
+                .ok()
+                .filter(|d| d.as_secs() >= 1 && d.as_secs() <= 366 * 86400)
+                .ok_or_else(|| {
+                    Error::usage(format!("--ttl `{ttl}` must be a duration from 1s to 366d"))
+                })?;
+            let secret = crate::api::auth::project_secret(&ctx.config)?.ok_or_else(|| {
+                Error::usage("minting a token needs the project's JWT secret").with_help(
+                    "set SUPABASE_JWT_SECRET (on the embedded default, chatctl keeps its own)",
+                )
+            })?;
+            let url = ctx.database_url().await?;
+            let pool = crate::db::pool(&url, &ctx.config).await?;
+            let minted = crate::api::auth::mint_for(&pool, &secret, &user, ttl).await?;
+            ctx.out.render(&TokenReport(minted))?;
             Ok(ExitCode::Success)
         }
         cmd => {
@@ -89,7 +116,7 @@ pub async fn run(ctx: &Context, args: DevArgs) -> Result<ExitCode> {
                     let url = ctx.database_url_local().await?;
                     ctx.out.render(&UrlReport { url })?;
                 }
-                DevCmd::Seed { .. } => unreachable!("handled above"),
+                DevCmd::Seed { .. } | DevCmd::Token { .. } => unreachable!("handled above"),
             }
             Ok(ExitCode::Success)
         }
@@ -104,6 +131,17 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&c))
         .await
         .map_err(|e| Error::failed(format!("the local cluster task failed: {e}")))?
+}
+
+/// A minted access token.
+#[derive(serde::Serialize)]
+struct TokenReport(crate::api::auth::Minted);
+
+impl Report for TokenReport {
+    /// The token alone, for `$(chatctl dev token --user ...)`.
+    fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writeln!(out, "{}", self.0.token)
+    }
 }
 
 #[derive(serde::Serialize)]

@@ -1,16 +1,14 @@
 //! `chatctl search`: build, query, check and inspect the search index.
 
 use std::io::Write;
-use std::time::Instant;
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::Context;
 use crate::error::{Error, ExitCode, Result};
 use crate::progress::Progress;
 use crate::report::{self, Report};
-use crate::search::{self, Engine, IndexDir, IndexReport, ResolveError, Scope};
+use crate::search::{self, Engine, IndexDir, IndexReport, ResolveError};
 
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
@@ -138,21 +136,12 @@ async fn search_messages(
     limit: usize,
     engine: Engine,
 ) -> Result<ExitCode> {
-    let parsed = search::query::parse(text).map_err(|e| Error::usage(e.to_string()))?;
-    let started = Instant::now();
-    let mut scope = Scope::default();
-    if let Some(slug) = &workspace {
-        scope.workspace = Some(search::workspace_id(pool, slug).await?);
-    }
-    let as_name = match as_user {
-        Some(who) => {
-            let (id, name) = search::find_user(pool, who).await?;
-            scope.as_user = Some(id);
-            if engine == Engine::Tantivy {
-                scope.readable = Some(search::readable_channels(pool, id).await?);
-            }
-            Some(name)
-        }
+    let workspace = match &workspace {
+        Some(slug) => Some(search::workspace_id(pool, slug).await?),
+        None => None,
+    };
+    let as_user = match as_user {
+        Some(who) => Some(search::find_user(pool, who).await?),
         None => {
             ctx.out.status(
                 "searching as the service role: every channel, private ones and direct messages \
@@ -165,63 +154,17 @@ async fn search_messages(
         Engine::Tantivy => Some(search::Reader::open(dir)?),
         Engine::Postgres => None,
     };
-    let plan = match search::resolve(pool, parsed, &scope).await {
-        Ok(p) => p,
-        Err(ResolveError::Query(mut e)) => {
-            e.query = text.to_owned();
-            return Err(Error::usage(e.to_string()).into());
-        }
+    let request = search::Request {
+        text,
+        as_user,
+        workspace,
+        limit,
+    };
+    match search::search(pool, reader.as_ref(), &request).await {
+        Ok(results) => ctx.out.render(&results)?,
+        Err(ResolveError::Query(e)) => return Err(Error::usage(e.to_string()).into()),
         Err(ResolveError::Other(e)) => return Err(e),
-    };
-    let found = search::run(pool, reader.as_ref(), &plan, &scope, limit).await?;
-    let names = search::names(pool, &found).await?;
-    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let channel = |id: &Uuid| {
-        names
-            .channels
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| (id.to_string(), String::new()))
-    };
-    let results = found
-        .hits
-        .iter()
-        .map(|h| {
-            let (channel, workspace) = channel(&h.channel_id);
-            ResultRow {
-                id: h.id,
-                channel,
-                workspace,
-                author: names.users.get(&h.author_id).cloned().unwrap_or_default(),
-                created_at: h.created_at,
-                thread: h.thread,
-                score: h.score,
-                snippet: h.snippet.clone(),
-            }
-        })
-        .collect();
-    let channels = found
-        .channels
-        .iter()
-        .map(|c| {
-            let (name, workspace) = channel(&c.id);
-            ChannelRow {
-                id: c.id,
-                name,
-                workspace,
-                score: c.score,
-            }
-        })
-        .collect();
-    ctx.out.render(&Results {
-        query: text.to_owned(),
-        engine,
-        as_user: as_name,
-        total: found.total,
-        took_ms: (took_ms * 10.0).round() / 10.0,
-        results,
-        channels,
-    })?;
+    }
     Ok(ExitCode::Success)
 }
 
@@ -261,68 +204,6 @@ fn human_bytes(n: u64) -> String {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} B"),
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct ResultRow {
-    id: Uuid,
-    channel: String,
-    workspace: String,
-    author: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-    thread: Option<Uuid>,
-    score: f32,
-    snippet: String,
-}
-
-#[derive(Debug, Serialize)]
-struct ChannelRow {
-    id: Uuid,
-    name: String,
-    workspace: String,
-    score: f32,
-}
-
-#[derive(Debug, Serialize)]
-struct Results {
-    query: String,
-    engine: Engine,
-    #[serde(rename = "as")]
-    as_user: Option<String>,
-    total: Option<u64>,
-    took_ms: f64,
-    results: Vec<ResultRow>,
-    channels: Vec<ChannelRow>,
-}
-
-impl Report for Results {
-    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let total = self
-            .total
-            .map_or(String::new(), |t| format!(" of {t} matching"));
-        writeln!(
-            out,
-            "{} message(s){total} ({:?}, {} ms)",
-            self.results.len(),
-            self.engine,
-            self.took_ms
-        )?;
-        for c in &self.channels {
-            writeln!(out, "channel {} ({})", c.name, c.workspace)?;
-        }
-        for r in &self.results {
-            writeln!(
-                out,
-                "\n{} · @{} · {} · {}",
-                r.channel,
-                r.author,
-                r.created_at.format("%Y-%m-%d %H:%M UTC"),
-                r.id
-            )?;
-            writeln!(out, "  {}", r.snippet.replace('\n', "\n  "))?;
-        }
-        Ok(())
     }
 }
 

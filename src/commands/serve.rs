@@ -8,9 +8,9 @@ use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Where to listen (port 0: any free port)
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
-    listen: String,
+    /// Where to listen (port 0: any free port) [default: serve.listen, 127.0.0.1:8080]
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
 }
 
 /// Where the API listens.
@@ -27,11 +27,14 @@ impl Report for Listening {
 
 pub async fn run(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
     let url = ctx.database_url().await?;
-    let bound = crate::api::bind(&ctx.config, &url, &args.listen).await?;
+    let listen = args
+        .listen
+        .unwrap_or_else(|| ctx.config.serve.listen.clone());
+    let bound = crate::api::bind(&ctx.config, &url, &listen).await?;
     ctx.out.render(&Listening {
         url: format!("http://{}", bound.addr),
     })?;
-    crate::api::serve(bound.listener, bound.api, crate::stack::wait_for_shutdown()).await?;
+    crate::api::serve(bound, crate::stack::wait_for_shutdown()).await?;
     ctx.out.status("stopped");
     Ok(ExitCode::Success)
 }

@@ -1,17 +1,13 @@
 //! `chatctl summarize`: the digest of a channel's window, printed or posted as a bot. Made for
 //! cron: non-interactive, and with `--post` a re-run never posts the same window twice.
 
-use std::io::Write;
-
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::Context;
 use crate::ai::window::{self, Calendar};
-use crate::bots::digest::{self, DigestPost};
+use crate::bots::digest::{self, DigestPost, Summary, Window};
 use crate::bots::runtime;
 use crate::error::{Error, ExitCode, Result};
-use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct SummarizeArgs {
@@ -40,44 +36,8 @@ pub struct SummarizeArgs {
     create_bot: bool,
 }
 
-/// What `summarize` did.
-#[derive(Debug, Serialize)]
-struct Summary {
-    workspace: String,
-    channel: String,
-    window: Window,
-    engine: String,
-    messages: usize,
-    /// The digest; `null` for an empty window or a window posted already.
-    digest: Option<crate::ai::Digest>,
-    /// The digest as text (as posted).
-    text: Option<String>,
-    /// With `--post`: what happened to the (bot, channel, window) claim.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    post: Option<DigestPost>,
-}
-
-#[derive(Debug, Serialize)]
-struct Window {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-}
-
-impl Report for Summary {
-    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        match &self.text {
-            Some(text) => writeln!(out, "{text}"),
-            None => Ok(()),
-        }
-    }
-}
-
 pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
-    let tz: chrono_tz::Tz = args.tz.parse().map_err(|_| {
-        Error::usage(format!("unknown time zone `{}`", args.tz))
-            .with_help("use an IANA name such as UTC, Europe/Berlin or America/New_York")
-    })?;
-    let (start, end) = resolve_window(&args, tz, Utc::now())?;
+    let (start, end) = resolve_window(&args, Utc::now())?;
     let mut conn = ctx.connect().await?;
     let slug = ctx
         .workspace_or_only(&mut conn, args.target.workspace.clone())
@@ -95,6 +55,7 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
     let mut summary = Summary {
         workspace: slug,
         channel: name.clone(),
+        channel_id: channel,
         window: Window { start, end },
         engine: voice.engine.name(),
         messages: 0,
@@ -154,16 +115,10 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
         }
         summary.post = Some(posted);
     } else {
-        let written = digest::window_digest(&pool, &voice, channel, &name, (start, end)).await?;
-        summary.messages = written.messages;
-        match written.digest {
-            Some((digest, text)) => {
-                summary.text = Some(text);
-                summary.digest = Some(digest);
-            }
-            None => ctx
-                .out
-                .status(&format!("nothing to summarize: {span} has no messages")),
+        summary = digest::summary(&pool, &voice, summary, None).await?;
+        if summary.digest.is_none() {
+            ctx.out
+                .status(&format!("nothing to summarize: {span} has no messages"));
         }
     }
     args.target.output(ctx).render(&summary)?;
@@ -173,40 +128,24 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
 /// The window the flags name.
 fn resolve_window(
     args: &SummarizeArgs,
-    tz: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
-    if let Some(since) = &args.since {
-        if args.post {
-            return Err(
-                Error::usage("--post does not take a sliding --since window")
-                    .with_help(
-                        "a sliding window names a different window on every run, so re-runs would \
-                     post overlapping digests: use --window day|week or --from/--to",
-                    )
-                    .into(),
-            );
-        }
-        let d = crate::config::parse_duration(since).map_err(Error::usage)?;
-        let d = chrono::Duration::from_std(d)
-            .ok()
-            .filter(|d| *d > chrono::Duration::zero())
-            .ok_or_else(|| {
-                Error::usage(format!("--since `{since}` must be a positive duration"))
-            })?;
-        return Ok((now - d, now));
+    if args.since.is_some() && args.post {
+        return Err(
+            Error::usage("--post does not take a sliding --since window")
+                .with_help(
+                    "a sliding window names a different window on every run, so re-runs would \
+                 post overlapping digests: use --window day|week or --from/--to",
+                )
+                .into(),
+        );
     }
-    if let (Some(from), Some(to)) = (&args.from, &args.to) {
-        let from = window::parse_time(from, tz).map_err(Error::usage)?;
-        let to = window::parse_time(to, tz).map_err(Error::usage)?;
-        if from >= to {
-            return Err(Error::usage("--from must be before --to").into());
-        }
-        return Ok((from, to));
-    }
-    Ok(window::last_complete(
-        args.window.unwrap_or(Calendar::Day),
-        tz,
-        now,
-    ))
+    let named = window::Named {
+        since: args.since.clone(),
+        window: args.window,
+        from: args.from.clone(),
+        to: args.to.clone(),
+        tz: Some(args.tz.clone()),
+    };
+    Ok(named.resolve(now).map_err(Error::usage)?)
 }

@@ -1,5 +1,5 @@
 //! `chatctl up`: bring the local stack up ([`crate::stack::up`]: the database and its
-//! migrations, the example workspace, the search index, the bots and their endpoints), say
+//! migrations, the example workspace, the search index, the bots and their endpoints, the HTTP API), say
 //! what runs where, and keep it running in the foreground until Ctrl-C.
 
 use super::Context;
@@ -14,12 +14,16 @@ pub struct UpArgs {
     /// Where the bots serve /healthz, /readyz and /metrics (port 0: any free port)
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9464")]
     metrics: String,
+    /// Where the HTTP API listens (port 0: any free port) [default: serve.listen, 127.0.0.1:8080]
+    #[arg(long, value_name = "HOST:PORT")]
+    api: Option<String>,
 }
 
 pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let opts = stack::UpOptions {
         detach: args.detach,
         metrics: args.metrics,
+        api: args.api.unwrap_or_else(|| ctx.config.serve.listen.clone()),
     };
     let mut up = stack::up(&ctx.config, &opts, &ctx.actor()).await?;
     ctx.out.render(&up.report)?;

@@ -259,6 +259,55 @@ const KEYS: &[Key] = &[
         secrecy: Secrecy::Public,
         help: "tokens each bot (and the CLI) may spend per day, UTC; unset: unlimited",
     },
+    Key {
+        name: "serve.listen",
+        aliases: &[],
+        default: Some("127.0.0.1:8080"),
+        secrecy: Secrecy::Public,
+        help: "where `chatctl serve` (and `up`) serves the HTTP API",
+    },
+    Key {
+        name: "serve.cors_origins",
+        aliases: &[],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "origins browsers may call the API from, comma-separated; unset: none",
+    },
+    Key {
+        name: "serve.body_limit",
+        aliases: &[],
+        default: Some("64KiB"),
+        secrecy: Secrecy::Public,
+        help: "the largest request body the API reads (bytes, KiB or MiB)",
+    },
+    Key {
+        name: "serve.request_timeout",
+        aliases: &[],
+        default: Some("90s"),
+        secrecy: Secrecy::Public,
+        help: "how long the API works on one request before answering 503",
+    },
+    Key {
+        name: "serve.rate_limit",
+        aliases: &[],
+        default: Some("600"),
+        secrecy: Secrecy::Public,
+        help: "requests per minute each user may make to one API replica",
+    },
+    Key {
+        name: "serve.daily_token_budget",
+        aliases: &[],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "AI tokens each user may spend per day through the API, UTC; unset: ai.daily_token_budget",
+    },
+    Key {
+        name: "serve.jwks_url",
+        aliases: &[],
+        default: None,
+        secrecy: Secrecy::Public,
+        help: "the JWKS of the project's asymmetric signing keys; unset: derived from supabase.url",
+    },
 ];
 
 fn key(name: &str) -> &'static Key {
@@ -506,7 +555,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{text}` is not a duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is too long a duration"))
 }
 
 /// The AI settings ([`Config::ai`]).
@@ -571,6 +620,8 @@ pub struct Config {
     pub realtime: RealtimeSettings,
     /// `ai.*` and `openai.*`, parsed.
     pub ai: AiConfig,
+    /// `serve.*`, parsed.
+    pub serve: ServeSettings,
     /// The configuration file that was read, if any.
     pub file: Option<PathBuf>,
     /// The directory relative paths in the config resolve against (the working directory).
@@ -614,6 +665,22 @@ pub struct RealtimeSettings {
     pub url: Option<url::Url>,
     pub heartbeat: Duration,
     pub token_ttl: Duration,
+}
+
+/// `serve.*`: the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: String,
+    /// Origins allowed to call from a browser (exactly as browsers send them).
+    pub cors_origins: Vec<String>,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    /// Requests per minute per user, per replica.
+    pub rate_limit: u32,
+    /// Tokens per user per day (UTC); `None`: unlimited.
+    pub daily_token_budget: Option<u64>,
+    /// Where the project's public signing keys are (`None`: HS256 tokens only).
+    pub jwks_url: Option<url::Url>,
 }
 
 /// The layered values, before they are parsed into [`Config`]'s sections.
@@ -766,6 +833,87 @@ impl Layers {
     }
 }
 
+impl Layers {
+    fn serve(&self) -> Result<ServeSettings> {
+        let budget = match self.raw("serve.daily_token_budget") {
+            Some(_) => Some(self.parsed(
+                "serve.daily_token_budget",
+                "an integer of at least 1",
+                |v| v.trim().parse::<u64>().ok().filter(|n| *n >= 1),
+            )?),
+            None => self.ai()?.daily_token_budget,
+        };
+        let jwks_url = match (self.raw("serve.jwks_url"), self.raw("supabase.url")) {
+            (Some(_), _) => {
+                Some(
+                    self.parsed("serve.jwks_url", "an https:// or http:// URL", |v| {
+                        url::Url::parse(v.trim())
+                            .ok()
+                            .filter(|u| ["https", "http"].contains(&u.scheme()))
+                    })?,
+                )
+            }
+            (None, Some(_)) => self
+                .parsed("supabase.url", "an https:// or http:// URL", |v| {
+                    url::Url::parse(v.trim())
+                        .ok()
+                        .filter(|u| ["https", "http"].contains(&u.scheme()))
+                })?
+                .join("auth/v1/.well-known/jwks.json")
+                .ok(),
+            (None, None) => None,
+        };
+        Ok(ServeSettings {
+            listen: self
+                .raw("serve.listen")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            cors_origins: self
+                .raw("serve.cors_origins")
+                .unwrap_or_default()
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            body_limit: self.parsed(
+                "serve.body_limit",
+                "a size such as `64KiB` or `1MiB`",
+                parse_size,
+            )?,
+            request_timeout: self.parsed(
+                "serve.request_timeout",
+                "a duration such as `90s`",
+                |v| parse_duration(v).ok().filter(|d| !d.is_zero()),
+            )?,
+            rate_limit: self.parsed(
+                "serve.rate_limit",
+                "a positive number of requests per minute",
+                |v| v.trim().parse::<u32>().ok().filter(|n| *n > 0),
+            )?,
+            daily_token_budget: budget,
+            jwks_url,
+        })
+    }
+}
+
+/// A size in bytes: `65536`, `64KiB`, `1MiB` (at least 1 KiB).
+fn parse_size(v: &str) -> Option<usize> {
+    let v = v.trim();
+    let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, ""),
+    };
+    let n: usize = digits.parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|n| *n >= 1024)
+}
+
 /// Where the default config file is looked for, relative to the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config/chatctl.yaml";
 
@@ -838,6 +986,7 @@ impl Config {
                 token_ttl: layers.realtime_token_ttl()?,
             },
             ai: layers.ai()?,
+            serve: layers.serve()?,
             values: layers.values,
             file,
             base_dir: base_dir.to_owned(),

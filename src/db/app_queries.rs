@@ -400,8 +400,21 @@ pub async fn pick(conn: &mut PgConnection) -> Result<Picks> {
     })
 }
 
+/// Runs the rest of the transaction as PostgREST runs a request with a verified user's token:
+/// the `authenticated` role, and the token's `claims` as `request.jwt.claims`.
+pub async fn act_as_claims(conn: &mut PgConnection, claims: &serde_json::Value) -> Result<()> {
+    sqlx::query(
+        "select set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true)",
+    )
+    .bind(claims.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Runs the rest of the transaction as `role` with the JWT claims PostgREST would set (`sub`
-/// is the user; the service role's key names none).
+/// is the user; the service role's key names none). [`act_as_claims`] takes a verified
+/// token's own claims.
 pub async fn act_as(conn: &mut PgConnection, role: &str, user: Option<Uuid>) -> Result<()> {
     let claims = match user {
         Some(u) => serde_json::json!({ "sub": u, "role": role, "aud": "authenticated" }),

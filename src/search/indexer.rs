@@ -80,6 +80,11 @@ impl Indexer {
         &self.dir
     }
 
+    /// The database it reads.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// An indexer of `dir` that also syncs every `every` without being told.
     pub fn new(pool: Pool, dir: IndexDir, every: Duration) -> Indexer {
         Indexer {

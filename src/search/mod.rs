@@ -14,6 +14,7 @@ pub mod indexer;
 mod postgres;
 pub mod query;
 mod related;
+mod results;
 mod tantivy_engine;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use uuid::Uuid;
 pub use index::{Generation, IndexDir, IndexReport};
 pub use query::{ParseError, Query};
 pub use related::{RelatedSource, related_messages};
+pub use results::{ChannelRow, Request, ResultRow, Results, search};
 pub use tantivy_engine::Reader;
 
 use crate::db::Pool;

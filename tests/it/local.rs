@@ -103,7 +103,7 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
     let env = [("CHATCTL_LOCAL__DATA_DIR", data.as_str())];
     let mut cmd = chatctl_std(&env);
     // From the project root, so `up` finds config/workspace.example.yaml.
-    cmd.args(["up", "--metrics", "127.0.0.1:0"])
+    cmd.args(["up", "--metrics", "127.0.0.1:0", "--api", "127.0.0.1:0"])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
@@ -138,6 +138,39 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["state"], "running");
+
+    // The API runs too, and `dev token` mints a token it accepts (the embedded default's own
+    // JWT secret: no setting needed).
+    let api = seen
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("api:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("up names the API's address: {seen:?}"))
+        .to_owned();
+    let out = chatctl(&env)
+        .args(["dev", "token", "--user", "ada@example.com", "-o", "json"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    let minted: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let url = format!(
+        "{api}/api/users/{}/profile",
+        minted["user_id"].as_str().unwrap()
+    );
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let profile: serde_json::Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let res = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        res.json().await.unwrap()
+    });
+    assert_eq!(profile["username"], "ada", "{profile}");
+    assert_eq!(profile["roles"][0]["role"], "workspace_owner", "{profile}");
 
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

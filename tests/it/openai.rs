@@ -48,6 +48,7 @@ fn ask<'a>(messages: &'a [Message], prompts: &'a Prompts, budget: Option<u64>) -
         prompts,
         persona: None,
         budget,
+        payer: "summarybot",
     }
 }
 
