@@ -53,15 +53,31 @@ pub fn parse_time(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
 
 /// A window as a person names it: exactly one of a sliding `since` (`24h`), the last
 /// complete calendar `window`, or explicit `from`/`to`; the calendar day when none is given.
+///
+/// As JSON (the HTTP API), a field is given or left out; `null` is refused.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Named {
+    #[serde(default, deserialize_with = "given")]
     pub since: Option<String>,
+    #[serde(default, deserialize_with = "given")]
     pub window: Option<Calendar>,
+    #[serde(default, deserialize_with = "given")]
     pub from: Option<String>,
+    #[serde(default, deserialize_with = "given")]
     pub to: Option<String>,
     /// The time zone of `window` and of dates in `from`/`to` (IANA name; UTC when unset).
+    #[serde(default, deserialize_with = "given")]
     pub tz: Option<String>,
+}
+
+/// A field that is present must have a value (`null` is an error, not "left out").
+fn given<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl Named {

@@ -1162,3 +1162,87 @@ async fn chatctl_serve_says_where_it_listens_and_stops_on_sigterm() {
         "SIGTERM is a clean stop"
     );
 }
+
+/// Schemathesis (a tool no one here wrote, from PyPI) generates requests from
+/// `/api/openapi.json` with a valid token and checks every answer against the document: no
+/// server error, and every status, content type, header and body as documented. Requests it
+/// means to be valid but the server refuses with 422 are not counted (`positive_data_acceptance`):
+/// some rules (a known time zone, `from` before `to`) are in the descriptions, not the schema.
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
+    let Example {
+        db,
+        mut c,
+        ada,
+        general,
+        server,
+    } = example(&[("CHATCTL_SERVE__RATE_LIMIT", "100000")]).await;
+    let grace = user_id(&mut c, "grace@example.com").await;
+    sqlx::raw_sql(
+        "insert into chat (channel_id, user_id, message, created_at)
+         select c.id, u.id,
+                jsonb_build_object('text', 'Shall we ship release ' || g || ' on Friday? @' || u.username),
+                now() - (g || ' minutes')::interval
+           from channels c, users u, generate_series(1, 30) g
+          where c.name = 'general' and not u.is_bot",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The ids of a user and a channel Ada can read, so the successful answers are checked too.
+    std::fs::write(
+        dir.path().join("schemathesis.toml"),
+        format!("[parameters]\nuser_id = \"{grace}\"\nchannel_id = \"{general}\"\n"),
+    )
+    .unwrap();
+    // Awaited, so this test's runtime keeps serving while schemathesis asks.
+    let out = tokio::process::Command::new("python3")
+        .args(["-m", "schemathesis.cli", "run"])
+        .arg(server.url("/api/openapi.json"))
+        .arg("--header")
+        .arg(format!("Authorization: Bearer {}", bearer(ada)))
+        .args([
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--no-color",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("python3 runs");
+    let (stdout, stderr) = crate::support::outputs(&out);
+    assert!(
+        !stderr.contains("No module named schemathesis"),
+        "the tests need schemathesis: python3 -m pip install 'schemathesis>=4,<5' (.ci/run installs it)"
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("No issues found"), "{stdout}");
+    // It reached every endpoint's success path, not only its refusals.
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for route in [
+        "/api/chat/generate-response",
+        "/api/users/{user_id}/profile",
+        "/api/channels/{channel_id}/summary",
+        "/api/search",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "chatctl_api_requests_total{{route=\"{route}\",status=\"200\"}}"
+            )),
+            "{route} never answered 200: {metrics}"
+        );
+    }
+    drop(db);
+}
