@@ -271,16 +271,32 @@ pub async fn profile(
     user: std::result::Result<Path<Uuid>, PathRejection>,
 ) -> Answer<Profile> {
     let Path(user) = user.map_err(ApiError::path)?;
-    let mut tx = as_caller(&api, &caller).await?;
-    let mut profile: Profile = sqlx::query_as(
+    match read_profile(&api.pool, &caller.claims, user).await? {
+        Some(p) => Ok(Json(p)),
+        None => Err(ApiError::not_found("no such user")),
+    }
+}
+
+/// What the user with these verified `claims` may see of `user` (`None`: nothing, or no such
+/// user): the profile endpoint's reads, one transaction as the caller.
+pub async fn read_profile(
+    pool: &sqlx::PgPool,
+    claims: &serde_json::Value,
+    user: Uuid,
+) -> crate::error::Result<Option<Profile>> {
+    let mut tx = pool.begin().await?;
+    crate::db::app_queries::act_as_claims(&mut tx, claims).await?;
+    let profile: Option<Profile> = sqlx::query_as(
         "select id, coalesce(nullif(display_name, ''), username) as name, username, avatar_url,
                 is_bot, created_at, deactivated_at
            from public.users where id = $1",
     )
     .bind(user)
     .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("no such user"))?;
+    .await?;
+    let Some(mut profile) = profile else {
+        return Ok(None);
+    };
     profile.email = sqlx::query_scalar("select email from public.user_emails(array[$1]::uuid[])")
         .bind(user)
         .fetch_optional(&mut *tx)
@@ -317,7 +333,7 @@ pub async fn profile(
     .fetch_one(&mut *tx)
     .await?;
     tx.rollback().await?;
-    Ok(Json(profile))
+    Ok(Some(profile))
 }
 
 /// `POST /api/channels/{channel_id}/summary`.

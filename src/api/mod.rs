@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use sqlx::PgPool;
 
 pub use auth::{Caller, Verifier};
+pub use endpoints::{Profile, Role, Stats, read_profile as profile};
 pub use error::ApiError;
 
 use crate::config::{Config, ServeSettings};
