@@ -6,14 +6,15 @@
 //! - A bounded load: an open loop at `--rate` requests/s (default 1,000) for `--secs`
 //!   seconds, each request sent at its scheduled time whatever the previous ones did, its
 //!   latency counted from that time (no coordinated omission): p50, p99, max, errors.
-//! - Saturation: `--workers` closed loops as fast as answers come: throughput and p99.
+//! - Saturation: `--workers` closed loops as fast as answers come: throughput and p99; then
+//!   open loops at 25, 50, 70 and 85% of it, and the highest rate with p99 under 20 ms.
 //! - The floor, in the same run on the same requests: the same work called in-process (the
 //!   library's search as the user, the profile's queries as the user), at the same
 //!   concurrency: what the HTTP layer, the token check and the JSON cost on top.
 //! - The server's peak RSS (`VmHWM`) at each size.
 //!
 //! `cargo bench --bench api [-- --sizes 100000,1000000] [--rate 1000] [--secs 20]
-//! [--workers 32]` against DATABASE_URL or the local cluster. The seeded databases
+//! [--workers 32] [--only profile|search]` against DATABASE_URL or the local cluster. The seeded databases
 //! (`bench_api_N`) and their indexes are kept for the next run.
 #![allow(clippy::print_stdout)]
 
@@ -38,6 +39,8 @@ struct Opts {
     rate: u32,
     secs: u64,
     workers: usize,
+    /// Only this kind of ask (`profile` or `search`), to see each one's cost.
+    only: Option<String>,
 }
 
 fn main() {
@@ -48,6 +51,7 @@ fn main() {
         rate: value("--rate").map_or(1000, |v| v.parse().expect("--rate N")),
         secs: value("--secs").map_or(20, |v| v.parse().expect("--secs N")),
         workers: value("--workers").map_or(32, |v| v.parse().expect("--workers N")),
+        only: value("--only"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -91,7 +95,7 @@ async fn run(opts: &Opts) {
             .await
             .unwrap();
         let dir = chatctl::search::IndexDir::new(&index);
-        if dir.current_name().unwrap().is_none() {
+        if !matches!(dir.open(), Ok(Some(_))) {
             let s = Instant::now();
             chatctl::search::index::build(&pool, &dir, &Default::default(), &|_| {})
                 .await
@@ -101,17 +105,22 @@ async fn run(opts: &Opts) {
                 s.elapsed().as_secs_f64()
             );
         }
-        let data = data(pool).await;
+        let mut data = data(pool).await;
+        if let Some(only) = &opts.only {
+            data.asks.retain(|a| match a {
+                Ask::Profile { .. } => only == "profile",
+                Ask::Search { .. } => only == "search",
+            });
+        }
 
         // The server, as operators run it.
         let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_chatctl"))
-            .args(["serve", "--listen", "127.0.0.1:0", "-q"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", &db_url)
             .env("SUPABASE_JWT_SECRET", SECRET)
             .env("CHATCTL_SEARCH__INDEX_DIR", &index)
             .env("CHATCTL_SERVE__RATE_LIMIT", "1000000")
             .env("CHATCTL_DATABASE__MAX_CONNECTIONS", "16")
-            .env("CHATCTL_OUTPUT", "json")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
@@ -122,10 +131,13 @@ async fn run(opts: &Opts) {
             std::io::BufReader::new(server.stdout.take().unwrap())
                 .read_line(&mut line)
                 .unwrap();
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            v["url"].as_str().unwrap().to_owned()
+            line.trim()
+                .strip_prefix("serving the API on ")
+                .unwrap_or_else(|| panic!("{line}"))
+                .to_owned()
         };
         let pid = server.id();
+        let _stop = Stop(pid);
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()
@@ -168,6 +180,29 @@ async fn run(opts: &Opts) {
             "saturation over HTTP, {} workers: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
             opts.workers, sat.throughput, sat.p50, sat.p99, sat.errors
         );
+        // The curve below saturation: the highest open-loop rate that keeps p99 under 20 ms
+        // without errors.
+        let mut best = None;
+        for share in [0.25, 0.5, 0.7, 0.85] {
+            let rate = ((sat.throughput * share) / 10.0).round() as u32 * 10;
+            let m = open_loop(&client, &base, &data, rate.max(10), opts.secs.min(10)).await;
+            println!(
+                "open loop, {rate} req/s ({:.0}% of saturation): p50 {:.1} ms, p99 {:.1} ms, {} errors",
+                share * 100.0,
+                m.p50,
+                m.p99,
+                m.errors
+            );
+            if m.p99 < 20.0 && m.errors == 0 {
+                best = Some(rate);
+            }
+        }
+        match best {
+            Some(rate) => {
+                println!("highest measured rate with p99 < 20 ms and no errors: {rate} req/s")
+            }
+            None => println!("no measured rate kept p99 under 20 ms without errors"),
+        }
         let floor = in_process(&data, &dir, opts.workers, Duration::from_secs(10)).await;
         println!(
             "floor, the same work in-process, {} workers: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms (HTTP at {:.0}% of it)",
@@ -178,10 +213,19 @@ async fn run(opts: &Opts) {
             100.0 * sat.throughput / floor.throughput
         );
         println!("server peak RSS: {} MiB", peak_rss_kib(pid) / 1024);
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+        drop(_stop);
         let _ = server.wait();
+    }
+}
+
+/// Stops the server (SIGTERM) when dropped, a panic of the bench included.
+struct Stop(u32);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.to_string()])
+            .status();
     }
 }
 
@@ -434,6 +478,7 @@ async fn in_process(
                         let req = chatctl::search::Request {
                             text: q,
                             as_user: Some(data.callers[*caller].clone()),
+                            readable: None,
                             workspace: None,
                             limit: 20,
                         };

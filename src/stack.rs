@@ -206,7 +206,8 @@ pub struct SearchIndex {
 pub async fn search_index(url: &str, config: &Config) -> Result<SearchIndex> {
     let dir = crate::search::IndexDir::new(config.search_index_dir());
     let shown = dir.path.display().to_string();
-    if let Some(g) = dir.open()? {
+    // An index an older chatctl wrote is rebuilt (it is a cache of the database).
+    if let Ok(Some(g)) = dir.open() {
         return Ok(SearchIndex {
             dir: shown,
             built: false,

@@ -21,9 +21,7 @@ type Answer<T> = std::result::Result<Json<T>, ApiError>;
 
 /// A transaction as `caller`: their claims, the `authenticated` role, row level security.
 async fn as_caller(api: &Api, caller: &Caller) -> Result<Transaction<'static, Postgres>, ApiError> {
-    let mut tx = api.pool.begin().await?;
-    crate::db::app_queries::act_as_claims(&mut tx, &caller.claims).await?;
-    Ok(tx)
+    Ok(crate::db::app_queries::begin_as(&api.pool, &caller.claims).await?)
 }
 
 /// The voice the API answers in: the default assistant, its tokens paid from the caller's
@@ -229,20 +227,19 @@ pub struct Profile {
     pub name: String,
     pub username: String,
     /// Shown to the user themselves and to people of a workspace they share; `null` otherwise.
-    #[sqlx(skip)]
     pub email: Option<String>,
     pub avatar_url: Option<String>,
     pub is_bot: bool,
     pub created_at: DateTime<Utc>,
     pub deactivated_at: Option<DateTime<Utc>>,
-    #[sqlx(skip)]
+    #[sqlx(json)]
     pub roles: Vec<Role>,
-    #[sqlx(skip)]
+    #[sqlx(flatten)]
     pub stats: Stats,
 }
 
 /// A role the user holds, as the product names it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Role {
     /// `workspace_owner`, `workspace_admin`, `workspace_member`, `workspace_guest`,
     /// `channel_owner` or `channel_moderator`.
@@ -254,7 +251,7 @@ pub struct Role {
 }
 
 /// What the user did, counted over what the caller may read.
-#[derive(Debug, Default, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct Stats {
     pub messages_sent: i64,
     pub threads_started: i64,
@@ -284,56 +281,46 @@ pub async fn read_profile(
     claims: &serde_json::Value,
     user: Uuid,
 ) -> crate::error::Result<Option<Profile>> {
-    let mut tx = pool.begin().await?;
-    crate::db::app_queries::act_as_claims(&mut tx, claims).await?;
+    let mut tx = crate::db::app_queries::begin_as(pool, claims).await?;
+    // One statement: every part under the caller's policies.
     let profile: Option<Profile> = sqlx::query_as(
-        "select id, coalesce(nullif(display_name, ''), username) as name, username, avatar_url,
-                is_bot, created_at, deactivated_at
-           from public.users where id = $1",
+        "select u.id, coalesce(nullif(u.display_name, ''), u.username) as name, u.username,
+                u.avatar_url, u.is_bot, u.created_at, u.deactivated_at,
+                (select e.email from public.user_emails(array[u.id]) e) as email,
+                coalesce((
+                    select json_agg(r order by r.workspace, r.channel nulls first, r.role)
+                      from (select 'workspace_' || wm.role as role, w.id as workspace_id,
+                                   w.slug as workspace, null::uuid as channel_id, null::text as channel
+                              from public.workspace_members wm
+                              join public.workspaces w on w.id = wm.workspace_id
+                             where wm.user_id = u.id
+                            union all
+                            select 'channel_' || m.role, w.id, w.slug, c.id, c.name
+                              from public.members m
+                              join public.channels c on c.id = m.channel_id
+                              join public.workspaces w on w.id = c.workspace_id
+                             where m.user_id = u.id and m.role <> 'member'
+                               and c.kind in ('public', 'private')) r), '[]') as roles,
+                s.messages_sent, s.threads_started, s.replies_sent, s.last_message_at,
+                (select count(*) from public.emojis e where e.user_id = u.id) as reactions_given,
+                (select count(*) from public.members m join public.channels ch on ch.id = m.channel_id
+                  where m.user_id = u.id and ch.kind in ('public', 'private')) as channels_joined,
+                (select count(*) from public.workspace_members wm where wm.user_id = u.id) as workspaces
+           from public.users u
+          cross join lateral (
+                select count(*) filter (where not c.is_deleted) as messages_sent,
+                       count(*) filter (where not c.is_deleted and c.parent_id is null
+                                        and c.total_replies > 0) as threads_started,
+                       count(*) filter (where not c.is_deleted and c.parent_id is not null) as replies_sent,
+                       max(c.created_at) filter (where not c.is_deleted) as last_message_at
+                  from public.chat c where c.user_id = u.id) s
+          where u.id = $1",
     )
     .bind(user)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(mut profile) = profile else {
-        return Ok(None);
-    };
-    profile.email = sqlx::query_scalar("select email from public.user_emails(array[$1]::uuid[])")
-        .bind(user)
-        .fetch_optional(&mut *tx)
-        .await?
-        .flatten();
-    profile.roles = sqlx::query_as(
-        "select 'workspace_' || wm.role as role, w.id as workspace_id, w.slug as workspace,
-                null::uuid as channel_id, null::text as channel
-           from public.workspace_members wm join public.workspaces w on w.id = wm.workspace_id
-          where wm.user_id = $1
-         union all
-         select 'channel_' || m.role, w.id, w.slug, c.id, c.name
-           from public.members m
-           join public.channels c on c.id = m.channel_id
-           join public.workspaces w on w.id = c.workspace_id
-          where m.user_id = $1 and m.role <> 'member' and c.kind in ('public', 'private')
-          order by workspace, channel nulls first, role",
-    )
-    .bind(user)
-    .fetch_all(&mut *tx)
-    .await?;
-    profile.stats = sqlx::query_as(
-        "select count(*) filter (where not c.is_deleted) as messages_sent,
-                count(*) filter (where not c.is_deleted and c.parent_id is null and c.total_replies > 0) as threads_started,
-                count(*) filter (where not c.is_deleted and c.parent_id is not null) as replies_sent,
-                (select count(*) from public.emojis e where e.user_id = $1) as reactions_given,
-                (select count(*) from public.members m join public.channels ch on ch.id = m.channel_id
-                  where m.user_id = $1 and ch.kind in ('public', 'private')) as channels_joined,
-                (select count(*) from public.workspace_members wm where wm.user_id = $1) as workspaces,
-                max(c.created_at) filter (where not c.is_deleted) as last_message_at
-           from public.chat c where c.user_id = $1",
-    )
-    .bind(user)
-    .fetch_one(&mut *tx)
-    .await?;
     tx.rollback().await?;
-    Ok(Some(profile))
+    Ok(profile)
 }
 
 /// `POST /api/channels/{channel_id}/summary`.
@@ -392,27 +379,30 @@ pub async fn search(
     if params.q.trim().is_empty() {
         return Err(ApiError::invalid("q is empty"));
     }
+    // Who the caller is, the workspace they name and the channels they may read: one
+    // statement as the caller.
     let mut tx = as_caller(&api, &caller).await?;
-    let workspace = match &params.workspace {
-        Some(slug) => Some(
-            sqlx::query_scalar::<_, Uuid>("select id from public.workspaces where slug = $1")
-                .bind(slug)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("no such workspace `{slug}`")))?,
-        ),
-        None => None,
-    };
-    let username: String = sqlx::query_scalar("select username from public.users where id = $1")
+    let (username, workspace, readable): (Option<String>, Option<Uuid>, Vec<Uuid>) =
+        sqlx::query_as(
+            "select (select username from public.users where id = $1),
+                    (select id from public.workspaces where slug = $2),
+                    array(select id from public.channels)",
+        )
         .bind(caller.user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::forbidden("the signed-in user has no profile here"))?;
+        .bind(&params.workspace)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.rollback().await?;
+    let username =
+        username.ok_or_else(|| ApiError::forbidden("the signed-in user has no profile here"))?;
+    if let (Some(slug), None) = (&params.workspace, workspace) {
+        return Err(ApiError::not_found(format!("no such workspace `{slug}`")));
+    }
     let reader = api.reader()?;
     let request = crate::search::Request {
         text: &params.q,
         as_user: Some((caller.user_id, username)),
+        readable: Some(readable),
         workspace,
         limit: limit.into(),
     };

@@ -110,6 +110,15 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> ApiError {
-        ApiError::internal(&e.into())
+        match e {
+            // Every connection busy for the whole acquire timeout: too much load, not a fault.
+            sqlx::Error::PoolTimedOut => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the database is busy; try again",
+            )
+            .retry_after(1),
+            e => ApiError::internal(&e.into()),
+        }
     }
 }

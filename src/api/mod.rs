@@ -44,6 +44,9 @@ pub struct Api {
     settings: ServeSettings,
     indexer: Arc<Indexer>,
     limiter: limits::RateLimiter,
+    /// Requests being answered; past `serve.max_in_flight` a request is refused at once (503)
+    /// instead of queueing without bound.
+    in_flight: Arc<tokio::sync::Semaphore>,
     metrics: metrics::Metrics,
     /// The open index, and the indexer's sync count it has seen.
     reader: std::sync::Mutex<Option<(String, u64, Arc<crate::search::Reader>)>>,
@@ -93,6 +96,7 @@ pub async fn bind(config: &Config, url: &str, listen: &str) -> Result<Bound> {
             verifier: Verifier::new(secret.as_deref(), jwks),
             engine,
             limiter: limits::RateLimiter::new(config.serve.rate_limit),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.serve.max_in_flight)),
             settings: config.serve.clone(),
             indexer,
             reader: Default::default(),
@@ -149,26 +153,44 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// Every request: the time limit, then its route, status and latency in the metrics.
+/// Every request: a place among those in flight (503 `overloaded` when there is none), the
+/// time limit, then its route, status and latency in the metrics.
 async fn track(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| api.metrics.route_name(p.as_str()));
-    let response = match tokio::time::timeout(api.settings.request_timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::new(
+    // Probes and the document are cheap and never shed (a replica at capacity is alive).
+    let sheddable = route.starts_with("/api/") && route != "/api/openapi.json";
+    let place = api.in_flight.clone().try_acquire_owned();
+    let response = if sheddable && place.is_err() {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
+            "overloaded",
             format!(
-                "the request took longer than {} s and was stopped",
-                api.settings.request_timeout.as_secs_f64()
+                "this replica is answering {} requests already; try again",
+                api.settings.max_in_flight
             ),
         )
         .retry_after(1)
-        .into_response(),
+        .into_response()
+    } else {
+        match tokio::time::timeout(api.settings.request_timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request took longer than {} s and was stopped",
+                    api.settings.request_timeout.as_secs_f64()
+                ),
+            )
+            .retry_after(1)
+            .into_response(),
+        }
     };
+    drop(place);
     api.metrics
         .observe(route, response.status(), started.elapsed());
     response
@@ -182,8 +204,9 @@ pub async fn serve(
 ) -> Result<()> {
     let indexer = bound.api.indexer.clone();
     let keep_fresh = tokio::spawn(async move {
-        if let Ok(None) = indexer.dir().current_name() {
-            tracing::info!(dir = %indexer.dir().path.display(), "no search index yet: building one (searches use PostgreSQL meanwhile)");
+        // None yet, or one an older chatctl wrote: build one (it is a cache of the database).
+        if !matches!(indexer.dir().open(), Ok(Some(_))) {
+            tracing::info!(dir = %indexer.dir().path.display(), "no usable search index: building one (searches use PostgreSQL meanwhile)");
             if let Err(e) = crate::search::index::build(
                 indexer.pool(),
                 indexer.dir(),
@@ -226,11 +249,18 @@ impl Api {
                 }
                 Ok(Some(r.clone()))
             }
-            _ => {
-                let r = Arc::new(crate::search::Reader::open(self.indexer.dir())?);
-                *cached = Some((name, syncs, r.clone()));
-                Ok(Some(r))
-            }
+            _ => match crate::search::Reader::open(self.indexer.dir()) {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    *cached = Some((name, syncs, r.clone()));
+                    Ok(Some(r))
+                }
+                // An index of an older format, until the replica's rebuild swaps a new one in.
+                Err(e) => {
+                    tracing::debug!(error = %format!("{e:#}"), "search index unusable; searching PostgreSQL");
+                    Ok(None)
+                }
+            },
         }
     }
 }

@@ -157,6 +157,7 @@ async fn search_messages(
     let request = search::Request {
         text,
         as_user,
+        readable: None,
         workspace,
         limit,
     };

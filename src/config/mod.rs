@@ -295,6 +295,13 @@ const KEYS: &[Key] = &[
         help: "requests per minute each user may make to one API replica",
     },
     Key {
+        name: "serve.max_in_flight",
+        aliases: &[],
+        default: Some("256"),
+        secrecy: Secrecy::Public,
+        help: "requests one API replica answers at once; more are refused with 503 at once",
+    },
+    Key {
         name: "serve.daily_token_budget",
         aliases: &[],
         default: None,
@@ -677,6 +684,8 @@ pub struct ServeSettings {
     pub request_timeout: Duration,
     /// Requests per minute per user, per replica.
     pub rate_limit: u32,
+    /// Requests a replica answers at once.
+    pub max_in_flight: usize,
     /// Tokens per user per day (UTC); `None`: unlimited.
     pub daily_token_budget: Option<u64>,
     /// Where the project's public signing keys are (`None`: HS256 tokens only).
@@ -890,6 +899,16 @@ impl Layers {
                 "serve.rate_limit",
                 "a positive number of requests per minute",
                 |v| v.trim().parse::<u32>().ok().filter(|n| *n > 0),
+            )?,
+            max_in_flight: self.parsed(
+                "serve.max_in_flight",
+                "a positive number of requests",
+                |v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                },
             )?,
             daily_token_budget: budget,
             jwks_url,

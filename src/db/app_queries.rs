@@ -400,6 +400,27 @@ pub async fn pick(conn: &mut PgConnection) -> Result<Picks> {
     })
 }
 
+/// A transaction run as PostgREST runs a request with a verified user's token (the
+/// `authenticated` role, the token's `claims`), begun in one round trip: `BEGIN` and the
+/// settings go as one simple query.
+pub async fn begin_as(
+    pool: &sqlx::PgPool,
+    claims: &serde_json::Value,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let claims = claims.to_string();
+    // A dollar quote whose tag the text does not contain (the text is a verified token's
+    // JSON, but nothing is assumed of it).
+    let mut tag = String::from("c");
+    while claims.contains(&format!("${tag}$")) {
+        tag.push('c');
+    }
+    let begin = format!(
+        "begin; select set_config('request.jwt.claims', ${tag}${claims}${tag}$, true), \
+         set_config('role', 'authenticated', true)"
+    );
+    Ok(pool.begin_with(begin).await?)
+}
+
 /// Runs the rest of the transaction as PostgREST runs a request with a verified user's token:
 /// the `authenticated` role, and the token's `claims` as `request.jwt.claims`.
 pub async fn act_as_claims(conn: &mut PgConnection, claims: &serde_json::Value) -> Result<()> {

@@ -291,26 +291,30 @@ pub async fn names(pool: &Pool, found: &Found) -> Result<Names> {
         .map(|h| h.channel_id)
         .chain(found.channels.iter().map(|c| c.id))
         .collect();
-    let users = sqlx::query_as::<_, (Uuid, String)>(
-        "select id, username from public.users where id = any($1)",
+    // One round trip: users (no slug) and channels (with their workspace's slug).
+    let rows = sqlx::query_as::<_, (Uuid, String, Option<String>)>(
+        "select id, username, null from public.users where id = any($1)
+         union all
+         select c.id, coalesce('#' || c.name, 'direct message'), w.slug
+           from public.channels c join public.workspaces w on w.id = c.workspace_id
+          where c.id = any($2)",
     )
     .bind(&users)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .collect();
-    let channels = sqlx::query_as::<_, (Uuid, String, String)>(
-        "select c.id, coalesce('#' || c.name, 'direct message'), w.slug
-           from public.channels c join public.workspaces w on w.id = c.workspace_id
-          where c.id = any($1)",
-    )
     .bind(&channels)
     .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|(id, name, slug)| (id, (name, slug)))
-    .collect();
-    Ok(Names { users, channels })
+    .await?;
+    let mut names = Names::default();
+    for (id, name, slug) in rows {
+        match slug {
+            Some(slug) => {
+                names.channels.insert(id, (name, slug));
+            }
+            None => {
+                names.users.insert(id, name);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// A workspace's id by slug.

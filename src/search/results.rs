@@ -17,6 +17,9 @@ pub struct Request<'a> {
     pub text: &'a str,
     /// Search as this user (id, username): only what they may read. `None`: everything.
     pub as_user: Option<(Uuid, String)>,
+    /// The channels `as_user` may read, when the caller has just read them as that user
+    /// (through row level security); `None`: read here.
+    pub readable: Option<Vec<Uuid>>,
     pub workspace: Option<Uuid>,
     pub limit: usize,
 }
@@ -75,7 +78,10 @@ pub async fn search(
     if let Some((id, _)) = &req.as_user {
         scope.as_user = Some(*id);
         if engine == Engine::Tantivy {
-            scope.readable = Some(super::readable_channels(pool, *id).await?);
+            scope.readable = Some(match &req.readable {
+                Some(r) => r.clone(),
+                None => super::readable_channels(pool, *id).await?,
+            });
         }
     }
     let plan = match super::resolve(pool, parsed, &scope).await {

@@ -294,10 +294,50 @@ fn scope_filters(f: &Fields, scope: &Scope) -> Vec<(Occur, Box<dyn Query>)> {
         out.push(filter(term(f.workspace, &w.to_string())));
     }
     if let Some(readable) = &scope.readable {
-        out.push(filter(any_of(f.channel, readable)));
+        out.push(filter(channel_in(readable)));
     }
     out
 }
+
+/// Documents of any of `channels`, decided per candidate from the `channel` column: each
+/// segment looks the channels up in its column's dictionary once, then a document is kept
+/// when its channel's ordinal is among them. Cheap however many channels a user may read
+/// (a filter on their terms reads all their postings first).
+fn channel_in(channels: &[Uuid]) -> Box<dyn Query> {
+    use tantivy::query::doc_predicate_query::{DocPredicateQuery, FunctionPredicate};
+    let mut keys: Vec<String> = channels.iter().map(Uuid::to_string).collect();
+    keys.sort_unstable();
+    let keys = std::sync::Arc::new(keys);
+    let predicate = FunctionPredicate::from(move |segment: &tantivy::SegmentReader| {
+        let column = segment.fast_fields().str(CHANNEL_FIELD)?;
+        let mut allowed = Vec::new();
+        let mut ords = None;
+        if let Some(column) = column {
+            allowed = vec![false; column.num_terms()];
+            // One pass over the column's (sorted) terms beside the sorted keys: cheaper than
+            // a lookup per key, each of which decodes a block.
+            let mut terms = column.dictionary().stream()?;
+            let mut wanted = keys.iter().map(String::as_bytes).peekable();
+            while wanted.peek().is_some() && terms.advance() {
+                let term = terms.key();
+                while wanted.next_if(|k| *k < term).is_some() {}
+                if wanted.next_if(|k| *k == term).is_some() {
+                    allowed[terms.term_ord() as usize] = true;
+                }
+            }
+            ords = Some(column.ords().clone());
+        }
+        Ok(move |doc: tantivy::DocId| {
+            ords.as_ref()
+                .and_then(|o| o.first(doc))
+                .is_some_and(|ord| allowed.get(ord as usize).copied().unwrap_or(false))
+        })
+    });
+    Box::new(DocPredicateQuery::from(predicate))
+}
+
+/// The name of the `channel` field (its fast column).
+const CHANNEL_FIELD: &str = "channel";
 
 /// The text part of the query: every word and phrase (excluded ones as MustNot). `None`
 /// when there were words to match and all were stop words; `Some(None)` when the query has

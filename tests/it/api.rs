@@ -810,11 +810,41 @@ async fn limits_answer_429_with_retry_after_and_503_when_too_slow() {
     assert_eq!(status, 200, "{body}");
     server.shut_down().await;
 
-    // A request past serve.request_timeout: 503.
-    let env = ai(&slow.url, &[("CHATCTL_SERVE__REQUEST_TIMEOUT", "1s")]);
+    // A request past serve.request_timeout: 503. And while it runs, with room for one
+    // request only, the next is refused at once (503 overloaded), probes still answered.
+    let env = ai(
+        &slow.url,
+        &[
+            ("CHATCTL_SERVE__REQUEST_TIMEOUT", "1s"),
+            ("CHATCTL_SERVE__MAX_IN_FLIGHT", "1"),
+        ],
+    );
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = Server::start(&db, &env).await;
-    let (status, body) = post(&server, "/api/chat/generate-response", ada, ask(ada)).await;
+    let server = Arc::new(Server::start(&db, &env).await);
+    let first = {
+        let (server, body) = (server.clone(), ask(ada));
+        tokio::spawn(async move { post(&server, "/api/chat/generate-response", ada, body).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while slow.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first request never reached the model"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = client()
+        .get(server.url(&format!("/api/users/{ada}/profile")))
+        .bearer_auth(bearer(ada))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "overloaded", "{body}");
+    assert_eq!(send(client().get(server.url("/readyz"))).await.0, 200);
+    let (status, body) = first.await.unwrap();
     assert_eq!(
         (status, body["code"].as_str()),
         (503, Some("timeout")),
@@ -1245,4 +1275,41 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         );
     }
     drop(db);
+}
+
+#[tokio::test]
+async fn the_database_gone_is_a_500_without_its_causes_and_readyz_says_so() {
+    let db = TestDb::new().await;
+    let _ = prepared(&db, BOT).await;
+    let mut c = db.conn().await;
+    let ada = user_id(&mut c, "ada@example.com").await;
+    drop(c);
+    let server = Server::start(&db, &[("CHATCTL_DATABASE__CONNECT_TIMEOUT", "2s")]).await;
+    assert_eq!(
+        get(&server, &format!("/api/users/{ada}/profile"), ada)
+            .await
+            .0,
+        200
+    );
+    // The database is dropped under the running server (connections ended with it).
+    let admin = crate::support::url(crate::support::port(), "postgres");
+    let mut a = <PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("drop database {} with (force)", db.name))
+        .execute(&mut a)
+        .await
+        .unwrap();
+    let (status, body) = get(&server, &format!("/api/users/{ada}/profile"), ada).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (500, Some("internal")),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains(&db.name),
+        "no causes are sent: {body}"
+    );
+    let (status, ready) = send(client().get(server.url("/readyz"))).await;
+    assert_eq!((status, ready["database"].as_str()), (503, Some("down")));
 }
