@@ -1313,3 +1313,59 @@ async fn the_database_gone_is_a_500_without_its_causes_and_readyz_says_so() {
     let (status, ready) = send(client().get(server.url("/readyz"))).await;
     assert_eq!((status, ready["database"].as_str()), (503, Some("down")));
 }
+
+#[tokio::test]
+async fn replicas_share_nothing_in_memory_but_the_budget_is_one_and_each_index_stays_fresh() {
+    let model = StandIn::start(|_, _| Answer::completion("Try ops/deploy.sh.", 2900)).await;
+    let db = TestDb::new().await;
+    let _ = prepared(&db, BOT).await;
+    let mut c = db.conn().await;
+    let ada = user_id(&mut c, "ada@example.com").await;
+    let general = channel_id(&mut c, "general").await;
+    let env = [
+        ("CHATCTL_OPENAI__MODEL", "gpt-4o-mini"),
+        ("OPENAI_BASE_URL", model.url.as_str()),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("CHATCTL_OPENAI__MAX_RETRIES", "0"),
+        ("CHATCTL_SERVE__DAILY_TOKEN_BUDGET", "3000"),
+    ];
+    // Two replicas behind one load balancer: each its own process state and search index.
+    let (a, b) = (
+        Server::start(&db, &env).await,
+        Server::start(&db, &env).await,
+    );
+    let ask = json!({ "channel_id": general, "user_id": ada, "last_message": "deploy?" });
+    assert_eq!(
+        post(&a, "/api/chat/generate-response", ada, ask.clone())
+            .await
+            .0,
+        200
+    );
+    // The budget Ada spent through one replica is spent through the other.
+    let (status, body) = post(&b, "/api/chat/generate-response", ada, ask).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("budget_spent")),
+        "{body}"
+    );
+    // A message posted once is found through both, each from its own index.
+    say(
+        &mut c,
+        "ken",
+        "general",
+        "the quetzal rollout starts monday",
+    )
+    .await;
+    for server in [&a, &b] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = get(server, "/api/search?q=quetzal", ada).await;
+            if body["engine"] == "tantivy" && body["results"].as_array().unwrap().len() == 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_ne!(a._dir.path(), b._dir.path());
+}
