@@ -67,6 +67,7 @@ enum Ask {
     Search { caller: usize, q: String },
 }
 
+#[derive(Clone)]
 struct Data {
     pool: sqlx::PgPool,
     callers: Vec<(Uuid, String)>,
@@ -245,23 +246,7 @@ async fn prepare(admin: &str, db_url: &str, db: &str, size: u64) {
     common::migrate_db(db_url).await;
     let pool = sqlx::PgPool::connect(db_url).await.unwrap();
     let s = Instant::now();
-    chatctl::db::seed::seed(
-        &pool,
-        &chatctl::db::seed::SeedOptions {
-            users: 10_000,
-            channels: 2_000,
-            messages: size,
-            workspaces: 10,
-            seed: 42,
-            progress: false,
-        },
-    )
-    .await
-    .unwrap();
-    sqlx::raw_sql("vacuum analyze")
-        .execute(&pool)
-        .await
-        .unwrap();
+    common::seed_10k(&pool, size, 10).await;
     println!("\nseeded {db} in {:.1} s", s.elapsed().as_secs_f64());
     pool.close().await;
 }
@@ -374,12 +359,7 @@ async fn open_loop(
 ) -> Measured {
     let total = rate as usize * secs as usize;
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let data = Arc::new(Data {
-        pool: data.pool.clone(),
-        callers: data.callers.clone(),
-        tokens: data.tokens.clone(),
-        asks: data.asks.clone(),
-    });
+    let data = Arc::new(data.clone());
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         let at = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
@@ -412,10 +392,8 @@ async fn closed_loop(
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let data = Arc::new(Data {
-        pool: data.pool.clone(),
-        callers: data.callers.clone(),
-        tokens: data.tokens.clone(),
         asks: asks.to_vec(),
+        ..data.clone()
     });
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -453,12 +431,7 @@ async fn in_process(
     let reader = Arc::new(chatctl::search::Reader::open(dir).unwrap());
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let data = Arc::new(Data {
-        pool: data.pool.clone(),
-        callers: data.callers.clone(),
-        tokens: data.tokens.clone(),
-        asks: data.asks.clone(),
-    });
+    let data = Arc::new(data.clone());
     let mut tasks = Vec::new();
     for _ in 0..workers {
         let (data, next, reader) = (data.clone(), next.clone(), reader.clone());

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use chatctl::db::app_queries::{self, AppQuery, MENTIONS_BEFORE, Picks, QUERIES};
 use chatctl::db::migrate::{self, DownOptions, DownTarget, Migrations, Source};
-use chatctl::db::seed::{self, SeedOptions};
 use sqlx::{Connection as _, PgConnection};
 
 /// Server-side EXPLAIN ANALYZE runs per query and role.
@@ -116,23 +115,7 @@ async fn prepare(admin: &str, url: &str, after: &str, before: &str, size: u64, f
             .await
             .unwrap();
         let started = Instant::now();
-        seed::seed(
-            &pool,
-            &SeedOptions {
-                users: 10_000,
-                channels: 2_000,
-                messages: size,
-                workspaces: 1,
-                seed: 42,
-                progress: false,
-            },
-        )
-        .await
-        .unwrap();
-        sqlx::raw_sql("vacuum analyze")
-            .execute(&pool)
-            .await
-            .unwrap();
+        common::seed_10k(&pool, size, 1).await;
         pool.close().await;
         println!(
             "\n(seeded {after}: {size} messages in {:.1} s)",

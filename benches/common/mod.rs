@@ -81,6 +81,25 @@ pub async fn migrate_db(url: &str) {
     c.close().await.unwrap();
 }
 
+/// Seeds `pool` with `dev seed` data of 10,000 users and 2,000 channels (seed 42) over
+/// `workspaces`, with `messages` messages, then `vacuum analyze`.
+pub async fn seed_10k(pool: &sqlx::PgPool, messages: u64, workspaces: u32) {
+    chatctl::db::seed::seed(
+        pool,
+        &chatctl::db::seed::SeedOptions {
+            users: 10_000,
+            channels: 2_000,
+            messages,
+            workspaces,
+            seed: 42,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql("vacuum analyze").execute(pool).await.unwrap();
+}
+
 /// The median of some durations.
 pub fn median(v: &mut [Duration]) -> Duration {
     v.sort();

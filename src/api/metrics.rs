@@ -12,8 +12,9 @@ use axum::http::StatusCode;
 
 use crate::prom::{self, Histogram};
 
-/// The routes, as metric labels (a closed set: a label per path pattern, never per id).
-const ROUTES: &[&str] = &[
+/// The routes the router serves, as metric labels (a closed set: a label per path pattern,
+/// never per id). The OpenAPI document describes exactly these (a test holds them equal).
+pub const ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",

@@ -28,6 +28,7 @@ use sqlx::PgPool;
 pub use auth::{Caller, Verifier};
 pub use endpoints::{Profile, Role, Stats, read_profile as profile};
 pub use error::ApiError;
+pub use metrics::ROUTES;
 
 use crate::config::{Config, ServeSettings};
 use crate::error::Result;

@@ -98,6 +98,72 @@ impl Server {
     }
 }
 
+/// Asks `check` every 50 ms until it answers `Some`, or fails saying `what` was awaited
+/// (with the last answer's description) after `within`.
+async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                std::time::Instant::now() < deadline,
+                "waited {within:?} for {what}; last: {last}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `n` messages a search as `who` finds on the server's index (not PostgreSQL's
+/// fallback), once it finds them.
+async fn found_in_index(server: &Server, path: &str, who: Uuid, n: usize) -> Value {
+    wait_for(
+        "the replica's index to hold the new messages",
+        Duration::from_secs(20),
+        || async {
+            let (_, body) = get(server, path, who).await;
+            if body["engine"] == "tantivy" && body["results"].as_array().map(Vec::len) == Some(n) {
+                Ok(body)
+            } else {
+                Err(body.to_string())
+            }
+        },
+    )
+    .await
+}
+
+/// Once the model stand-in has a request.
+async fn reached(model: &StandIn) {
+    wait_for(
+        "a request to reach the model",
+        Duration::from_secs(10),
+        || async {
+            if model.requests().is_empty() {
+                Err("no request".to_owned())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await
+}
+
+/// The server's `/metrics`.
+async fn metrics_of(server: &Server) -> String {
+    client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
@@ -266,6 +332,7 @@ async fn malformed_requests_get_their_own_status_and_code() {
     let code = |(status, body): (u16, Value)| {
         (status, body["code"].as_str().unwrap_or_default().to_owned())
     };
+    let authed = |path: &str| client().get(server.url(path)).bearer_auth(&auth);
     let cases = [
         (
             client()
@@ -307,28 +374,17 @@ async fn malformed_requests_get_their_own_status_and_code() {
             (405, "method_not_allowed"),
         ),
         (client().get(server.url("/api/nothing")), (404, "not_found")),
+        (authed("/api/users/not-a-uuid/profile"), (404, "not_found")),
         (
-            client()
-                .get(server.url("/api/users/not-a-uuid/profile"))
-                .bearer_auth(&auth),
-            (404, "not_found"),
-        ),
-        (
-            client()
-                .get(server.url("/api/search?q=deploy&limit=0"))
-                .bearer_auth(&auth),
+            authed("/api/search?q=deploy&limit=0"),
             (422, "invalid_request"),
         ),
         (
-            client()
-                .get(server.url("/api/search?q=in%3A%23nowhere"))
-                .bearer_auth(&auth),
+            authed("/api/search?q=in%3A%23nowhere"),
             (422, "invalid_request"),
         ),
         (
-            client()
-                .get(server.url("/api/search?q=deploy&workspace=nowhere"))
-                .bearer_auth(&auth),
+            authed("/api/search?q=deploy&workspace=nowhere"),
             (404, "not_found"),
         ),
         (
@@ -569,18 +625,7 @@ async fn search_answers_for_the_caller_only_with_the_json_of_search_query_as() {
     // The index: new messages are found within a few seconds (the change log), and the
     // answer is the command line's for the same user.
     say(&mut c, "ken", "general", "zanzibar rollback plan attached").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        let (_, body) = get(&server, path, ada).await;
-        if body["engine"] == "tantivy" && body["results"].as_array().unwrap().len() == 2 {
-            break body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica's index did not pick up the new message: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let body = found_in_index(&server, path, ada, 2).await;
     let index = server._dir.path().join("search");
     let out = crate::support::chatctl(&[
         ("DATABASE_URL", db.url.as_str()),
@@ -743,14 +788,7 @@ async fn limits_answer_429_with_retry_after_and_503_when_too_slow() {
     assert!((1..=20).contains(&wait), "{wait}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited");
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&server).await;
     assert!(
         metrics.contains("chatctl_api_rate_limited_total 1"),
         "{metrics}"
@@ -825,14 +863,7 @@ async fn limits_answer_429_with_retry_after_and_503_when_too_slow() {
         let (server, body) = (server.clone(), ask(ada));
         tokio::spawn(async move { post(&server, "/api/chat/generate-response", ada, body).await })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while slow.requests().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first request never reached the model"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    reached(&slow).await;
     let res = client()
         .get(server.url(&format!("/api/users/{ada}/profile")))
         .bearer_auth(bearer(ada))
@@ -893,14 +924,7 @@ async fn shutdown_answers_the_requests_in_flight_first() {
             .send(),
     );
     // Stop once the request has reached the model.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while slow.requests().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the request never reached the model"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    reached(&slow).await;
     let base = server.base.clone();
     server.shut_down().await;
     let res = in_flight.await.unwrap().unwrap();
@@ -1105,26 +1129,10 @@ async fn health_readiness_metrics_and_the_openapi_document_describe_the_server()
     }
     let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
     documented.sort_unstable();
-    let mut served = vec![
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/api/openapi.json",
-        "/api/chat/generate-response",
-        "/api/users/{user_id}/profile",
-        "/api/channels/{channel_id}/summary",
-        "/api/search",
-    ];
+    let mut served = chatctl::api::ROUTES.to_vec();
     served.sort_unstable();
     assert_eq!(documented, served);
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&server).await;
     assert!(
         metrics.contains(r#"chatctl_api_requests_total{route="/api/search",status="200"} 1"#),
         "{metrics}"
@@ -1253,14 +1261,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("No issues found"), "{stdout}");
     // It reached every endpoint's success path, not only its refusals.
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&server).await;
     for route in [
         "/api/chat/generate-response",
         "/api/users/{user_id}/profile",
@@ -1357,15 +1358,7 @@ async fn replicas_share_nothing_in_memory_but_the_budget_is_one_and_each_index_s
     )
     .await;
     for server in [&a, &b] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, body) = get(server, "/api/search?q=quetzal", ada).await;
-            if body["engine"] == "tantivy" && body["results"].as_array().unwrap().len() == 1 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{body}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        found_in_index(server, "/api/search?q=quetzal", ada, 1).await;
     }
     assert_ne!(a._dir.path(), b._dir.path());
 }
