@@ -64,7 +64,8 @@ pub async fn related_messages(
 }
 
 /// Earlier messages of `channel` (sent before `before`, not by `exclude`) about any of
-/// `words`, best first, from the index in `dir`: `None` when no index has been built.
+/// `words`, best first, from the index in `dir`: `None` when no index has been built or the
+/// one there cannot be read (an older chatctl's, until the indexer rebuilds it).
 async fn in_index(
     dir: &IndexDir,
     channel: Uuid,
@@ -78,7 +79,13 @@ async fn in_index(
         if dir.current_name()?.is_none() {
             return Ok(None);
         }
-        let reader = Reader::open(&dir)?;
+        let reader = match Reader::open(&dir) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "search index unusable; asking PostgreSQL");
+                return Ok(None);
+            }
+        };
         reader
             .related(channel, &words, before, exclude, limit)
             .map(Some)
