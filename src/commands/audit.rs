@@ -27,7 +27,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> Result<ExitCode> {
         AuditCmd::List { since, limit } => {
             let since = match since {
                 None => None,
-                Some(s) => Some(parse_since(&s)?),
+                Some(s) => parse_since(&s)?,
             };
             let mut conn = ctx.connect().await?;
             ctx.out
@@ -37,15 +37,20 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> Result<ExitCode> {
     }
 }
 
-fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+/// `--since`: a duration back from now, a time or a date; `None` when the duration reaches
+/// back past any date there can be (since the beginning).
+fn parse_since(s: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
     if let Ok(d) = crate::config::parse_duration(s) {
-        return Ok(chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default());
+        return Ok(chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|back| chrono::Utc::now().checked_sub_signed(back))
+            .filter(|t| chrono::Datelike::year(t) >= 1));
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
+        return Ok(Some(t.with_timezone(&chrono::Utc)));
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+        return Ok(Some(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()));
     }
     Err(Error::usage(format!("cannot read `--since {s}`"))
         .with_help("use a duration (24h, 7d) or a date (2026-11-01)")

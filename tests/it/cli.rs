@@ -31,6 +31,30 @@ fn unknown_flag_is_a_usage_error() {
 }
 
 #[test]
+fn durations_past_what_a_clock_holds_are_usage_errors_not_crashes() {
+    let out = chatctl(&[("CHATCTL_OPENAI__TIMEOUT", "99999999999999999999999s")])
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("openai.timeout"), "{stderr}");
+    let out = chatctl(&[])
+        .args([
+            "summarize",
+            "--channel",
+            "general",
+            "--since",
+            "99999999999h",
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("99999999999h"), "{stderr}");
+}
+
+#[test]
 fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let out = chatctl(&[]).args(["completions", shell]).output().unwrap();

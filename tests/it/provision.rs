@@ -95,6 +95,23 @@ async fn apply_is_idempotent_and_detailed_exitcode_tells_ci() {
     let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let entries = audit["entries"].as_array().unwrap();
     assert_eq!(entries.len(), json["changes"].as_array().unwrap().len());
+    // A duration back past any date is "since the beginning", not a crash.
+    let out = chatctl(&env)
+        .args([
+            "audit",
+            "list",
+            "--since",
+            "99999999999h",
+            "--limit",
+            "1000",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", crate::support::outputs(&out));
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all["entries"], audit["entries"]);
     assert!(entries.iter().all(|e| e["actor"] == "ci-bot"));
     assert!(
         entries
