@@ -51,7 +51,14 @@ impl Output {
             OutputFormat::Yaml => serde_yaml::to_string(report)
                 .map_err(io::Error::other)
                 .and_then(|s| out.write_all(s.as_bytes())),
-            OutputFormat::Table => report.human(&mut out),
+            // The human form carries chat content (messages, names, topics): rendered whole,
+            // then made terminal-safe, so no one's message can drive the operator's terminal.
+            OutputFormat::Table => {
+                let mut text = Vec::new();
+                report.human(&mut text).and_then(|()| {
+                    out.write_all(terminal_safe(&String::from_utf8_lossy(&text)).as_bytes())
+                })
+            }
         };
         match res.and_then(|()| out.flush()) {
             // A closed pipe (`chatctl ... | head`) is not an error.
@@ -74,7 +81,7 @@ impl Output {
             });
             let _ = writeln!(io::stderr(), "{line}");
         } else {
-            let _ = writeln!(io::stderr(), "{message}");
+            let _ = writeln!(io::stderr(), "{}", terminal_safe(&message));
         }
     }
 
@@ -84,7 +91,7 @@ impl Output {
         if !io::stdin().is_terminal() {
             return None;
         }
-        let _ = write!(io::stderr(), "{question} [y/N] ");
+        let _ = write!(io::stderr(), "{} [y/N] ", terminal_safe(question));
         let _ = io::stderr().flush();
         let mut answer = String::new();
         io::stdin().read_line(&mut answer).ok()?;
@@ -95,12 +102,12 @@ impl Output {
     /// as a document on stdout.
     pub fn error(&self, rendered: &crate::error::Rendered) {
         let mut err = io::stderr().lock();
-        let _ = writeln!(err, "error: {}", rendered.message);
+        let _ = writeln!(err, "error: {}", terminal_safe(&rendered.message));
         for cause in &rendered.causes {
-            let _ = writeln!(err, "  caused by: {cause}");
+            let _ = writeln!(err, "  caused by: {}", terminal_safe(cause));
         }
         if let Some(help) = &rendered.help {
-            let _ = writeln!(err, "help: {help}");
+            let _ = writeln!(err, "help: {}", terminal_safe(help));
         }
         #[derive(Serialize)]
         struct Failure<'a> {
@@ -119,6 +126,50 @@ impl Output {
         if let Some(text) = text {
             let _ = io::stdout().lock().write_all(text.as_bytes());
         }
+    }
+}
+
+/// `text` with everything a terminal would act on instead of showing written as a visible
+/// escape (`\u{1b}`): control characters but newline and tab (escape sequences that set the
+/// title, clear the screen or colour text start with one), and the invisible characters
+/// that reorder or hide text (bidirectional overrides and isolates, zero-width ones).
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn escape_sequences_and_reordering_characters_are_shown_not_obeyed() {
+        assert_eq!(terminal_safe("plain\ttext\nnext"), "plain\ttext\nnext");
+        assert_eq!(
+            terminal_safe("\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mred"),
+            "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{1b}[31mred"
+        );
+        assert_eq!(terminal_safe("abc\u{202E}fed"), "abc\\u{202e}fed");
+        assert_eq!(
+            terminal_safe("a\u{200B}b\r\u{9b}c"),
+            "a\\u{200b}b\\u{d}\\u{9b}c"
+        );
+        assert_eq!(terminal_safe("Grüße, 日本, 🚀"), "Grüße, 日本, 🚀");
     }
 }
 

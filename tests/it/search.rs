@@ -725,3 +725,63 @@ async fn the_daemon_keeps_the_index_fresh_and_exports_the_backlog() {
     let g = dir.open_existing().unwrap();
     assert!(index::verify(&pool, &g).await.unwrap().is_empty());
 }
+
+/// A member's message (or a channel's topic) written to take over a terminal is shown, not
+/// obeyed, wherever the operator reads it as text; JSON carries it escaped as JSON does.
+#[tokio::test]
+async fn chat_content_cannot_drive_the_operators_terminal() {
+    let db = TestDb::new().await;
+    let _ = prepared(&db, BOT).await;
+    let mut c = db.conn().await;
+    let hostile = "zq \u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mFAKE\u{1b}[0m txt.exe\u{202E}gpj";
+    say(&mut c, "ken", "general", hostile).await;
+    sqlx::query("update channels set topic = $1 where name = 'general'")
+        .bind(hostile)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    for args in [
+        &[
+            "search", "query", "zq", "--engine", "postgres", "--as", "ada",
+        ][..],
+        &[
+            "summarize",
+            "-w",
+            "acme",
+            "--channel",
+            "general",
+            "--since",
+            "1h",
+        ],
+        &["channel", "list", "-w", "acme"],
+    ] {
+        let out = chatctl_std(&env).args(args).output().unwrap();
+        let (stdout, stderr) = outputs(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        for raw in ['\u{1b}', '\u{7}', '\u{202E}'] {
+            assert!(
+                !stdout.contains(raw) && !stderr.contains(raw),
+                "{args:?}: {stdout:?}"
+            );
+        }
+        assert!(
+            stdout.contains(r"\u{1b}]0;pwned\u{7}"),
+            "{args:?}: {stdout}"
+        );
+    }
+    let out = chatctl_std(&env)
+        .args([
+            "search", "query", "zq", "--engine", "postgres", "-o", "json",
+        ])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["results"][0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains('\u{1b}')
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
+}
