@@ -153,6 +153,15 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Writes bytes to stdout as they are (completion scripts); a closed pipe is not an error.
+pub fn write_raw(bytes: &[u8]) -> Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::terminal_safe;
@@ -170,14 +179,5 @@ mod tests {
             "a\\u{200b}b\\u{d}\\u{9b}c"
         );
         assert_eq!(terminal_safe("Grüße, 日本, 🚀"), "Grüße, 日本, 🚀");
-    }
-}
-
-/// Writes bytes to stdout as they are (completion scripts); a closed pipe is not an error.
-pub fn write_raw(bytes: &[u8]) -> Result<()> {
-    let mut out = io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
     }
 }
