@@ -24,5 +24,6 @@ pub mod search;
 pub mod stack;
 pub mod urls;
 pub mod users;
+pub mod yaml;
 
 pub use error::Result;

@@ -208,7 +208,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
     for path in paths {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::usage(format!("cannot read {}: {e}", path.display())))?;
-        match serde_yaml::from_str::<BotSpec>(&text) {
+        match crate::yaml::from_str::<BotSpec>(&text) {
             Ok(spec) => {
                 for message in check(&spec) {
                     let line = text
@@ -223,16 +223,11 @@ pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
                 }
                 bots.push(BotFile { path, spec });
             }
-            Err(e) => {
-                let line = e.location().map(|l| l.line());
-                let msg = e.to_string();
-                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                problems.push(Problem {
-                    file: path,
-                    line,
-                    message: msg,
-                });
-            }
+            Err(e) => problems.push(Problem {
+                file: path,
+                line: e.line(),
+                message: e.message(),
+            }),
         }
     }
     let mut names: Vec<&str> = bots.iter().map(|b| b.spec.name.as_str()).collect();
@@ -355,7 +350,7 @@ pub fn load_named(dir: &Path, name: &str) -> Result<BotSpec> {
         let text = std::fs::read_to_string(&path).map_err(|e| {
             crate::error::Error::usage(format!("cannot read {}: {e}", path.display()))
         })?;
-        let spec: BotSpec = serde_yaml::from_str(&text)
+        let spec: BotSpec = crate::yaml::from_str(&text)
             .map_err(|e| crate::error::Error::usage(format!("invalid {}: {e}", path.display())))?;
         if spec.name == name {
             return Ok(spec);

@@ -1172,7 +1172,10 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String, Option<usize>)>> 
             "config/chatctl.example.yaml"
         ))
     };
-    let file: FileValues = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let file: FileValues = crate::yaml::from_str(&text).map_err(|e| match e {
+        crate::yaml::YamlError::TooDeep { line } => invalid(format!("{e} at line {line}")),
+        e => invalid(e.to_string()),
+    })?;
     if let Some(unknown) = file.unknown.first() {
         let at = line_of(&text, unknown).map_or_else(String::new, |l| format!(" at line {l}"));
         return Err(invalid(format!("{}{at}", expected_instead(unknown))).into());

@@ -169,13 +169,8 @@ fn parse(text: &str) -> std::result::Result<Spec, (Option<usize>, String)> {
     if text.trim().is_empty() {
         return Ok(Spec::default());
     }
-    serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        let msg = e.to_string();
-        // serde_yaml appends " at line L column C"; the line is reported separately.
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-        (line, msg)
-    })
+    // The line is reported separately from the message.
+    crate::yaml::from_str(text).map_err(|e| (e.line(), e.message()))
 }
 
 /// Finds the line a problem is about: the first line containing `needle` at or after the

@@ -54,6 +54,52 @@ fn durations_past_what_a_clock_holds_are_usage_errors_not_crashes() {
     assert!(stderr.contains("99999999999h"), "{stderr}");
 }
 
+/// `[[[[…` of 200 KB took serde_yaml 45 s of CPU to reject; it is refused before parsing,
+/// with the file and line, in every place that reads YAML people write.
+#[test]
+fn deeply_nested_yaml_is_refused_before_parsing_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = format!("people:\n  - {}\n", "[".repeat(100_000));
+    let spec = dir.path().join("deep.yaml");
+    std::fs::write(&spec, &deep).unwrap();
+    let bots = dir.path().join("bots");
+    std::fs::create_dir(&bots).unwrap();
+    std::fs::write(
+        bots.join("deep.yaml"),
+        format!("name: x\npersona: {}", "{a: ".repeat(50_000)),
+    )
+    .unwrap();
+    let config = dir.path().join("chatctl.yaml");
+    std::fs::write(
+        &config,
+        format!("database:\n  url: {}", "[".repeat(100_000)),
+    )
+    .unwrap();
+    for (args, at) in [
+        (
+            vec!["apply", "-f", spec.to_str().unwrap(), "--dry-run"],
+            "deep.yaml:2",
+        ),
+        (
+            vec!["bots", "validate", "--bots", bots.to_str().unwrap()],
+            "deep.yaml:2",
+        ),
+        (
+            vec!["--config", config.to_str().unwrap(), "config", "show"],
+            "at line 2",
+        ),
+    ] {
+        let out = chatctl(&[]).args(&args).output().unwrap();
+        let (_, stderr) = outputs(&out);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("nested deeper than 64 levels"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(at), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
