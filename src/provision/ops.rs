@@ -232,7 +232,7 @@ pub async fn channel_create(
 fn check_channel_name(name: &str) -> Result<()> {
     if !spec::valid_channel_name(name) {
         return Err(Error::usage(format!(
-            "invalid channel name `{name}`: lowercase, no spaces or periods, at most 80 characters"
+            "invalid channel name `{name}`: lowercase letters, digits, `-` and `_`, at most 80 characters"
         ))
         .into());
     }

@@ -249,12 +249,22 @@ pub fn bot_email(name: &str) -> String {
     format!("{name}@bots.chatctl.invalid")
 }
 
-/// Whether a channel name follows Slack's rules (lowercase, no spaces or periods, ≤ 80).
+/// Whether a channel name follows Slack's rules: lowercase letters (of any script), digits,
+/// `-` and `_`, at most 80. No emoji, spaces, periods, or invisible characters.
 pub fn valid_channel_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().count() <= 80
         && name == name.to_lowercase()
-        && !name.chars().any(|c| c.is_whitespace() || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Whether free text (a name, a topic) holds a character no one can type or see: a control
+/// character (NUL included, which PostgreSQL refuses) other than newline and tab.
+fn unprintable(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
 /// Whether a workspace slug is valid (lowercase letters, digits, dashes; ≤ 63).
@@ -305,6 +315,16 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
             let line = || locate(&f.text, None, &p.email);
             if !email.contains('@') {
                 problem(line(), format!("`{}` is not an email address", p.email));
+                continue;
+            }
+            if unprintable(&p.name) || p.name.chars().count() > 200 {
+                problem(
+                    line(),
+                    format!(
+                        "the name of `{}` holds a control character or is longer than 200 characters",
+                        p.email
+                    ),
+                );
                 continue;
             }
             let username = p
@@ -436,6 +456,17 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                     ),
                 });
             }
+            let length = w.name.trim().chars().count();
+            if length == 0 || length > 200 || unprintable(&w.name) {
+                problems.push(Problem {
+                    file: f.path.clone(),
+                    line: locate(&f.text, Some(&format!("slug: {}", w.slug)), "name:"),
+                    message: format!(
+                        "invalid name of workspace `{}`: 1 to 200 characters, no control characters",
+                        w.slug
+                    ),
+                });
+            }
             if let Some(prev) = ws_files.insert(w.slug.clone(), f.path.clone()) {
                 problems.push(Problem {
                     file: f.path.clone(),
@@ -469,9 +500,18 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
             let mut implied: BTreeSet<String> = BTreeSet::new();
             for c in &w.channels {
                 let ch_anchor = format!("name: {}", c.name);
-                let line = || locate(&f.text, Some(&anchor), &ch_anchor);
+                // The name as written: plain, or quoted (a name with odd characters is).
+                let line = || {
+                    [
+                        ch_anchor.clone(),
+                        format!("name: \"{}\"", c.name),
+                        format!("name: '{}'", c.name),
+                    ]
+                    .iter()
+                    .find_map(|a| locate(&f.text, Some(&anchor), a))
+                };
                 if !valid_channel_name(&c.name) {
-                    problems.push(Problem { file: f.path.clone(), line: line(), message: format!("invalid channel name `{}`: lowercase, no spaces or periods, at most 80 characters", c.name) });
+                    problems.push(Problem { file: f.path.clone(), line: line(), message: format!("invalid channel name `{}`: lowercase letters, digits, `-` and `_`, at most 80 characters", c.name) });
                     continue;
                 }
                 if channels.contains_key(&c.name) {
@@ -500,6 +540,16 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                         file: f.path.clone(),
                         line: locate(&f.text, Some(&ch_anchor), p),
                         message: format!("unknown purpose `{p}`: one of {}", PURPOSES.join(", ")),
+                    });
+                }
+                if unprintable(&c.topic) || unprintable(&c.description) {
+                    problems.push(Problem {
+                        file: f.path.clone(),
+                        line: line(),
+                        message: format!(
+                            "the topic or description of `{}` holds a control character",
+                            c.name
+                        ),
                     });
                 }
                 if c.topic.chars().count() > 250 {

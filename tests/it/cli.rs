@@ -265,3 +265,88 @@ async fn migrate_status_json_is_stable() {
     assert_eq!(json["migrations"][0]["description"], "supabase bootstrap");
     assert_eq!(json["migrations"][0]["state"], "applied");
 }
+
+/// What the database would refuse is refused by the spec check, with file and line, before
+/// anything runs (exit 64), and channel names keep Slack's rules.
+#[tokio::test]
+async fn spec_values_the_database_would_refuse_are_usage_errors_with_their_line() {
+    let db = crate::support::TestDb::new().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "workspaces:\n  - slug: acme\n    name: \"\"\n",
+            3,
+            "invalid name of workspace",
+        ),
+        (
+            "workspaces:\n  - slug: acme\n    name: \"Acme\\0Corp\"\n",
+            3,
+            "invalid name of workspace",
+        ),
+        (
+            "people:\n  - { email: a@example.com, name: \"A\\0\" }\n",
+            2,
+            "holds a control character",
+        ),
+        (
+            "workspaces:\n  - slug: acme\n    name: Acme\n    channels:\n      - name: \"launch\u{202E}\"\n",
+            5,
+            "invalid channel name",
+        ),
+        (
+            "workspaces:\n  - slug: acme\n    name: Acme\n    channels:\n      - name: \"rocket🚀\"\n",
+            5,
+            "invalid channel name",
+        ),
+        (
+            "workspaces:\n  - slug: acme\n    name: Acme\n    channels:\n      - name: \"zero\u{200B}width\"\n",
+            5,
+            "invalid channel name",
+        ),
+        (
+            "workspaces:\n  - slug: acme\n    name: Acme\n    channels:\n      - name: ops\n        topic: \"a\\0b\"\n",
+            5,
+            "holds a control character",
+        ),
+    ];
+    for (i, (yaml, line, message)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("spec{i}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        let out = chatctl(&env)
+            .args(["apply", "-f", file.to_str().unwrap(), "--dry-run"])
+            .output()
+            .unwrap();
+        let (_, stderr) = outputs(&out);
+        assert_eq!(out.status.code(), Some(64), "case {i}: {stderr}");
+        assert!(stderr.contains(message), "case {i}: {stderr}");
+        assert!(
+            stderr.contains(&format!("spec{i}.yaml:{line}")),
+            "case {i}: {stderr}"
+        );
+    }
+    // Scripts other than Latin are letters too, as in Slack.
+    let file = dir.path().join("ok.yaml");
+    std::fs::write(
+        &file,
+        "workspaces:\n  - slug: acme\n    name: Acme\n    channels:\n      - name: café_über-日本\n",
+    )
+    .unwrap();
+    let out = chatctl(&[])
+        .args([
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "--dry-run",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/x",
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_ne!(
+        out.status.code(),
+        Some(64),
+        "a valid spec is not a usage error: {stderr}"
+    );
+}
