@@ -334,11 +334,27 @@ async fn reply_caps_per_thread_hold() {
         )
         .await;
     }
-    let pass = Runtime::new(pool, bots, options("a"))
-        .catch_up()
+    let runtime = Runtime::new(pool.clone(), bots, options("a"));
+    let pass = runtime.catch_up().await.unwrap();
+    assert_eq!((pass.replied, pass.capped), (2, 3));
+    // What the cap held back is dropped, counted once: not re-read by the next sweep, and not
+    // answered when the hour rolls over (its counters gone, as at the next hour).
+    let pass = runtime.catch_up().await.unwrap();
+    assert_eq!((pass.replied, pass.capped), (0, 0));
+    sqlx::raw_sql("delete from chatctl.bot_reply_counts")
+        .execute(&pool)
         .await
         .unwrap();
-    assert_eq!((pass.replied, pass.capped), (2, 3));
+    let pass = runtime.catch_up().await.unwrap();
+    assert_eq!((pass.replied, pass.capped), (0, 0));
+    let dropped: i64 = sqlx::query_scalar(
+        "select count(*) from chatctl.bot_claims
+          where done_at is not null and reply_id is null and claimed_by like '%reply cap reached%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(dropped, 3);
 }
 
 #[tokio::test]

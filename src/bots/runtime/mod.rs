@@ -68,7 +68,10 @@ fn messages(rows: &str, tail: &str) -> String {
 ///
 /// Caps count replies per fixed hourly window (`chatctl.bot_reply_counts`), the batch's own
 /// in order; what they allow is claimed, unless another holder has the claim (done, or alive
-/// within its lease); the counters are bumped for what was claimed.
+/// within its lease); the counters are bumped for what was claimed. What they hold back is
+/// dropped: claimed done without a reply (`claimed_by` says why), so it is counted once and
+/// never answered later (not re-read every sweep, nor answered in a burst when the hour
+/// rolls over).
 const CLAIM: &str = "
     with x as (
         select * from unnest($2::uuid[], $3::uuid[], $4::uuid[], $9::text[]) with ordinality as x(m, c, t, txt, ord)
@@ -96,6 +99,11 @@ const CLAIM: &str = "
            and (bot_claims.claimed_at < now() - $7::interval
                 or not exists (select 1 from pg_stat_activity s where s.pid = bot_claims.claimed_pid))
         returning message_id, channel_id, thread_id, reply_id
+    ), dropped as (
+        insert into chatctl.bot_claims (bot, message_id, channel_id, thread_id, claimed_by, done_at)
+        select $1, r.m, r.c, r.t, $5 || ' (reply cap reached)', now()
+          from ranked r where not (r.nc <= $10 and r.nt <= $11)
+        on conflict (bot, message_id) do nothing
     ), bumped as (
         insert into chatctl.bot_reply_counts (bot, scope, scope_id, window_start, replies)
         select $1, 'channel', channel_id, date_trunc('hour', now()), count(*) from claimed group by channel_id
