@@ -190,38 +190,17 @@ impl Jwks {
             let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) else {
                 continue;
             };
+            use jsonwebtoken::jwk::{AlgorithmParameters as P, KeyAlgorithm as K};
+            // The key's declared algorithm, else the one its type implies.
             let alg = match (&jwk.common.key_algorithm, &jwk.algorithm) {
-                (Some(a), _) => match Algorithm::from_str_jwk(a) {
-                    Some(a) => a,
-                    None => continue,
-                },
-                (None, jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)) => {
-                    Algorithm::ES256
-                }
-                (None, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) => Algorithm::RS256,
-                (None, jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
-                (None, _) => continue,
+                (Some(K::ES256), _) | (None, P::EllipticCurve(_)) => Algorithm::ES256,
+                (Some(K::RS256), _) | (None, P::RSA(_)) => Algorithm::RS256,
+                (Some(K::EdDSA), _) | (None, P::OctetKeyPair(_)) => Algorithm::EdDSA,
+                _ => continue,
             };
             by_kid.insert(kid.clone(), (key, alg));
         }
         Ok(by_kid)
-    }
-}
-
-/// The algorithm a JWK says it is for.
-trait FromJwk {
-    fn from_str_jwk(a: &jsonwebtoken::jwk::KeyAlgorithm) -> Option<Algorithm>;
-}
-
-impl FromJwk for Algorithm {
-    fn from_str_jwk(a: &jsonwebtoken::jwk::KeyAlgorithm) -> Option<Algorithm> {
-        use jsonwebtoken::jwk::KeyAlgorithm as K;
-        Some(match a {
-            K::ES256 => Algorithm::ES256,
-            K::RS256 => Algorithm::RS256,
-            K::EdDSA => Algorithm::EdDSA,
-            _ => return None,
-        })
     }
 }
 

@@ -192,26 +192,15 @@ struct Readable {
 
 /// The channel `id` as the caller sees it: 404 when they may not read it (or it is not there).
 async fn readable_channel(conn: &mut PgConnection, id: Uuid) -> Result<Readable, ApiError> {
+    // A channel shared from a workspace the caller is not in has no slug for them.
     let row: Option<(Option<String>, String)> = sqlx::query_as(
-        "select c.name, w.slug from public.channels c
-           join public.workspaces w on w.id = c.workspace_id
+        "select c.name, coalesce(w.slug, '') from public.channels c
+           left join public.workspaces w on w.id = c.workspace_id
           where c.id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    // A channel of a workspace the caller is not in (shared with theirs) still has a name.
-    let row = match row {
-        Some(r) => Some(r),
-        None => {
-            sqlx::query_as::<_, (Option<String>, String)>(
-                "select c.name, '' from public.channels c where c.id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-    };
     let (name, workspace) = row.ok_or_else(|| ApiError::not_found("no such channel"))?;
     Ok(Readable {
         name: name.unwrap_or_else(|| "direct message".into()),

@@ -843,14 +843,15 @@ impl Layers {
 }
 
 impl Layers {
-    fn serve(&self) -> Result<ServeSettings> {
+    /// `serve.*`; the per-user AI budget falls back to `ai_budget` (`ai.daily_token_budget`).
+    fn serve(&self, ai_budget: Option<u64>) -> Result<ServeSettings> {
         let budget = match self.raw("serve.daily_token_budget") {
             Some(_) => Some(self.parsed(
                 "serve.daily_token_budget",
                 "an integer of at least 1",
                 |v| v.trim().parse::<u64>().ok().filter(|n| *n >= 1),
             )?),
-            None => self.ai()?.daily_token_budget,
+            None => ai_budget,
         };
         let jwks_url = match (self.raw("serve.jwks_url"), self.raw("supabase.url")) {
             (Some(_), _) => {
@@ -984,6 +985,7 @@ impl Config {
 
         let layers = Layers { values, lines };
         // Every value is parsed here, once: a bad one fails at start with its origin named.
+        let ai = layers.ai()?;
         let config = Config {
             database: DatabaseSettings {
                 max_connections: layers.max_connections()?,
@@ -1004,8 +1006,8 @@ impl Config {
                 heartbeat: layers.realtime_heartbeat()?,
                 token_ttl: layers.realtime_token_ttl()?,
             },
-            ai: layers.ai()?,
-            serve: layers.serve()?,
+            serve: layers.serve(ai.daily_token_budget)?,
+            ai,
             values: layers.values,
             file,
             base_dir: base_dir.to_owned(),
