@@ -14,7 +14,7 @@
 //! - The server's peak RSS (`VmHWM`) at each size.
 //!
 //! `cargo bench --bench api [-- --sizes 100000,1000000] [--rate 1000] [--secs 20]
-//! [--workers 32] [--only profile|search]` against DATABASE_URL or the local cluster. The seeded databases
+//! [--workers 32] [--only profile|search] [--connections 16] [--rates N,M]` against DATABASE_URL or the local cluster. The seeded databases
 //! (`bench_api_N`) and their indexes are kept for the next run.
 #![allow(clippy::print_stdout)]
 
@@ -41,6 +41,10 @@ struct Opts {
     workers: usize,
     /// Only this kind of ask (`profile` or `search`), to see each one's cost.
     only: Option<String>,
+    /// The server's `database.max_connections`.
+    connections: u32,
+    /// Only open loops at these rates (no saturation, sweep or floor): a quick look.
+    rates: Option<Vec<u32>>,
 }
 
 fn main() {
@@ -52,6 +56,12 @@ fn main() {
         secs: value("--secs").map_or(20, |v| v.parse().expect("--secs N")),
         workers: value("--workers").map_or(32, |v| v.parse().expect("--workers N")),
         only: value("--only"),
+        connections: value("--connections").map_or(16, |v| v.parse().expect("--connections N")),
+        rates: value("--rates").map(|v| {
+            v.split(',')
+                .map(|r| r.parse().expect("--rates N,M"))
+                .collect()
+        }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -121,7 +131,10 @@ async fn run(opts: &Opts) {
             .env("SUPABASE_JWT_SECRET", SECRET)
             .env("CHATCTL_SEARCH__INDEX_DIR", &index)
             .env("CHATCTL_SERVE__RATE_LIMIT", "1000000")
-            .env("CHATCTL_DATABASE__MAX_CONNECTIONS", "16")
+            .env(
+                "CHATCTL_DATABASE__MAX_CONNECTIONS",
+                opts.connections.to_string(),
+            )
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
@@ -156,6 +169,16 @@ async fn run(opts: &Opts) {
         .await;
 
         println!("\n## {size} messages\n");
+        if let Some(rates) = &opts.rates {
+            for &rate in rates {
+                let m = open_loop(&client, &base, &data, rate, opts.secs).await;
+                println!(
+                    "open loop, {rate} req/s, {} connections: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
+                    opts.connections, m.p50, m.p99, m.max, m.errors
+                );
+            }
+            continue;
+        }
         let open = open_loop(&client, &base, &data, opts.rate, opts.secs).await;
         println!(
             "open loop, {} req/s for {} s: {} requests, {} errors, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (achieved {:.0} req/s)",
