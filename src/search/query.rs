@@ -107,6 +107,12 @@ impl std::error::Error for ParseError {}
 
 const OPERATORS: &str = "from:, in:, mentions:, before:, after:, on:, has:, is:";
 
+/// The longest query, in bytes: what a person types, with room to spare (a longer one is
+/// a pasted document, and 20,000 words took PostgreSQL's engine past its stack depth).
+pub const MAX_QUERY_BYTES: usize = 1024;
+/// The most words a query may have, counting each word of a quoted phrase.
+pub const MAX_QUERY_WORDS: usize = 64;
+
 /// Parses a query.
 pub fn parse(query: &str) -> Result<Query, ParseError> {
     let err = |at: usize, len: usize, reason: String| ParseError {
@@ -118,7 +124,19 @@ pub fn parse(query: &str) -> Result<Query, ParseError> {
     if query.trim().is_empty() {
         return Err(err(0, 1, "the query is empty".to_owned()));
     }
+    if query.len() > MAX_QUERY_BYTES {
+        let at = (0..=MAX_QUERY_BYTES)
+            .rev()
+            .find(|&i| query.is_char_boundary(i))
+            .unwrap_or(0);
+        return Err(err(
+            at,
+            1,
+            format!("the query is longer than {MAX_QUERY_BYTES} bytes: search for fewer words"),
+        ));
+    }
     let bytes = query.as_bytes();
+    let mut words = 0;
     let mut clauses = Vec::new();
     let mut i = 0;
     while i < query.len() {
@@ -148,6 +166,10 @@ pub fn parse(query: &str) -> Result<Query, ParseError> {
             if phrase.trim().is_empty() {
                 return Err(err(i, end - i, "the quoted phrase is empty".to_owned()));
             }
+            words += phrase.split_whitespace().count();
+            if words > MAX_QUERY_WORDS {
+                return Err(err(start, end - start, too_many_words()));
+            }
             clauses.push(Clause {
                 negated,
                 term: Term::Phrase(phrase.to_owned()),
@@ -160,6 +182,10 @@ pub fn parse(query: &str) -> Result<Query, ParseError> {
             .find(char::is_whitespace)
             .map_or(query.len(), |n| i + n);
         let word = &query[i..end];
+        words += 1;
+        if words > MAX_QUERY_WORDS {
+            return Err(err(i, end - i, too_many_words()));
+        }
         if let Some(q) = word.find('"') {
             return Err(err(
                 i + q,
@@ -199,6 +225,10 @@ pub fn parse(query: &str) -> Result<Query, ParseError> {
         i = end;
     }
     Ok(Query { clauses })
+}
+
+fn too_many_words() -> String {
+    format!("the query has more than {MAX_QUERY_WORDS} words: search for fewer")
 }
 
 fn is_space_at(s: &str, i: usize) -> bool {
@@ -266,6 +296,26 @@ fn date(value: &str) -> Result<NaiveDate, Operand> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_queries_are_refused_with_the_limit() {
+        let words = vec!["deploy"; MAX_QUERY_WORDS + 1].join(" ");
+        let e = parse(&words).unwrap_err();
+        assert!(e.reason.contains("more than 64 words"), "{e}");
+        assert_eq!(e.column(), MAX_QUERY_WORDS * 7 + 1);
+        let phrase = format!("\"{}\"", vec!["a"; MAX_QUERY_WORDS + 1].join(" "));
+        assert!(
+            parse(&phrase)
+                .unwrap_err()
+                .reason
+                .contains("more than 64 words")
+        );
+        let long = "é".repeat(MAX_QUERY_BYTES);
+        let e = parse(&long).unwrap_err();
+        assert!(e.reason.contains("longer than 1024 bytes"), "{e}");
+        assert!(e.to_string().contains('^'), "{e}");
+        assert!(parse(&vec!["deploy"; MAX_QUERY_WORDS].join(" ")).is_ok());
+    }
+
     use super::*;
 
     fn terms(q: &str) -> Vec<(bool, Term)> {

@@ -384,6 +384,11 @@ async fn malformed_requests_get_their_own_status_and_code() {
             authed("/api/search?q=in%3A%23nowhere"),
             (422, "invalid_request"),
         ),
+        // Past the query size limit (65 words).
+        (
+            authed(&format!("/api/search?q={}", vec!["deploy"; 65].join("+"))),
+            (422, "invalid_request"),
+        ),
         (
             authed("/api/search?q=deploy&workspace=nowhere"),
             (404, "not_found"),

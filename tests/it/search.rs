@@ -546,6 +546,22 @@ async fn the_commands_reindex_query_verify_and_report_status() {
             "the query is shown: {err}"
         );
     }
+    // A pasted document is refused on both engines before it reaches either (20,000 words
+    // took PostgreSQL's engine past its stack depth; one argument holds at most 128 KiB).
+    let pasted = vec!["deploy"; 15_000].join(" ");
+    for engine in ["postgres", "tantivy"] {
+        let (code, _, err) = run(&db, &dir, &["search", "query", &pasted, "--engine", engine]);
+        assert_eq!(code, Some(64), "{engine}: {err}");
+        assert!(err.contains("longer than 1024 bytes"), "{engine}: {err}");
+    }
+    let many = vec!["deploy"; 65].join(" ");
+    let (code, _, err) = run(
+        &db,
+        &dir,
+        &["search", "query", &many, "--engine", "postgres"],
+    );
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("more than 64 words"), "{err}");
 
     let (code, out, _) = run(&db, &dir, &["search", "verify"]);
     assert_eq!(code, Some(0), "{out}");
