@@ -28,6 +28,21 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_owned())
 }
 
+/// The secrets a URL-shaped value carries: the password of its user part and any
+/// `password` in its query string (empty when the text is not a URL).
+pub fn secrets(text: &str) -> Vec<String> {
+    let Ok(url) = Url::parse(text) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = password(text).into_iter().collect();
+    found.extend(
+        url.query_pairs()
+            .filter(|(k, v)| k.eq_ignore_ascii_case("password") && !v.is_empty())
+            .map(|(_, v)| v.into_owned()),
+    );
+    found
+}
+
 /// The URL with its password replaced by `***`; safe to print. Text that is not a URL is
 /// replaced whole, since it cannot be known which part is secret.
 pub fn redact(text: &str) -> String {

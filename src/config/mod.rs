@@ -1039,10 +1039,10 @@ impl Config {
                 continue;
             };
             match k.secrecy {
-                Secrecy::Public => {}
                 Secrecy::Secret => error::register_secret(value),
-                Secrecy::UrlPassword => {
-                    if let Some(p) = crate::urls::password(value) {
+                // Any URL-shaped value may carry a password (`openai.base_url`, a proxy).
+                Secrecy::Public | Secrecy::UrlPassword => {
+                    for p in crate::urls::secrets(value) {
                         error::register_secret(&p);
                     }
                 }
@@ -1148,7 +1148,9 @@ fn user_from_passwd() -> Option<String> {
 
 fn mask(secrecy: Secrecy, value: &str) -> String {
     match secrecy {
-        Secrecy::Public => value.to_owned(),
+        // A URL-shaped setting with a password in it is shown without it, whatever the key.
+        Secrecy::Public if crate::urls::secrets(value).is_empty() => value.to_owned(),
+        Secrecy::Public => crate::urls::redact(value),
         Secrecy::Secret => "***".to_owned(),
         Secrecy::UrlPassword => crate::urls::redact(value),
     }

@@ -90,11 +90,28 @@ fn show_masks_secrets_and_url_passwords() {
             "postgres://app:hunter2-secret@db.example.com:5432/chat",
         ),
         ("OPENAI_API_KEY", "sk-test-abcdef"),
+        // Any URL-shaped setting, not only the database's (issue 22).
+        (
+            "OPENAI_BASE_URL",
+            "https://proxy:proxy-pass-42@llm.example.com/v1?password=query-pass-7",
+        ),
+        (
+            "CHATCTL_SERVE__JWKS_URL",
+            "https://u:jwks-pass-9@auth.example.com/jwks",
+        ),
     ];
     let c = load(&env, None, &[]).unwrap();
     let shown = serde_json::to_string(&c.show()).unwrap();
-    assert!(!shown.contains("hunter2-secret"), "{shown}");
-    assert!(!shown.contains("sk-test-abcdef"), "{shown}");
+    for secret in [
+        "hunter2-secret",
+        "sk-test-abcdef",
+        "proxy-pass-42",
+        "query-pass-7",
+        "jwks-pass-9",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("llm.example.com/v1"), "{shown}");
     assert!(
         shown.contains("postgres://app:***@db.example.com:5432/chat"),
         "{shown}"
