@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod logging;
 pub mod output;
+pub mod owner_only;
 pub mod progress;
 pub mod prom;
 pub mod provision;

@@ -229,7 +229,7 @@ pub fn project_secret(config: &crate::config::Config) -> Result<Option<String>> 
         .take(48)
         .map(char::from)
         .collect();
-    std::fs::create_dir_all(config.data_dir())?;
+    crate::owner_only::create_dir_all(&config.data_dir())?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     {
         use std::io::Write as _;

@@ -264,9 +264,14 @@ impl LocalCluster {
     }
 
     fn prepare_root(&self) -> Result<()> {
-        fs::create_dir_all(&self.root)
+        crate::owner_only::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
         if let Some((uid, gid)) = self.run_as {
+            if let Some(data_dir) = self.root.parent() {
+                crate::owner_only::let_through(data_dir).with_context(|| {
+                    format!("cannot let the postgres user into {}", data_dir.display())
+                })?;
+            }
             std::os::unix::fs::chown(&self.root, Some(uid), Some(gid)).with_context(|| {
                 format!("cannot hand {} to the postgres user", self.root.display())
             })?;
@@ -449,7 +454,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// The effective user id, read from the owner of /proc/self (no unsafe, no libc call).
-fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(u32::MAX)

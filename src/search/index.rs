@@ -248,7 +248,7 @@ impl IndexDir {
 
     /// Takes the lock only one full build at a time may hold.
     fn build_lock(&self) -> Result<std::fs::File> {
-        std::fs::create_dir_all(&self.path)
+        crate::owner_only::create_dir_all(&self.path)
             .with_context(|| format!("cannot create {}", self.path.display()))?;
         let f = std::fs::File::create(self.path.join("build.lock"))?;
         match f.try_lock() {
@@ -518,7 +518,8 @@ pub async fn build(
         std::process::id()
     );
     let path = dir.path.join(&name);
-    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    crate::owner_only::create_dir_all(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     let (schema, fields) = schema();
     let index = Index::create_in_dir(&path, schema)
         .with_context(|| format!("cannot create a search index in {}", path.display()))?;

@@ -67,6 +67,21 @@ fn dev_up_status_url_down_manage_a_local_cluster() {
     // It builds the search index when there is none, and finds it the next time.
     assert!(stdout.contains("search:    index built in"), "{stdout}");
     assert!(Path::new(&data).join("search/CURRENT").is_file());
+    // Every message is in the index, DMs included: no other local user reads it (issue 22).
+    use std::os::unix::fs::MetadataExt as _;
+    for private in ["search", "pg"] {
+        let mode = std::fs::metadata(Path::new(&data).join(private))
+            .unwrap()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{private} is {mode:o}");
+    }
+    for generation in std::fs::read_dir(Path::new(&data).join("search")).unwrap() {
+        let generation = generation.unwrap();
+        if generation.file_type().unwrap().is_dir() {
+            let mode = generation.metadata().unwrap().mode();
+            assert_eq!(mode & 0o077, 0, "{:?} is {mode:o}", generation.path());
+        }
+    }
     let out = chatctl(&env).args(["up", "--detach"]).output().unwrap();
     assert!(
         outputs(&out).0.contains("search:    index found in"),
