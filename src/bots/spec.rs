@@ -75,9 +75,9 @@ impl BotSpec {
     }
 }
 
-/// Whether `name` can name a bot (and its user): lowercase, no spaces.
+/// Whether `name` can name a bot (and its user): a username, with no control character.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name == name.to_lowercase() && !name.contains(char::is_whitespace)
+    crate::users::accounts::valid_username(name) && !name.contains(char::is_control)
 }
 
 /// Where a bot listens. Empty lists: every channel the bot is a member of.
@@ -253,7 +253,10 @@ fn check(b: &BotSpec) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if !valid_name(&b.name) {
         out.push((
-            format!("invalid bot name `{}`: lowercase, no spaces", b.name),
+            format!(
+                "invalid bot name `{}`: 1 to 80 characters, lowercase, no spaces or `@`",
+                b.name
+            ),
             format!("name: {}", b.name),
         ));
     }
@@ -341,7 +344,7 @@ fn check(b: &BotSpec) -> Vec<(String, String)> {
 pub fn load_named(dir: &Path, name: &str) -> Result<BotSpec> {
     if !valid_name(name) {
         return Err(crate::error::Error::usage(format!(
-            "invalid bot name `{name}`: lowercase, no spaces"
+            "invalid bot name `{name}`: 1 to 80 characters, lowercase, no spaces or `@`"
         ))
         .into());
     }

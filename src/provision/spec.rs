@@ -177,6 +177,19 @@ fn parse(text: &str) -> std::result::Result<Spec, (Option<usize>, String)> {
 /// line of `anchor` (e.g. the channel's `name:` line). Spec values are plain scalars, so a
 /// text search is enough to point the operator at the right place.
 fn locate(text: &str, anchor: Option<&str>, needle: &str) -> Option<usize> {
+    // A value with a control character is written escaped (`"a\0b"`): look for what comes
+    // before it.
+    let printable = |s: &str| {
+        s.split(char::is_control)
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (anchor, needle) = (anchor.map(printable), printable(needle));
+    let (anchor, needle) = (anchor.as_deref().filter(|a| !a.is_empty()), needle.as_str());
+    if needle.is_empty() {
+        return None;
+    }
     let lines: Vec<&str> = text.lines().collect();
     let start = anchor
         .and_then(|a| lines.iter().position(|l| l.contains(a)))
@@ -331,13 +344,18 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                 .username
                 .clone()
                 .unwrap_or_else(|| crate::users::accounts::derive_username(&email));
-            if username.is_empty()
-                || username != username.to_lowercase()
-                || username.contains(char::is_whitespace)
-            {
+            // As `users_username_format` has it.
+            if !crate::users::accounts::valid_username(&username) || unprintable(&username) {
+                let at = p
+                    .username
+                    .as_deref()
+                    .and_then(|u| locate(&f.text, Some(&p.email), u))
+                    .or_else(line);
                 problem(
-                    line(),
-                    format!("invalid username `{username}`: lowercase, no spaces"),
+                    at,
+                    format!(
+                        "invalid username `{username}`: 1 to 80 characters, lowercase, no spaces or `@`"
+                    ),
                 );
                 continue;
             }
@@ -360,13 +378,13 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
         }
         for b in &f.spec.bots {
             let line = || locate(&f.text, None, &b.name);
-            if b.name.is_empty()
-                || b.name != b.name.to_lowercase()
-                || b.name.contains(char::is_whitespace)
-            {
+            if !crate::bots::spec::valid_name(&b.name) {
                 problem(
                     line(),
-                    format!("invalid bot name `{}`: lowercase, no spaces", b.name),
+                    format!(
+                        "invalid bot name `{}`: 1 to 80 characters, lowercase, no spaces or `@`",
+                        b.name
+                    ),
                 );
                 continue;
             }
@@ -542,20 +560,21 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                         message: format!("unknown purpose `{p}`: one of {}", PURPOSES.join(", ")),
                     });
                 }
-                if unprintable(&c.topic) || unprintable(&c.description) {
-                    problems.push(Problem {
-                        file: f.path.clone(),
-                        line: line(),
-                        message: format!(
-                            "the topic or description of `{}` holds a control character",
-                            c.name
-                        ),
-                    });
+                // The key's own line when it is written after the channel's name.
+                let key_line = |key: &str| locate(&f.text, Some(&ch_anchor), key).or_else(line);
+                for (key, value) in [("topic", &c.topic), ("description", &c.description)] {
+                    if unprintable(value) {
+                        problems.push(Problem {
+                            file: f.path.clone(),
+                            line: key_line(&format!("{key}:")),
+                            message: format!("the {key} of `{}` holds a control character", c.name),
+                        });
+                    }
                 }
                 if c.topic.chars().count() > 250 {
                     problems.push(Problem {
                         file: f.path.clone(),
-                        line: line(),
+                        line: key_line("topic:"),
                         message: format!("the topic of `{}` is longer than 250 characters", c.name),
                     });
                 }
