@@ -132,6 +132,17 @@ pub fn open(path: &str, format: Format, count: &Counter) -> Result<Input> {
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(f), size)
     };
+    read(path, reader, size, format, count)
+}
+
+/// Reads records from `reader`, named `path` (its extension helps `Auto` decide).
+pub fn read(
+    path: &str,
+    reader: Box<dyn Read + Send>,
+    size: Option<u64>,
+    format: Format,
+    count: &Counter,
+) -> Result<Input> {
     let mut reader = BufReader::with_capacity(
         1 << 16,
         Counting {
@@ -259,6 +270,13 @@ impl<R: Read> Iterator for CsvRecords<R> {
             }
         }
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        if rec.as_slice().len() > MAX_RECORD_BYTES {
+            return Some(Ok(Record {
+                line,
+                raw: head_of(rec.as_slice()),
+                doc: Err(too_large()),
+            }));
+        }
         let raw = {
             let mut w = csv::WriterBuilder::new()
                 .terminator(csv::Terminator::Any(b'\n'))
@@ -305,6 +323,23 @@ impl<R: Read> Iterator for CsvRecords<R> {
 // JSON Lines and JSON arrays
 // ------------------------------------------------------------------------------------
 
+/// The largest record (a CSV row, a JSON line, an array's element) an import reads: a
+/// person is a few hundred bytes, so a larger one is a broken export, and is refused alone
+/// (with its first bytes shown) instead of being held whole.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+fn too_large() -> Reject {
+    Reject::new(
+        "too_large",
+        format!("the record is larger than {} KiB", MAX_RECORD_BYTES / 1024),
+    )
+}
+
+/// The first bytes of an oversized record, as its `raw` text.
+fn head_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned() + "…"
+}
+
 /// One JSON text (a line, or an array's element) as a document, Extended JSON decoded.
 fn json_doc(bytes: &[u8]) -> std::result::Result<Map<String, Value>, Reject> {
     let text = std::str::from_utf8(bytes)
@@ -330,12 +365,34 @@ impl<R: BufRead> Iterator for LineRecords<R> {
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            match self.reader.read_until(b'\n', &mut buf) {
+            let limit = MAX_RECORD_BYTES as u64 + 1;
+            match (&mut self.reader).take(limit).read_until(b'\n', &mut buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => return Some(Err(e)),
             }
             self.line += 1;
+            if buf.len() > MAX_RECORD_BYTES && buf.last() != Some(&b'\n') {
+                // Skip the rest of the line without holding it.
+                let mut rest = Vec::new();
+                loop {
+                    rest.clear();
+                    match (&mut self.reader)
+                        .take(1 << 16)
+                        .read_until(b'\n', &mut rest)
+                    {
+                        Ok(0) => break,
+                        Ok(_) if rest.last() == Some(&b'\n') => break,
+                        Ok(_) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                return Some(Ok(Record {
+                    line: self.line,
+                    raw: head_of(&buf),
+                    doc: Err(too_large()),
+                }));
+            }
             let mut body: &[u8] = &buf;
             if self.line == 1 {
                 body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
@@ -460,8 +517,18 @@ impl<R: BufRead> ArrayRecords<R> {
                     _ => {}
                 }
             }
-            bytes.push(b);
+            // Past the limit the element is still scanned to its end, not kept.
+            if bytes.len() <= MAX_RECORD_BYTES {
+                bytes.push(b);
+            }
             self.bump()?;
+        }
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Ok(Some(Record {
+                line,
+                raw: head_of(&bytes),
+                doc: Err(too_large()),
+            }));
         }
         let doc = json_doc(&bytes);
         Ok(Some(Record {
@@ -997,6 +1064,44 @@ mod tests {
         );
         let bad = d(r#"{"$date":"yesterday"}"#);
         assert!(parse_date(bad.as_str().unwrap()).is_none());
+    }
+
+    #[test]
+    fn an_oversized_record_is_refused_alone_in_every_format() {
+        let big = "x".repeat(MAX_RECORD_BYTES + 10);
+        for (format, text) in [
+            (
+                Format::Jsonl,
+                format!(
+                    "{{\"email\":\"a@x.io\"}}\n{{\"name\":\"{big}\"}}\n{{\"email\":\"c@x.io\"}}\n"
+                ),
+            ),
+            (
+                Format::Json,
+                format!(
+                    "[{{\"email\":\"a@x.io\"}},\n{{\"name\":\"{big}\",\"n\":[1]}},\n{{\"email\":\"c@x.io\"}}]"
+                ),
+            ),
+            (
+                Format::Csv,
+                format!("email,name\na@x.io,A\nb@x.io,{big}\nc@x.io,C\n"),
+            ),
+        ] {
+            let r = records(format, &text);
+            assert_eq!(r.len(), 3, "{format:?}");
+            assert!(r[0].doc.is_ok(), "{format:?}");
+            assert_eq!(
+                r[1].doc.as_ref().unwrap_err().kind,
+                "too_large",
+                "{format:?}"
+            );
+            assert!(r[1].raw.len() < 300, "{format:?}: the raw text is its head");
+            assert_eq!(
+                r[2].doc.as_ref().unwrap().get("email"),
+                Some(&Value::String("c@x.io".into())),
+                "{format:?}: the next record is read"
+            );
+        }
     }
 
     #[test]
