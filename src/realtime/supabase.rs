@@ -101,7 +101,12 @@ pub fn topic_of(channel: Uuid) -> String {
     format!("realtime:channel:{channel}")
 }
 
-fn channel_of(topic: &str) -> Option<Uuid> {
+/// The largest websocket message read from Realtime. A change of a chat row is a few KiB
+/// (a message's text is at most 40,000 characters); a larger one ends the connection, and
+/// the reconnection reads what it missed from the database.
+pub const MAX_FRAME_BYTES: usize = 4 << 20;
+
+pub(crate) fn channel_of(topic: &str) -> Option<Uuid> {
     topic.strip_prefix("realtime:channel:")?.parse().ok()
 }
 
@@ -460,7 +465,11 @@ impl Conn {
             .append_pair("apikey", &self.opts.apikey)
             .append_pair("vsn", "1.0.0")
             .append_pair("log_level", "error");
-        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME_BYTES))
+            .max_frame_size(Some(MAX_FRAME_BYTES));
+        let connect =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(limits), true);
         match tokio::time::timeout(self.opts.join_timeout, connect).await {
             Err(_) => Err("timed out opening the websocket".into()),
             Ok(Ok((ws, _))) => Ok(ws),

@@ -366,6 +366,40 @@ async fn a_connection_dropped_mid_burst_loses_nothing() {
 }
 
 #[tokio::test]
+async fn an_oversized_frame_ends_the_connection_and_nothing_is_lost() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let server = FakeRealtime::start(server_options()).await;
+    let d = Daemon::on(&server, pool, bots);
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    let mut c = db.conn().await;
+    // A change padded past the 4 MiB a frame may have: not held, the socket is closed, and
+    // the reconnection reads the mention from the database.
+    let id = post(
+        &mut c,
+        "ada@example.com",
+        "general",
+        "@summarybot after a huge frame",
+        None,
+    )
+    .await;
+    let mut row: Value = sqlx::query_scalar("select to_jsonb(m) from chat m where m.id = $1")
+        .bind(id)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    row["padding"] = Value::String("x".repeat(chatctl::realtime::supabase::MAX_FRAME_BYTES));
+    server.insert(&row);
+    assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(15)).await, 1);
+    let (accepted, _) = server.connections();
+    assert!(
+        accepted >= 2,
+        "reconnected after the frame: {accepted} connection(s)"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn an_unanswered_heartbeat_closes_the_socket_and_reconnects() {
     let db = TestDb::new().await;
     let (pool, bots) = setup(&db, BOT).await;
