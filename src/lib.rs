@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fuzz;
 pub mod logging;
 pub mod output;
 pub mod owner_only;

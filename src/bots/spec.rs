@@ -249,7 +249,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
 }
 
 /// Problems in one definition: (message, text to find its line by).
-fn check(b: &BotSpec) -> Vec<(String, String)> {
+pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if !valid_name(&b.name) {
         out.push((

@@ -165,7 +165,7 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<SpecFile>> {
     Ok(out)
 }
 
-fn parse(text: &str) -> std::result::Result<Spec, (Option<usize>, String)> {
+pub(crate) fn parse(text: &str) -> std::result::Result<Spec, (Option<usize>, String)> {
     if text.trim().is_empty() {
         return Ok(Spec::default());
     }

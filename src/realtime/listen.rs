@@ -15,7 +15,7 @@ use super::{EventSource, Wake};
 use crate::error::{Error, Result};
 
 /// The message id of a `chat_notify` payload (`{"op": "insert", "id": …, "channel_id": …}`).
-fn inserted_id(payload: &str) -> Option<uuid::Uuid> {
+pub(crate) fn inserted_id(payload: &str) -> Option<uuid::Uuid> {
     #[derive(serde::Deserialize)]
     struct Payload {
         op: String,

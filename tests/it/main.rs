@@ -8,6 +8,7 @@ mod api;
 mod backup;
 mod bots;
 mod cli;
+mod fuzz;
 mod identity;
 mod local;
 mod migrate;
