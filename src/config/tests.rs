@@ -185,3 +185,44 @@ fn the_file_is_read_by_the_declared_keys_alone() {
         .to_string();
     assert!(err.contains("line 2"), "{err}");
 }
+
+/// Every key, from the environment and from a file, with values past what its type holds:
+/// a usage error naming the key, never a panic (issue 22: durations above ~1.8e19 s
+/// panicked).
+#[test]
+fn every_key_refuses_values_past_its_range_without_a_panic() {
+    let hostile = [
+        "99999999999999999999999s",
+        "18446744073709551616",
+        "-1",
+        "1e999",
+        "99999999999h",
+        "NaN",
+    ];
+    let mut durations = 0;
+    for k in KEYS {
+        let is_duration = k.default.is_some_and(|d| {
+            d.ends_with(|c: char| c.is_ascii_alphabetic()) && parse_duration(d).is_ok()
+        });
+        durations += usize::from(is_duration);
+        for value in hostile {
+            let var = env_name(k.name);
+            let (section, key) = k.name.split_once('.').unwrap_or(("", k.name));
+            let file = if section.is_empty() {
+                format!("{key}: \"{value}\"\n")
+            } else {
+                format!("{section}:\n  {key}: \"{value}\"\n")
+            };
+            for (env, file) in [(Some(var.as_str()), None), (None, Some(file.as_str()))] {
+                let pairs: Vec<(&str, &str)> = env.map(|v| (v, value)).into_iter().collect();
+                let loaded = std::panic::catch_unwind(|| load(&pairs, file, &[]).map(|_| ()));
+                let loaded = loaded.unwrap_or_else(|_| panic!("{} = {value} panics", k.name));
+                if is_duration && value == hostile[0] {
+                    let e = loaded.expect_err(k.name).to_string();
+                    assert!(e.contains(k.name), "{} = {value}: {e}", k.name);
+                }
+            }
+        }
+    }
+    assert!(durations >= 5, "the duration keys were found: {durations}");
+}
