@@ -1,5 +1,6 @@
 //! YAML people write (workspace specs, bot definitions, the config file), read with
-//! serde_yaml after one guard: nesting deeper than [`MAX_DEPTH`] is refused before parsing.
+//! serde_yaml after two guards: a file larger than [`MAX_BYTES`] is refused before it is
+//! read, and nesting deeper than [`MAX_DEPTH`] before parsing.
 //! serde_yaml takes time that grows with the square of the depth before it rejects a deep
 //! document (`[[[[…` of 200 KB: 45 s of CPU), and no spec or config needs more than a few
 //! levels.
@@ -8,6 +9,25 @@ use serde::de::DeserializeOwned;
 
 /// The deepest nesting accepted (block levels and flow brackets together).
 pub const MAX_DEPTH: usize = 64;
+
+/// The largest YAML file read: a spec of 200,000 people is 10 MiB.
+pub const MAX_BYTES: u64 = 32 << 20;
+
+/// A YAML file's text, refused without reading it when it is larger than [`MAX_BYTES`].
+pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    // `take` bounds what a file growing under us (or a FIFO) can give too.
+    file.take(MAX_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("the file is larger than {} MiB", MAX_BYTES >> 20),
+        ));
+    }
+    Ok(text)
+}
 
 /// Why a document could not be read, with the line it is about when known.
 #[derive(Debug, thiserror::Error)]

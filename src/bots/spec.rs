@@ -206,7 +206,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
     let mut bots = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(&path)
+        let text = crate::yaml::read_file(&path)
             .map_err(|e| Error::usage(format!("cannot read {}: {e}", path.display())))?;
         match crate::yaml::from_str::<BotSpec>(&text) {
             Ok(spec) => {
@@ -350,7 +350,7 @@ pub fn load_named(dir: &Path, name: &str) -> Result<BotSpec> {
     }
     let path = dir.join(format!("{name}.yaml"));
     if path.is_file() {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = crate::yaml::read_file(&path).map_err(|e| {
             crate::error::Error::usage(format!("cannot read {}: {e}", path.display()))
         })?;
         let spec: BotSpec = crate::yaml::from_str(&text)

@@ -1158,7 +1158,7 @@ fn mask(secrecy: Secrecy, value: &str) -> String {
 
 /// Reads the config file into (key, value) pairs.
 fn read_file(path: &Path) -> Result<Vec<(&'static str, String, Option<usize>)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::yaml::read_file(path).map_err(|e| {
         Error::usage(format!("cannot read config file {}: {e}", path.display()))
             .with_help("pass an existing file with --config, or unset CHATCTL_CONFIG")
     })?;

@@ -147,7 +147,7 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<SpecFile>> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(&path)
+        let text = crate::yaml::read_file(&path)
             .map_err(|e| Error::usage(format!("cannot read spec file {}: {e}", path.display())))?;
         match parse(&text) {
             Ok(spec) => out.push(SpecFile { path, text, spec }),

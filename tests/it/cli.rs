@@ -98,6 +98,27 @@ fn deeply_nested_yaml_is_refused_before_parsing_with_its_line() {
         );
         assert!(stderr.contains(at), "{args:?}: {stderr}");
     }
+
+    // And larger than 32 MiB: refused after reading 32 MiB, whatever the file's size.
+    let huge = format!("# {}\n", "x".repeat(33 << 20));
+    for file in [&spec, &bots.join("deep.yaml"), &config] {
+        std::fs::write(file, &huge).unwrap();
+    }
+    for args in [
+        vec!["apply", "-f", spec.to_str().unwrap(), "--dry-run"],
+        vec!["bots", "validate", "--bots", bots.to_str().unwrap()],
+        vec!["--config", config.to_str().unwrap(), "config", "show"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = chatctl(&[]).args(&args).output().unwrap();
+        let (_, stderr) = outputs(&out);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains("larger than 32 MiB"), "{args:?}: {stderr}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
