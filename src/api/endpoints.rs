@@ -273,28 +273,33 @@ pub async fn read_profile(
     let mut tx = crate::db::app_queries::begin_as(pool, claims).await?;
     // One statement: every part under the caller's policies.
     let profile: Option<Profile> = sqlx::query_as(
-        "select u.id, coalesce(nullif(u.display_name, ''), u.username) as name, u.username,
+        // The person's workspace and channel memberships are read once each (materialized),
+        // for their roles and their counts: each read evaluates its policies' helpers.
+        "with wm as materialized (
+                select wm.role, wm.workspace_id, w.slug
+                  from public.workspace_members wm
+                  left join public.workspaces w on w.id = wm.workspace_id
+                 where wm.user_id = $1),
+              mc as materialized (
+                select m.role, c.id, c.name, c.workspace_id
+                  from public.members m join public.channels c on c.id = m.channel_id
+                 where m.user_id = $1 and c.kind in ('public', 'private'))
+         select u.id, coalesce(nullif(u.display_name, ''), u.username) as name, u.username,
                 u.avatar_url, u.is_bot, u.created_at, u.deactivated_at,
                 (select e.email from public.user_emails(array[u.id]) e) as email,
                 coalesce((
                     select json_agg(r order by r.workspace, r.channel nulls first, r.role)
-                      from (select 'workspace_' || wm.role as role, w.id as workspace_id,
-                                   w.slug as workspace, null::uuid as channel_id, null::text as channel
-                              from public.workspace_members wm
-                              join public.workspaces w on w.id = wm.workspace_id
-                             where wm.user_id = u.id
+                      from (select 'workspace_' || wm.role as role, wm.workspace_id,
+                                   wm.slug as workspace, null::uuid as channel_id, null::text as channel
+                              from wm where wm.slug is not null
                             union all
-                            select 'channel_' || m.role, w.id, w.slug, c.id, c.name
-                              from public.members m
-                              join public.channels c on c.id = m.channel_id
-                              join public.workspaces w on w.id = c.workspace_id
-                             where m.user_id = u.id and m.role <> 'member'
-                               and c.kind in ('public', 'private')) r), '[]') as roles,
+                            select 'channel_' || mc.role, w.id, w.slug, mc.id, mc.name
+                              from mc join public.workspaces w on w.id = mc.workspace_id
+                             where mc.role <> 'member') r), '[]') as roles,
                 s.messages_sent, s.threads_started, s.replies_sent, s.last_message_at,
                 (select count(*) from public.emojis e where e.user_id = u.id) as reactions_given,
-                (select count(*) from public.members m join public.channels ch on ch.id = m.channel_id
-                  where m.user_id = u.id and ch.kind in ('public', 'private')) as channels_joined,
-                (select count(*) from public.workspace_members wm where wm.user_id = u.id) as workspaces
+                (select count(*) from mc) as channels_joined,
+                (select count(*) from wm) as workspaces
            from public.users u
           cross join lateral (
                 select count(*) filter (where not c.is_deleted) as messages_sent,
