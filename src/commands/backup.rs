@@ -1,6 +1,7 @@
 //! `chatctl backup`: create, verify and restore one-file archives of the database.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 
 use anyhow::Context as _;
 use std::path::PathBuf;
@@ -169,6 +170,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 let f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
+                    .mode(0o600)
                     .open(&partial)
                     .map_err(|e| {
                         anyhow::Error::from(e).context(

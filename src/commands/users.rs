@@ -197,7 +197,7 @@ pub async fn run(ctx: &Context, args: UsersArgs) -> Result<ExitCode> {
             };
             let n = match &out {
                 Some(path) => {
-                    let f = std::fs::File::create(path).map_err(|e| {
+                    let f = crate::owner_only::create_file(path).map_err(|e| {
                         anyhow::Error::from(e)
                             .context(Error::usage(format!("cannot write {}", path.display())))
                     })?;

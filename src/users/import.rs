@@ -412,7 +412,7 @@ struct Rejects {
 impl Rejects {
     fn write(&mut self, file: u32, line: u64, kind: &str, reason: &str, raw: &str) -> Result<()> {
         if self.file.is_none() {
-            let f = std::fs::File::create(&self.path).map_err(|e| {
+            let f = crate::owner_only::create_file(&self.path).map_err(|e| {
                 anyhow::Error::from(e).context(Error::usage(format!(
                     "cannot write the rejects file {}",
                     self.path.display()

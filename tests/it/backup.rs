@@ -98,6 +98,10 @@ async fn backed_up() -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
     let archive = dir.path().join("chat.backup");
     let out = backup(&src, &["create", "--out", archive.to_str().unwrap()]);
     assert!(out.status.success(), "{}", outputs(&out).1);
+    // Everything is in it: no other local user reads it.
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = std::fs::metadata(&archive).unwrap().mode();
+    assert_eq!(mode & 0o077, 0, "the archive is {mode:o}");
     (src, dir, archive)
 }
 

@@ -37,6 +37,16 @@ fn counts(report: &Value, kind: &str) -> [u64; 4] {
 }
 
 fn rejects(path: &Path) -> Vec<Value> {
+    // The rejected records are people's data: owner-only.
+    use std::os::unix::fs::MetadataExt as _;
+    if let Ok(meta) = std::fs::metadata(path) {
+        assert_eq!(
+            meta.mode() & 0o077,
+            0,
+            "the rejects file is {:o}",
+            meta.mode()
+        );
+    }
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -749,6 +759,24 @@ async fn export_then_import_into_an_empty_database_then_export_gives_the_same_by
         assert!(out.status.success(), "{}", outputs(&out).1);
         out.stdout
     };
+    // Written to a file, the export (password hashes included) is owner-only.
+    let dir = tempfile::tempdir().unwrap();
+    let written = dir.path().join("people.csv");
+    chatctl(&[("DATABASE_URL", &a.url)])
+        .args([
+            "users",
+            "export",
+            "-w",
+            "acme",
+            "--with-password-hashes",
+            "--out",
+        ])
+        .arg(&written)
+        .assert()
+        .success();
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = std::fs::metadata(&written).unwrap().mode();
+    assert_eq!(mode & 0o077, 0, "the export is {mode:o}");
     for format in ["csv", "json", "jsonl", "mongo"] {
         let first = export(&a, format);
         let b = TestDb::new().await;
