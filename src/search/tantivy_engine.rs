@@ -24,7 +24,16 @@ const CHANNEL_HITS: usize = 5;
 pub struct Reader {
     pub generation: Generation,
     reader: IndexReader,
+    /// Each segment's `channel` column dictionary as channel id → ordinal, read once per
+    /// segment (segments never change; merged-away ones are dropped at the next search).
+    channel_ords: std::sync::Mutex<ChannelOrds>,
 }
+
+/// Channel id → ordinal in a segment's `channel` column, by segment.
+type ChannelOrds = std::collections::HashMap<
+    tantivy::index::SegmentId,
+    std::sync::Arc<std::collections::HashMap<Uuid, u64>>,
+>;
 
 impl Reader {
     pub fn open(dir: &IndexDir) -> Result<Reader> {
@@ -34,7 +43,11 @@ impl Reader {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        Ok(Reader { generation, reader })
+        Ok(Reader {
+            generation,
+            reader,
+            channel_ords: Default::default(),
+        })
     }
 
     /// Sees the latest commit (after a sync).
@@ -49,6 +62,10 @@ impl Reader {
     pub fn search(&self, plan: &Plan, scope: &Scope, limit: usize) -> Result<Found> {
         let f = &self.generation.fields;
         let searcher = self.reader.searcher();
+        let ords = match scope.readable {
+            Some(_) => self.channel_ords(&searcher)?,
+            None => ChannelOrds::new(),
+        };
         let Some(text) = text_query(f, plan) else {
             // Words that are all stop words match nothing (as in Postgres).
             return Ok(Found {
@@ -62,7 +79,7 @@ impl Reader {
         if let Some(t) = &text {
             clauses.push((Occur::Must, t.box_clone()));
         }
-        clauses.extend(scope_filters(f, scope));
+        clauses.extend(scope_filters(f, scope, &ords));
         for (negated, id) in &plan.authors {
             clauses.push(occur(*negated, term(f.author, &id.to_string())));
         }
@@ -113,7 +130,7 @@ impl Reader {
         }
         let channels = match &text {
             Some(t) if plan.ranked() && plan.query.text_only() => {
-                self.channel_hits(&searcher, t.box_clone(), scope)?
+                self.channel_hits(&searcher, t.box_clone(), scope, &ords)?
             }
             _ => Vec::new(),
         };
@@ -173,15 +190,35 @@ impl Reader {
         Ok(ids)
     }
 
+    /// The channel ordinals of every segment `searcher` sees, read for the new ones.
+    fn channel_ords(&self, searcher: &Searcher) -> Result<ChannelOrds> {
+        let mut cache = self
+            .channel_ords
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = ChannelOrds::new();
+        for segment in searcher.segment_readers() {
+            let id = segment.segment_id();
+            let ords = match cache.get(&id) {
+                Some(o) => o.clone(),
+                None => std::sync::Arc::new(read_channel_ords(segment)?),
+            };
+            seen.insert(id, ords);
+        }
+        *cache = seen.clone();
+        Ok(seen)
+    }
+
     fn channel_hits(
         &self,
         searcher: &Searcher,
         text: Box<dyn Query>,
         scope: &Scope,
+        ords: &ChannelOrds,
     ) -> Result<Vec<ChannelHit>> {
         let f = &self.generation.fields;
         let mut clauses = vec![filter(term(f.kind, CHANNEL)), (Occur::Must, text)];
-        clauses.extend(scope_filters(f, scope));
+        clauses.extend(scope_filters(f, scope, ords));
         let top = searcher.search(
             &BooleanQuery::new(clauses),
             &TopDocs::with_limit(CHANNEL_HITS).order_by_score(),
@@ -288,47 +325,70 @@ fn occur(negated: bool, q: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
     }
 }
 
-fn scope_filters(f: &Fields, scope: &Scope) -> Vec<(Occur, Box<dyn Query>)> {
+fn scope_filters(f: &Fields, scope: &Scope, ords: &ChannelOrds) -> Vec<(Occur, Box<dyn Query>)> {
     let mut out = Vec::new();
     if let Some(w) = scope.workspace {
         out.push(filter(term(f.workspace, &w.to_string())));
     }
     if let Some(readable) = &scope.readable {
-        out.push(filter(channel_in(readable)));
+        out.push(filter(channel_in(readable, ords)));
     }
     out
+}
+
+/// A segment's `channel` column dictionary as channel id → ordinal (one pass over its terms).
+fn read_channel_ords(
+    segment: &tantivy::SegmentReader,
+) -> Result<std::collections::HashMap<Uuid, u64>> {
+    let mut ords = std::collections::HashMap::new();
+    if let Some(column) = segment.fast_fields().str(CHANNEL_FIELD)? {
+        let mut terms = column.dictionary().stream()?;
+        while terms.advance() {
+            let id = std::str::from_utf8(terms.key())
+                .ok()
+                .and_then(|t| t.parse::<Uuid>().ok());
+            if let Some(id) = id {
+                ords.insert(id, terms.term_ord());
+            }
+        }
+    }
+    Ok(ords)
 }
 
 /// Documents of any of `channels`, decided per candidate from the `channel` column: each
 /// segment looks the channels up in its column's dictionary once, then a document is kept
 /// when its channel's ordinal is among them. Cheap however many channels a user may read
 /// (a filter on their terms reads all their postings first).
-fn channel_in(channels: &[Uuid]) -> Box<dyn Query> {
+fn channel_in(channels: &[Uuid], ords: &ChannelOrds) -> Box<dyn Query> {
     use tantivy::query::doc_predicate_query::{DocPredicateQuery, FunctionPredicate};
-    let mut keys: Vec<String> = channels.iter().map(Uuid::to_string).collect();
-    keys.sort_unstable();
-    let keys = std::sync::Arc::new(keys);
+    let channels = std::sync::Arc::new(channels.to_vec());
+    let ords = std::sync::Arc::new(ords.clone());
     let predicate = FunctionPredicate::from(move |segment: &tantivy::SegmentReader| {
         let column = segment.fast_fields().str(CHANNEL_FIELD)?;
         let mut allowed = Vec::new();
-        let mut ords = None;
+        let mut doc_ords = None;
         if let Some(column) = column {
             allowed = vec![false; column.num_terms()];
-            // One pass over the column's (sorted) terms beside the sorted keys: cheaper than
-            // a lookup per key, each of which decodes a block.
-            let mut terms = column.dictionary().stream()?;
-            let mut wanted = keys.iter().map(String::as_bytes).peekable();
-            while wanted.peek().is_some() && terms.advance() {
-                let term = terms.key();
-                while wanted.next_if(|k| *k < term).is_some() {}
-                if wanted.next_if(|k| *k == term).is_some() {
-                    allowed[terms.term_ord() as usize] = true;
+            // A segment the snapshot has not seen (none should be) reads its dictionary here.
+            let read;
+            let by_id = match ords.get(&segment.segment_id()) {
+                Some(o) => o.as_ref(),
+                None => {
+                    read = read_channel_ords(segment)
+                        .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?;
+                    &read
+                }
+            };
+            for c in channels.iter() {
+                if let Some(&ord) = by_id.get(c) {
+                    allowed[ord as usize] = true;
                 }
             }
-            ords = Some(column.ords().clone());
+            doc_ords = Some(column.ords().clone());
         }
         Ok(move |doc: tantivy::DocId| {
-            ords.as_ref()
+            doc_ords
+                .as_ref()
                 .and_then(|o| o.first(doc))
                 .is_some_and(|ord| allowed.get(ord as usize).copied().unwrap_or(false))
         })
