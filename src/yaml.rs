@@ -1,6 +1,6 @@
 //! YAML people write (workspace specs, bot definitions, the config file), read with
-//! serde_yaml after two guards: a file larger than [`MAX_BYTES`] is refused before it is
-//! read, and nesting deeper than [`MAX_DEPTH`] before parsing.
+//! serde_yaml after two guards: a file larger than [`MAX_BYTES`] is refused once that much
+//! is read (never held whole), and nesting deeper than [`MAX_DEPTH`] before parsing.
 //! serde_yaml takes time that grows with the square of the depth before it rejects a deep
 //! document (`[[[[…` of 200 KB: 45 s of CPU), and no spec or config needs more than a few
 //! levels.
@@ -13,7 +13,7 @@ pub const MAX_DEPTH: usize = 64;
 /// The largest YAML file read: a spec of 200,000 people is 10 MiB.
 pub const MAX_BYTES: u64 = 32 << 20;
 
-/// A YAML file's text, refused without reading it when it is larger than [`MAX_BYTES`].
+/// A YAML file's text, refused after [`MAX_BYTES`] are read when it is larger.
 pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Read as _;
     let file = std::fs::File::open(path)?;

@@ -254,8 +254,9 @@ pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
     if !valid_name(&b.name) {
         out.push((
             format!(
-                "invalid bot name `{}`: 1 to 80 characters, lowercase, no spaces or `@`",
-                b.name
+                "invalid bot name `{}`: {}",
+                b.name,
+                crate::users::accounts::USERNAME_RULES
             ),
             format!("name: {}", b.name),
         ));
@@ -344,7 +345,8 @@ pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
 pub fn load_named(dir: &Path, name: &str) -> Result<BotSpec> {
     if !valid_name(name) {
         return Err(crate::error::Error::usage(format!(
-            "invalid bot name `{name}`: 1 to 80 characters, lowercase, no spaces or `@`"
+            "invalid bot name `{name}`: {}",
+            crate::users::accounts::USERNAME_RULES
         ))
         .into());
     }

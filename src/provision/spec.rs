@@ -354,7 +354,8 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                 problem(
                     at,
                     format!(
-                        "invalid username `{username}`: 1 to 80 characters, lowercase, no spaces or `@`"
+                        "invalid username `{username}`: {}",
+                        crate::users::accounts::USERNAME_RULES
                     ),
                 );
                 continue;
@@ -382,8 +383,9 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                 problem(
                     line(),
                     format!(
-                        "invalid bot name `{}`: 1 to 80 characters, lowercase, no spaces or `@`",
-                        b.name
+                        "invalid bot name `{}`: {}",
+                        b.name,
+                        crate::users::accounts::USERNAME_RULES
                     ),
                 );
                 continue;

@@ -296,6 +296,8 @@ fn date(value: &str) -> Result<NaiveDate, Operand> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn long_queries_are_refused_with_the_limit() {
         let words = vec!["deploy"; MAX_QUERY_WORDS + 1].join(" ");
@@ -315,8 +317,6 @@ mod tests {
         assert!(e.to_string().contains('^'), "{e}");
         assert!(parse(&vec!["deploy"; MAX_QUERY_WORDS].join(" ")).is_ok());
     }
-
-    use super::*;
 
     fn terms(q: &str) -> Vec<(bool, Term)> {
         parse(q)

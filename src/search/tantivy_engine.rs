@@ -62,16 +62,16 @@ impl Reader {
     pub fn search(&self, plan: &Plan, scope: &Scope, limit: usize) -> Result<Found> {
         let f = &self.generation.fields;
         let searcher = self.reader.searcher();
-        let ords = match scope.readable {
-            Some(_) => self.channel_ords(&searcher)?,
-            None => ChannelOrds::new(),
-        };
         let Some(text) = text_query(f, plan) else {
             // Words that are all stop words match nothing (as in Postgres).
             return Ok(Found {
                 total: Some(0),
                 ..Found::default()
             });
+        };
+        let ords = match scope.readable {
+            Some(_) => self.channel_ords(&searcher)?,
+            None => ChannelOrds::new(),
         };
         // Messages only. Channels are few: leaving them out costs a skip over their short
         // list, where requiring `kind:m` would intersect every query with all the messages.
@@ -356,9 +356,9 @@ fn read_channel_ords(
 }
 
 /// Documents of any of `channels`, decided per candidate from the `channel` column: each
-/// segment looks the channels up in its column's dictionary once, then a document is kept
-/// when its channel's ordinal is among them. Cheap however many channels a user may read
-/// (a filter on their terms reads all their postings first).
+/// segment marks the ordinals of `channels` (found in `ords`, the searcher's segments'
+/// maps), then a document is kept when its channel's ordinal is marked. Cheap however many
+/// channels a user may read (a filter on their terms reads all their postings first).
 fn channel_in(channels: &[Uuid], ords: &ChannelOrds) -> Box<dyn Query> {
     use tantivy::query::doc_predicate_query::{DocPredicateQuery, FunctionPredicate};
     let channels = std::sync::Arc::new(channels.to_vec());
@@ -369,16 +369,11 @@ fn channel_in(channels: &[Uuid], ords: &ChannelOrds) -> Box<dyn Query> {
         let mut doc_ords = None;
         if let Some(column) = column {
             allowed = vec![false; column.num_terms()];
-            // A segment the snapshot has not seen (none should be) reads its dictionary here.
-            let read;
-            let by_id = match ords.get(&segment.segment_id()) {
-                Some(o) => o.as_ref(),
-                None => {
-                    read = read_channel_ords(segment)
-                        .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?;
-                    &read
-                }
-            };
+            let by_id = ords.get(&segment.segment_id()).ok_or_else(|| {
+                tantivy::TantivyError::InternalError(
+                    "a segment outside the searcher the channel ordinals were read from".into(),
+                )
+            })?;
             for c in channels.iter() {
                 if let Some(&ord) = by_id.get(c) {
                     allowed[ord as usize] = true;

@@ -241,6 +241,9 @@ pub fn derive_username(email: &str) -> String {
     email.split('@').next().unwrap_or_default().to_lowercase()
 }
 
+/// What [`valid_username`] asks, as errors say it.
+pub const USERNAME_RULES: &str = "1 to 80 characters, lowercase, no spaces or `@`";
+
 /// Whether `name` may be a username (the `users_username_format` constraint).
 pub fn valid_username(name: &str) -> bool {
     let n = name.chars().count();
