@@ -771,6 +771,24 @@ async fn chat_content_cannot_drive_the_operators_terminal() {
             "1h",
         ],
         &["channel", "list", "-w", "acme"],
+        // The offline reply quotes the earlier message about the question's words.
+        &[
+            "ai",
+            "reply",
+            "-w",
+            "acme",
+            "--channel",
+            "general",
+            "--message",
+            "zq txt.exe",
+        ],
+        // The plan shows the topic the database has before the spec's.
+        &[
+            "apply",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/workspace.example.yaml"),
+            "--dry-run",
+        ],
     ] {
         let out = chatctl_std(&env).args(args).output().unwrap();
         let (stdout, stderr) = outputs(&out);
