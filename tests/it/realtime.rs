@@ -390,12 +390,10 @@ async fn an_oversized_frame_ends_the_connection_and_nothing_is_lost() {
         .unwrap();
     row["padding"] = Value::String("x".repeat(chatctl::realtime::supabase::MAX_FRAME_BYTES));
     server.insert(&row);
+    // The reply may come from the reconnection's catch-up or from the poll's sweep before
+    // it: either way it comes once, and the oversized frame must still end the connection.
+    server.wait_connections(2, Duration::from_secs(15)).await;
     assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(15)).await, 1);
-    let (accepted, _) = server.connections();
-    assert!(
-        accepted >= 2,
-        "reconnected after the frame: {accepted} connection(s)"
-    );
     d.stop().await;
 }
 

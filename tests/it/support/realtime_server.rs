@@ -283,6 +283,19 @@ impl FakeRealtime {
         self.with(|s| s.server_closes.clone())
     }
 
+    /// Waits until `n` websocket connections have been accepted in all.
+    pub async fn wait_connections(&self, n: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.connections().0 < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {n} connections accepted after {within:?}",
+                self.connections().0
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `n` topics are subscribed.
     pub async fn wait_subscribed(&self, n: usize, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
