@@ -255,15 +255,21 @@ impl Drop for Stop {
 
 /// `db` with `size` messages of 10,000 users and 2,000 channels (kept between runs).
 async fn prepare(admin: &str, db_url: &str, db: &str, size: u64) {
-    if let Ok(pool) = sqlx::PgPool::connect(db_url).await {
-        let n: Option<i64> = sqlx::query_scalar("select count(*) from public.chat")
-            .fetch_one(&pool)
-            .await
-            .ok();
-        pool.close().await;
-        if n == Some(size as i64) {
-            return;
+    // Seeded again only when the database is missing or holds another size: a refused
+    // connection (a previous run's server still holding them) must not drop it.
+    match sqlx::PgPool::connect(db_url).await {
+        Ok(pool) => {
+            let n: Option<i64> = sqlx::query_scalar("select count(*) from public.chat")
+                .fetch_one(&pool)
+                .await
+                .ok();
+            pool.close().await;
+            if n == Some(size as i64) {
+                return;
+            }
         }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {}
+        Err(e) => panic!("cannot connect to {db}: {e}"),
     }
     common::recreate(admin, db, None).await;
     common::migrate_db(db_url).await;

@@ -99,6 +99,13 @@ const KEYS: &[Key] = &[
         help: "PostgreSQL binaries; unset: PATH, then /usr/lib/postgresql/*/bin",
     },
     Key {
+        name: "local.shared_buffers",
+        aliases: &[],
+        default: Some("auto"),
+        secrecy: Secrecy::Public,
+        help: "the embedded cluster's shared_buffers; auto: a quarter of the memory, 128MiB to 4GiB",
+    },
+    Key {
         name: "migrate.lock_timeout",
         aliases: &[],
         default: Some("60s"),
@@ -629,6 +636,8 @@ pub struct Config {
     pub ai: AiConfig,
     /// `serve.*`, parsed.
     pub serve: ServeSettings,
+    /// `local.shared_buffers` in bytes; `None`: auto (see [`crate::db::local::auto_shared_buffers`]).
+    pub shared_buffers: Option<usize>,
     /// The configuration file that was read, if any.
     pub file: Option<PathBuf>,
     /// The directory relative paths in the config resolve against (the working directory).
@@ -734,6 +743,17 @@ impl Layers {
             "database.connect_timeout",
             "a duration such as `10s`",
             |v| parse_duration(v).ok(),
+        )
+    }
+
+    fn shared_buffers(&self) -> Result<Option<usize>> {
+        self.parsed(
+            "local.shared_buffers",
+            "`auto` or a size of at least 1MiB such as `512MiB` or `2GiB`",
+            |v| match v.trim() {
+                "auto" => Some(None),
+                v => parse_size(v).filter(|n| *n >= 1 << 20).map(Some),
+            },
         )
     }
 
@@ -917,7 +937,7 @@ impl Layers {
     }
 }
 
-/// A size in bytes: `65536`, `64KiB`, `1MiB` (at least 1 KiB).
+/// A size in bytes: `65536`, `64KiB`, `1MiB`, `2GiB` (at least 1 KiB).
 fn parse_size(v: &str) -> Option<usize> {
     let v = v.trim();
     let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
@@ -929,6 +949,7 @@ fn parse_size(v: &str) -> Option<usize> {
         "" | "B" => 1,
         "KiB" | "K" | "KB" => 1 << 10,
         "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
         _ => return None,
     };
     n.checked_mul(scale).filter(|n| *n >= 1024)
@@ -1007,6 +1028,7 @@ impl Config {
                 token_ttl: layers.realtime_token_ttl()?,
             },
             serve: layers.serve(ai.daily_token_budget)?,
+            shared_buffers: layers.shared_buffers()?,
             ai,
             values: layers.values,
             file,

@@ -226,3 +226,19 @@ fn every_key_refuses_values_past_its_range_without_a_panic() {
     }
     assert!(durations >= 5, "the duration keys were found: {durations}");
 }
+
+#[test]
+fn shared_buffers_is_auto_or_a_size_of_at_least_a_mebibyte() {
+    assert_eq!(load(&[], None, &[]).unwrap().shared_buffers, None);
+    let c = load(&[("CHATCTL_LOCAL__SHARED_BUFFERS", "2GiB")], None, &[]).unwrap();
+    assert_eq!(c.shared_buffers, Some(2 << 30));
+    let c = load(&[], Some("local:\n  shared_buffers: 512MB\n"), &[]).unwrap();
+    assert_eq!(c.shared_buffers, Some(512 << 20));
+    for bad in ["64KiB", "lots", "1TB", "0"] {
+        let e = load(&[("CHATCTL_LOCAL__SHARED_BUFFERS", bad)], None, &[])
+            .map(|_| ())
+            .expect_err(bad)
+            .to_string();
+        assert!(e.contains("local.shared_buffers"), "{bad}: {e}");
+    }
+}

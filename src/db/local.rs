@@ -104,6 +104,45 @@ impl PgBinaries {
 pub struct ServerOptions {
     /// fsync and synchronous commit on. Off only for throwaway clusters (the test suite).
     pub durable: bool,
+    /// PostgreSQL's `shared_buffers`, in bytes (rounded down to whole kilobytes).
+    pub shared_buffers: usize,
+}
+
+/// PostgreSQL's own default `shared_buffers`, the least `auto` gives.
+pub const MIN_AUTO_SHARED_BUFFERS: usize = 128 << 20;
+/// The most `auto` gives: past it the operating system's page cache serves as well.
+pub const MAX_AUTO_SHARED_BUFFERS: usize = 4 << 30;
+
+/// `shared_buffers` for a cluster on this machine: a quarter of its memory (or of the
+/// container's limit, when lower), as PostgreSQL's documentation advises for a server, from
+/// 128 MiB (PostgreSQL's default, which leaves a chat database of a million messages
+/// re-reading its pages from the kernel on every request) to 4 GiB. The memory is only
+/// taken as pages are used.
+pub fn auto_shared_buffers() -> usize {
+    let total = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| meminfo_total(&t));
+    let limit = fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|t| t.trim().parse::<usize>().ok());
+    let memory = match (total, limit) {
+        (Some(t), Some(l)) => t.min(l),
+        (t, l) => t.or(l).unwrap_or(0),
+    };
+    (memory / 4).clamp(MIN_AUTO_SHARED_BUFFERS, MAX_AUTO_SHARED_BUFFERS)
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn meminfo_total(text: &str) -> Option<usize> {
+    let kb = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<usize>()
+        .ok()?;
+    kb.checked_mul(1024)
 }
 
 /// The state of the local cluster.
@@ -347,8 +386,10 @@ impl LocalCluster {
              listen_addresses = '127.0.0.1'\n\
              unix_socket_directories = ''\n\
              max_connections = 200\n\
+             shared_buffers = {shared_buffers}kB\n\
              wal_level = logical\n\
-             {durable}"
+             {durable}",
+            shared_buffers = self.options.shared_buffers / 1024
         );
         let path = self.data().join("chatctl.conf");
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -469,4 +510,26 @@ fn postgres_user() -> Option<(u32, u32)> {
             .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
             .flatten()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_memory_is_read_from_meminfo() {
+        let text = "MemTotal:       24589412 kB\nMemFree:         1000 kB\n";
+        assert_eq!(meminfo_total(text), Some(24_589_412 * 1024));
+        assert_eq!(meminfo_total("MemFree: 1 kB\n"), None);
+        assert_eq!(meminfo_total("MemTotal: lots\n"), None);
+    }
+
+    #[test]
+    fn auto_shared_buffers_stays_within_its_bounds() {
+        let b = auto_shared_buffers();
+        assert!(
+            (MIN_AUTO_SHARED_BUFFERS..=MAX_AUTO_SHARED_BUFFERS).contains(&b),
+            "{b}"
+        );
+    }
 }

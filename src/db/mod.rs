@@ -37,7 +37,12 @@ pub fn local_cluster(config: &Config) -> Result<local::LocalCluster> {
     local::LocalCluster::new(
         &config.data_dir(),
         bins,
-        local::ServerOptions { durable: true },
+        local::ServerOptions {
+            durable: true,
+            shared_buffers: config
+                .shared_buffers
+                .unwrap_or_else(local::auto_shared_buffers),
+        },
     )
 }
 

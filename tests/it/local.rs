@@ -10,7 +10,10 @@ fn dev_up_status_url_down_manage_a_local_cluster() {
         .tempdir_in("/tmp")
         .unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    let env = [("CHATCTL_LOCAL__DATA_DIR", data.as_str())];
+    let env = [
+        ("CHATCTL_LOCAL__DATA_DIR", data.as_str()),
+        ("CHATCTL_LOCAL__SHARED_BUFFERS", "48MiB"),
+    ];
 
     let out = chatctl(&env)
         .args(["dev", "status", "-o", "json"])
@@ -39,6 +42,17 @@ fn dev_up_status_url_down_manage_a_local_cluster() {
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["pending"], 0, "{status}");
+    // The cluster runs with the memory it was given (`local.shared_buffers`).
+    let shared_buffers: String = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query_scalar("show shared_buffers")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    });
+    assert_eq!(shared_buffers, "48MB");
 
     let out = chatctl(&env)
         .args(["dev", "status", "-o", "json"])

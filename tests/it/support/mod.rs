@@ -64,8 +64,16 @@ fn start() -> Started {
     let env = Env::from_process();
     let bins =
         PgBinaries::find(None, env.get("PATH")).expect("PostgreSQL server binaries (see README)");
-    let cluster = LocalCluster::new(&cluster_dir(), bins, ServerOptions { durable: false })
-        .expect("test cluster");
+    let cluster = LocalCluster::new(
+        &cluster_dir(),
+        bins,
+        ServerOptions {
+            durable: false,
+            // PostgreSQL's default: every test's database is small.
+            shared_buffers: 128 << 20,
+        },
+    )
+    .expect("test cluster");
     let port = cluster.ensure_running().expect("start the test cluster");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
