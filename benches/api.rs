@@ -125,7 +125,10 @@ async fn run(opts: &Opts) {
         }
 
         // The server, as operators run it.
-        let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_chatctl"))
+        // CHATCTL_BENCH_BIN: another build of chatctl, to compare two in turns.
+        let bin = std::env::var("CHATCTL_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_chatctl").to_owned());
+        let mut server = std::process::Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", &db_url)
             .env("SUPABASE_JWT_SECRET", SECRET)
