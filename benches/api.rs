@@ -14,7 +14,7 @@
 //! - The server's peak RSS (`VmHWM`) at each size.
 //!
 //! `cargo bench --bench api [-- --sizes 100000,1000000] [--rate 1000] [--secs 20]
-//! [--workers 32] [--only profile|search] [--connections 16] [--rates N,M]` against DATABASE_URL or the local cluster. The seeded databases
+//! [--workers 32] [--only profile|search] [--connections 16] [--rates N,M] [--bin PATH]` against DATABASE_URL or the local cluster. The seeded databases
 //! (`bench_api_N`) and their indexes are kept for the next run.
 #![allow(clippy::print_stdout)]
 
@@ -45,6 +45,8 @@ struct Opts {
     connections: u32,
     /// Only open loops at these rates (no saturation, sweep or floor): a quick look.
     rates: Option<Vec<u32>>,
+    /// Another build of chatctl to serve, to compare two builds in turns.
+    bin: Option<String>,
 }
 
 fn main() {
@@ -57,6 +59,7 @@ fn main() {
         workers: value("--workers").map_or(32, |v| v.parse().expect("--workers N")),
         only: value("--only"),
         connections: value("--connections").map_or(16, |v| v.parse().expect("--connections N")),
+        bin: value("--bin"),
         rates: value("--rates").map(|v| {
             v.split(',')
                 .map(|r| r.parse().expect("--rates N,M"))
@@ -125,9 +128,10 @@ async fn run(opts: &Opts) {
         }
 
         // The server, as operators run it.
-        // CHATCTL_BENCH_BIN: another build of chatctl, to compare two in turns.
-        let bin = std::env::var("CHATCTL_BENCH_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_chatctl").to_owned());
+        let bin = opts
+            .bin
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_chatctl").to_owned());
         let mut server = std::process::Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", &db_url)
