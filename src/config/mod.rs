@@ -636,7 +636,7 @@ pub struct Config {
     pub ai: AiConfig,
     /// `serve.*`, parsed.
     pub serve: ServeSettings,
-    /// `local.shared_buffers` in bytes; `None`: auto (see [`crate::db::local::auto_shared_buffers`]).
+    /// `local.shared_buffers` in bytes; `None`: auto (a quarter of the memory, bounded).
     pub shared_buffers: Option<usize>,
     /// The configuration file that was read, if any.
     pub file: Option<PathBuf>,
