@@ -120,9 +120,9 @@ pub const QUERIES: &[AppQuery] = &[
     AppQuery {
         name: "reactions",
         what: "the reactions of a page of 50",
-        request: "GET /emojis?message_id=in.(…50 ids)",
+        request: "GET /emojis?chat_id=in.(…50 ids)",
         sql: postgrest!(
-            r#"SELECT "public"."emojis".* FROM "public"."emojis" WHERE "public"."emojis"."message_id" = ANY($1)"#
+            r#"SELECT "public"."emojis".* FROM "public"."emojis" WHERE "public"."emojis"."chat_id" = ANY($1)"#
         ),
         params: &[Param::Page],
         large: &["chat", "emojis"],

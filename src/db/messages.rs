@@ -91,7 +91,7 @@ pub async fn recent_messages(
 /// The columns a summarizer's message is read from (callers add the rest of the query).
 pub(crate) const MESSAGE_ROW: &str = "
     select c.id, u.username, coalesce(c.message ->> 'text', '') as text, c.parent_id, c.created_at,
-           (select count(*) from public.emojis e where e.message_id = c.id) as reactions
+           (select count(*) from public.emojis e where e.chat_id = c.id) as reactions
       from public.chat c join public.users u on u.id = c.user_id";
 
 #[derive(sqlx::FromRow)]

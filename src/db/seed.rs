@@ -139,18 +139,8 @@ lunch coffee weekend holiday vacation sick remote office call zoom link slides n
 great awesome nice cool weird strange interesting annoying done ready waiting blocked started \
 finished closed opened assigned reviewed approved shipped reverted pinned archived muted";
 
-const EMOJIS: &[&str] = &[
-    "+1",
-    "eyes",
-    "tada",
-    "heart",
-    "white_check_mark",
-    "joy",
-    "pray",
-    "rocket",
-    "thinking_face",
-    "fire",
-];
+/// Reactions as Unicode (`emojis.emoji_uni_code`).
+const EMOJIS: &[&str] = &["👍", "👀", "🎉", "❤️", "✅", "😂", "🙏", "🚀", "🤔", "🔥"];
 
 struct Gen {
     rng: ChaCha8Rng,
@@ -552,7 +542,7 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     }
     let mut c = CopyStream::open(
         &mut tx,
-        "copy public.emojis (message_id, user_id, emoji) from stdin",
+        "copy public.emojis (chat_id, user_id, emoji_uni_code) from stdin",
     )
     .await?;
     c.buf = reactions_buf;

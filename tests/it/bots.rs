@@ -125,7 +125,7 @@ async fn a_mention_gets_exactly_one_threaded_reply() {
     // Again: the overlap re-reads the message, the claim says it is done.
     rt.catch_up().await.unwrap();
     assert_eq!(replies(&mut c).await.len(), 1);
-    let eyes: i64 = sqlx::query_scalar("select count(*) from emojis where emoji = 'eyes'")
+    let eyes: i64 = sqlx::query_scalar("select count(*) from emojis where emoji_uni_code = '👀'")
         .fetch_one(&mut c)
         .await
         .unwrap();

@@ -444,3 +444,99 @@ async fn a_no_transaction_migration_runs_outside_one_and_a_failure_is_recorded()
         .unwrap();
     assert_eq!(broken["state"], "failed", "{json}");
 }
+
+/// 0012 gives reactions the outline's names (`chat_id`, `emoji_uni_code`, an `id`) and turns
+/// the names chatctl wrote before into the Unicode they name, one per person and message.
+#[tokio::test]
+async fn the_contract_names_keep_every_reaction_and_turn_chatctls_names_into_unicode() {
+    let db = TestDb::empty().await;
+    let m = embedded().await;
+    let mut c = migrate::connect(&db.url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let before = UpOptions {
+        target: Some(11),
+        ..up_all()
+    };
+    migrate::up(&mut c, &m, &before).await.unwrap();
+    let ada = crate::support::user(&mut c, "ada").await;
+    let bob = crate::support::user(&mut c, "bob").await;
+    let message: uuid::Uuid = sqlx::query_scalar(
+        "with w as (insert into workspaces (slug, name) values ('acme', 'Acme') returning id),
+              ch as (insert into channels (workspace_id, name) select id, 'general' from w returning id)
+         insert into chat (channel_id, user_id, message)
+         select ch.id, $1, '{\"text\":\"hi\"}' from ch returning id",
+    )
+    .bind(ada)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    // ada reacted 👀 twice (by name, then as Unicode); bob by name, and with a custom one.
+    sqlx::query(
+        "insert into emojis (message_id, user_id, emoji) values
+            ($1, $2, 'eyes'), ($1, $2, '👀'), ($1, $3, 'eyes'), ($1, $3, 'tada'), ($1, $3, ':shipit:')",
+    )
+    .bind(message)
+    .bind(ada)
+    .bind(bob)
+    .execute(&mut c)
+    .await
+    .unwrap();
+
+    migrate::up(&mut c, &m, &up_all()).await.unwrap();
+    let rows: Vec<(String, String, bool)> = sqlx::query_as(
+        "select u.username, e.emoji_uni_code, e.id is not null from emojis e join users u on u.id = e.user_id
+          where e.chat_id = $1 order by 1, 2",
+    )
+    .bind(message)
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let want = [
+        ("ada", "👀"),
+        ("bob", ":shipit:"),
+        ("bob", "🎉"),
+        ("bob", "👀"),
+    ];
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|(u, e, _)| (u.as_str(), e.as_str()))
+        .collect();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(rows.iter().all(|r| r.2), "every reaction has an id");
+
+    // Clients write through the outline's names, as the web app does (row level security on).
+    for join in [
+        "insert into workspace_members (workspace_id, user_id, role)
+         select workspace_id, $2, 'member' from channels c join chat m on m.channel_id = c.id where m.id = $1",
+        "insert into members (channel_id, user_id) select channel_id, $2 from chat where id = $1",
+    ] {
+        sqlx::query(join)
+            .bind(message)
+            .bind(ada)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let mut tx = c.begin().await.unwrap();
+    chatctl::db::app_queries::act_as(&mut tx, "authenticated", Some(ada))
+        .await
+        .unwrap();
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "insert into public.emojis (chat_id, user_id, emoji_uni_code) values ($1, $2, '🚀') returning id",
+    )
+    .bind(message)
+    .bind(ada)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let code: String = sqlx::query_scalar("select emoji_uni_code from emojis where id = $1")
+        .bind(id)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(code, "🚀");
+}

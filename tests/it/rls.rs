@@ -1020,16 +1020,16 @@ const MODEL: &[Table] = &[
     },
     Table {
         name: "emojis",
-        columns: &["message_id", "user_id", "emoji", "created_at"],
+        columns: &["chat_id", "user_id", "emoji_uni_code", "created_at", "id"],
         hidden: &[],
         rows: &[
             row(
                 "general",
                 "`member`'s reaction in #general",
                 &[
-                    ("message_id", "{general_msg}"),
+                    ("chat_id", "{general_msg}"),
                     ("user_id", "{member}"),
-                    ("emoji", "'eyes'"),
+                    ("emoji_uni_code", "'👀'"),
                 ],
                 HOME_ALL,
             ),
@@ -1037,9 +1037,9 @@ const MODEL: &[Table] = &[
                 "private",
                 "`private`'s reaction in #private",
                 &[
-                    ("message_id", "{private_msg}"),
+                    ("chat_id", "{private_msg}"),
                     ("user_id", "{private_member}"),
-                    ("emoji", "'eyes'"),
+                    ("emoji_uni_code", "'👀'"),
                 ],
                 PRIVATE,
             ),
@@ -1047,9 +1047,9 @@ const MODEL: &[Table] = &[
                 "dm",
                 "`dm`'s reaction in the DM",
                 &[
-                    ("message_id", "{dm_msg}"),
+                    ("chat_id", "{dm_msg}"),
                     ("user_id", "{dm_member}"),
-                    ("emoji", "'eyes'"),
+                    ("emoji_uni_code", "'👀'"),
                 ],
                 DM,
             ),
@@ -1058,45 +1058,45 @@ const MODEL: &[Table] = &[
             insert(
                 "their own, in #general",
                 &[
-                    ("message_id", "{general_msg}"),
+                    ("chat_id", "{general_msg}"),
                     ("user_id", "{me}"),
-                    ("emoji", "'tada'"),
+                    ("emoji_uni_code", "'🎉'"),
                 ],
                 HOME_ALL,
             ),
             insert(
                 "their own, in #lobby",
                 &[
-                    ("message_id", "{lobby_msg}"),
+                    ("chat_id", "{lobby_msg}"),
                     ("user_id", "{me}"),
-                    ("emoji", "'tada'"),
+                    ("emoji_uni_code", "'🎉'"),
                 ],
                 &[Moderator],
             ),
             insert(
                 "their own, in #private",
                 &[
-                    ("message_id", "{private_msg}"),
+                    ("chat_id", "{private_msg}"),
                     ("user_id", "{me}"),
-                    ("emoji", "'tada'"),
+                    ("emoji_uni_code", "'🎉'"),
                 ],
                 PRIVATE,
             ),
             insert(
                 "their own, in the DM",
                 &[
-                    ("message_id", "{dm_msg}"),
+                    ("chat_id", "{dm_msg}"),
                     ("user_id", "{me}"),
-                    ("emoji", "'tada'"),
+                    ("emoji_uni_code", "'🎉'"),
                 ],
                 DM,
             ),
             insert(
                 "as `member`, in #general",
                 &[
-                    ("message_id", "{general_msg}"),
+                    ("chat_id", "{general_msg}"),
                     ("user_id", "{member}"),
-                    ("emoji", "'tada'"),
+                    ("emoji_uni_code", "'🎉'"),
                 ],
                 &[Member],
             ),
@@ -1446,12 +1446,12 @@ fn value(table: &str, column: &str, context: &str) -> Option<Assignments> {
         ("chat", "message") => one(r#"'{"text":"changed"}'"#),
         ("chat", "total_replies") => one("7"),
         ("chat", "is_deleted") => one("true"),
-        ("emojis" | "read_receipts" | "attachments" | "mentions", "message_id") => {
+        ("read_receipts" | "attachments" | "mentions", "message_id") | ("emojis", "chat_id") => {
             one("{shared_msg}")
         }
         ("chat", "user_id") => one("{moderator}"),
         ("emojis" | "read_receipts" | "user_status" | "mentions", "user_id") => one("{owner}"),
-        ("emojis", "emoji") => one("'fire'"),
+        ("emojis", "emoji_uni_code") => one("'🔥'"),
         ("attachments", "bucket_id") => one("'other-bucket'"),
         ("attachments", "object_path") => one("'x/y.txt'"),
         ("attachments", "name") => one("'renamed.txt'"),
@@ -1933,8 +1933,8 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
             ({{elsewhere_msg}}, {{elsewhere}}, {{outsider}}, '{{"text":"elsewhere"}}');
         insert into chat (id, channel_id, user_id, parent_id, message) values
             ({{general_reply}}, {{general}}, {{dm_member}}, {{general_msg}}, '{{"text":"reply"}}');
-        insert into emojis (message_id, user_id, emoji) values ({{general_msg}}, {{member}}, 'eyes'),
-            ({{private_msg}}, {{private_member}}, 'eyes'), ({{dm_msg}}, {{dm_member}}, 'eyes');
+        insert into emojis (chat_id, user_id, emoji_uni_code) values ({{general_msg}}, {{member}}, '👀'),
+            ({{private_msg}}, {{private_member}}, '👀'), ({{dm_msg}}, {{dm_member}}, '👀');
         insert into attachments (id, message_id, bucket_id, object_path, name, size_bytes) values
             ({{general_file}}, {{general_msg}}, 'files', 'a/general.pdf', 'general.pdf', 1),
             ({{private_file}}, {{private_msg}}, 'files', 'a/private.pdf', 'private.pdf', 1),

@@ -42,7 +42,7 @@ impl PostJob {
     pub(super) async fn run(self) -> Result<Pass> {
         let ids = &self.ids;
         sqlx::query(
-            "insert into public.emojis (message_id, user_id, emoji) select m, $2, 'eyes' from unnest($1::uuid[]) m
+            "insert into public.emojis (chat_id, user_id, emoji_uni_code) select m, $2, '👀' from unnest($1::uuid[]) m
              on conflict do nothing",
         )
         .bind(ids)
@@ -79,7 +79,7 @@ impl PostJob {
         .execute(&self.pool)
         .await?
         .rows_affected() as usize;
-        sqlx::query("delete from public.emojis where message_id = any($1) and user_id = $2 and emoji = 'eyes'")
+        sqlx::query("delete from public.emojis where chat_id = any($1) and user_id = $2 and emoji_uni_code = '👀'")
             .bind(ids)
             .bind(self.bot_user)
             .execute(&self.pool)

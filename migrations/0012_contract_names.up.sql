@@ -1,0 +1,31 @@
+-- The product's outline names are its API (PostgREST paths, Realtime payloads, the web
+-- app): where chatctl's column is the same thing under another name, it takes the
+-- outline's name (issue 20). Renamed columns keep their data, grants, policies, indexes and
+-- constraints (those follow the column, not its name).
+--
+-- emojis: `message_id` is `chat_id`, `emoji` is `emoji_uni_code` (the reaction as Unicode
+-- text, `:name:` for a custom emoji), and each reaction has an `id`. One reaction per
+-- (message, person, emoji) stays the key, so an upsert on it works as before.
+
+alter table public.emojis rename column message_id to chat_id;
+alter table public.emojis rename column emoji to emoji_uni_code;
+alter table public.emojis add column id uuid not null default gen_random_uuid();
+alter table public.emojis add constraint emojis_id_key unique (id);
+
+-- The names chatctl itself wrote before (its seed's and the bots' reactions) become the
+-- Unicode they name. A person who already has the Unicode one on that message keeps one.
+with names (name, uni) as (values
+        ('+1', '👍'), ('eyes', '👀'), ('tada', '🎉'), ('heart', '❤️'), ('white_check_mark', '✅'),
+        ('joy', '😂'), ('pray', '🙏'), ('rocket', '🚀'), ('thinking_face', '🤔'), ('fire', '🔥')),
+     twice as (
+        delete from public.emojis e
+         using names n
+         where e.emoji_uni_code = n.name
+           and exists (select 1 from public.emojis u
+                        where u.chat_id = e.chat_id and u.user_id = e.user_id and u.emoji_uni_code = n.uni)
+        returning e.chat_id, e.user_id, e.emoji_uni_code)
+update public.emojis e set emoji_uni_code = n.uni
+  from names n
+ where e.emoji_uni_code = n.name
+   and not exists (select 1 from twice t
+                    where t.chat_id = e.chat_id and t.user_id = e.user_id and t.emoji_uni_code = e.emoji_uni_code);
