@@ -4,3 +4,22 @@ alter table public.emojis drop constraint emojis_id_key;
 alter table public.emojis drop column id;
 alter table public.emojis rename column emoji_uni_code to emoji;
 alter table public.emojis rename column chat_id to message_id;
+
+alter table public.members drop constraint members_id_key;
+alter table public.members drop column id;
+alter table public.members rename column created_at to joined_at;
+
+alter table public.workspaces rename column channel_id to default_channel_id;
+alter index public.workspaces_channel_idx rename to workspaces_default_channel_idx;
+create or replace function chat_private.check_default_channel() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+    if new.default_channel_id is not null and not exists (
+        select 1 from public.channels c
+         where c.id = new.default_channel_id and c.workspace_id = new.id and c.kind in ('public', 'private')) then
+        raise exception 'the default channel must be a channel of workspace %', new.slug
+            using errcode = 'check_violation', constraint = 'workspaces_default_channel_own';
+    end if;
+    return new;
+end
+$$;

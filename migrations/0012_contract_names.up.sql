@@ -3,9 +3,34 @@
 -- outline's name (issue 20). Renamed columns keep their data, grants, policies, indexes and
 -- constraints (those follow the column, not its name).
 --
+-- workspaces: `default_channel_id` is `channel_id` (the outline's name for the default
+-- channel); the trigger that keeps it one of the workspace's own channels reads the new name.
+--
+-- members: `joined_at` is `created_at`, and each membership has an `id` (the key stays
+-- (channel, person)).
+--
 -- emojis: `message_id` is `chat_id`, `emoji` is `emoji_uni_code` (the reaction as Unicode
 -- text, `:name:` for a custom emoji), and each reaction has an `id`. One reaction per
 -- (message, person, emoji) stays the key, so an upsert on it works as before.
+
+alter table public.workspaces rename column default_channel_id to channel_id;
+alter index public.workspaces_default_channel_idx rename to workspaces_channel_idx;
+create or replace function chat_private.check_default_channel() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+    if new.channel_id is not null and not exists (
+        select 1 from public.channels c
+         where c.id = new.channel_id and c.workspace_id = new.id and c.kind in ('public', 'private')) then
+        raise exception 'the default channel must be a channel of workspace %', new.slug
+            using errcode = 'check_violation', constraint = 'workspaces_default_channel_own';
+    end if;
+    return new;
+end
+$$;
+
+alter table public.members rename column joined_at to created_at;
+alter table public.members add column id uuid not null default gen_random_uuid();
+alter table public.members add constraint members_id_key unique (id);
 
 alter table public.emojis rename column message_id to chat_id;
 alter table public.emojis rename column emoji to emoji_uni_code;

@@ -396,7 +396,7 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         c.finish().await?;
         for (w, id) in ws_ids.iter().enumerate() {
             let general = channels.iter().find(|c| c.workspace == w).map(|c| c.id);
-            sqlx::query("update public.workspaces set default_channel_id = $1 where id = $2")
+            sqlx::query("update public.workspaces set channel_id = $1 where id = $2")
                 .bind(general)
                 .bind(id)
                 .execute(&mut *tx)

@@ -471,7 +471,7 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
                     Some(n) => Some(ids.channel(slug, n)?),
                     None => None,
                 };
-                sqlx::query("update public.workspaces set default_channel_id = $2 where slug = $1")
+                sqlx::query("update public.workspaces set channel_id = $2 where slug = $1")
                     .bind(slug)
                     .bind(ch)
                     .execute(&mut *tx)

@@ -78,7 +78,7 @@ pub async fn plan(conn: &mut PgConnection, files: &[SpecFile], opts: &PlanOption
 pub async fn export(conn: &mut PgConnection, slugs: &[String]) -> Result<spec::Spec> {
     let wss: Vec<(Uuid, String, String, Option<String>)> = sqlx::query_as(
         "select w.id, w.slug, w.name, c.name from public.workspaces w
-           left join public.channels c on c.id = w.default_channel_id
+           left join public.channels c on c.id = w.channel_id
           where w.slug = any($1) order by w.slug",
     )
     .bind(slugs)

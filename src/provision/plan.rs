@@ -336,7 +336,7 @@ pub async fn load(conn: &mut PgConnection, slugs: &[String], emails: &[String]) 
         .collect();
     let wss: Vec<(Uuid, String, String, Option<String>)> = sqlx::query_as(
         "select w.id, w.slug, w.name, c.name from public.workspaces w
-           left join public.channels c on c.id = w.default_channel_id
+           left join public.channels c on c.id = w.channel_id
           where w.slug = any($1)",
     )
     .bind(slugs)

@@ -81,7 +81,7 @@ async fn apply_is_idempotent_and_detailed_exitcode_tells_ci() {
         .await
         .unwrap();
     assert_eq!(private, "private");
-    let default: String = sqlx::query_scalar("select c.name from workspaces w join channels c on c.id = w.default_channel_id where w.slug = 'acme'")
+    let default: String = sqlx::query_scalar("select c.name from workspaces w join channels c on c.id = w.channel_id where w.slug = 'acme'")
         .fetch_one(&mut c).await.unwrap();
     assert_eq!(default, "general");
 

@@ -434,7 +434,7 @@ const MODEL: &[Table] = &[
             "id",
             "slug",
             "name",
-            "default_channel_id",
+            "channel_id",
             "created_by",
             "created_at",
             "updated_at",
@@ -464,13 +464,13 @@ const MODEL: &[Table] = &[
         set_on_insert: &[],
         set_on_update: &[("updated_at", Who::Everyone)],
         updates: &[
-            update("home", &["name", "default_channel_id"], ADMINS),
-            update("partner", &["name", "default_channel_id"], &[PartnerOwner]),
+            update("home", &["name", "channel_id"], ADMINS),
+            update("partner", &["name", "channel_id"], &[PartnerOwner]),
         ],
         deletes: &[],
         // The default channel is one of the workspace's own (a new one has none).
         service_denied: &[
-            ("insert", "a workspace", "default_channel_id"),
+            ("insert", "a workspace", "channel_id"),
             ("update", "*", "id"),
         ],
     },
@@ -693,10 +693,11 @@ const MODEL: &[Table] = &[
             "channel_id",
             "user_id",
             "role",
-            "joined_at",
+            "created_at",
             "last_read_at",
             "notification_level",
             "muted",
+            "id",
         ],
         hidden: &[],
         rows: &[
@@ -1406,7 +1407,7 @@ fn value(table: &str, column: &str, context: &str) -> Option<Assignments> {
         ("users", "is_bot") => one("true"),
         ("workspaces", "slug") => one("'renamed-space'"),
         ("workspaces" | "channels", "name") => one("'renamed'"),
-        ("workspaces", "default_channel_id") => match context {
+        ("workspaces", "channel_id") => match context {
             "home" => one("{lobby}"),
             "partner" => one("{partner_general}"),
             "other" => one("{elsewhere}"),
