@@ -23,3 +23,8 @@ begin
     return new;
 end
 $$;
+
+drop trigger channels_derive_kind on public.channels;
+drop function chat_private.channels_derive_kind();
+alter table public.channels alter column kind set default 'public';
+alter table public.channels drop column is_private;

@@ -6,6 +6,12 @@
 -- workspaces: `default_channel_id` is `channel_id` (the outline's name for the default
 -- channel); the trigger that keeps it one of the workspace's own channels reads the new name.
 --
+-- channels: `is_private` is the outline's flag beside chatctl's richer `kind` (public,
+-- private, dm, group_dm): a direct message is private too. A trigger keeps the two one
+-- thing: a client may write either (`{name, is_private: true}` makes a private channel;
+-- changing `is_private` changes `kind`, under the same rules), writing both so that they
+-- disagree is refused, and a check constraint says they never differ.
+--
 -- members: `joined_at` is `created_at`, and each membership has an `id` (the key stays
 -- (channel, person)).
 --
@@ -27,6 +33,47 @@ begin
     return new;
 end
 $$;
+
+alter table public.channels add column is_private boolean;
+-- Filled without touching `updated_at` or the search log: no channel changed.
+alter table public.channels disable trigger channels_updated_at, disable trigger channels_search_update,
+    disable trigger channels_guard;
+update public.channels set is_private = kind <> 'public';
+alter table public.channels enable trigger channels_updated_at, enable trigger channels_search_update,
+    enable trigger channels_guard;
+alter table public.channels alter column is_private set not null;
+alter table public.channels add constraint channels_is_private_kind check (is_private = (kind <> 'public'));
+-- `kind` is filled by the trigger when a writer leaves it out (from `is_private`, else public).
+alter table public.channels alter column kind drop default;
+
+-- Runs before `channels_guard` (triggers of a table fire in name order), so a change of
+-- `is_private` meets the rules of a change of `kind`.
+create function chat_private.channels_derive_kind() returns trigger
+language plpgsql set search_path = '' as $$
+begin
+    if tg_op = 'INSERT' then
+        new.kind := coalesce(new.kind, case when new.is_private then 'private' else 'public' end);
+    elsif new.is_private is distinct from old.is_private and new.kind is not distinct from old.kind then
+        if new.is_private is null then
+            raise exception 'is_private is true or false'
+                using errcode = 'not_null_violation', column = 'is_private';
+        end if;
+        new.kind := case when new.is_private then 'private' else 'public' end;
+    elsif new.is_private is not distinct from old.is_private then
+        new.is_private := null;
+    end if;
+    if new.is_private is not null and new.is_private <> (new.kind <> 'public') then
+        raise exception 'is_private (%) says otherwise than kind (%)', new.is_private, new.kind
+            using errcode = 'check_violation', constraint = 'channels_is_private_kind';
+    end if;
+    new.is_private := new.kind <> 'public';
+    return new;
+end
+$$;
+create trigger channels_derive_kind before insert or update on public.channels
+    for each row execute function chat_private.channels_derive_kind();
+grant insert (is_private) on public.channels to authenticated;
+grant update (is_private) on public.channels to authenticated;
 
 alter table public.members rename column joined_at to created_at;
 alter table public.members add column id uuid not null default gen_random_uuid();

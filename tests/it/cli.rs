@@ -391,6 +391,10 @@ async fn spec_values_the_database_would_refuse_are_usage_errors_with_their_line(
             "a spec's channels are named, never DMs",
         ),
         ("channels_dm_key_iff_dm", "a spec's channels are never DMs"),
+        (
+            "channels_is_private_kind",
+            "apply writes `kind` alone; the trigger derives `is_private` from it",
+        ),
         ("channels_dm_fixed", "a spec's channels are never DMs"),
         ("shared_channels_not_dm", "a spec's channels are never DMs"),
         (

@@ -345,6 +345,7 @@ const CHANNEL_ADMIN: &[&str] = &[
     "description",
     "purpose",
     "kind",
+    "is_private",
     "archived_at",
 ];
 /// What an owner or admin who is not a member changes: making a channel private would
@@ -601,6 +602,7 @@ const MODEL: &[Table] = &[
             "created_by",
             "created_at",
             "updated_at",
+            "is_private",
         ],
         hidden: &[],
         rows: &[
@@ -660,7 +662,7 @@ const MODEL: &[Table] = &[
                 &[PartnerOwner],
             ),
         ],
-        client_insert: &["topic", "description", "purpose"],
+        client_insert: &["topic", "description", "purpose", "is_private"],
         set_on_insert: &[],
         set_on_update: &[("archived_at", Who::Clients), ("updated_at", Who::Everyone)],
         updates: &[
@@ -683,6 +685,7 @@ const MODEL: &[Table] = &[
             ("update", "*", "id"),
             ("update", "*", "workspace_id"),
             ("update", "dm", "kind"),
+            ("update", "dm", "is_private"),
             ("update", "dm", "name"),
             ("update", "dm", "dm_key"),
         ],
@@ -1421,6 +1424,12 @@ fn value(table: &str, column: &str, context: &str) -> Option<Assignments> {
             "private" => one("'public'"),
             "dm" => one("'group_dm'"),
             _ => one("'private'"),
+        },
+        // What the row's kind says otherwise (a change), and on insert what the template's
+        // kind says (sending both, agreeing).
+        ("channels", "is_private") => match context {
+            "private" | "dm" | "a public channel in home" | "a channel in partner" => one("false"),
+            _ => one("true"),
         },
         ("channels", "dm_key") => (context == "dm").then(|| vec![("dm_key", "'a,b'")]),
         ("channels", "topic" | "description") => one("'changed'"),

@@ -402,3 +402,72 @@ async fn on_plain_postgres_the_bootstrap_creates_what_supabase_would_have() {
             .unwrap();
     assert!(confirmed.is_some());
 }
+
+/// The outline's `channels.is_private` and chatctl's `kind` are one thing: either may be
+/// written, and they never disagree (issue 20).
+#[tokio::test]
+async fn is_private_and_kind_are_kept_one_thing() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    let w = world(&mut c).await;
+    let kind_of = |name: &'static str| {
+        sqlx::query_as::<_, (String, bool)>("select kind, is_private from channels where name = $1")
+            .bind(name)
+    };
+    // Written through the outline's name only, as a client of the outline would.
+    sqlx::query(
+        "insert into channels (workspace_id, name, is_private) values ($1, 'secret', true)",
+    )
+    .bind(w.ws)
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let got = kind_of("secret").fetch_one(&mut c).await.unwrap();
+    assert_eq!(got, ("private".to_owned(), true));
+    // Neither: public, as before.
+    let got = kind_of("general").fetch_one(&mut c).await.unwrap();
+    assert_eq!(got, ("public".to_owned(), false));
+    // Both, disagreeing: refused, by the constraint's name.
+    let e = sqlx::query(
+        "insert into channels (workspace_id, name, kind, is_private) values ($1, 'odd', 'public', true)",
+    )
+    .bind(w.ws)
+    .execute(&mut c)
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("is_private"), "{e}");
+    // A change of either changes the other.
+    sqlx::query("update channels set is_private = true where name = 'general'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let got = kind_of("general").fetch_one(&mut c).await.unwrap();
+    assert_eq!(got, ("private".to_owned(), true));
+    sqlx::query("update channels set kind = 'public' where name = 'secret'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let got = kind_of("secret").fetch_one(&mut c).await.unwrap();
+    assert_eq!(got, ("public".to_owned(), false));
+    // A direct message is private, and stays a direct message.
+    let dm: bool = sqlx::query_scalar(
+        "insert into channels (workspace_id, kind, dm_key) values ($1, 'dm', 'a,b') returning is_private",
+    )
+    .bind(w.ws)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(dm);
+    let e = sqlx::query("update channels set is_private = false where kind = 'dm'")
+        .execute(&mut c)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("direct message"), "{e}");
+    // No way around the trigger leaves them apart.
+    let apart: i64 =
+        sqlx::query_scalar("select count(*) from channels where is_private <> (kind <> 'public')")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(apart, 0);
+}
