@@ -28,3 +28,18 @@ drop trigger channels_derive_kind on public.channels;
 drop function chat_private.channels_derive_kind();
 alter table public.channels alter column kind set default 'public';
 alter table public.channels drop column is_private;
+
+revoke update (modified_at) on public.chat from authenticated;
+drop trigger chat_modified_at on public.chat;
+alter table public.chat rename column modified_at to edited_at;
+create or replace function chat_private.stamp_edit() returns trigger
+language plpgsql set search_path = '' as $$
+begin
+    if new.message is distinct from old.message and new.edited_at is not distinct from old.edited_at then
+        new.edited_at := now();
+    end if;
+    return new;
+end
+$$;
+create trigger chat_edited_at before update of message on public.chat
+    for each row execute function chat_private.stamp_edit();

@@ -12,6 +12,12 @@
 -- changing `is_private` changes `kind`, under the same rules), writing both so that they
 -- disagree is refused, and a check constraint says they never differ.
 --
+-- chat: `edited_at` is `modified_at`: when the message was last changed by its author
+-- (null until then; `updated_at` stays the row's own bookkeeping, which a reply's counter
+-- also moves). A client may now send it, as the outline's web app does when it edits a
+-- message; the database sets the time (now), as for `read_at`. chatctl itself (imports)
+-- may write a historical one.
+--
 -- members: `joined_at` is `created_at`, and each membership has an `id` (the key stays
 -- (channel, person)).
 --
@@ -74,6 +80,25 @@ create trigger channels_derive_kind before insert or update on public.channels
     for each row execute function chat_private.channels_derive_kind();
 grant insert (is_private) on public.channels to authenticated;
 grant update (is_private) on public.channels to authenticated;
+
+alter table public.chat rename column edited_at to modified_at;
+drop trigger chat_edited_at on public.chat;
+create or replace function chat_private.stamp_edit() returns trigger
+language plpgsql set search_path = '' as $$
+begin
+    if current_user in ('anon', 'authenticated') then
+        if new.message is distinct from old.message or new.modified_at is distinct from old.modified_at then
+            new.modified_at := now();
+        end if;
+    elsif new.message is distinct from old.message and new.modified_at is not distinct from old.modified_at then
+        new.modified_at := now();
+    end if;
+    return new;
+end
+$$;
+create trigger chat_modified_at before update of message, modified_at on public.chat
+    for each row execute function chat_private.stamp_edit();
+grant update (modified_at) on public.chat to authenticated;
 
 alter table public.members rename column joined_at to created_at;
 alter table public.members add column id uuid not null default gen_random_uuid();

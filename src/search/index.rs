@@ -312,7 +312,7 @@ fn message_select(full: bool) -> String {
         "select c.id, c.channel_id, ch.workspace_id, c.user_id, c.parent_id, c.message ->> 'text', \
            (c.message -> 'mentions')::text, \
            {LISTED_FILES} or {attached}, \
-           c.total_replies, c.created_at, c.updated_at, c.edited_at is not null \
+           c.total_replies, c.created_at, c.updated_at, c.modified_at is not null \
          from public.chat c join public.channels ch on ch.id = c.channel_id {join}"
     )
 }

@@ -337,7 +337,7 @@ const fn delete(row: &'static str, who: &'static [Actor]) -> Delete {
 }
 
 const PROFILE: &[&str] = &["username", "display_name", "avatar_url"];
-const MESSAGE_EDIT: &[&str] = &["message", "is_deleted"];
+const MESSAGE_EDIT: &[&str] = &["message", "is_deleted", "modified_at"];
 const CHANNEL_EDIT: &[&str] = &["name", "topic", "description", "purpose"];
 const CHANNEL_ADMIN: &[&str] = &[
     "name",
@@ -894,7 +894,7 @@ const MODEL: &[Table] = &[
             "is_deleted",
             "created_at",
             "updated_at",
-            "edited_at",
+            "modified_at",
             "search",
         ],
         hidden: &[],
@@ -995,7 +995,7 @@ const MODEL: &[Table] = &[
         ],
         client_insert: &["parent_id"],
         set_on_insert: &[],
-        set_on_update: &[("updated_at", Who::Everyone)],
+        set_on_update: &[("updated_at", Who::Everyone), ("modified_at", Who::Clients)],
         updates: &[
             update("general", MESSAGE_EDIT, &[Member]),
             update("reply", MESSAGE_EDIT, &[DmMember]),

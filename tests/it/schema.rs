@@ -471,3 +471,65 @@ async fn is_private_and_kind_are_kept_one_thing() {
             .unwrap();
     assert_eq!(apart, 0);
 }
+
+/// `chat.modified_at` (the outline's name): null until the author changes the message; an
+/// edit of the text sets it, a reply does not, and a client that sends it gets the
+/// database's time, never its own (issue 20).
+#[tokio::test]
+async fn modified_at_says_when_the_author_last_changed_the_message() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    let w = world(&mut c).await;
+    for join in [
+        "insert into workspace_members (workspace_id, user_id) select workspace_id, $2 from channels where id = $1",
+        "insert into members (channel_id, user_id) values ($1, $2)",
+    ] {
+        sqlx::query(join)
+            .bind(w.channel)
+            .bind(w.alice)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let id = post(&mut c, &w, None, "first draft").await;
+    let modified = |id: Uuid| {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "select modified_at from chat where id = $1",
+        )
+        .bind(id)
+    };
+    assert_eq!(modified(id).fetch_one(&mut c).await.unwrap(), None);
+    post(&mut c, &w, Some(id), "a reply").await;
+    assert_eq!(
+        modified(id).fetch_one(&mut c).await.unwrap(),
+        None,
+        "a reply is not a change by the author"
+    );
+    sqlx::query("update chat set message = '{\"text\": \"second draft\"}' where id = $1")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let edited = modified(id).fetch_one(&mut c).await.unwrap();
+    assert!(edited.is_some(), "an edit of the text sets it");
+
+    // As the web app of the outline does it: the author sends modified_at with a forged time.
+    let mut tx = sqlx::Connection::begin(&mut c).await.unwrap();
+    chatctl::db::app_queries::act_as(&mut tx, "authenticated", Some(w.alice))
+        .await
+        .unwrap();
+    let done = sqlx::query(
+        "update public.chat set message = '{\"text\": \"final\"}', modified_at = '2001-01-01' where id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    tx.commit().await.unwrap();
+    let stamped = modified(id).fetch_one(&mut c).await.unwrap().unwrap();
+    assert!(
+        stamped >= edited.unwrap() && stamped.format("%Y").to_string() != "2001",
+        "{stamped}"
+    );
+}

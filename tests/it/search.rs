@@ -293,7 +293,7 @@ async fn an_incremental_run_misses_nothing_committed_out_of_order() {
         [late]
     );
 
-    sqlx::query("update chat set message = '{\"text\": \"final version of the roadmap\"}', edited_at = now() where id = $1")
+    sqlx::query("update chat set message = '{\"text\": \"final version of the roadmap\"}', modified_at = now() where id = $1")
         .bind(edited)
         .execute(&mut c)
         .await
