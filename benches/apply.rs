@@ -213,8 +213,16 @@ async fn baseline(conn: &mut PgConnection, changes: &[provision::Change]) {
                     .bind(id).bind(&u.email).execute(&mut *tx).await.unwrap();
                 sqlx::query("insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at) values ($1::text, $1, jsonb_build_object('sub', $1::text), 'email', now(), now())")
                     .bind(id).execute(&mut *tx).await.unwrap();
-                sqlx::query("insert into public.users (id, username, display_name, email) values ($1, $2, $3, $4)")
-                    .bind(id).bind(&u.username).bind(&u.display_name).bind(&u.email).execute(&mut *tx).await.unwrap();
+                sqlx::query(
+                    "insert into public.users (id, username, name, email) values ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(&u.username)
+                .bind(&u.display_name)
+                .bind(&u.email)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
             }
             Op::CreateWorkspace { slug, name } => {
                 sqlx::query("insert into workspaces (slug, name) values ($1, $2)")

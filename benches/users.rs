@@ -131,7 +131,7 @@ async fn per_user(url: &str, n: u64) -> f64 {
         .await
         .unwrap();
         sqlx::query(
-            "insert into public.users (id, username, display_name, external_source, external_id)
+            "insert into public.users (id, username, name, external_source, external_id)
              values ($1, $2, $3, 'import', $4)",
         )
         .bind(id)
@@ -187,7 +187,7 @@ async fn floor(url: &str, file: &Path) -> f64 {
          insert into auth.identities (id, provider_id, user_id, identity_data, provider, created_at, updated_at)
          select overlay(id::text placing '8' from 15 for 1)::uuid, id::text, id, jsonb_build_object('sub', id::text, 'email', email, 'email_verified', true),
             'email', now(), now() from s;
-         insert into public.users (id, username, display_name, email, external_source, external_id)
+         insert into public.users (id, username, name, email, external_source, external_id)
          select id, split_part(email, '@', 1), name, email, 'import', external_id from s;
          insert into public.workspace_members (workspace_id, user_id)
          select (select id from public.workspaces where slug = 'acme'), id from s;",

@@ -43,3 +43,5 @@ end
 $$;
 create trigger chat_edited_at before update of message on public.chat
     for each row execute function chat_private.stamp_edit();
+
+alter table public.users rename column name to display_name;

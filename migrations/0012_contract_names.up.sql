@@ -6,6 +6,9 @@
 -- workspaces: `default_channel_id` is `channel_id` (the outline's name for the default
 -- channel); the trigger that keeps it one of the workspace's own channels reads the new name.
 --
+-- users: `display_name` is `name` (the person's name; empty when they have none, and
+-- the app shows the username then).
+--
 -- channels: `is_private` is the outline's flag beside chatctl's richer `kind` (public,
 -- private, dm, group_dm): a direct message is private too. A trigger keeps the two one
 -- thing: a client may write either (`{name, is_private: true}` makes a private channel;
@@ -39,6 +42,8 @@ begin
     return new;
 end
 $$;
+
+alter table public.users rename column display_name to name;
 
 alter table public.channels add column is_private boolean;
 -- Filled without touching `updated_at` or the search log: no channel changed.

@@ -284,7 +284,7 @@ pub async fn read_profile(
                 select m.role, c.id, c.name, c.workspace_id
                   from public.members m join public.channels c on c.id = m.channel_id
                  where m.user_id = $1 and c.kind in ('public', 'private'))
-         select u.id, coalesce(nullif(u.display_name, ''), u.username) as name, u.username,
+         select u.id, coalesce(nullif(u.name, ''), u.username) as name, u.username,
                 u.avatar_url, u.is_bot, u.created_at, u.deactivated_at,
                 (select e.email from public.user_emails(array[u.id]) e) as email,
                 coalesce((

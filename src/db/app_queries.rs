@@ -165,9 +165,9 @@ pub const QUERIES: &[AppQuery] = &[
     AppQuery {
         name: "members",
         what: "a page of 100 members of a channel, with their profiles",
-        request: "GET /members?channel_id=eq.C&select=user_id,role,users(id,username,display_name,avatar_url)&order=user_id&limit=100",
+        request: "GET /members?channel_id=eq.C&select=user_id,role,users(id,username,name,avatar_url)&order=user_id&limit=100",
         sql: postgrest!(
-            r#"SELECT "public"."members"."user_id", "public"."members"."role", row_to_json("members_users_1".*)::jsonb AS "users" FROM "public"."members" LEFT JOIN LATERAL (SELECT "users_1"."id", "users_1"."username", "users_1"."display_name", "users_1"."avatar_url" FROM "public"."users" AS "users_1" WHERE "users_1"."id" = "public"."members"."user_id") AS "members_users_1" ON TRUE WHERE "public"."members"."channel_id" = $1 ORDER BY "public"."members"."user_id" ASC LIMIT 100 OFFSET 0"#
+            r#"SELECT "public"."members"."user_id", "public"."members"."role", row_to_json("members_users_1".*)::jsonb AS "users" FROM "public"."members" LEFT JOIN LATERAL (SELECT "users_1"."id", "users_1"."username", "users_1"."name", "users_1"."avatar_url" FROM "public"."users" AS "users_1" WHERE "users_1"."id" = "public"."members"."user_id") AS "members_users_1" ON TRUE WHERE "public"."members"."channel_id" = $1 ORDER BY "public"."members"."user_id" ASC LIMIT 100 OFFSET 0"#
         ),
         params: &[Param::Channel],
         large: &["chat", "members"],
@@ -196,9 +196,9 @@ pub const QUERIES: &[AppQuery] = &[
     AppQuery {
         name: "profile",
         what: "a profile and status",
-        request: "GET /users?id=eq.U&select=id,username,display_name,avatar_url,user_status(presence,status_text,status_emoji)",
+        request: "GET /users?id=eq.U&select=id,username,name,avatar_url,user_status(presence,status_text,status_emoji)",
         sql: postgrest!(
-            r#"SELECT "public"."users"."id", "public"."users"."username", "public"."users"."display_name", "public"."users"."avatar_url", row_to_json("users_user_status_1".*)::jsonb AS "user_status" FROM "public"."users" LEFT JOIN LATERAL (SELECT "user_status_1"."presence", "user_status_1"."status_text", "user_status_1"."status_emoji" FROM "public"."user_status" AS "user_status_1" WHERE "user_status_1"."user_id" = "public"."users"."id") AS "users_user_status_1" ON TRUE WHERE "public"."users"."id" = $1"#
+            r#"SELECT "public"."users"."id", "public"."users"."username", "public"."users"."name", "public"."users"."avatar_url", row_to_json("users_user_status_1".*)::jsonb AS "user_status" FROM "public"."users" LEFT JOIN LATERAL (SELECT "user_status_1"."presence", "user_status_1"."status_text", "user_status_1"."status_emoji" FROM "public"."user_status" AS "user_status_1" WHERE "user_status_1"."user_id" = "public"."users"."id") AS "users_user_status_1" ON TRUE WHERE "public"."users"."id" = $1"#
         ),
         params: &[Param::Other],
         large: &["chat", "members", "workspace_members"],

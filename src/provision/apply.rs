@@ -215,7 +215,7 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
             .collect();
         let bots: Vec<bool> = profiles.iter().map(|(u, _)| u.is_bot).collect();
         sqlx::query(
-            "insert into public.users (id, username, display_name, is_bot)
+            "insert into public.users (id, username, name, is_bot)
              select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bool[])",
         )
         .bind(&ids)
@@ -249,7 +249,7 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
     let mut ids = load_ids(tx, changes).await?;
     for c in changes {
         if let Op::RenameUser { email, name } = &c.op {
-            sqlx::query("update public.users set display_name = $2 where id = $1")
+            sqlx::query("update public.users set name = $2 where id = $1")
                 .bind(ids.user(email)?)
                 .bind(name)
                 .execute(&mut *tx)

@@ -105,7 +105,7 @@ pub async fn lookup(conn: &mut PgConnection, emails: &[String]) -> Result<Identi
     }
     let rows: Vec<AuthRow> = sqlx::query_as(
         "select lower(a.email) as email, a.id, a.email_confirmed_at is not null as verified,
-                u.username, u.display_name, u.is_bot
+                u.username, u.name as display_name, u.is_bot
            from auth.users a left join public.users u on u.id = a.id
           where (a.instance_id = '00000000-0000-0000-0000-000000000000' or a.instance_id is null)
             and lower(a.email) = any($1)
@@ -137,7 +137,7 @@ pub async fn lookup(conn: &mut PgConnection, emails: &[String]) -> Result<Identi
         out.by_email.entry(email).or_insert(identity);
     }
     let mismatched: Vec<(String, Uuid, String, String, bool)> = sqlx::query_as(
-        "select u.email, u.id, u.username, u.display_name, u.is_bot
+        "select u.email, u.id, u.username, u.name, u.is_bot
            from public.users u left join auth.users a on a.id = u.id
           where u.email = any($1)
             and (a.id is null or a.email_confirmed_at is null or lower(a.email) is distinct from u.email)",

@@ -93,7 +93,7 @@ pub async fn export(conn: &mut PgConnection, slugs: &[String]) -> Result<spec::S
     }
     let ids: Vec<Uuid> = wss.iter().map(|w| w.0).collect();
     let users: Vec<(String, String, String, bool)> = sqlx::query_as(
-        "select distinct u.email, u.username, u.display_name, u.is_bot
+        "select distinct u.email, u.username, u.name, u.is_bot
            from public.users u
           where u.email is not null and (
                 exists (select 1 from public.workspace_members m where m.user_id = u.id and m.workspace_id = any($1))

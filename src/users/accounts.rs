@@ -127,7 +127,7 @@ pub async fn create_staged(conn: &mut PgConnection) -> Result<u64> {
     // The profile shows the verified auth address (the database's `users_identity` trigger
     // would set the same, and does where it runs).
     sqlx::query(&format!(
-        "insert into public.users (id, username, display_name, email, is_bot, external_source,
+        "insert into public.users (id, username, name, email, is_bot, external_source,
                 external_id, avatar_url, created_at, deactivated_at)
          select id, username, display_name, email, is_bot, external_source, external_id, avatar_url,
                 coalesce(created_at, now()), deactivated_at

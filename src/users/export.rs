@@ -119,7 +119,7 @@ pub async fn export(
         None => None,
     };
     let mut rows = sqlx::query_as::<_, Exported>(
-        "select u.email, u.display_name, u.username, u.external_source, u.external_id,
+        "select u.email, u.name as display_name, u.username, u.external_source, u.external_id,
                 case when $2 then nullif(a.encrypted_password, '') end as password_hash,
                 u.created_at, a.email_confirmed_at, u.deactivated_at, u.avatar_url, w.role
            from public.users u

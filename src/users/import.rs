@@ -1013,7 +1013,7 @@ async fn plan(
                       when $3 = 'skip' then 'skip'
                       when p.id is null
                         or lower(au.email) is distinct from s.email
-                        or p.display_name is distinct from s.name
+                        or p.name is distinct from s.name
                         or (p.external_id is null and s.external_id is not null)
                         or (s.active is not null and (p.deactivated_at is null) <> s.active)
                         or (s.avatar_url is not null and p.avatar_url is distinct from s.avatar_url) then 'update'
@@ -1415,7 +1415,7 @@ async fn update_existing(tx: &mut PgConnection, st: &Stage, lo: i64, hi: i64) ->
     .await?;
     // An auth user without a profile (signed up, never opened the app) gets one.
     sqlx::query(&st.q(&format!(
-        "insert into public.users (id, username, display_name, external_source, external_id, avatar_url)
+        "insert into public.users (id, username, name, external_source, external_id, avatar_url)
          select p.user_id,
                 case when exists (select 1 from public.users u where u.username = lower(s.username))
                      then left(lower(s.username), 70) || '-' || left(p.user_id::text, 8)
@@ -1429,12 +1429,12 @@ async fn update_existing(tx: &mut PgConnection, st: &Stage, lo: i64, hi: i64) ->
     .await?;
     sqlx::query(&st.q(&format!(
         "update public.users u
-            set display_name = s.name,
+            set name = s.name,
                 external_source = case when u.external_id is null then s.external_source else u.external_source end,
                 external_id = coalesce(u.external_id, s.external_id),
                 avatar_url = coalesce(s.avatar_url, u.avatar_url)
            {UPDATED} and u.id = p.user_id
-            and (u.display_name <> s.name or (u.external_id is null and s.external_id is not null)
+            and (u.name <> s.name or (u.external_id is null and s.external_id is not null)
                  or (s.avatar_url is not null and u.avatar_url is distinct from s.avatar_url))"
     )))
     .bind(lo)

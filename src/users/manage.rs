@@ -54,7 +54,7 @@ pub async fn list(conn: &mut PgConnection, opts: &ListOptions) -> Result<UserLis
                  where ($1::uuid is null or w.user_id is not null)
                    and (not $2 or u.deactivated_at is not null)
                    and ($3::text is null or u.username ilike '%' || $3 || '%'
-                        or u.display_name ilike '%' || $3 || '%' or u.email ilike '%' || $3 || '%')";
+                        or u.name ilike '%' || $3 || '%' or u.email ilike '%' || $3 || '%')";
     let total: i64 = sqlx::query_scalar(&format!("select count(*) {filter}"))
         .bind(ws)
         .bind(opts.deactivated_only)
@@ -62,7 +62,7 @@ pub async fn list(conn: &mut PgConnection, opts: &ListOptions) -> Result<UserLis
         .fetch_one(&mut *conn)
         .await?;
     let users: Vec<Listed> = sqlx::query_as(&format!(
-        "select u.id, u.username, u.display_name, u.email, u.external_source, u.external_id, u.is_bot,
+        "select u.id, u.username, u.name as display_name, u.email, u.external_source, u.external_id, u.is_bot,
                 u.created_at, u.deactivated_at, w.role
            {filter} order by u.username limit $4 offset $5"
     ))
@@ -121,7 +121,7 @@ pub async fn find(conn: &mut PgConnection, who: &str) -> Result<Uuid> {
 pub async fn show(conn: &mut PgConnection, who: &str) -> Result<Shown> {
     let id = find(conn, who).await?;
     let user: Listed = sqlx::query_as(
-        "select u.id, u.username, u.display_name, u.email, u.external_source, u.external_id, u.is_bot,
+        "select u.id, u.username, u.name as display_name, u.email, u.external_source, u.external_id, u.is_bot,
                 u.created_at, u.deactivated_at, null::text as role
            from public.users u where u.id = $1",
     )

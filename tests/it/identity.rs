@@ -102,12 +102,12 @@ async fn an_account_that_claims_an_address_first_is_never_given_its_roles() {
     // a profile: the address they send is refused, the one they get is none.
     let attacker = sign_up(&mut c, "newhire@example.com", false).await;
     let forged = format!(
-        "insert into users (id, username, display_name, email) values ('{attacker}', 'newhire', 'New Hire', 'newhire@example.com')"
+        "insert into users (id, username, name, email) values ('{attacker}', 'newhire', 'New Hire', 'newhire@example.com')"
     );
     let err = as_user(&mut c, attacker, &forged).await.unwrap_err();
     assert!(err.contains("permission denied"), "{err}");
     let own = format!(
-        "insert into users (id, username, display_name) values ('{attacker}', 'newhire', 'New Hire')"
+        "insert into users (id, username, name) values ('{attacker}', 'newhire', 'New Hire')"
     );
     as_user(&mut c, attacker, &own).await.unwrap();
     let email: Option<String> = scalar(
@@ -211,16 +211,15 @@ async fn a_person_is_never_taken_for_a_bot() {
     // "confirmed") and makes a profile: it is a person's, and no bot acts as it.
     let person = sign_up(&mut c, "helpbot@bots.chatctl.invalid", true).await;
     let own = format!(
-        "insert into users (id, username, display_name, is_bot) values ('{person}', 'helpbot', 'Help', true)"
+        "insert into users (id, username, name, is_bot) values ('{person}', 'helpbot', 'Help', true)"
     );
     let err = as_user(&mut c, person, &own).await.unwrap_err();
     assert!(
         err.contains("permission denied"),
         "only operators make bots: {err}"
     );
-    let own = format!(
-        "insert into users (id, username, display_name) values ('{person}', 'helpbot', 'Help')"
-    );
+    let own =
+        format!("insert into users (id, username, name) values ('{person}', 'helpbot', 'Help')");
     as_user(&mut c, person, &own).await.unwrap();
     let err = chatctl::bots::runtime::prepare(&pool, vec![bot("helpbot")], &actor())
         .await

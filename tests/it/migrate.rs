@@ -459,8 +459,8 @@ async fn the_contract_names_keep_every_reaction_and_turn_chatctls_names_into_uni
         ..up_all()
     };
     migrate::up(&mut c, &m, &before).await.unwrap();
-    let ada = crate::support::user(&mut c, "ada").await;
-    let bob = crate::support::user(&mut c, "bob").await;
+    let ada = crate::support::user_named_in(&mut c, "ada", "display_name").await;
+    let bob = crate::support::user_named_in(&mut c, "bob", "display_name").await;
     let message: uuid::Uuid = sqlx::query_scalar(
         "with w as (insert into workspaces (slug, name) values ('acme', 'Acme') returning id),
               ch as (insert into channels (workspace_id, name) select id, 'general' from w returning id)

@@ -653,11 +653,10 @@ async fn changed_names_and_topics_are_updates() {
             .iter()
             .all(|ch| ch.action == provision::Action::Update)
     );
-    let name: String =
-        sqlx::query_scalar("select display_name from users where email = 'ada@example.com'")
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
+    let name: String = sqlx::query_scalar("select name from users where email = 'ada@example.com'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     assert_eq!(name, "Ada King");
 }
 

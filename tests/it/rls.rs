@@ -336,7 +336,7 @@ const fn delete(row: &'static str, who: &'static [Actor]) -> Delete {
     }
 }
 
-const PROFILE: &[&str] = &["username", "display_name", "avatar_url"];
+const PROFILE: &[&str] = &["username", "name", "avatar_url"];
 const MESSAGE_EDIT: &[&str] = &["message", "is_deleted", "modified_at"];
 const CHANNEL_EDIT: &[&str] = &["name", "topic", "description", "purpose"];
 const CHANNEL_ADMIN: &[&str] = &[
@@ -366,7 +366,7 @@ const MODEL: &[Table] = &[
         columns: &[
             "id",
             "username",
-            "display_name",
+            "name",
             "email",
             "avatar_url",
             "is_bot",
@@ -403,7 +403,7 @@ const MODEL: &[Table] = &[
             values: &[
                 ("id", "{me}"),
                 ("username", "'fresh-profile'"),
-                ("display_name", "'Fresh'"),
+                ("name", "'Fresh'"),
             ],
             prepare: "",
             who: &[Newcomer],
@@ -1404,7 +1404,7 @@ fn value(table: &str, column: &str, context: &str) -> Option<Assignments> {
         ]),
         (_, "search") => None, // generated
         ("users", "username") => one("'renamed'"),
-        ("users", "display_name") => one("'Renamed'"),
+        ("users", "name") => one("'Renamed'"),
         ("users", "email") => one("'forged@example.com'"),
         ("users", "avatar_url") => one("'https://example.com/a.png'"),
         ("users", "is_bot") => one("true"),
@@ -1894,7 +1894,7 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
         .await
         .unwrap();
         if p != "newcomer" {
-            sqlx::query("insert into public.users (id, username, display_name, is_bot) values ($1::uuid, $2, $2, $3)")
+            sqlx::query("insert into public.users (id, username, name, is_bot) values ($1::uuid, $2, $2, $3)")
                 .bind(&ids[p])
                 .bind(p.replace('_', "-"))
                 .bind(p == "bot")

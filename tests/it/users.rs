@@ -277,7 +277,7 @@ async fn every_format_is_read_and_every_bad_row_is_rejected_with_its_line_and_re
     assert_eq!(report["rejected_by_kind"]["bad_name"], 2);
     // The good rows, with what they said.
     let rows: Vec<(String, String, Option<String>, String, bool)> = sqlx::query_as(
-        "select u.email, u.display_name, u.external_id, coalesce(w.role, '-'), u.deactivated_at is not null
+        "select u.email, u.name, u.external_id, coalesce(w.role, '-'), u.deactivated_at is not null
            from public.users u left join public.workspace_members w on w.user_id = u.id
           where u.email <> 'taken@x.io' order by u.email",
     )
@@ -354,7 +354,7 @@ async fn a_changed_name_or_email_updates_and_deactivated_people_stay_so() {
     assert_eq!(
         scalar_i64(
             &mut c,
-            "select count(*) from public.users where display_name = 'Bea'"
+            "select count(*) from public.users where name = 'Bea'"
         )
         .await,
         1
@@ -374,11 +374,7 @@ async fn a_changed_name_or_email_updates_and_deactivated_people_stay_so() {
     let (code, r) = run(&["--on-existing", "skip"], csv("1,a@x.io,Z\n"));
     assert_eq!((code, r["users"]["skipped"].as_u64()), (0, Some(1)));
     assert_eq!(
-        scalar_i64(
-            &mut c,
-            "select count(*) from public.users where display_name = 'Z'"
-        )
-        .await,
+        scalar_i64(&mut c, "select count(*) from public.users where name = 'Z'").await,
         0
     );
     let dir = tempfile::tempdir().unwrap();

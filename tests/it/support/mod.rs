@@ -252,6 +252,12 @@ impl Drop for TestDb {
 
 /// Creates a user as Supabase Auth would (auth.users + identity) plus its profile.
 pub async fn user(conn: &mut sqlx::PgConnection, username: &str) -> Uuid {
+    user_named_in(conn, username, "name").await
+}
+
+/// [`user`] on a schema whose profile name column is `column` (`display_name` before
+/// migration 0012).
+pub async fn user_named_in(conn: &mut sqlx::PgConnection, username: &str, column: &str) -> Uuid {
     let id = Uuid::new_v4();
     let email = format!("{username}@example.com");
     sqlx::query(
@@ -266,9 +272,9 @@ pub async fn user(conn: &mut sqlx::PgConnection, username: &str) -> Uuid {
     .execute(&mut *conn)
     .await
     .unwrap();
-    sqlx::query(
-        "insert into public.users (id, username, display_name, email) values ($1, $2, $2, $3)",
-    )
+    sqlx::query(&format!(
+        "insert into public.users (id, username, {column}, email) values ($1, $2, $2, $3)"
+    ))
     .bind(id)
     .bind(username)
     .bind(&email)
