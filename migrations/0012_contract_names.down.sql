@@ -44,4 +44,17 @@ $$;
 create trigger chat_edited_at before update of message on public.chat
     for each row execute function chat_private.stamp_edit();
 
+drop trigger chatctl_follow_sign_in on auth.users;
+drop function chat_private.follow_auth_sign_in();
+drop trigger users_identity on public.users;
+create or replace function chat_private.users_identity() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+    new.email := chat_private.verified_email(new.id);
+    return new;
+end
+$$;
+create trigger users_identity before insert or update of id, email on public.users
+    for each row execute function chat_private.users_identity();
+alter table public.users drop column last_login;
 alter table public.users rename column name to display_name;

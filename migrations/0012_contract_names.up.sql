@@ -9,6 +9,11 @@
 -- users: `display_name` is `name` (the person's name; empty when they have none, and
 -- the app shows the username then).
 --
+-- users: `last_login` is when the person last signed in: Supabase Auth's
+-- `auth.users.last_sign_in_at`, followed on every sign-in and read from there whatever a
+-- writer sends (as `email` is), so the two never differ. Readable like the rest of a
+-- profile; nobody writes it but Supabase Auth.
+--
 -- channels: `is_private` is the outline's flag beside chatctl's richer `kind` (public,
 -- private, dm, group_dm): a direct message is private too. A trigger keeps the two one
 -- thing: a client may write either (`{name, is_private: true}` makes a private channel;
@@ -44,6 +49,42 @@ end
 $$;
 
 alter table public.users rename column display_name to name;
+alter table public.users add column last_login timestamptz;
+alter table public.users disable trigger users_updated_at;
+update public.users u set last_login = a.last_sign_in_at
+  from auth.users a where a.id = u.id and a.last_sign_in_at is not null;
+alter table public.users enable trigger users_updated_at;
+grant select (last_login) on public.users to authenticated;
+
+create or replace function chat_private.users_identity() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+    new.email := chat_private.verified_email(new.id);
+    new.last_login := (select a.last_sign_in_at from auth.users a where a.id = new.id);
+    return new;
+end
+$$;
+drop trigger users_identity on public.users;
+create trigger users_identity before insert or update of id, email, last_login on public.users
+    for each row execute function chat_private.users_identity();
+
+-- A sign-in: the profile follows. Never raises (a failure here would fail the sign-in).
+create function chat_private.follow_auth_sign_in() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+    begin
+        update public.users set last_login = new.last_sign_in_at
+         where id = new.id and last_login is distinct from new.last_sign_in_at;
+    exception when others then
+        raise warning 'chatctl: the profile of % did not follow its sign-in: %', new.id, sqlerrm;
+    end;
+    return null;
+end
+$$;
+revoke all on function chat_private.follow_auth_sign_in() from public;
+create trigger chatctl_follow_sign_in after update of last_sign_in_at on auth.users
+    for each row when (old.last_sign_in_at is distinct from new.last_sign_in_at)
+    execute function chat_private.follow_auth_sign_in();
 
 alter table public.channels add column is_private boolean;
 -- Filled without touching `updated_at` or the search log: no channel changed.

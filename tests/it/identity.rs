@@ -426,3 +426,53 @@ async fn the_migration_repairs_direct_messages_and_emails_and_reports_ownerless_
         scalar(&mut c, &format!("select email from users where id = '{b}'")).await;
     assert_eq!(email.as_deref(), Some("b@example.com"), "the verified one");
 }
+
+/// `users.last_login` (the outline's name) is Supabase Auth's last sign-in: it follows each
+/// sign-in, a new profile starts from it, and no writer can make the two differ (issue 20).
+#[tokio::test]
+async fn last_login_is_supabase_auths_last_sign_in() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    let login = |id: Uuid| {
+        sqlx::query_scalar::<_, Option<String>>(
+            "select to_char(last_login at time zone 'UTC', 'YYYY-MM-DD HH24:MI') from users where id = $1",
+        )
+        .bind(id)
+    };
+    // Signed in before their profile was made: the profile starts from it.
+    let id = sign_up(&mut c, "grace@example.com", true).await;
+    sqlx::query("update auth.users set last_sign_in_at = '2026-12-01 09:00:00+00' where id = $1")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("insert into users (id, username, name) values ($1, 'grace', 'Grace')")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        login(id).fetch_one(&mut c).await.unwrap().as_deref(),
+        Some("2026-12-01 09:00")
+    );
+    // A sign-in: the profile follows.
+    sqlx::query("update auth.users set last_sign_in_at = '2026-12-02 18:30:00+00' where id = $1")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        login(id).fetch_one(&mut c).await.unwrap().as_deref(),
+        Some("2026-12-02 18:30")
+    );
+    // Written directly, even by the table's owner: Supabase Auth's value stays.
+    sqlx::query("update users set last_login = '1999-01-01' where id = $1")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        login(id).fetch_one(&mut c).await.unwrap().as_deref(),
+        Some("2026-12-02 18:30")
+    );
+}

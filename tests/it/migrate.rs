@@ -483,7 +483,27 @@ async fn the_contract_names_keep_every_reaction_and_turn_chatctls_names_into_uni
     .await
     .unwrap();
 
+    // ada signed in before the upgrade: her profile's last_login is filled from it.
+    sqlx::query("update auth.users set last_sign_in_at = '2026-11-30 10:00:00+00' where id = $1")
+        .bind(ada)
+        .execute(&mut c)
+        .await
+        .unwrap();
+
     migrate::up(&mut c, &m, &up_all()).await.unwrap();
+    let logins: Vec<(String, Option<String>)> = sqlx::query_as(
+        "select username, to_char(last_login at time zone 'UTC', 'YYYY-MM-DD HH24:MI') from users order by 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        logins,
+        [
+            ("ada".to_owned(), Some("2026-11-30 10:00".to_owned())),
+            ("bob".to_owned(), None)
+        ]
+    );
     let rows: Vec<(String, String, bool)> = sqlx::query_as(
         "select u.username, e.emoji_uni_code, e.id is not null from emojis e join users u on u.id = e.user_id
           where e.chat_id = $1 order by 1, 2",

@@ -375,6 +375,7 @@ const MODEL: &[Table] = &[
             "created_at",
             "updated_at",
             "deactivated_at",
+            "last_login",
         ],
         hidden: &["email", "external_source", "external_id"],
         rows: &[
@@ -411,8 +412,12 @@ const MODEL: &[Table] = &[
             service_denied: true,
         }],
         client_insert: &["avatar_url"],
-        set_on_insert: &[("email", Who::Everyone)],
-        set_on_update: &[("email", Who::Everyone), ("updated_at", Who::Everyone)],
+        set_on_insert: &[("email", Who::Everyone), ("last_login", Who::Everyone)],
+        set_on_update: &[
+            ("email", Who::Everyone),
+            ("updated_at", Who::Everyone),
+            ("last_login", Who::Everyone),
+        ],
         updates: &[
             update("self", PROFILE, PROFILED),
             update("coworker", PROFILE, &[Member]),

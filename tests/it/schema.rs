@@ -285,6 +285,7 @@ create table auth.users (
     encrypted_password varchar(255), email_confirmed_at timestamptz, confirmation_token varchar(255),
     recovery_token varchar(255), email_change_token_new varchar(255), email_change varchar(255),
     raw_app_meta_data jsonb, raw_user_meta_data jsonb, created_at timestamptz, updated_at timestamptz,
+    last_sign_in_at timestamptz,
     is_sso_user boolean not null default false, supabase_only_column text default 'theirs'
 );
 create table auth.identities (id uuid primary key default gen_random_uuid(), user_id uuid references auth.users(id),
