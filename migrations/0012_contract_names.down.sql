@@ -58,3 +58,16 @@ create trigger users_identity before insert or update of id, email on public.use
     for each row execute function chat_private.users_identity();
 alter table public.users drop column last_login;
 alter table public.users rename column name to display_name;
+
+drop trigger channels_shared_follow on public.channels;
+drop function chat_private.shared_channels_follow();
+drop trigger shared_channels_a_fill on public.shared_channels;
+drop function chat_private.shared_channels_fill();
+revoke insert (target_workspace_id) on public.shared_channels from authenticated;
+alter table public.shared_channels
+    drop constraint shared_channels_target,
+    drop column target_workspace_id,
+    drop column origin_workspace_id,
+    drop column name,
+    drop column topic,
+    drop column is_private;

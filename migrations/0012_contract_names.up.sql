@@ -26,6 +26,13 @@
 -- message; the database sets the time (now), as for `read_at`. chatctl itself (imports)
 -- may write a historical one.
 --
+-- shared_channels: the outline's row of a sharing. `workspace_id` stays the workspace the
+-- channel is shared into, and `target_workspace_id` is the same (a writer may send either;
+-- both, disagreeing, is refused); `origin_workspace_id` is the channel's own workspace, and
+-- `name`, `topic`, `is_private` are the channel's: the database fills them and follows every
+-- change of the channel, and nobody writes them otherwise (a value that is not the
+-- channel's is replaced by it).
+--
 -- members: `joined_at` is `created_at`, and each membership has an `id` (the key stays
 -- (channel, person)).
 --
@@ -145,6 +152,69 @@ $$;
 create trigger chat_modified_at before update of message, modified_at on public.chat
     for each row execute function chat_private.stamp_edit();
 grant update (modified_at) on public.chat to authenticated;
+
+alter table public.shared_channels
+    add column target_workspace_id uuid references public.workspaces (id) on delete cascade,
+    add column origin_workspace_id uuid references public.workspaces (id) on delete cascade,
+    add column name text,
+    add column topic text,
+    add column is_private boolean;
+alter table public.shared_channels disable trigger shared_channels_drop_members_moved;
+update public.shared_channels s
+   set target_workspace_id = s.workspace_id, origin_workspace_id = c.workspace_id,
+       name = c.name, topic = c.topic, is_private = c.is_private
+  from public.channels c where c.id = s.channel_id;
+alter table public.shared_channels enable trigger shared_channels_drop_members_moved;
+alter table public.shared_channels
+    alter column target_workspace_id set not null,
+    alter column origin_workspace_id set not null,
+    alter column name set not null,
+    alter column topic set not null,
+    alter column is_private set not null,
+    add constraint shared_channels_target check (target_workspace_id = workspace_id);
+create index shared_channels_target_workspace_idx on public.shared_channels (target_workspace_id);
+create index shared_channels_origin_workspace_idx on public.shared_channels (origin_workspace_id);
+grant insert (target_workspace_id) on public.shared_channels to authenticated;
+
+-- Before the sharing's own checks (name order): the row is complete when they run.
+create function chat_private.shared_channels_fill() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+    if tg_op = 'UPDATE' and new.target_workspace_id is not distinct from old.target_workspace_id then
+        new.target_workspace_id := new.workspace_id;
+    elsif tg_op = 'UPDATE' and new.workspace_id is not distinct from old.workspace_id then
+        new.workspace_id := new.target_workspace_id;
+    end if;
+    new.workspace_id := coalesce(new.workspace_id, new.target_workspace_id);
+    new.target_workspace_id := coalesce(new.target_workspace_id, new.workspace_id);
+    if new.target_workspace_id <> new.workspace_id then
+        raise exception 'target_workspace_id and workspace_id name the same workspace'
+            using errcode = 'check_violation', constraint = 'shared_channels_target';
+    end if;
+    select c.workspace_id, c.name, c.topic, c.is_private
+      into new.origin_workspace_id, new.name, new.topic, new.is_private
+      from public.channels c where c.id = new.channel_id;
+    return new;
+end
+$$;
+create trigger shared_channels_a_fill before insert or update on public.shared_channels
+    for each row execute function chat_private.shared_channels_fill();
+
+-- A channel's name, topic or privacy changes: its sharings follow (whoever changed it).
+create function chat_private.shared_channels_follow() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+    update public.shared_channels s set name = n.name
+      from new_rows n join old_rows o on o.id = n.id
+     where s.channel_id = n.id
+       and (n.name, n.topic, n.is_private) is distinct from (o.name, o.topic, o.is_private);
+    return null;
+end
+$$;
+create trigger channels_shared_follow after update on public.channels
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function chat_private.shared_channels_follow();
+revoke all on function chat_private.shared_channels_fill(), chat_private.shared_channels_follow() from public;
 
 alter table public.members rename column joined_at to created_at;
 alter table public.members add column id uuid not null default gen_random_uuid();

@@ -392,6 +392,10 @@ async fn spec_values_the_database_would_refuse_are_usage_errors_with_their_line(
         ),
         ("channels_dm_key_iff_dm", "a spec's channels are never DMs"),
         (
+            "shared_channels_target",
+            "apply writes `workspace_id` alone; the trigger copies it to `target_workspace_id`",
+        ),
+        (
             "channels_is_private_kind",
             "apply writes `kind` alone; the trigger derives `is_private` from it",
         ),

@@ -851,7 +851,17 @@ const MODEL: &[Table] = &[
     },
     Table {
         name: "shared_channels",
-        columns: &["channel_id", "workspace_id", "shared_by", "created_at"],
+        columns: &[
+            "channel_id",
+            "workspace_id",
+            "shared_by",
+            "created_at",
+            "target_workspace_id",
+            "origin_workspace_id",
+            "name",
+            "topic",
+            "is_private",
+        ],
         hidden: &[],
         rows: &[row(
             "shared",
@@ -879,9 +889,20 @@ const MODEL: &[Table] = &[
                 service_denied: true,
             },
         ],
-        client_insert: &[],
-        set_on_insert: &[],
-        set_on_update: &[],
+        client_insert: &["target_workspace_id"],
+        // The channel's own: whatever the service role sends, the channel's values stay.
+        set_on_insert: &[
+            ("origin_workspace_id", Who::Everyone),
+            ("name", Who::Everyone),
+            ("topic", Who::Everyone),
+            ("is_private", Who::Everyone),
+        ],
+        set_on_update: &[
+            ("origin_workspace_id", Who::Everyone),
+            ("name", Who::Everyone),
+            ("topic", Who::Everyone),
+            ("is_private", Who::Everyone),
+        ],
         updates: &[],
         deletes: &[delete("shared", &[Admin, Owner, PartnerOwner])],
         service_denied: &[],
@@ -1444,6 +1465,14 @@ fn value(table: &str, column: &str, context: &str) -> Option<Assignments> {
         ("members", "notification_level") => one("'mentions'"),
         ("members", "muted") => one("true"),
         ("shared_channels", "channel_id") => one("{lobby}"),
+        ("shared_channels", "target_workspace_id") => one("{partner}"),
+        ("shared_channels", "origin_workspace_id") => one("{other}"),
+        // Never the channel's own value.
+        ("shared_channels", "is_private") => match context {
+            c if c.contains("#private") => one("false"),
+            _ => one("true"),
+        },
+        ("shared_channels", "name" | "topic") => one("'forged'"),
         ("shared_channels", "workspace_id") => one("{other}"),
         ("chat", "channel_id") => match context {
             "reply" => one("{lobby}"),

@@ -534,3 +534,80 @@ async fn modified_at_says_when_the_author_last_changed_the_message() {
         "{stamped}"
     );
 }
+
+/// `shared_channels` in the outline's names: the target may be given as `workspace_id` or
+/// `target_workspace_id`, and the origin, name, topic and privacy are the channel's, kept
+/// so when the channel changes (issue 20).
+#[tokio::test]
+async fn a_sharing_carries_the_outlines_columns_and_follows_its_channel() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    let w = world(&mut c).await;
+    let partner: Uuid = sqlx::query_scalar(
+        "insert into workspaces (slug, name) values ('partner', 'Partner') returning id",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    // Through the outline's name only.
+    sqlx::query("insert into shared_channels (channel_id, target_workspace_id) values ($1, $2)")
+        .bind(w.channel)
+        .bind(partner)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let row = || {
+        sqlx::query_as::<_, (Uuid, Uuid, Uuid, String, String, bool)>(
+            "select workspace_id, target_workspace_id, origin_workspace_id, name, topic, is_private
+               from shared_channels where channel_id = $1",
+        )
+        .bind(w.channel)
+    };
+    let got = row().fetch_one(&mut c).await.unwrap();
+    assert_eq!(
+        got,
+        (
+            partner,
+            partner,
+            w.ws,
+            "general".into(),
+            String::new(),
+            false
+        )
+    );
+    // The channel changes: the sharing follows.
+    sqlx::query("update channels set name = 'town-square', topic = 'all hands' where id = $1")
+        .bind(w.channel)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("update channels set is_private = true where id = $1")
+        .bind(w.channel)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let got = row().fetch_one(&mut c).await.unwrap();
+    assert_eq!(
+        (got.3.as_str(), got.4.as_str(), got.5),
+        ("town-square", "all hands", true)
+    );
+    // A forged copy is replaced by the channel's; two targets that disagree are refused.
+    sqlx::query("update shared_channels set name = 'forged', origin_workspace_id = $2 where channel_id = $1")
+        .bind(w.channel)
+        .bind(partner)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let got = row().fetch_one(&mut c).await.unwrap();
+    assert_eq!((got.2, got.3.as_str()), (w.ws, "town-square"));
+    let e = sqlx::query(
+        "insert into shared_channels (channel_id, workspace_id, target_workspace_id)
+         select $1, $2, id from workspaces where slug = 'acme'",
+    )
+    .bind(w.channel)
+    .bind(partner)
+    .execute(&mut c)
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("target_workspace_id"), "{e}");
+}
