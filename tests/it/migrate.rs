@@ -560,3 +560,43 @@ async fn the_contract_names_keep_every_reaction_and_turn_chatctls_names_into_uni
         .unwrap();
     assert_eq!(code, "🚀");
 }
+
+/// A project whose tables were made from the product's outline (no chatctl history):
+/// `migrate up` stops before changing anything and says what it found (issue 20), instead of
+/// applying the bootstrap and failing at the first `create table`.
+#[tokio::test]
+async fn up_on_a_database_with_the_outlines_tables_changes_nothing_and_says_what_it_found() {
+    let db = TestDb::empty().await;
+    let mut c = db.conn().await;
+    sqlx::raw_sql(
+        "create table public.users (id uuid primary key, name text, email text, created_at timestamptz, last_login timestamptz);
+         create table public.chat (id uuid primary key, user_id uuid, channel_id uuid, message jsonb);
+         insert into public.users (id, name) select gen_random_uuid(), 'person ' || g from generate_series(1, 3) g;",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    const SCHEMAS: &str = "select string_agg(nspname, ',' order by nspname) from pg_namespace
+                            where nspname not like 'pg\\_%' and nspname <> 'information_schema'";
+    let before: String = sqlx::query_scalar(SCHEMAS).fetch_one(&mut c).await.unwrap();
+    for args in [vec!["migrate", "up", "--dry-run"], vec!["migrate", "up"]] {
+        let out = chatctl(&[("DATABASE_URL", db.url.as_str())])
+            .args(&args)
+            .output()
+            .unwrap();
+        let (_, stderr) = outputs(&out);
+        assert_eq!(out.status.code(), Some(73), "{args:?}: {stderr}");
+        assert!(stderr.contains("nothing was changed"), "{stderr}");
+        assert!(
+            stderr.contains("public.users (3 rows)") && stderr.contains("public.chat (0 rows)"),
+            "{stderr}"
+        );
+    }
+    let after: String = sqlx::query_scalar(SCHEMAS).fetch_one(&mut c).await.unwrap();
+    assert_eq!(after, before, "no schema was made");
+    let users: i64 = sqlx::query_scalar("select count(*) from public.users")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(users, 3);
+}
