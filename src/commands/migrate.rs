@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Context;
 use crate::db::migrate::{self, DownOptions, DownTarget, Migrations, Source, UpOptions};
+use crate::db::supabase_cli;
 use crate::error::{ExitCode, Result};
 
 #[derive(Debug, clap::Args)]
@@ -15,6 +16,10 @@ pub struct MigrateArgs {
     /// How long to wait for another migration run to finish (e.g. 60s, 5m)
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     lock_timeout: Option<Duration>,
+    /// The Supabase CLI's migrations directory (supabase/migrations): `up` applies its
+    /// pending files after chatctl's own, `status` lists them, recorded as the CLI records them
+    #[arg(long, global = true, value_name = "DIR")]
+    supabase_dir: Option<PathBuf>,
     #[command(subcommand)]
     cmd: MigrateCmd,
 }
@@ -51,6 +56,16 @@ enum MigrateCmd {
     Status,
     /// Exit 2 when the applied migrations drifted from the files (edited, missing, unknown)
     Verify,
+    /// Mark Supabase CLI migrations applied or reverted in their history, as
+    /// `supabase migration repair` does (runs none of their SQL)
+    Repair {
+        /// applied: record the versions (with their files' statements); reverted: drop them
+        #[arg(long, value_parser = ["applied", "reverted"])]
+        status: String,
+        /// The versions (the digits before `_` in the file names)
+        #[arg(value_name = "VERSION", required = true)]
+        versions: Vec<String>,
+    },
     /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory
     New {
         /// The migration's name, in snake_case
@@ -69,7 +84,8 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
             .source
             .clone()
             .unwrap_or_else(|| ctx.config.base_dir.join("migrations"));
-        ctx.out.render(&migrate::new_migration(&dir, name)?)?;
+        ctx.out
+            .render(&crate::db::migration_files::new_migration(&dir, name)?)?;
         return Ok(ExitCode::Success);
     }
     let source = match args.source {
@@ -81,6 +97,10 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
         Some(t) => t,
         None => ctx.config.migrate.lock_timeout,
     };
+    let supabase_dir = args
+        .supabase_dir
+        .as_ref()
+        .map(|d| ctx.config.base_dir.join(d));
     let url = ctx.database_url().await?;
     let mut conn = migrate::connect(&url, ctx.config.database.connect_timeout).await?;
     match args.cmd {
@@ -95,6 +115,26 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
                 },
             )
             .await?;
+            let mut report = report;
+            if let Some(dir) = &supabase_dir {
+                report.supabase = Some(supabase_cli::up(&mut conn, dir, dry_run).await?);
+            }
+            ctx.out.render(&report)?;
+            Ok(ExitCode::Success)
+        }
+        MigrateCmd::Repair { status, versions } => {
+            let applied = status == "applied";
+            let dir = match (&supabase_dir, applied) {
+                (Some(d), _) => d.clone(),
+                (None, false) => PathBuf::new(),
+                (None, true) => {
+                    return Err(crate::error::Error::usage(
+                        "marking a version applied reads its file: give --supabase-dir",
+                    )
+                    .into());
+                }
+            };
+            let report = supabase_cli::repair(&mut conn, &dir, &versions, applied).await?;
             ctx.out.render(&report)?;
             Ok(ExitCode::Success)
         }
@@ -118,12 +158,14 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         MigrateCmd::Status => {
-            ctx.out
-                .render(&migrate::status(&mut conn, &migrations).await?)?;
+            let mut report = migrate::status(&mut conn, &migrations).await?;
+            report.supabase = supabase_cli::list(&mut conn, supabase_dir.as_deref()).await?;
+            ctx.out.render(&report)?;
             Ok(ExitCode::Success)
         }
         MigrateCmd::Verify => {
-            let report = migrate::status(&mut conn, &migrations).await?;
+            let mut report = migrate::status(&mut conn, &migrations).await?;
+            report.supabase = supabase_cli::list(&mut conn, supabase_dir.as_deref()).await?;
             ctx.out.render(&report)?;
             Ok(if report.has_drift() {
                 ExitCode::ChangesPending

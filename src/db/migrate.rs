@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -175,10 +175,44 @@ pub struct MigrateReport {
     /// The database's version afterwards (under `--dry-run`: now).
     pub version: Option<i64>,
     pub waited_for_lock_ms: u64,
+    /// With `--supabase-dir`: the Supabase CLI's migrations applied after chatctl's own
+    /// (under `--dry-run`: those that would be).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supabase: Option<Vec<crate::db::supabase_cli::Applied>>,
 }
 
 impl Report for MigrateReport {
     fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        self.human_own(out)?;
+        let Some(supabase) = &self.supabase else {
+            return Ok(());
+        };
+        if supabase.is_empty() {
+            return writeln!(out, "Supabase CLI migrations: none to apply");
+        }
+        for a in supabase {
+            let file = &a.file;
+            if self.dry_run {
+                writeln!(
+                    out,
+                    "-- would apply Supabase CLI migration {file} ({} statements)",
+                    a.statements
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "applied Supabase CLI migration {file} ({} statements, {} ms)",
+                    a.statements, a.elapsed_ms
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MigrateReport {
+    /// chatctl's own migrations.
+    fn human_own(&self, out: &mut dyn Write) -> std::io::Result<()> {
         if self.dry_run {
             if self.steps.is_empty() {
                 return writeln!(
@@ -402,7 +436,7 @@ async fn up_locked(
         .collect();
     // Before anything is written: a table a pending migration would create is not
     // someone else's already (a project built from the product's outline, say).
-    check_tables_free(conn, &pending).await?;
+    crate::db::adopt::check_tables_free(conn, &pending).await?;
     if !opts.dry_run {
         ensure_history(conn).await?;
     }
@@ -435,83 +469,8 @@ async fn up_locked(
         steps,
         version,
         waited_for_lock_ms: 0,
+        supabase: None,
     })
-}
-
-/// The `public` tables `pending` create (`create table public.NAME`, not `if not exists`).
-fn created_tables(pending: &[&Migration]) -> Vec<String> {
-    let mut names = Vec::new();
-    for m in pending {
-        let sql = m.sql.to_ascii_lowercase();
-        for (i, _) in sql.match_indices("create table public.") {
-            let rest = &sql[i + "create table public.".len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() && !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    names
-}
-
-/// Refuses, before changing anything, when tables the pending migrations create already
-/// exist: the run would stop half-way at the first of them. Says what it found.
-async fn check_tables_free(conn: &mut PgConnection, pending: &[&Migration]) -> Result<()> {
-    let names = created_tables(pending);
-    if names.is_empty() {
-        return Ok(());
-    }
-    let found: Vec<(String, i64)> = sqlx::query_as(
-        "select c.relname::text, c.reltuples::bigint
-           from pg_class c
-          where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm', 'f')
-            and c.relname = any($1)
-          order by array_position($1, c.relname::text)",
-    )
-    .bind(&names)
-    .fetch_all(&mut *conn)
-    .await
-    .context("cannot list the tables of schema public")?;
-    if found.is_empty() {
-        return Ok(());
-    }
-    let mut listed = Vec::new();
-    for (name, estimate) in &found {
-        let rows: i64 = if *estimate < 100_000 {
-            sqlx::query_scalar(&format!(
-                "select count(*) from public.{}",
-                quote_ident(name)
-            ))
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap_or(*estimate)
-        } else {
-            *estimate
-        };
-        let noun = if rows == 1 { "row" } else { "rows" };
-        listed.push(format!("public.{name} ({rows} {noun})"));
-    }
-    Err(Error::new(
-        Kind::NotEmpty,
-        format!(
-            "nothing was changed: the database already has {} table(s) these migrations create: {}",
-            found.len(),
-            listed.join(", ")
-        ),
-    )
-    .with_help(
-        "this looks like a project whose tables were made another way (the product outline's \
-         schema, say); chatctl cannot take such tables over yet: migrate an empty database, \
-         or move these tables out of schema public first",
-    )
-    .into())
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// What a locked run does.
@@ -745,6 +704,7 @@ async fn down_locked(
         steps,
         version,
         waited_for_lock_ms: 0,
+        supabase: None,
     })
 }
 
@@ -788,6 +748,10 @@ pub struct StatusReport {
     pub pending: usize,
     pub drift: usize,
     pub migrations: Vec<StatusEntry>,
+    /// The Supabase CLI's migrations, when the database records some or `--supabase-dir`
+    /// names their directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supabase: Option<crate::db::supabase_cli::Listing>,
 }
 
 impl StatusReport {
@@ -824,6 +788,9 @@ impl Report for StatusReport {
         )?;
         for e in self.migrations.iter().filter(|e| e.state.is_drift()) {
             writeln!(out, "drift: {}", e.problem)?;
+        }
+        if let Some(supabase) = &self.supabase {
+            supabase.human(out)?;
         }
         Ok(())
     }
@@ -897,71 +864,6 @@ pub async fn status(conn: &mut PgConnection, migrations: &Migrations) -> Result<
             .filter(|e| e.state.is_drift())
             .count(),
         migrations: migrations_list,
+        supabase: None,
     })
-}
-
-/// What `migrate new` created.
-#[derive(Debug, Clone, Serialize)]
-pub struct NewReport {
-    pub version: i64,
-    pub up: PathBuf,
-    pub down: PathBuf,
-}
-
-impl Report for NewReport {
-    fn human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        writeln!(
-            out,
-            "created {}\ncreated {}",
-            self.up.display(),
-            self.down.display()
-        )
-    }
-}
-
-/// Creates the next `NNNN_name.up.sql` / `.down.sql` pair in `dir`.
-pub fn new_migration(dir: &Path, name: &str) -> Result<NewReport> {
-    let valid = !name.is_empty()
-        && name.len() <= 100
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.starts_with(|c: char| c.is_ascii_lowercase());
-    if !valid {
-        return Err(Error::usage(format!("invalid migration name `{name}`"))
-            .with_help(
-                "use snake_case: lowercase letters, digits and underscores, e.g. add_channel_pins",
-            )
-            .into());
-    }
-    if !dir.is_dir() {
-        return Err(Error::usage(format!(
-            "migration directory {} does not exist",
-            dir.display()
-        ))
-        .with_help("run from the project root, or pass --source DIR")
-        .into());
-    }
-    let mut latest = 0i64;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let file = entry?.file_name();
-        let file = file.to_string_lossy();
-        if let Some(v) = file.split('_').next().and_then(|v| v.parse::<i64>().ok()) {
-            latest = latest.max(v);
-        }
-    }
-    let version = latest + 1;
-    let up = dir.join(format!("{version:04}_{name}.up.sql"));
-    let down = dir.join(format!("{version:04}_{name}.down.sql"));
-    std::fs::write(
-        &up,
-        format!("-- {name}: what this migration does and why.\n"),
-    )
-    .with_context(|| format!("cannot write {}", up.display()))?;
-    std::fs::write(
-        &down,
-        format!("-- Reverts {version:04}_{name}.up.sql exactly.\n"),
-    )
-    .with_context(|| format!("cannot write {}", down.display()))?;
-    Ok(NewReport { version, up, down })
 }

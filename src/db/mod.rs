@@ -2,12 +2,15 @@
 //! cluster itself ([`local`]), the migration runner ([`migrate`]) and the data generator
 //! ([`seed`]).
 
+pub mod adopt;
 pub mod app_queries;
 pub mod bulk;
 pub mod local;
 pub mod messages;
 pub mod migrate;
+pub mod migration_files;
 pub mod seed;
+pub mod supabase_cli;
 
 use std::future::Future;
 use std::str::FromStr as _;

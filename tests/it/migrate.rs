@@ -600,3 +600,140 @@ async fn up_on_a_database_with_the_outlines_tables_changes_nothing_and_says_what
         .unwrap();
     assert_eq!(users, 3);
 }
+
+/// The Supabase CLI's migrations beside chatctl's (issue 20): `up --supabase-dir` applies
+/// the pending files after chatctl's own and records them as the CLI does (version, name,
+/// statements as its splitter cuts them); `status` lists them; `repair` marks versions
+/// applied or reverted; a failing file is rolled back and not recorded.
+#[tokio::test]
+async fn supabase_cli_migrations_are_applied_listed_and_repaired_as_the_cli_records_them() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("supabase").join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("20240101000000_app_settings.sql"),
+        "create table public.app_settings (key text primary key, value text default 'a;b');\n\n\
+         -- one row; a comment\n\
+         insert into public.app_settings (key) values ('theme');\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("20240102000000_settings_fn.sql"),
+        "create function public.setting(k text) returns text language plpgsql stable as $$\n\
+         begin\n  return (select value from public.app_settings where key = k);\nend\n$$;\n",
+    )
+    .unwrap();
+    std::fs::write(migrations.join("README.md"), "not a migration").unwrap();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let dir_arg = migrations.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = chatctl(&env).args(args).output().unwrap();
+        let (stdout, stderr) = outputs(&out);
+        (out.status.code(), stdout, stderr)
+    };
+
+    let (code, stdout, stderr) = run(&["migrate", "up", "--supabase-dir", dir_arg, "-o", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["supabase"].as_array().unwrap().len(), 2, "{report}");
+    let history: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+        "select version, name, statements from supabase_migrations.schema_migrations order by version",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        history,
+        [
+            (
+                "20240101000000".to_owned(),
+                "app_settings".to_owned(),
+                vec![
+                    "create table public.app_settings (key text primary key, value text default 'a;b')".to_owned(),
+                    "-- one row; a comment\ninsert into public.app_settings (key) values ('theme')".to_owned(),
+                ]
+            ),
+            (
+                "20240102000000".to_owned(),
+                "settings_fn".to_owned(),
+                vec!["create function public.setting(k text) returns text language plpgsql stable as $$\nbegin\n  return (select value from public.app_settings where key = k);\nend\n$$".to_owned()]
+            ),
+        ]
+    );
+    let value: String = sqlx::query_scalar("select public.setting('theme')")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(value, "a;b");
+
+    // Listed beside chatctl's own; nothing pending; a second run applies nothing.
+    let (code, stdout, _) = run(&["migrate", "status", "--supabase-dir", dir_arg, "-o", "json"]);
+    assert_eq!(code, Some(0));
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["supabase"]["pending"], 0, "{status}");
+    assert_eq!(status["supabase"]["migrations"][1]["remote"], true);
+    let (code, stdout, _) = run(&["migrate", "up", "--supabase-dir", dir_arg]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("Supabase CLI migrations: none to apply"),
+        "{stdout}"
+    );
+
+    // repair: reverted drops the row (the SQL stays applied), applied records it again.
+    let (code, _, stderr) = run(&[
+        "migrate",
+        "repair",
+        "--status",
+        "reverted",
+        "20240102000000",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, stdout, _) = run(&["migrate", "status", "--supabase-dir", dir_arg, "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["supabase"]["pending"], 1, "{status}");
+    let (code, _, stderr) = run(&[
+        "migrate",
+        "repair",
+        "--supabase-dir",
+        dir_arg,
+        "--status",
+        "applied",
+        "20240102000000",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let statements: Vec<String> = sqlx::query_scalar(
+        "select statements from supabase_migrations.schema_migrations where version = '20240102000000'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(statements, history[1].2);
+
+    // A file that fails: rolled back whole, not recorded, the error names file and statement.
+    std::fs::write(
+        migrations.join("20240103000000_broken.sql"),
+        "insert into public.app_settings (key) values ('half');\nselect no_such_function();\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["migrate", "up", "--supabase-dir", dir_arg]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("20240103000000_broken.sql") && stderr.contains("statement 2 of 2"),
+        "{stderr}"
+    );
+    let half: i64 =
+        sqlx::query_scalar("select count(*) from public.app_settings where key = 'half'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(half, 0, "the file's first statement was rolled back");
+    let recorded: i64 = sqlx::query_scalar(
+        "select count(*) from supabase_migrations.schema_migrations where version = '20240103000000'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 0);
+}
