@@ -433,46 +433,40 @@ async fn the_migration_repairs_direct_messages_and_emails_and_reports_ownerless_
 async fn last_login_is_supabase_auths_last_sign_in() {
     let db = TestDb::new().await;
     let mut c = db.conn().await;
-    let login = |id: Uuid| {
-        sqlx::query_scalar::<_, Option<String>>(
-            "select to_char(last_login at time zone 'UTC', 'YYYY-MM-DD HH24:MI') from users where id = $1",
-        )
-        .bind(id)
-    };
-    // Signed in before their profile was made: the profile starts from it.
     let id = sign_up(&mut c, "grace@example.com", true).await;
-    sqlx::query("update auth.users set last_sign_in_at = '2026-12-01 09:00:00+00' where id = $1")
-        .bind(id)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    sqlx::query("insert into users (id, username, name) values ($1, 'grace', 'Grace')")
-        .bind(id)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(
-        login(id).fetch_one(&mut c).await.unwrap().as_deref(),
-        Some("2026-12-01 09:00")
-    );
-    // A sign-in: the profile follows.
-    sqlx::query("update auth.users set last_sign_in_at = '2026-12-02 18:30:00+00' where id = $1")
-        .bind(id)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(
-        login(id).fetch_one(&mut c).await.unwrap().as_deref(),
-        Some("2026-12-02 18:30")
-    );
-    // Written directly, even by the table's owner: Supabase Auth's value stays.
-    sqlx::query("update users set last_login = '1999-01-01' where id = $1")
-        .bind(id)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(
-        login(id).fetch_one(&mut c).await.unwrap().as_deref(),
-        Some("2026-12-02 18:30")
-    );
+    // Each step, then the profile's last_login.
+    let steps = [
+        // Signed in before their profile was made: the profile starts from it.
+        (
+            "update auth.users set last_sign_in_at = '2026-12-01 09:00:00+00' where id = $1",
+            None,
+        ),
+        (
+            "insert into users (id, username, name) values ($1, 'grace', 'Grace')",
+            Some("2026-12-01 09:00"),
+        ),
+        // A sign-in: the profile follows.
+        (
+            "update auth.users set last_sign_in_at = '2026-12-02 18:30:00+00' where id = $1",
+            Some("2026-12-02 18:30"),
+        ),
+        // Written directly, even by the table's owner: Supabase Auth's value stays.
+        (
+            "update users set last_login = '1999-01-01' where id = $1",
+            Some("2026-12-02 18:30"),
+        ),
+    ];
+    for (sql, want) in steps {
+        sqlx::query(sql).bind(id).execute(&mut c).await.unwrap();
+        if let Some(want) = want {
+            let got: Option<String> = sqlx::query_scalar(
+                "select to_char(last_login at time zone 'UTC', 'YYYY-MM-DD HH24:MI') from users where id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            assert_eq!(got.as_deref(), Some(want), "after {sql}");
+        }
+    }
 }
