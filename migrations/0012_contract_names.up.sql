@@ -31,7 +31,10 @@
 -- both, disagreeing, is refused); `origin_workspace_id` is the channel's own workspace, and
 -- `name`, `topic`, `is_private` are the channel's: the database fills them and follows every
 -- change of the channel, and nobody writes them otherwise (a value that is not the
--- channel's is replaced by it).
+-- channel's is replaced by it). Who sees a sharing is unchanged: whoever reads the channel,
+-- and the owners and admins of the workspace it is shared into, who so see the name, topic
+-- and privacy of a channel shared with them even when they cannot read it (as Slack
+-- Connect shows an invited organization the channel it is asked to join).
 --
 -- members: `joined_at` is `created_at`, and each membership has an `id` (the key stays
 -- (channel, person)).
