@@ -139,6 +139,13 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         MigrateCmd::Down { to, steps, dry_run } => {
+            if supabase_dir.is_some() {
+                return Err(crate::error::Error::usage(
+                    "the Supabase CLI's migrations have no down files: `migrate down` reverts chatctl's own",
+                )
+                .with_help("to drop a Supabase version from the history, `chatctl migrate repair --status reverted VERSION`")
+                .into());
+            }
             let target = match (to, steps) {
                 (Some(v), _) => DownTarget::Version(v),
                 (None, Some(n)) => DownTarget::Steps(n),

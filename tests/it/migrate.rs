@@ -711,6 +711,10 @@ async fn supabase_cli_migrations_are_applied_listed_and_repaired_as_the_cli_reco
     .unwrap();
     assert_eq!(statements, history[1].2);
 
+    // They have no down files: `down` says so instead of ignoring the flag.
+    let (code, _, stderr) = run(&["migrate", "down", "--steps", "1", "--supabase-dir", dir_arg]);
+    assert_eq!(code, Some(64), "{stderr}");
+
     // A file that fails: rolled back whole, not recorded, the error names file and statement.
     std::fs::write(
         migrations.join("20240103000000_broken.sql"),
