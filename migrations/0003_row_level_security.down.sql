@@ -36,3 +36,9 @@ drop function chat_private.is_channel_member(uuid);
 drop function chat_private.is_workspace_admin(uuid);
 drop function chat_private.is_workspace_member(uuid);
 drop function chat_private.workspace_role(uuid);
+
+-- 0002's functions, executable as PostgreSQL grants by default again.
+revoke all on function chat_private.set_updated_at(), chat_private.check_shared_channel(),
+    chat_private.check_chat_parent(), chat_private.apply_reply_deltas() from authenticated, service_role;
+grant execute on function chat_private.set_updated_at(), chat_private.check_shared_channel(),
+    chat_private.check_chat_parent(), chat_private.apply_reply_deltas() to public;

@@ -163,6 +163,14 @@ $$;
 
 revoke all on all functions in schema chat_private from public;
 grant execute on all functions in schema chat_private to authenticated, service_role;
+-- Trigger functions that were not granted so: the search log's (0007 revoked them from
+-- public) and notify_chat (PostgreSQL's default: public).
+revoke all on function chat_private.search_log_new_messages(), chat_private.search_log_old_messages(),
+    chat_private.search_log_new_attachments(), chat_private.search_log_old_attachments(),
+    chat_private.search_log_new_channels(), chat_private.search_log_old_channels()
+    from authenticated, service_role;
+revoke all on function chat_private.notify_chat() from authenticated, service_role;
+grant execute on function chat_private.notify_chat() to public;
 
 revoke all on all tables in schema public from anon, authenticated, service_role;
 grant select, insert, update, delete on all tables in schema public to anon, authenticated, service_role;

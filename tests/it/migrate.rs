@@ -31,6 +31,86 @@ async fn tables(db: &TestDb) -> Vec<String> {
     .unwrap()
 }
 
+/// Everything a migration may change, as sorted lines: tables and their columns (type,
+/// default, nullability), constraints, indexes, policies, triggers, functions (their whole
+/// definition), grants on tables and columns, sequences, types and publications, in the
+/// schemas chatctl's migrations touch. Two databases with the same lines have the same schema.
+async fn schema(c: &mut sqlx::PgConnection) -> Vec<String> {
+    const SCHEMAS: &str = "('public', 'auth', 'storage', 'chatctl', 'chat_private', 'extensions')";
+    let queries = [
+        format!(
+            "select 'column ' || table_schema || '.' || table_name || '.' || column_name || ' ' || data_type
+                    || ' null=' || is_nullable || ' default=' || coalesce(column_default, '-')
+                    || ' generated=' || coalesce(generation_expression, '-')
+               from information_schema.columns where table_schema in {SCHEMAS}"
+        ),
+        format!(
+            "select 'relation ' || n.nspname || '.' || c.relname || ' ' || c.relkind::text || ' rls=' || c.relrowsecurity
+                    || ' force=' || c.relforcerowsecurity || ' replica=' || c.relreplident::text
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname in {SCHEMAS} and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')"
+        ),
+        format!(
+            "select 'constraint ' || n.nspname || '.' || r.conrelid::regclass::text || ' ' || r.conname || ' '
+                    || pg_get_constraintdef(r.oid)
+               from pg_constraint r join pg_namespace n on n.oid = r.connamespace
+              where n.nspname in {SCHEMAS}"
+        ),
+        format!("select 'index ' || indexdef from pg_indexes where schemaname in {SCHEMAS}"),
+        format!(
+            "select 'policy ' || schemaname || '.' || tablename || ' ' || policyname || ' ' || cmd || ' '
+                    || array_to_string(roles, ',') || ' using ' || coalesce(qual, '-') || ' check ' || coalesce(with_check, '-')
+               from pg_policies where schemaname in {SCHEMAS}"
+        ),
+        format!(
+            "select 'trigger ' || pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
+               from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+              where not t.tgisinternal and n.nspname in {SCHEMAS}"
+        ),
+        format!(
+            "select 'function ' || pg_get_functiondef(p.oid) || ' acl='
+                    || array_to_string(array(select a::text from unnest(coalesce(p.proacl, acldefault('f', p.proowner))) a order by 1), ',')
+               from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+              where n.nspname in {SCHEMAS} and p.prokind in ('f', 'p')"
+        ),
+        format!(
+            "select 'grant ' || table_schema || '.' || table_name || ' ' || grantee || ' ' || privilege_type
+               from information_schema.role_table_grants where table_schema in {SCHEMAS}"
+        ),
+        format!(
+            "select 'column grant ' || table_schema || '.' || table_name || '.' || column_name || ' ' || grantee || ' ' || privilege_type
+               from information_schema.column_privileges where table_schema in {SCHEMAS}"
+        ),
+        format!(
+            "select 'type ' || n.nspname || '.' || t.typname || ' ' || t.typtype::text
+               from pg_type t join pg_namespace n on n.oid = t.typnamespace
+              where n.nspname in {SCHEMAS} and t.typtype in ('e', 'd')"
+        ),
+        "select 'publication ' || pubname || ' ' || schemaname || '.' || tablename from pg_publication_tables".to_owned(),
+        format!("select 'schema ' || nspname from pg_namespace where nspname in {SCHEMAS}"),
+    ];
+    let mut lines = Vec::new();
+    for q in queries {
+        let rows: Vec<Option<String>> = sqlx::query_scalar(&q).fetch_all(&mut *c).await.unwrap();
+        lines.extend(rows.into_iter().flatten());
+    }
+    lines.sort();
+    lines
+}
+
+/// What differs between two schemas, line by line.
+fn schema_diff(want: &[String], got: &[String]) -> String {
+    let missing = want
+        .iter()
+        .filter(|l| !got.contains(l))
+        .map(|l| format!("- {l}"));
+    let extra = got
+        .iter()
+        .filter(|l| !want.contains(l))
+        .map(|l| format!("+ {l}"));
+    missing.chain(extra).collect::<Vec<_>>().join("\n")
+}
+
 /// A copy of the embedded migrations in a directory, to edit or extend.
 fn copy_migrations(dir: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
@@ -47,19 +127,50 @@ async fn up_down_up_round_trips_every_migration() {
     let mut c = migrate::connect(&db.url, Duration::from_secs(10))
         .await
         .unwrap();
-    let report = migrate::up(&mut c, &m, &up_all()).await.unwrap();
-    assert_eq!(report.version, m.latest());
+    let mut probe = db.conn().await;
+    // The whole schema after each version, going up one at a time.
+    let latest = m.latest().unwrap();
+    let mut at = vec![schema(&mut probe).await];
+    for v in 1..=latest {
+        migrate::up(
+            &mut c,
+            &m,
+            &UpOptions {
+                target: Some(v),
+                ..up_all()
+            },
+        )
+        .await
+        .unwrap();
+        at.push(schema(&mut probe).await);
+    }
     let after_up = tables(&db).await;
     assert!(after_up.contains(&"public.chat".to_owned()), "{after_up:?}");
 
-    // One step at a time back to nothing, and up again: every down script undoes its up.
-    for _ in 0..m.latest().unwrap() {
+    // One step at a time back to nothing: every down script gives exactly the schema the
+    // version below had (columns, constraints, indexes, policies, triggers, functions,
+    // grants), and up again gives the same schema as the first time.
+    for v in (1..=latest).rev() {
         let opts = DownOptions {
             target: DownTarget::Steps(1),
             dry_run: false,
             lock_timeout: Duration::from_secs(5),
         };
         migrate::down(&mut c, &m, &opts).await.unwrap();
+        let mut want = at[(v - 1) as usize].clone();
+        let mut got = schema(&mut probe).await;
+        // The history table stays once made (it was not there before the first up).
+        if v == 1 {
+            want.retain(|l| !l.contains("chatctl."));
+            got.retain(|l| !l.contains("chatctl.") && l != "schema chatctl");
+            want.retain(|l| l != "schema chatctl");
+        }
+        assert!(
+            want == got,
+            "reverting version {v} left another schema than version {}:\n{}",
+            v - 1,
+            schema_diff(&want, &got)
+        );
     }
     let status = migrate::status(&mut c, &m).await.unwrap();
     assert_eq!(status.version, None);
@@ -70,6 +181,12 @@ async fn up_down_up_round_trips_every_migration() {
 
     migrate::up(&mut c, &m, &up_all()).await.unwrap();
     assert_eq!(tables(&db).await, after_up);
+    let again_schema = schema(&mut probe).await;
+    assert!(
+        again_schema == at[latest as usize],
+        "up after down gave another schema:\n{}",
+        schema_diff(&at[latest as usize], &again_schema)
+    );
     let again = migrate::up(&mut c, &m, &up_all()).await.unwrap();
     assert!(again.steps.is_empty(), "a second up applies nothing");
 }
