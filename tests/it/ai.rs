@@ -1,15 +1,12 @@
 //! The offline summarizer on real conversations from ../shared/fixtures/.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use chatctl::ai::{Message, offline};
 
 /// One hour of the real #ubuntu IRC channel, as messages (joins, parts and renames left out).
 pub(crate) fn irc_hour(file: &str) -> Vec<Message> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/corpus/irc-disentanglement-ubuntu/dev")
-        .join(file);
+    let path = crate::support::fixtures("corpus/irc-disentanglement-ubuntu/dev").join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let t0 = chrono::DateTime::<chrono::Utc>::from_timestamp(1_119_864_000, 0).unwrap();
     text.lines()

@@ -11,10 +11,8 @@ use uuid::Uuid;
 
 use crate::support::{TestDb, chatctl, chatctl_std, outputs};
 
-const MONGO: &str = "../shared/fixtures/mongo-users/mcampo2-mongodb-sample-databases";
-
 fn fixture(rel: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(MONGO).join(rel);
+    let p = crate::support::fixtures("mongo-users/mcampo2-mongodb-sample-databases").join(rel);
     p.to_str().unwrap().to_owned()
 }
 

@@ -284,6 +284,22 @@ pub async fn user_named_in(conn: &mut sqlx::PgConnection, username: &str, column
     id
 }
 
+/// A directory of the shared fixtures (`../shared/fixtures/REL`, beside the project: real
+/// data no one here wrote); a test that needs a missing one says which and where it goes.
+pub fn fixtures(rel: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(rel);
+    assert!(
+        dir.is_dir(),
+        "the shared fixtures are missing: {} is not a directory. They live beside the \
+         project, in ../shared/fixtures (see README, \"Set up\"): put the shared directory \
+         next to this checkout",
+        dir.display()
+    );
+    dir
+}
+
 /// Runs the chatctl binary with a clean environment: PATH, a HOME of its own, and `env`.
 pub fn chatctl(env: &[(&str, &str)]) -> assert_cmd::Command {
     assert_cmd::Command::from_std(chatctl_std(env))

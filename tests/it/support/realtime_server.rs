@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use uuid::Uuid;
 
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/realtime/v1")
+    super::fixtures("realtime/v1")
 }
 
 /// The `n`-th server frame with `event` in a fixture file (templates for what we send).
