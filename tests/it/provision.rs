@@ -510,6 +510,11 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
     assert_eq!(shown["archived"], true);
     assert_eq!(shown["members"].as_object().unwrap().len(), 1);
     json(&db, &["channel", "unarchive", "cats", "-w", "acme"]);
+    assert_eq!(
+        json(&db, &["channel", "show", "cats", "-w", "acme"])["archived"],
+        false,
+        "unarchive is read back"
+    );
 
     json(
         &db,
@@ -531,6 +536,11 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
     json(
         &db,
         &["channel", "unshare", "cats", "-w", "acme", "--with", "labs"],
+    );
+    assert_eq!(
+        json(&db, &["channel", "show", "cats", "-w", "acme"])["shared_with"],
+        serde_json::json!([]),
+        "unshare is read back"
     );
 
     // One DM per set of users, whatever the order they are named in.
