@@ -626,8 +626,10 @@ async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
     .args(["search", "reindex", "--full", "-q"])
     .spawn()
     .unwrap();
-    // Kill it once its new generation exists, before it can finish.
-    for _ in 0..200 {
+    // Kill it once its new generation exists, before it can finish: the test proves
+    // nothing if the kill comes before the rebuild wrote anything.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
         let gens = std::fs::read_dir(&path)
             .unwrap()
             .filter(|e| {
@@ -641,7 +643,15 @@ async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
         if gens > 1 {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rebuild made no new generation within 30 s: nothing to kill it in"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the rebuild ended before a new generation was seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap();
     let status = child.wait().unwrap();
