@@ -598,7 +598,23 @@ async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() 
         if i == 150
             && let Some(mut d) = first.take()
         {
-            // Mid-burst: no graceful anything.
+            // Mid-burst, once the first daemon has claimed some of it (else the kill proves
+            // nothing): no graceful anything.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let claimed: i64 = sqlx::query_scalar("select count(*) from chatctl.bot_claims")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
+                if claimed > 0 {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the first daemon claimed nothing in 20 s: the kill would test nothing"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             d.kill().unwrap(); // SIGKILL
             d.wait().unwrap();
         }
