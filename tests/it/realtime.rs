@@ -240,10 +240,15 @@ async fn join_errors_are_retried_and_what_was_posted_meanwhile_is_answered() {
         "InvalidJWTToken: Token has expired 300 seconds ago",
     ]);
     let d = Daemon::on(&server, pool, bots);
-    tokio::time::sleep(Duration::from_millis(150)).await;
     let mut c = db.conn().await;
-    // Not subscribed yet: the server delivers nothing; the catch-up after the join must.
+    // Posted while the joins are refused: the stand-in delivers it to no one, so only the
+    // catch-up after the join can answer it.
     let asked = say(&mut c, &server, "general", "@summarybot anyone?").await;
+    assert_eq!(
+        server.delivered(),
+        0,
+        "the mention reached no subscribed topic"
+    );
     server.wait_subscribed(2, Duration::from_secs(10)).await;
     assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
     assert_eq!(replies(&mut c).await[0].0, Some(asked));

@@ -248,6 +248,11 @@ impl FakeRealtime {
         self.with(|s| s.silent_heartbeats = on);
     }
 
+    /// How many `postgres_changes` frames `insert` has delivered to subscribed topics.
+    pub fn delivered(&self) -> usize {
+        self.with(|s| s.delivered)
+    }
+
     /// Client frames with this event.
     pub fn frames(&self, event: &str) -> Vec<Value> {
         self.with(|s| {
