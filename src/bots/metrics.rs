@@ -22,6 +22,8 @@ pub struct Metrics {
     pub claims_lost: AtomicU64,
     pub replies_capped: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Catch-ups (sweeps from the cursor) that finished, failed ones included.
+    pub catch_ups: AtomicU64,
     pub errors: AtomicU64,
     pub source_connected: AtomicBool,
     /// The AI engine's counters (requests, retries, budget refusals, tokens...).
@@ -75,6 +77,11 @@ impl Metrics {
                 "chatctl_bot_reconnects_total",
                 "Event source reconnections",
                 &self.reconnects,
+            ),
+            (
+                "chatctl_bot_catch_ups_total",
+                "Catch-ups (reads of what the event source may have missed) finished",
+                &self.catch_ups,
             ),
             (
                 "chatctl_bot_errors_total",

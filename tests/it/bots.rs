@@ -457,6 +457,7 @@ async fn listen_notify_wakes_the_runtime_and_shutdown_is_clean() {
     let db = TestDb::new().await;
     let (pool, bots) = setup(&db, BOT).await;
     let rt = Runtime::new(pool.clone(), bots, options("listener"));
+    let metrics = rt.metrics();
     let mut source = ListenSource::connect(&pool).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -465,9 +466,27 @@ async fn listen_notify_wakes_the_runtime_and_shutdown_is_clean() {
         })
         .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The catch-ups at start (the connection's, and the first poll tick's right after it)
+    // have finished and no other runs: from here, with a poll interval of 10 minutes, only
+    // the notification can wake the runtime in time to answer.
+    let catch_ups = || metrics.catch_ups.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = (0, tokio::time::Instant::now());
+    loop {
+        let now = (catch_ups(), tokio::time::Instant::now());
+        if now.0 != seen.0 {
+            seen = now;
+        } else if now.0 >= 1 && now.1 - seen.1 >= Duration::from_millis(200) {
+            break;
+        }
+        assert!(
+            now.1 < deadline,
+            "the catch-ups at start did not settle in 10 s ({} so far)",
+            now.0
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut c = db.conn().await;
-    // The poll interval is 10 minutes: only the notification can wake it in time.
     say(&mut c, "ada", "general", "@summarybot ping").await;
     let mut answered = false;
     for _ in 0..100 {
@@ -478,6 +497,14 @@ async fn listen_notify_wakes_the_runtime_and_shutdown_is_clean() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(answered, "no reply within 5 s of the NOTIFY");
+    assert!(
+        metrics
+            .events_received
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "the reply followed a notification"
+    );
+
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

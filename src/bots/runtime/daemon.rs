@@ -176,6 +176,7 @@ impl Runtime {
 
     /// Logs how a sweep (catch-up) ended.
     fn swept(&self, done: Result<Pass>, failures: &mut u32) {
+        Metrics::inc(&self.metrics.catch_ups);
         match done {
             Ok(p) => {
                 *failures = 0;
