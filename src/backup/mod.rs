@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
+use crate::db::quote_ident as quote;
 use crate::error::{Error, Kind, Result};
 use crate::progress::Progress;
 
@@ -79,10 +80,6 @@ impl TableSpec {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// The archive's first entry.

@@ -105,7 +105,7 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     let mut conn = migrate::connect(&url, ctx.config.database.connect_timeout).await?;
     match args.cmd {
         MigrateCmd::Up { to, dry_run } => {
-            let report = migrate::up(
+            let mut report = migrate::up(
                 &mut conn,
                 &migrations,
                 &UpOptions {
@@ -115,7 +115,6 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
                 },
             )
             .await?;
-            let mut report = report;
             if let Some(dir) = &supabase_dir {
                 report.supabase = Some(supabase_cli::up(&mut conn, dir, dry_run).await?);
             }

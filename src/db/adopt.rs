@@ -53,7 +53,7 @@ pub async fn check_tables_free(conn: &mut PgConnection, pending: &[&Migration]) 
         let rows: i64 = if *estimate < 100_000 {
             sqlx::query_scalar(&format!(
                 "select count(*) from public.{}",
-                quote_ident(name)
+                crate::db::quote_ident(name)
             ))
             .fetch_one(&mut *conn)
             .await
@@ -78,8 +78,4 @@ pub async fn check_tables_free(conn: &mut PgConnection, pending: &[&Migration]) 
          or move these tables out of schema public first",
     )
     .into())
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -125,6 +125,12 @@ pub fn auto_shared_buffers() -> usize {
     let limit = fs::read_to_string("/sys/fs/cgroup/memory.max")
         .ok()
         .and_then(|t| t.trim().parse::<usize>().ok());
+    quarter_of(total, limit)
+}
+
+/// A quarter of the machine's memory `total` or of the container's `limit`, whichever is
+/// lower (either may be unknown), within the bounds of `auto`.
+fn quarter_of(total: Option<usize>, limit: Option<usize>) -> usize {
     let memory = match (total, limit) {
         (Some(t), Some(l)) => t.min(l),
         (t, l) => t.or(l).unwrap_or(0),
@@ -525,11 +531,15 @@ mod tests {
     }
 
     #[test]
-    fn auto_shared_buffers_stays_within_its_bounds() {
-        let b = auto_shared_buffers();
-        assert!(
-            (MIN_AUTO_SHARED_BUFFERS..=MAX_AUTO_SHARED_BUFFERS).contains(&b),
-            "{b}"
-        );
+    fn auto_shared_buffers_is_a_quarter_of_the_lower_memory_within_bounds() {
+        const GIB: usize = 1 << 30;
+        // A quarter of the machine, or of a container's lower limit.
+        assert_eq!(quarter_of(Some(8 * GIB), None), 2 * GIB);
+        assert_eq!(quarter_of(Some(24 * GIB), Some(2 * GIB)), GIB / 2);
+        assert_eq!(quarter_of(None, Some(4 * GIB)), GIB);
+        // Bounded: a large machine gets 4 GiB, a small one (or an unknown one) 128 MiB.
+        assert_eq!(quarter_of(Some(64 * GIB), None), MAX_AUTO_SHARED_BUFFERS);
+        assert_eq!(quarter_of(Some(256 << 20), None), MIN_AUTO_SHARED_BUFFERS);
+        assert_eq!(quarter_of(None, None), MIN_AUTO_SHARED_BUFFERS);
     }
 }

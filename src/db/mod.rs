@@ -89,7 +89,7 @@ pub async fn create_database_if_missing(
             .fetch_one(&mut conn)
             .await?;
     if !exists {
-        let sql = format!("create database \"{}\"", name.replace('"', "\"\""));
+        let sql = format!("create database {}", quote_ident(name));
         if let Err(e) = sqlx::raw_sql(&sql).execute(&mut conn).await {
             // Another chatctl process created it first.
             let duplicate =
@@ -187,4 +187,9 @@ pub async fn connect(url: &str, config: &Config) -> Result<sqlx::PgConnection> {
         sqlx::PgConnection::connect_with(&opts),
     )
     .await
+}
+
+/// `name` as a quoted SQL identifier (`"a""b"` for `a"b`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -201,84 +201,79 @@ pub struct Applied {
 pub async fn up(conn: &mut PgConnection, dir: &Path, dry_run: bool) -> Result<Vec<Applied>> {
     let local = local(dir)?;
     let remote_versions = remote(conn).await?;
-    let todo: Vec<LocalMigration> = pending(&local, &remote_versions)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let todo = pending(&local, &remote_versions)?;
     let mut done = Vec::new();
-    if todo.is_empty() {
-        return Ok(done);
-    }
-    if !dry_run {
+    if !todo.is_empty() && !dry_run {
         create_history(conn).await?;
     }
     for m in todo {
         let statements = m.statements()?;
-        if dry_run {
-            done.push(Applied {
-                version: m.version.clone(),
-                name: m.name.clone(),
-                file: m.file_name(),
-                statements: statements.len(),
-                elapsed_ms: 0,
-            });
-            continue;
-        }
         let started = std::time::Instant::now();
-        tracing::info!(file = %m.file_name(), "applying a Supabase migration");
-        // A statement may have changed the session's settings (search_path, say).
-        sqlx::raw_sql("RESET ALL").execute(&mut *conn).await?;
-        let mut tx = conn.begin().await?;
-        sqlx::raw_sql("LOCK TABLE supabase_migrations.schema_migrations IN EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await?;
-        let applied: bool = sqlx::query_scalar(
-            "select exists (select 1 from supabase_migrations.schema_migrations where version = $1)",
-        )
-        .bind(&m.version)
-        .fetch_one(&mut *tx)
-        .await?;
-        if applied {
-            tx.rollback().await?;
+        if !dry_run && !apply(conn, m, &statements).await? {
             continue;
         }
-        for (n, statement) in statements.iter().enumerate() {
-            if let Err(e) = sqlx::raw_sql(statement).execute(&mut *tx).await {
-                return Err(Error::new(
-                    Kind::Failed,
-                    format!(
-                        "Supabase migration {} failed at statement {} of {}: {e}; rolled back, it is not recorded",
-                        m.file_name(),
-                        n + 1,
-                        statements.len()
-                    ),
-                )
-                .with_help(format!("the statement: {}", first_line(statement)))
-                .into());
-            }
-        }
-        sqlx::query(
-            "INSERT INTO supabase_migrations.schema_migrations(version, name, statements) VALUES($1, $2, $3)",
-        )
-        .bind(&m.version)
-        .bind(&m.name)
-        .bind(&statements)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         done.push(Applied {
             version: m.version.clone(),
             name: m.name.clone(),
             file: m.file_name(),
             statements: statements.len(),
-            elapsed_ms: started.elapsed().as_millis() as u64,
+            elapsed_ms: if dry_run {
+                0
+            } else {
+                started.elapsed().as_millis() as u64
+            },
         });
     }
     Ok(done)
 }
 
-fn first_line(statement: &str) -> String {
-    statement.lines().next().unwrap_or_default().to_owned()
+/// Runs one file's statements and records it, in one transaction; `false`: another run
+/// had applied it meanwhile.
+async fn apply(conn: &mut PgConnection, m: &LocalMigration, statements: &[String]) -> Result<bool> {
+    tracing::info!(file = %m.file_name(), "applying a Supabase migration");
+    // A statement may have changed the session's settings (search_path, say).
+    sqlx::raw_sql("RESET ALL").execute(&mut *conn).await?;
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql("LOCK TABLE supabase_migrations.schema_migrations IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let applied: bool = sqlx::query_scalar(
+        "select exists (select 1 from supabase_migrations.schema_migrations where version = $1)",
+    )
+    .bind(&m.version)
+    .fetch_one(&mut *tx)
+    .await?;
+    if applied {
+        return Ok(false);
+    }
+    for (n, statement) in statements.iter().enumerate() {
+        if let Err(e) = sqlx::raw_sql(statement).execute(&mut *tx).await {
+            return Err(Error::new(
+                Kind::Failed,
+                format!(
+                    "Supabase migration {} failed at statement {} of {}: {e}; rolled back, it is not recorded",
+                    m.file_name(),
+                    n + 1,
+                    statements.len()
+                ),
+            )
+            .with_help(format!(
+                "the statement: {}",
+                statement.lines().next().unwrap_or_default()
+            ))
+            .into());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO supabase_migrations.schema_migrations(version, name, statements) VALUES($1, $2, $3)",
+    )
+    .bind(&m.version)
+    .bind(&m.name)
+    .bind(statements)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// `supabase migration repair`: mark versions applied (recorded with the file's name and
