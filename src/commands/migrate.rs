@@ -66,6 +66,14 @@ enum MigrateCmd {
         #[arg(value_name = "VERSION", required = true)]
         versions: Vec<String>,
     },
+    /// Take over a project whose tables were made from the product's outline: set them
+    /// aside in schema chatctl_adopted, migrate, and copy their rows in (keeping every id;
+    /// rows that break a rule go to chatctl.adopt_rejects), in one transaction
+    Adopt {
+        /// Do all of it, show the plan, and roll back
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Create the next NNNN_NAME.up.sql / .down.sql pair in the migrations directory
     New {
         /// The migration's name, in snake_case
@@ -157,6 +165,26 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
                     target,
                     dry_run,
                     lock_timeout,
+                },
+            )
+            .await?;
+            ctx.out.render(&report)?;
+            Ok(ExitCode::Success)
+        }
+        MigrateCmd::Adopt { dry_run } => {
+            if supabase_dir.is_some() {
+                return Err(crate::error::Error::usage(
+                    "adopt applies chatctl's own migrations: run `migrate up --supabase-dir` after it",
+                )
+                .into());
+            }
+            let report = crate::db::adopt::adopt(
+                &mut conn,
+                &migrations,
+                &crate::db::adopt::AdoptOptions {
+                    dry_run,
+                    lock_timeout,
+                    progress: !ctx.out.quiet,
                 },
             )
             .await?;

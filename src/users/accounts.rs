@@ -45,7 +45,7 @@ pub async fn prepare(conn: &mut PgConnection) -> Result<()> {
     sqlx::raw_sql(
         "create temp table if not exists chatctl_new_users (
              id uuid not null,
-             email text not null,
+             email text,
              username text not null,
              display_name text not null,
              is_bot boolean not null default false,
@@ -55,7 +55,8 @@ pub async fn prepare(conn: &mut PgConnection) -> Result<()> {
              external_source text,
              external_id text,
              avatar_url text,
-             deactivated_at timestamptz
+             deactivated_at timestamptz,
+             unverified boolean not null default false
          ) on commit delete rows",
     )
     .execute(&mut *conn)
@@ -97,16 +98,19 @@ pub async fn stage(conn: &mut PgConnection, users: &[NewUser]) -> Result<()> {
 }
 
 /// Creates every staged account: the auth user (the token columns `''`, never NULL; the
-/// provider metadata; the address verified), its email identity (`provider_id` and `sub`
-/// the user's id; its own id the user's with the version digit 8, RFC 9562's custom UUID,
-/// so that it sorts as the user's does), and the profile. Returns how many.
+/// provider metadata; the address verified unless staged `unverified`), its email identity
+/// (`provider_id` and `sub` the user's id; its own id the user's with the version digit 8,
+/// RFC 9562's custom UUID, so that it sorts as the user's does; none for an account staged
+/// without an address), and the profile. Returns how many.
 pub async fn create_staged(conn: &mut PgConnection) -> Result<u64> {
     let made = sqlx::query(&format!(
         "insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
                 confirmation_token, recovery_token, email_change_token_new, email_change,
                 raw_app_meta_data, raw_user_meta_data, created_at, updated_at, banned_until)
          select '00000000-0000-0000-0000-000000000000', id, 'authenticated', 'authenticated', email,
-                coalesce(password_hash, ''), coalesce(confirmed_at, now()), '', '', '', '',
+                coalesce(password_hash, ''),
+                case when not unverified and email is not null then coalesce(confirmed_at, now()) end,
+                '', '', '', '',
                 '{{\"provider\":\"email\",\"providers\":[\"email\"]}}',
                 jsonb_build_object('full_name', display_name), coalesce(created_at, now()), now(),
                 case when deactivated_at is not null then now() + {BAN} end
@@ -118,9 +122,9 @@ pub async fn create_staged(conn: &mut PgConnection) -> Result<u64> {
     sqlx::query(&format!(
         "insert into auth.identities (id, provider_id, user_id, identity_data, provider, created_at, updated_at)
          select overlay(id::text placing '8' from 15 for 1)::uuid, id::text, id,
-                jsonb_build_object('sub', id::text, 'email', email, 'email_verified', true),
+                jsonb_build_object('sub', id::text, 'email', email, 'email_verified', not unverified),
                 'email', coalesce(created_at, now()), now()
-           from {STAGE}"
+           from {STAGE} where email is not null"
     ))
     .execute(&mut *conn)
     .await?;
@@ -129,7 +133,8 @@ pub async fn create_staged(conn: &mut PgConnection) -> Result<u64> {
     sqlx::query(&format!(
         "insert into public.users (id, username, name, email, is_bot, external_source,
                 external_id, avatar_url, created_at, deactivated_at)
-         select id, username, display_name, email, is_bot, external_source, external_id, avatar_url,
+         select id, username, display_name, case when not unverified then email end, is_bot,
+                external_source, external_id, avatar_url,
                 coalesce(created_at, now()), deactivated_at
            from {STAGE}"
     ))

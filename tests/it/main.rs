@@ -2,6 +2,7 @@
 
 mod support;
 
+mod adopt;
 mod advisor;
 mod ai;
 mod api;

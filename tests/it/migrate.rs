@@ -35,7 +35,7 @@ async fn tables(db: &TestDb) -> Vec<String> {
 /// default, nullability), constraints, indexes, policies, triggers, functions (their whole
 /// definition), grants on tables and columns, sequences, types and publications, in the
 /// schemas chatctl's migrations touch. Two databases with the same lines have the same schema.
-async fn schema(c: &mut sqlx::PgConnection) -> Vec<String> {
+pub(crate) async fn schema(c: &mut sqlx::PgConnection) -> Vec<String> {
     const SCHEMAS: &str = "('public', 'auth', 'storage', 'chatctl', 'chat_private', 'extensions')";
     let queries = [
         format!(
@@ -99,7 +99,7 @@ async fn schema(c: &mut sqlx::PgConnection) -> Vec<String> {
 }
 
 /// What differs between two schemas, line by line.
-fn schema_diff(want: &[String], got: &[String]) -> String {
+pub(crate) fn schema_diff(want: &[String], got: &[String]) -> String {
     let missing = want
         .iter()
         .filter(|l| !got.contains(l))
@@ -716,6 +716,28 @@ async fn up_on_a_database_with_the_outlines_tables_changes_nothing_and_says_what
         .await
         .unwrap();
     assert_eq!(users, 3);
+
+    // `adopt` takes it over, Supabase's schemas (the bootstrap) included, in one run: the
+    // three people get accounts (no address to sign in with: they had none).
+    let out = chatctl(&[("DATABASE_URL", db.url.as_str())])
+        .args(["migrate", "adopt"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("3 people had no Supabase Auth account"),
+        "{stdout}"
+    );
+    let adopted: (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from public.users u join auth.users a using (id) where u.username like 'person%'),
+                (select count(*) from chatctl_adopted.users),
+                (select max(version) from chatctl.schema_migrations)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(adopted, (3, 3, LATEST_MIGRATION));
 }
 
 /// The Supabase CLI's migrations beside chatctl's (issue 20): `up --supabase-dir` applies

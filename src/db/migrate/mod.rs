@@ -22,14 +22,14 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::{Connection as _, Row as _};
 
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use crate::report::{self, Report};
 
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// The advisory lock key of migration runs ("chatctl\0").
-const LOCK_KEY: i64 = 0x6368_6174_6374_6c00;
+mod lock;
+pub(crate) use lock::{acquire_lock, release_lock};
 
 /// Where migrations come from.
 #[derive(Debug, Clone)]
@@ -310,84 +310,6 @@ async fn applied(conn: &mut PgConnection) -> Result<BTreeMap<i64, Applied>> {
         .collect()
 }
 
-/// Takes the session's migration lock, polling until `timeout`; returns how long it waited.
-/// Released by [`release_lock`], or with the session, so an early return cannot leak it.
-async fn acquire_lock(conn: &mut PgConnection, timeout: Duration) -> Result<Duration> {
-    let start = Instant::now();
-    let mut announced = false;
-    loop {
-        let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *conn)
-            .await
-            .context("cannot take the migration lock")?;
-        if got {
-            return Ok(start.elapsed());
-        }
-        let holder = lock_holder(conn)
-            .await
-            .unwrap_or_else(|_| "another session".into());
-        if start.elapsed() >= timeout {
-            return Err(Error::new(
-                Kind::TempFail,
-                format!(
-                    "gave up after {:.0?} waiting for the migration lock, held by {holder}",
-                    timeout
-                ),
-            )
-            .with_help("wait for that run to finish, stop it, or raise --lock-timeout")
-            .into());
-        }
-        if !announced {
-            tracing::warn!(holder = %holder, "another migration run holds the lock; waiting");
-            announced = true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Names the session holding the migration lock.
-async fn lock_holder(conn: &mut PgConnection) -> Result<String> {
-    let row = sqlx::query(
-        "select a.pid, coalesce(nullif(a.application_name, ''), 'unnamed client') as app,
-                coalesce(host(a.client_addr), 'local') as addr, a.usename::text as usename,
-                a.backend_start
-           from pg_locks l join pg_stat_activity a on a.pid = l.pid
-          where l.locktype = 'advisory' and l.granted
-            and l.database = (select oid from pg_database where datname = current_database())
-            and l.classid::bigint = ($1 >> 32) and l.objid::bigint = ($1 & 4294967295)
-            and l.objsubid = 1
-          limit 1",
-    )
-    .bind(LOCK_KEY)
-    .fetch_optional(conn)
-    .await?;
-    Ok(match row {
-        Some(r) => {
-            let pid: i32 = r.try_get("pid")?;
-            let app: String = r.try_get("app")?;
-            let addr: String = r.try_get("addr")?;
-            let user: Option<String> = r.try_get("usename")?;
-            let since: Option<DateTime<Utc>> = r.try_get("backend_start")?;
-            format!(
-                "`{app}` (server pid {pid}, user {}, from {addr}, connected since {})",
-                user.unwrap_or_default(),
-                since
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                    .unwrap_or_default()
-            )
-        }
-        None => "another session".into(),
-    })
-}
-
-async fn release_lock(conn: &mut PgConnection) {
-    let _ = sqlx::query("select pg_advisory_unlock($1)")
-        .bind(LOCK_KEY)
-        .execute(conn)
-        .await;
-}
-
 /// Refuses to go on when the history disagrees with the source (edited, unknown or failed).
 fn check_history(migrations: &Migrations, applied: &BTreeMap<i64, Applied>) -> Result<()> {
     let drift = drift(migrations, applied);
@@ -471,6 +393,57 @@ async fn up_locked(
         waited_for_lock_ms: 0,
         supabase: None,
     })
+}
+
+/// Applies every pending migration inside the caller's transaction, each with its history
+/// row, and returns their file names (`migrate adopt`: the schema and the adopted rows
+/// commit together or not at all). Refuses a history that drifted, as `up` does, and a
+/// script that must run outside a transaction.
+pub(crate) async fn apply_pending_in(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+) -> Result<Vec<String>> {
+    let applied = applied(conn).await?;
+    check_history(migrations, &applied)?;
+    ensure_history(conn).await?;
+    let mut version = applied.keys().next_back().copied();
+    let mut files = Vec::new();
+    for m in migrations
+        .ups
+        .values()
+        .filter(|m| !applied.contains_key(&m.version))
+    {
+        if m.no_tx {
+            return Err(Error::failed(format!(
+                "{} runs outside a transaction, so it cannot be part of an adoption",
+                file_name(m)
+            ))
+            .with_help("run `chatctl migrate up --to` the version before it, then adopt")
+            .into());
+        }
+        let start = Instant::now();
+        sqlx::raw_sql(&m.sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| script_error(m, &e, version, true))?;
+        write_history(conn, m, &Record::Applied, true, start.elapsed()).await?;
+        version = Some(m.version);
+        files.push(file_name(m));
+    }
+    Ok(files)
+}
+
+/// The pending migrations (not yet in the history), oldest first.
+pub(crate) async fn pending<'a>(
+    conn: &mut PgConnection,
+    migrations: &'a Migrations,
+) -> Result<Vec<&'a Migration>> {
+    let applied = applied(conn).await?;
+    Ok(migrations
+        .ups
+        .values()
+        .filter(|m| !applied.contains_key(&m.version))
+        .collect())
 }
 
 /// What a locked run does.

@@ -1,0 +1,1 @@
+drop table chatctl.adopt_rejects;
