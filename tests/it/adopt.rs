@@ -11,21 +11,8 @@ use sqlx::Connection as _;
 use crate::migrate::{schema, schema_diff};
 use crate::support::{LATEST_MIGRATION, TestDb, chatctl, outputs};
 
-/// The outline's tables as a Supabase project made them (the columns of the product's
-/// design; reactions without an id; messages with a column chatctl has no place for; no
-/// foreign keys, so bad rows got in), the chat table in the Realtime publication.
-const OUTLINE: &str = "
-create table public.users (id uuid primary key, name text, email text, created_at timestamptz default now(), last_login timestamptz);
-create table public.workspaces (id uuid primary key, name text, channel_id uuid, created_at timestamptz default now());
-create table public.channels (id uuid primary key, name text, description text, created_at timestamptz default now(), is_private boolean default false);
-create table public.members (id uuid primary key default gen_random_uuid(), user_id uuid, channel_id uuid, created_at timestamptz default now());
-create table public.shared_channels (channel_id uuid, workspace_id uuid, target_workspace_id uuid, origin_workspace_id uuid, name text, topic text, is_private boolean);
-create table public.chat (id uuid primary key, user_id uuid, channel_id uuid, message jsonb, total_replies int default 0,
-                          is_deleted boolean default false, modified_at timestamptz, created_at timestamptz default now(),
-                          parent_id uuid, pinned boolean default false);
-create table public.emojis (user_id uuid, chat_id uuid, emoji_uni_code text);
-alter publication supabase_realtime add table public.chat;
-";
+/// The outline's tables as a Supabase project made them (see the file).
+const OUTLINE: &str = include_str!("outline.sql");
 
 /// A few thousand rows: 200 people (150 with a Supabase Auth account), 3 workspaces, 30
 /// channels, ~2,000 memberships, 3,500 messages, 1,000 reactions, and the bad rows the

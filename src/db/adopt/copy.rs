@@ -1,7 +1,7 @@
 //! Copying an adopted project's rows into chatctl's tables.
 //!
-//! Each table is read into a staging table (`pg_temp.adopt_NAME`: the project's row as
-//! JSON, the outline's columns converted to chatctl's types, a `reject` reason), checked
+//! Each table is read into a staging table (`pg_temp.adopt_NAME`: where the project's row is
+//! (its ctid), the outline's columns converted to chatctl's types, a `reject` reason), checked
 //! rule by rule (the first broken rule is the reason), and then inserted; a rejected row
 //! goes to `chatctl.adopt_rejects` whole. A row that refers to a rejected one is rejected
 //! in turn, saying so (a reply whose parent was left out), so nothing is left dangling.
@@ -66,12 +66,30 @@ pub(super) async fn copy_all(
     bar.set_message("members");
     copy_members(conn, &mut members, &mut notes).await?;
     reports.push(members.finish(conn, bar).await?);
+    // Messages and reactions, the bulk of a project, load as pg_restore loads: their
+    // secondary indexes and foreign keys built (and every row checked against them) once
+    // after, the thread counts written with the rows. The staging rules have already
+    // checked what the per-row triggers would (a reply's parent kept, a root, in its channel).
+    sqlx::raw_sql(
+        "set local maintenance_work_mem = '256MB';
+         alter table public.chat disable trigger chat_check_parent, disable trigger chat_replies_insert",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let deferred = crate::db::bulk::defer(conn, &["public.chat", "public.emojis"]).await?;
     bar.set_message("messages");
     copy_chat(conn, &mut chat).await?;
     reports.push(chat.finish(conn, bar).await?);
     bar.set_message("emojis");
     copy_emojis(conn, &mut emojis).await?;
     reports.push(emojis.finish(conn, bar).await?);
+    bar.set_message("indexes");
+    deferred.restore(conn).await?;
+    sqlx::raw_sql(
+        "alter table public.chat enable trigger chat_check_parent, enable trigger chat_replies_insert",
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok((reports, notes))
 }
 
@@ -636,15 +654,21 @@ async fn copy_chat(conn: &mut PgConnection, s: &mut Stage) -> Result<()> {
         "created_at: now, none was given",
     )
     .await?;
-    for which in ["parent_id is null", "parent_id is not null"] {
-        sqlx::raw_sql(&format!(
-            "insert into public.chat (id, channel_id, user_id, parent_id, message, is_deleted, created_at, modified_at)
-             select id, channel_id, user_id, parent_id, message, is_deleted, created_at, modified_at
-               from {t} where reject is null and {which} order by created_at, id"
-        ))
-        .execute(&mut *conn)
-        .await?;
-    }
+    // A thread's counters as the reply triggers keep them: replies not deleted.
+    sqlx::raw_sql(&format!(
+        "insert into public.chat (id, channel_id, user_id, parent_id, message, is_deleted, created_at,
+                modified_at, total_replies, last_reply_at)
+         select s.id, s.channel_id, s.user_id, s.parent_id, s.message, s.is_deleted, s.created_at,
+                s.modified_at, coalesce(r.n, 0), r.last_at
+           from {t} s
+           left join (select parent_id, count(*) as n, max(created_at) as last_at from {t}
+                       where reject is null and parent_id is not null and not is_deleted
+                       group by parent_id) r on r.parent_id = s.id
+          where s.reject is null
+          order by s.created_at, s.id"
+    ))
+    .execute(&mut *conn)
+    .await?;
     if s.has.contains("total_replies") {
         let n = count(
             conn,

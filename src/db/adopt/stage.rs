@@ -1,6 +1,6 @@
 //! The staging of one outline table: which of its columns chatctl reads (and under which
 //! former names), how each converts to chatctl's type without ever failing on a value, and
-//! the staging table (`pg_temp.adopt_NAME`: the project's row as JSON, the converted columns,
+//! the staging table (`pg_temp.adopt_NAME`: where the project's row is (its ctid), the converted columns,
 //! a `reject` reason) with the rules that fill that reason.
 
 use std::collections::{BTreeSet, HashSet};
@@ -234,8 +234,10 @@ impl Stage {
     ) -> Result<Stage> {
         let f = found.iter().find(|f| f.name == table);
         let t = format!("pg_temp.adopt_{table}");
-        let mut defs = vec!["seq bigint not null".to_string(), "src jsonb".into()];
-        let mut exprs = vec!["row_number() over ()".to_string(), "to_jsonb(s)".into()];
+        // The project's row itself is read again (by its ctid: the kept table does not change
+        // during the adoption) only when it is rejected.
+        let mut defs = vec!["seq bigint not null".to_string(), "src tid".into()];
+        let mut exprs = vec!["row_number() over ()".to_string(), "s.ctid".into()];
         let mut has = BTreeSet::new();
         let mut report = TableReport {
             table: table.into(),
@@ -423,14 +425,19 @@ impl Stage {
         conn: &mut PgConnection,
         bar: &Progress,
     ) -> Result<TableReport> {
-        sqlx::query(&format!(
-            "insert into chatctl.adopt_rejects (table_name, row_id, reason, row)
-             select $1, src ->> 'id', reject, src from {} where reject is not null order by seq",
-            self.t
-        ))
-        .bind(self.table)
-        .execute(&mut *conn)
-        .await?;
+        if self.report.found {
+            sqlx::query(&format!(
+                "insert into chatctl.adopt_rejects (table_name, row_id, reason, row)
+                 select $1, to_jsonb(k) ->> 'id', s.reject, to_jsonb(k)
+                   from {} s join {KEPT}.{} k on k.ctid = s.src
+                  where s.reject is not null order by s.seq",
+                self.t,
+                quote_ident(self.table)
+            ))
+            .bind(self.table)
+            .execute(&mut *conn)
+            .await?;
+        }
         let (rows, rejected): (i64, i64) =
             sqlx::query_as(&format!("select count(*), count(reject) from {}", self.t))
                 .fetch_one(&mut *conn)
