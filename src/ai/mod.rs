@@ -12,6 +12,7 @@
 //! the posted text are rendered by one piece of code. [`rouge`] measures summaries against
 //! human references (EVALUATION.md).
 
+pub mod builder;
 pub mod offline;
 pub mod openai;
 pub mod prompt;
@@ -42,6 +43,8 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     /// Reactions it received (all emojis counted).
     pub reactions: u32,
+    /// Replies it drew (its thread's size, wherever the replies are; 0 when unknown).
+    pub replies: u32,
 }
 
 impl Message {
@@ -54,9 +57,13 @@ impl Message {
             parent: None,
             created_at: at,
             reactions: 0,
+            replies: 0,
         }
     }
 }
+
+/// A window's messages, oldest first, as they are read.
+pub type MessageStream<'a> = futures_util::stream::BoxStream<'a, crate::error::Result<Message>>;
 
 /// A future an engine returns.
 pub type AiFuture<'a, T> = Pin<Box<dyn Future<Output = crate::error::Result<T>> + Send + 'a>>;
@@ -99,6 +106,14 @@ pub trait LanguageModel: Send + Sync {
 
     /// The digest of a channel's window (`ask.messages` not empty).
     fn digest<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, Digest>;
+
+    /// The digest of a window read as it streams in (`ask.messages` unused), holding a part
+    /// of it at a time; an empty window gives a digest of no messages.
+    fn digest_stream<'a>(
+        &'a self,
+        ask: Ask<'a>,
+        messages: MessageStream<'a>,
+    ) -> AiFuture<'a, Digest>;
 
     /// A summary of a thread (`ask.messages`: the root first, then its replies).
     fn thread_summary<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, String>;
@@ -201,26 +216,41 @@ pub fn engine(
     Ok(Arc::new(openai::OpenAiEngine::new(ai, pool, stats)?))
 }
 
+/// How many participants a digest names before "and N others".
+const NAMED: usize = 5;
+
+/// The most active participants, then how many others: `@ann, @bob and 3 others`.
+pub fn people(participants: &[offline::Participant]) -> String {
+    let named: Vec<String> = participants
+        .iter()
+        .take(NAMED)
+        .map(|p| format!("@{}", p.name))
+        .collect();
+    match participants.len().saturating_sub(NAMED) {
+        0 => named.join(", "),
+        1 => format!("{} and 1 other", named.join(", ")),
+        n => format!("{} and {n} others", named.join(", ")),
+    }
+}
+
 /// The text a digest is posted as (and `chatctl summarize` prints): a header naming the
-/// channel, the window and who took part, then the digest's sections.
+/// channel, the window in the channel's time zone and who took part (the most active few),
+/// then the digest's sections.
 pub fn digest_post(
     digest: &Digest,
     channel: &str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    tz: chrono_tz::Tz,
 ) -> String {
-    let people: Vec<&str> = digest
-        .participants
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
     format!(
-        "Digest of #{channel}, {} to {} UTC: {} message(s) from {} (@{}).\n\n{}",
-        start.format("%Y-%m-%d %H:%M"),
-        end.format("%Y-%m-%d %H:%M"),
+        "Digest of #{channel}, {} to {} {}: {} message(s) from {} ({}).\n\n{}",
+        start.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+        end.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+        tz.name(),
         digest.messages,
-        people.len(),
-        people.join(", @"),
+        digest.participants.len(),
+        people(&digest.participants),
         digest.sections()
     )
 }

@@ -25,7 +25,7 @@ const STOP: &[&str] = &[
 ];
 
 /// Phrases that mark a decision.
-const DECISION: &[&str] = &[
+pub(crate) const DECISION: &[&str] = &[
     "decided",
     "agreed",
     "let's",
@@ -44,7 +44,7 @@ const DECISION: &[&str] = &[
 ];
 
 /// Phrases that mark an action someone takes on.
-const ACTION: &[&str] = &[
+pub(crate) const ACTION: &[&str] = &[
     "i'll",
     "i will",
     "will you",
@@ -100,7 +100,7 @@ pub fn topic_words(text: &str) -> Vec<String> {
     out
 }
 
-fn has_any(text: &str, cues: &[&str]) -> bool {
+pub(crate) fn has_any(text: &str, cues: &[&str]) -> bool {
     let t = text.to_lowercase();
     cues.iter().any(|c| t.contains(c))
 }
@@ -242,7 +242,12 @@ pub fn scores(messages: &[Message]) -> Vec<f64> {
             if Some(i) == first {
                 s += 0.6;
             }
-            s += 0.2 * f64::from(replies.get(m.id.as_str()).copied().unwrap_or(0)).ln_1p();
+            let drew = replies
+                .get(m.id.as_str())
+                .copied()
+                .unwrap_or(0)
+                .max(m.replies);
+            s += 0.2 * f64::from(drew).ln_1p();
             s += 0.1 * f64::from(m.reactions).ln_1p();
             s
         })
@@ -337,118 +342,71 @@ pub struct Counts {
 
 /// The [`Counts`] of `messages`.
 pub fn digest_counts(messages: &[Message]) -> Counts {
-    let mut participants: Vec<Participant> = Vec::new();
-    for m in messages {
-        match participants.iter_mut().find(|p| p.name == m.author) {
-            Some(p) => p.messages += 1,
-            None => participants.push(Participant {
-                name: m.author.clone(),
-                messages: 1,
-            }),
-        }
-    }
-    // Most active first; ties in order of first appearance (stable sort).
-    participants.sort_by_key(|p| std::cmp::Reverse(p.messages));
-
-    let position: HashMap<&str, usize> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.id.as_str(), i))
-        .collect();
-    let mut threads: Vec<Thread> = Vec::new();
-    for m in messages {
-        let Some(root) = m.parent.as_deref() else {
-            continue;
-        };
-        let t = match threads.iter_mut().position(|t| t.id == root) {
-            Some(t) => &mut threads[t],
-            None => {
-                let (author, text) = match position.get(root) {
-                    Some(&i) => (messages[i].author.clone(), clip(&messages[i].text, 120)),
-                    None => (String::new(), String::new()),
-                };
-                threads.push(Thread {
-                    id: root.to_owned(),
-                    author,
-                    text,
-                    replies: 0,
-                    participants: Vec::new(),
-                });
-                threads.last_mut().expect("pushed")
-            }
-        };
-        t.replies += 1;
-        if !t.participants.contains(&m.author) {
-            t.participants.push(m.author.clone());
-        }
-    }
-    threads.sort_by_key(|t| std::cmp::Reverse(t.replies));
-    Counts {
-        messages: messages.len(),
-        participants,
-        threads,
-    }
+    super::builder::counts(messages)
 }
 
-/// The digest of `messages` (in chronological order).
+/// The digest of `messages` (in chronological order). A long window is ranked part by part
+/// ([`super::builder`]).
 pub fn digest(messages: &[Message]) -> Digest {
-    let s = scores(messages);
-    let cite = |i: usize| Cited {
-        id: messages[i].id.clone(),
-        author: messages[i].author.clone(),
-        text: clip(&messages[i].text, 200),
-    };
-    let Counts {
-        participants,
-        mut threads,
-        ..
-    } = digest_counts(messages);
-    threads.truncate(5);
+    let mut b = super::builder::DigestBuilder::new();
+    for m in messages {
+        b.push(m.clone());
+    }
+    b.finish()
+}
 
-    // Best first, at most `n`, then in the conversation's order.
-    let top = |filter: &dyn Fn(usize) -> bool, n: usize| {
-        let mut v: Vec<usize> = (0..messages.len())
-            .filter(|&i| s[i] > 0.0 && filter(i))
-            .collect();
-        v.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
-        v.truncate(n);
-        v.sort_unstable();
-        v.into_iter().map(cite).collect::<Vec<_>>()
+/// The digest of a window as it streams in, in bounded memory ([`super::builder`]).
+pub async fn digest_stream(mut messages: super::MessageStream<'_>) -> crate::error::Result<Digest> {
+    use futures_util::TryStreamExt as _;
+    let mut b = super::builder::DigestBuilder::new();
+    while let Some(m) = messages.try_next().await? {
+        b.push(m);
+    }
+    Ok(b.finish())
+}
+
+/// Whether a message reads as a thought of its own, worth a digest's highlights: two topic
+/// words or more (not one word, not filler like `ok`, `lol`, `thanks!`), not only a link.
+pub fn readable(text: &str) -> bool {
+    let linkless: String = text
+        .split_whitespace()
+        .filter(|w| !w.starts_with("http://") && !w.starts_with("https://"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    content(&linkless).len() >= 2
+}
+
+/// `text` on one line, whole when it fits `max` characters, else cut at the end of its last
+/// sentence that fits (when that keeps a third of it), else at a word, with `…`.
+pub fn clip_sentence(text: &str, max: usize) -> String {
+    let t = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Some((cut, _)) = t.char_indices().nth(max) else {
+        return t;
     };
-    let answered = |i: usize| {
-        let m = &messages[i];
-        let me = m.id.as_str();
-        messages[i + 1..].iter().any(|o| {
-            o.author != m.author && (o.parent.as_deref() == Some(me) || o.parent == m.parent)
-        })
-    };
-    Digest {
-        messages: messages.len(),
-        participants,
-        threads,
-        decisions: top(&|i| has_any(&messages[i].text, DECISION), 5),
-        open_questions: top(&|i| messages[i].text.contains('?') && !answered(i), 5),
-        action_items: top(&|i| has_any(&messages[i].text, ACTION), 5),
-        highlights: pick(messages, budget(messages.len()))
-            .into_iter()
-            .map(cite)
-            .collect(),
+    let head = &t[..cut];
+    let sentence_end = head
+        .char_indices()
+        .rev()
+        .filter(|&(i, c)| matches!(c, '.' | '!' | '?') && head[i + c.len_utf8()..].starts_with(' '))
+        .map(|(i, c)| i + c.len_utf8())
+        .next();
+    match sentence_end {
+        Some(end) if end >= cut / 3 => head[..end].to_owned(),
+        _ => match head.rfind(' ') {
+            Some(space) if space >= cut / 3 => format!("{}…", &head[..space]),
+            _ => format!("{head}…"),
+        },
     }
 }
 
 impl Digest {
     /// The digest in Markdown, every cited message with its id.
     pub fn markdown(&self, title: &str) -> String {
-        let people: Vec<String> = self
-            .participants
-            .iter()
-            .map(|p| format!("@{} ({})", p.name, p.messages))
-            .collect();
         format!(
             "## {title}\n\n**{} message(s)** from {} participant(s): {}\n\n{}",
             self.messages,
             self.participants.len(),
-            people.join(", "),
+            super::people(&self.participants),
             self.sections()
         )
     }
@@ -503,6 +461,14 @@ impl super::LanguageModel for OfflineEngine {
 
     fn digest<'a>(&'a self, ask: super::Ask<'a>) -> super::AiFuture<'a, Digest> {
         Box::pin(async move { Ok(digest(ask.messages)) })
+    }
+
+    fn digest_stream<'a>(
+        &'a self,
+        _ask: super::Ask<'a>,
+        messages: super::MessageStream<'a>,
+    ) -> super::AiFuture<'a, Digest> {
+        Box::pin(digest_stream(messages))
     }
 
     fn thread_summary<'a>(&'a self, ask: super::Ask<'a>) -> super::AiFuture<'a, String> {

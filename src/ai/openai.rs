@@ -24,9 +24,12 @@ use async_openai::types::chat::{
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::offline::{Cited, Digest, Thread};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use super::builder::Counter;
+use super::offline::{Cited, Counts, Digest, Thread};
 use super::prompt::{Transcript, render, tokens};
-use super::{AiError, AiFuture, Ask, LanguageModel, Message, Question, Stats};
+use super::{AiError, AiFuture, Ask, LanguageModel, Message, MessageStream, Question, Stats};
 use crate::config::AiConfig;
 use crate::error::{Error, Kind, Result};
 
@@ -205,12 +208,47 @@ impl LanguageModel for OpenAiEngine {
     }
 
     fn digest<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, Digest> {
+        let messages = futures_util::stream::iter(ask.messages.iter().cloned().map(Ok)).boxed();
+        self.digest_stream(ask, messages)
+    }
+
+    fn digest_stream<'a>(
+        &'a self,
+        ask: Ask<'a>,
+        mut messages: MessageStream<'a>,
+    ) -> AiFuture<'a, Digest> {
         Box::pin(async move {
-            let transcript = Transcript::new(ask.messages, self.settings.redact);
-            // Map: each part of the window that fits the context.
+            // Map: each part of the window that fits the context, read as it comes; only the
+            // part being written and the partial digests are held.
+            let room = self.room(&ask, &ask.prompts.digest);
+            let mut counter = Counter::default();
+            let mut cited = Learnt::default();
             let mut parts = Vec::new();
-            for chunk in transcript.chunks(self.room(&ask, &ask.prompts.digest)) {
-                parts.push(self.digest_part(&ask, &ask.prompts.digest, &chunk).await?);
+            let (mut part, mut used, mut offset) = (Vec::new(), 0, 0);
+            loop {
+                let next = messages.try_next().await?;
+                // A line's tokens, a little over (its reference, author and time).
+                let t = next
+                    .as_ref()
+                    .map_or(0, |m| tokens(&m.text) + tokens(&m.author) + 8);
+                if (next.is_none() || used + t > room) && !part.is_empty() {
+                    let transcript = Transcript::part(&part, offset, self.settings.redact);
+                    for chunk in transcript.chunks(room) {
+                        let answer = self.digest_part(&ask, &ask.prompts.digest, &chunk).await?;
+                        cited.learn(&answer, &transcript, &part);
+                        parts.push(answer);
+                    }
+                    offset += part.len();
+                    part.clear();
+                    used = 0;
+                }
+                let Some(m) = next else { break };
+                counter.add(&m);
+                used += t;
+                part.push(m);
+            }
+            if counter.messages() == 0 {
+                return Ok(super::builder::DigestBuilder::new().finish());
             }
             // Reduce: merge the partial digests, in groups that fit, until one is left.
             while parts.len() > 1 {
@@ -237,7 +275,7 @@ impl LanguageModel for OpenAiEngine {
                 parts = merged;
             }
             let answer = parts.pop().unwrap_or_default();
-            let (digest, invented) = answer.into_digest(ask.messages, &transcript);
+            let (digest, invented) = answer.into_digest(counter.counts(), &cited);
             if invented > 0 {
                 Stats::add(&self.stats.invented_citations, invented as u64);
                 tracing::warn!(
@@ -368,18 +406,15 @@ impl Answer {
 
     /// The [`Digest`]: participants and counts from the source, each item's author from the
     /// message it cites; items citing no message of the window are dropped (and counted).
-    fn into_digest(self, messages: &[Message], transcript: &Transcript) -> (Digest, usize) {
-        let by_id: std::collections::HashMap<&str, &Message> =
-            messages.iter().map(|m| (m.id.as_str(), m)).collect();
-        let source = super::offline::digest_counts(messages);
+    fn into_digest(self, source: Counts, known: &Learnt) -> (Digest, usize) {
         let mut invented = 0;
         let mut cite = |items: Vec<Item>| -> Vec<Cited> {
             let mut out: Vec<Cited> = Vec::new();
             for i in items {
-                match transcript.id(&i.reference).and_then(|id| by_id.get(id)) {
-                    Some(m) if !out.iter().any(|c| c.id == m.id) => out.push(Cited {
-                        id: m.id.clone(),
-                        author: m.author.clone(),
+                match known.0.get(i.reference.trim()) {
+                    Some((id, author)) if !out.iter().any(|c| &c.id == id) => out.push(Cited {
+                        id: id.clone(),
+                        author: author.clone(),
                         text: super::offline::clip(&i.text, 300),
                     }),
                     Some(_) => {}
@@ -411,6 +446,28 @@ impl Answer {
             highlights: cite(self.highlights),
         };
         (digest, invented)
+    }
+}
+
+/// The messages the partial digests cite, by reference (`m2001`): the id and the author,
+/// learnt while the part they are in is held, so that the merges' citations can be mapped
+/// back after it is gone.
+#[derive(Debug, Default)]
+struct Learnt(std::collections::HashMap<String, (String, String)>);
+
+impl Learnt {
+    fn learn(&mut self, answer: &Answer, transcript: &Transcript, part: &[Message]) {
+        for (_, items) in answer.sections() {
+            for i in items {
+                let reference = i.reference.trim();
+                if let Some(id) = transcript.id(reference)
+                    && let Some(m) = part.iter().find(|m| m.id == id)
+                {
+                    self.0
+                        .insert(reference.to_owned(), (m.id.clone(), m.author.clone()));
+                }
+            }
+        }
     }
 }
 

@@ -159,10 +159,19 @@ pub fn reference(i: usize) -> String {
 pub struct Transcript {
     pub lines: Vec<String>,
     ids: Vec<String>,
+    /// The window position of the first message (a part of a window read as a stream).
+    offset: usize,
 }
 
 impl Transcript {
     pub fn new(messages: &[Message], redact_text: bool) -> Transcript {
+        Transcript::part(messages, 0, redact_text)
+    }
+
+    /// The transcript of a part of a window that starts at the window's `offset`-th message:
+    /// its references go on from the parts before (`m2001`), so they name one message of
+    /// the window whichever part they come from.
+    pub fn part(messages: &[Message], offset: usize, redact_text: bool) -> Transcript {
         let index: std::collections::HashMap<&str, usize> = messages
             .iter()
             .enumerate()
@@ -176,13 +185,13 @@ impl Transcript {
                     .parent
                     .as_deref()
                     .and_then(|p| index.get(p))
-                    .map(|&k| format!(" (reply to {})", reference(k)))
+                    .map(|&k| format!(" (reply to {})", reference(offset + k)))
                     .unwrap_or_default();
                 let text = m.text.split_whitespace().collect::<Vec<_>>().join(" ");
                 let text = if redact_text { redact(&text) } else { text };
                 format!(
                     "{} @{} [{}]{reply_to}: {text}",
-                    reference(i),
+                    reference(offset + i),
                     m.author,
                     m.created_at.format("%H:%M")
                 )
@@ -191,13 +200,16 @@ impl Transcript {
         Transcript {
             lines,
             ids: messages.iter().map(|m| m.id.clone()).collect(),
+            offset,
         }
     }
 
     /// The message id a reference (`m3`) stands for, if it names one.
     pub fn id(&self, reference: &str) -> Option<&str> {
         let n: usize = reference.trim().trim_start_matches('m').parse().ok()?;
-        self.ids.get(n.checked_sub(1)?).map(String::as_str)
+        self.ids
+            .get(n.checked_sub(1)?.checked_sub(self.offset)?)
+            .map(String::as_str)
     }
 
     /// Splits the lines into consecutive parts of at most `limit` tokens each. A line longer

@@ -36,7 +36,8 @@ impl Voice {
         }
     }
 
-    fn fell_back(&self, what: &str, e: &anyhow::Error) {
+    /// Counts and logs that the engine failed and the offline engine answers instead.
+    pub fn fell_back(&self, what: &str, e: &anyhow::Error) {
         if let Some(count) = &self.on_fallback {
             count();
         }
@@ -46,16 +47,6 @@ impl Voice {
             error = %crate::error::render(e).causes.last().map_or_else(|| e.to_string(), Clone::clone),
             "the AI could not write the {what}; posting the offline engine's instead"
         );
-    }
-
-    pub async fn digest(&self, channel: &str, messages: &[super::Message]) -> super::Digest {
-        match self.engine.digest(self.ask(channel, messages)).await {
-            Ok(d) => d,
-            Err(e) => {
-                self.fell_back("digest", &e);
-                super::offline::digest(messages)
-            }
-        }
     }
 
     pub async fn thread_summary(&self, channel: &str, messages: &[super::Message]) -> String {

@@ -335,7 +335,11 @@ pub async fn summary(
         workspace: readable.workspace,
         channel: readable.name,
         channel_id: channel,
-        window: crate::bots::digest::Window { start, end },
+        window: crate::bots::digest::Window {
+            start,
+            end,
+            tz: named.zone().map_err(ApiError::invalid)?,
+        },
         engine: voice.engine.name(),
         messages: 0,
         digest: None,

@@ -27,27 +27,63 @@ pub async fn window_digest(
     channel: Uuid,
     name: &str,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
+    tz: chrono_tz::Tz,
     as_user: Option<&serde_json::Value>,
 ) -> Result<WindowDigest> {
     let mut tx = pool.begin().await?;
     if let Some(claims) = as_user {
         crate::db::app_queries::act_as_claims(&mut tx, claims).await?;
     }
-    let messages =
-        crate::db::messages::window_messages(&mut tx, Uuid::nil(), channel, start, end).await?;
+    let digest = stream_digest(
+        &mut tx,
+        voice,
+        Uuid::nil(),
+        channel,
+        name,
+        (start, end),
+        true,
+    )
+    .await?;
     tx.rollback().await?;
-    if messages.is_empty() {
+    if digest.messages == 0 {
         return Ok(WindowDigest {
             messages: 0,
             digest: None,
         });
     }
-    let digest = voice.engine.digest(voice.ask(name, &messages)).await?;
-    let text = crate::ai::digest_post(&digest, name, start, end);
+    let text = crate::ai::digest_post(&digest, name, start, end, tz);
     Ok(WindowDigest {
-        messages: messages.len(),
+        messages: digest.messages,
         digest: Some((digest, text)),
     })
+}
+
+/// The digest of `channel`'s window in `voice`, its messages read from `conn` as a stream
+/// (never held whole). When the engine fails and not `strict`, the offline engine's, the
+/// window read again.
+async fn stream_digest(
+    conn: &mut sqlx::PgConnection,
+    voice: &Voice,
+    bot: Uuid,
+    channel: Uuid,
+    name: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    strict: bool,
+) -> Result<crate::ai::Digest> {
+    let messages = crate::db::messages::window_stream(&mut *conn, bot, channel, window);
+    match voice
+        .engine
+        .digest_stream(voice.ask(name, &[]), messages)
+        .await
+    {
+        Ok(d) => Ok(d),
+        Err(e) if strict => Err(e),
+        Err(e) => {
+            voice.fell_back("digest", &e);
+            let messages = crate::db::messages::window_stream(conn, bot, channel, window);
+            crate::ai::offline::digest_stream(messages).await
+        }
+    }
 }
 
 /// A channel's digest as `chatctl summarize -o json` prints it and the HTTP API answers.
@@ -71,11 +107,17 @@ pub struct Summary {
     pub post: Option<DigestPost>,
 }
 
-/// The `[start, end)` a digest covers.
+/// The `[start, end)` a digest covers, and the time zone its text names them in.
 #[derive(Debug, serde::Serialize)]
 pub struct Window {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    #[serde(serialize_with = "tz_name")]
+    pub tz: chrono_tz::Tz,
+}
+
+fn tz_name<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
 }
 
 impl crate::report::Report for Summary {
@@ -101,6 +143,7 @@ pub async fn summary(
         summary.channel_id,
         &summary.channel,
         (summary.window.start, summary.window.end),
+        summary.window.tz,
         as_user,
     )
     .await?;
@@ -127,6 +170,10 @@ pub enum DigestPost {
     },
     /// The window had no messages: nothing posted, the window claimed.
     Empty,
+    /// Another run (a replica, `chatctl summarize --post`, the previous firing still at a
+    /// long window) is writing this window's digest now: not started a second time, not
+    /// waited for.
+    Running,
     /// Someone (a daemon, an earlier run) claimed this window already.
     AlreadyClaimed {
         claimed_by: String,
@@ -149,9 +196,23 @@ pub async fn post_digest(
     channel: Uuid,
     name: &str,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
+    tz: chrono_tz::Tz,
     strict: bool,
 ) -> Result<DigestPost> {
     let mut tx = pool.begin().await?;
+    // The claim below would wait for a run that holds it uncommitted; this lock says so at
+    // once. Held until this transaction ends.
+    let free: bool = sqlx::query_scalar(
+        "select pg_try_advisory_xact_lock(hashtextextended('chatctl digest ' || $1 || ' ' || $2::text || ' ' || $3::text, 0))",
+    )
+    .bind(&voice.bot)
+    .bind(channel)
+    .bind(start)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !free {
+        return Ok(DigestPost::Running);
+    }
     let claimed = sqlx::query(
         "insert into chatctl.bot_digests (bot, channel_id, window_start, window_end, claimed_by)
          values ($1, $2, $3, $4, $5) on conflict do nothing",
@@ -183,19 +244,22 @@ pub async fn post_digest(
             message_id,
         });
     }
-    let messages =
-        crate::db::messages::window_messages(&mut tx, bot_user, channel, start, end).await?;
-    if messages.is_empty() {
+    let digest = stream_digest(
+        &mut tx,
+        voice,
+        bot_user,
+        channel,
+        name,
+        (start, end),
+        strict,
+    )
+    .await?;
+    if digest.messages == 0 {
         // An empty window posts nothing, but stays claimed.
         tx.commit().await?;
         return Ok(DigestPost::Empty);
     }
-    let digest = if strict {
-        voice.engine.digest(voice.ask(name, &messages)).await?
-    } else {
-        voice.digest(name, &messages).await
-    };
-    let text = crate::ai::digest_post(&digest, name, start, end);
+    let text = crate::ai::digest_post(&digest, name, start, end, tz);
     let id: Uuid = sqlx::query_scalar(
         "insert into public.chat (channel_id, user_id, message) values ($1, $2, jsonb_build_object('text', $3::text)) returning id",
     )

@@ -52,6 +52,11 @@ impl Schedule {
         })
     }
 
+    /// The time zone the schedule fires in (and its digests name their window in).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.tz
+    }
+
     /// The newest complete window `[start, end)`: `end` is the latest firing at or before
     /// `now`, `start` the firing before it. `None` when it has not fired twice in 35 days.
     pub fn last_window(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {

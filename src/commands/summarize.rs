@@ -38,6 +38,10 @@ pub struct SummarizeArgs {
 
 pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
     let (start, end) = resolve_window(&args, Utc::now())?;
+    let tz: chrono_tz::Tz = args
+        .tz
+        .parse()
+        .map_err(|_| Error::usage(format!("unknown time zone `{}`", args.tz)))?;
     let mut conn = ctx.connect().await?;
     let slug = ctx
         .workspace_or_only(&mut conn, args.target.workspace.clone())
@@ -56,7 +60,7 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
         workspace: slug,
         channel: name.clone(),
         channel_id: channel,
-        window: Window { start, end },
+        window: Window { start, end, tz },
         engine: voice.engine.name(),
         messages: 0,
         digest: None,
@@ -64,9 +68,10 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
         post: None,
     };
     let span = format!(
-        "#{name}, {} to {} UTC",
-        start.format("%Y-%m-%d %H:%M"),
-        end.format("%Y-%m-%d %H:%M")
+        "#{name}, {} to {} {}",
+        start.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+        end.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+        tz.name()
     );
     if args.post {
         let bots = runtime::prepare(&pool, vec![spec], &ctx.actor()).await?;
@@ -79,6 +84,7 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
             channel,
             &name,
             (start, end),
+            tz,
             true,
         )
         .await?;
@@ -96,6 +102,9 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
                 summary.digest = Some(digest.clone());
                 summary.text = Some(text.clone());
             }
+            DigestPost::Running => ctx.out.status(&format!(
+                "nothing to post: another run is writing the digest of {span} now"
+            )),
             DigestPost::Empty => ctx.out.status(&format!(
                 "nothing to post: {span} has no messages (the window is marked done)"
             )),

@@ -2,35 +2,42 @@
 //! window, a thread, a channel's recent context, messages by id. Deleted messages are never
 //! read; the reading bot's own are left out.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::Result;
 
-/// The window's messages for the summarizer, each with its reactions: deleted ones, the
-/// bot's own and every bot's left out (bots answer and summarize; a digest is of what people
-/// said, not of earlier digests).
-pub async fn window_messages(
+/// A window's messages for the summarizer, oldest first, each with its reactions and its
+/// thread's size: deleted ones, the bot's own and every bot's left out (bots answer and
+/// summarize; a digest is of what people said, not of earlier digests). A stream, read as
+/// the summarizer takes the messages, never held whole.
+pub fn window_stream(
     conn: &mut sqlx::PgConnection,
     bot: Uuid,
     channel: Uuid,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<crate::ai::Message>> {
-    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{MESSAGE_ROW}
-          where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted
-            and c.user_id <> $4 and not u.is_bot
-          order by c.created_at, c.id"
-    ))
-    .bind(channel)
-    .bind(start)
-    .bind(end)
-    .bind(bot)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().map(MessageRow::into_message).collect())
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> crate::ai::MessageStream<'_> {
+    static WINDOW: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "{MESSAGE_ROW}
+              where c.channel_id = $1 and c.created_at >= $2 and c.created_at < $3 and not c.is_deleted
+                and c.user_id <> $4 and not u.is_bot
+              order by c.created_at, c.id"
+        )
+    });
+    sqlx::query_as::<_, MessageRow>(&WINDOW)
+        .bind(channel)
+        .bind(start)
+        .bind(end)
+        .bind(bot)
+        .fetch(conn)
+        .map_ok(MessageRow::into_message)
+        .map_err(anyhow::Error::from)
+        .boxed()
 }
 
 /// A thread for the summarizer, the root first then its replies (the bot's own messages and
@@ -91,7 +98,7 @@ pub async fn recent_messages(
 /// The columns a summarizer's message is read from (callers add the rest of the query).
 pub(crate) const MESSAGE_ROW: &str = "
     select c.id, u.username, coalesce(c.message ->> 'text', '') as text, c.parent_id, c.created_at,
-           (select count(*) from public.emojis e where e.chat_id = c.id) as reactions
+           (select count(*) from public.emojis e where e.chat_id = c.id) as reactions, c.total_replies
       from public.chat c join public.users u on u.id = c.user_id";
 
 #[derive(sqlx::FromRow)]
@@ -102,6 +109,7 @@ pub(crate) struct MessageRow {
     parent_id: Option<Uuid>,
     created_at: DateTime<Utc>,
     reactions: Option<i64>,
+    total_replies: i32,
 }
 
 impl MessageRow {
@@ -113,6 +121,7 @@ impl MessageRow {
             parent: self.parent_id.map(|p| p.to_string()),
             created_at: self.created_at,
             reactions: u32::try_from(self.reactions.unwrap_or(0)).unwrap_or(u32::MAX),
+            replies: u32::try_from(self.total_replies).unwrap_or(0),
         }
     }
 }

@@ -404,3 +404,85 @@ async fn a_suggested_reply_points_to_where_the_question_was_discussed() {
     .await;
     assert_eq!(code, Some(64), "{stderr}");
 }
+
+/// A window whose digest another run is writing (a replica, the previous firing still at a
+/// long window) is not started a second time, nor waited for: the second `--post` says so
+/// at once, and one digest is posted (issue 21).
+#[tokio::test]
+async fn a_digest_being_written_is_not_started_twice_nor_waited_for() {
+    let db = TestDb::new().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let seed = chatctl_std(&env)
+        .args([
+            "dev",
+            "seed",
+            "--users",
+            "200",
+            "--channels",
+            "1",
+            "--workspaces",
+            "1",
+        ])
+        .args(["--messages", "40000", "-q"])
+        .output()
+        .unwrap();
+    assert!(seed.status.success(), "{:?}", outputs(&seed));
+    let post = [
+        "summarize",
+        "--channel",
+        "general",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--post",
+        "--as-bot",
+        "digestbot",
+        "--create-bot",
+    ];
+    let mut first = chatctl_std(&env)
+        .args(post)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first run holds the window once it starts writing.
+    let mut c = db.conn().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let writing: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+                             where l.locktype = 'advisory' and l.granted and a.datname = current_database())",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        if writing {
+            break;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended before it was seen writing: the test tested nothing"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (code, _, stderr) = run(&db, &[], &post).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("another run is writing the digest"),
+        "{stderr}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the second run waited for the first instead of moving on"
+    );
+    let first = first.wait_with_output().unwrap();
+    let (_, stderr) = outputs(&first);
+    assert!(first.status.success(), "{stderr}");
+    assert!(stderr.contains("posted the digest"), "{stderr}");
+    assert_eq!(bot_messages(&mut c, "digestbot").await.len(), 1);
+}

@@ -784,6 +784,7 @@ impl Runtime {
                             channel,
                             &name,
                             (start, end),
+                            schedule.tz(),
                             false,
                         )
                         .await?,
