@@ -9,13 +9,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chatctl::db::seed::{self, SeedOptions};
 use chatctl::search::{self, IndexDir, Reader, Scope, index};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// Runs per query and engine: up to this many, within `BUDGET`, at least `MIN_RUNS` (a p99
 /// of a few runs is their maximum: one hiccup of a shared machine).
@@ -191,102 +189,6 @@ async fn seeded_queries(pool: &PgPool) -> Vec<String> {
     ]
 }
 
-/// Loads the IRC corpus: one workspace and channel, a user per nick, a message per line.
-async fn load_irc(pool: &PgPool, root: &std::path::Path) -> u64 {
-    let mut lines: Vec<(String, String, chrono::DateTime<chrono::Utc>)> = Vec::new();
-    for split in ["train", "dev", "test"] {
-        let mut files: Vec<_> = std::fs::read_dir(root.join(split))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(".raw.txt"))
-            .collect();
-        files.sort();
-        for f in files {
-            let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            let Ok(day) = chrono::NaiveDate::parse_from_str(&name[..10], "%Y-%m-%d") else {
-                continue;
-            };
-            for l in std::fs::read_to_string(&f).unwrap().lines() {
-                let Some((time, rest)) = l.strip_prefix('[').and_then(|l| l.split_once("] <"))
-                else {
-                    continue;
-                };
-                let Some((nick, text)) = rest.split_once("> ") else {
-                    continue;
-                };
-                let Ok(t) = chrono::NaiveTime::parse_from_str(time, "%H:%M") else {
-                    continue;
-                };
-                lines.push((
-                    nick.to_lowercase(),
-                    text.to_owned(),
-                    day.and_time(t).and_utc(),
-                ));
-            }
-        }
-    }
-    let mut users: HashMap<String, Uuid> = HashMap::new();
-    for (nick, _, _) in &lines {
-        let n = users.len();
-        users
-            .entry(nick.clone())
-            .or_insert_with(|| Uuid::from_u128(n as u128 + 1));
-    }
-    let (ids, names): (Vec<Uuid>, Vec<String>) = users
-        .iter()
-        .map(|(n, id)| {
-            (
-                *id,
-                format!(
-                    "{}-{}",
-                    n.replace(|c: char| c.is_whitespace() || c == '@', "_"),
-                    id.as_u128()
-                ),
-            )
-        })
-        .unzip();
-    sqlx::query("insert into auth.users (id) select unnest($1::uuid[])")
-        .bind(&ids)
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "insert into public.users (id, username) select * from unnest($1::uuid[], $2::text[])",
-    )
-    .bind(&ids)
-    .bind(&names)
-    .execute(pool)
-    .await
-    .unwrap();
-    let channel: Uuid = one(
-        pool,
-        "with w as (insert into workspaces (slug, name) values ('ubuntu', 'Ubuntu') returning id)
-        insert into channels (workspace_id, name) select id, 'ubuntu' from w returning id",
-    )
-    .await;
-    for chunk in lines.chunks(20_000) {
-        let authors: Vec<Uuid> = chunk.iter().map(|(n, _, _)| users[n]).collect();
-        let texts: Vec<serde_json::Value> = chunk
-            .iter()
-            .map(|(_, t, _)| serde_json::json!({ "text": t }))
-            .collect();
-        let times: Vec<chrono::DateTime<chrono::Utc>> = chunk.iter().map(|(_, _, t)| *t).collect();
-        sqlx::query(
-            "insert into chat (channel_id, user_id, message, created_at)
-                     select $1, * from unnest($2::uuid[], $3::jsonb[], $4::timestamptz[])",
-        )
-        .bind(channel)
-        .bind(&authors)
-        .bind(&texts)
-        .bind(&times)
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-    sqlx::query("vacuum analyze").execute(pool).await.unwrap();
-    lines.len() as u64
-}
-
 fn irc_queries(top_nick: &str) -> Vec<String> {
     [
         "dapper",
@@ -370,7 +272,7 @@ async fn main() {
         .join("../shared/fixtures/corpus/irc-disentanglement-ubuntu");
     let db = "chatctl_bench_search_irc";
     let pool = fresh_db(&url, &admin, db).await;
-    let n = load_irc(&pool, &root).await;
+    let n = common::load_irc(&pool, &root, 1).await;
     println!("\nloaded {n} IRC lines");
     let top: String = one(&pool, "select u.username from chat c join users u on u.id = c.user_id group by 1 order by count(*) desc limit 1").await;
     report(

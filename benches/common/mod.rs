@@ -168,3 +168,110 @@ pub fn run_sampled(cmd: &mut std::process::Command) -> (f64, u64, String) {
     assert!(exit.success(), "{cmd:?} failed: {err}");
     (secs, peak, out)
 }
+
+/// Loads the IRC corpus (../shared/fixtures/corpus/irc-disentanglement-ubuntu, its chat lines
+/// `[HH:MM] <nick> text`): one workspace `ubuntu` and channel `ubuntu`, a user per nick, a
+/// message per line, `copies` times over (each copy after the one before, as if the channel
+/// went on). Returns how many messages.
+pub async fn load_irc(pool: &sqlx::PgPool, root: &std::path::Path, copies: u32) -> u64 {
+    use std::collections::HashMap;
+    use uuid::Uuid;
+    let mut lines: Vec<(String, String, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    for split in ["train", "dev", "test"] {
+        let mut files: Vec<_> = std::fs::read_dir(root.join(split))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".raw.txt"))
+            .collect();
+        files.sort();
+        for f in files {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            let Ok(day) = chrono::NaiveDate::parse_from_str(&name[..10], "%Y-%m-%d") else {
+                continue;
+            };
+            for l in std::fs::read_to_string(&f).unwrap().lines() {
+                let Some((time, rest)) = l.strip_prefix('[').and_then(|l| l.split_once("] <"))
+                else {
+                    continue;
+                };
+                let Some((nick, text)) = rest.split_once("> ") else {
+                    continue;
+                };
+                let Ok(t) = chrono::NaiveTime::parse_from_str(time, "%H:%M") else {
+                    continue;
+                };
+                lines.push((
+                    nick.to_lowercase(),
+                    text.to_owned(),
+                    day.and_time(t).and_utc(),
+                ));
+            }
+        }
+    }
+    let mut users: HashMap<String, Uuid> = HashMap::new();
+    for (nick, _, _) in &lines {
+        let n = users.len();
+        users
+            .entry(nick.clone())
+            .or_insert_with(|| Uuid::from_u128(n as u128 + 1));
+    }
+    let (ids, names): (Vec<Uuid>, Vec<String>) = users
+        .iter()
+        .map(|(n, id)| {
+            (
+                *id,
+                format!(
+                    "{}-{}",
+                    n.replace(|c: char| c.is_whitespace() || c == '@', "_"),
+                    id.as_u128()
+                ),
+            )
+        })
+        .unzip();
+    sqlx::query("insert into auth.users (id) select unnest($1::uuid[])")
+        .bind(&ids)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into public.users (id, username) select * from unnest($1::uuid[], $2::text[])",
+    )
+    .bind(&ids)
+    .bind(&names)
+    .execute(pool)
+    .await
+    .unwrap();
+    let channel: Uuid = sqlx::query_scalar(
+        "with w as (insert into workspaces (slug, name) values ('ubuntu', 'Ubuntu') returning id)
+        insert into channels (workspace_id, name) select id, 'ubuntu' from w returning id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let span = lines.last().map(|l| l.2).unwrap() - lines[0].2 + chrono::Duration::days(1);
+    for copy in 0..copies {
+        let shift = span * copy as i32;
+        for chunk in lines.chunks(20_000) {
+            let authors: Vec<Uuid> = chunk.iter().map(|(n, _, _)| users[n]).collect();
+            let texts: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|(_, t, _)| serde_json::json!({ "text": t }))
+                .collect();
+            let times: Vec<chrono::DateTime<chrono::Utc>> =
+                chunk.iter().map(|(_, _, t)| *t + shift).collect();
+            sqlx::query(
+                "insert into chat (channel_id, user_id, message, created_at)
+                     select $1, * from unnest($2::uuid[], $3::jsonb[], $4::timestamptz[])",
+            )
+            .bind(channel)
+            .bind(&authors)
+            .bind(&texts)
+            .bind(&times)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    sqlx::query("vacuum analyze").execute(pool).await.unwrap();
+    lines.len() as u64 * u64::from(copies)
+}

@@ -390,8 +390,14 @@ fn assemble(messages: &[Message], counts: Counts, answered: &dyn Fn(usize) -> bo
         author: messages[i].author.clone(),
         text: clip_sentence(&messages[i].text, 200),
     };
+    // The same words twice (a bot's canned answer, a pasted line) are listed once.
     let section = |filter: &dyn Fn(usize) -> bool, n: usize| {
-        let mut v = best(messages, &s, filter, n);
+        let mut seen = HashSet::new();
+        let mut v: Vec<usize> = best(messages, &s, filter, usize::MAX)
+            .into_iter()
+            .filter(|&i| seen.insert(offline::topic_words(unaddressed(&messages[i].text))))
+            .take(n)
+            .collect();
         v.sort_unstable();
         v.into_iter().map(cite).collect::<Vec<_>>()
     };
@@ -431,6 +437,19 @@ impl Counter {
     /// Every thread, most replies first.
     pub fn counts(self) -> Counts {
         self.0.counts(usize::MAX)
+    }
+}
+
+/// `text` without the name it is addressed to (`ann: `, `ann, `), as chat answers start.
+fn unaddressed(text: &str) -> &str {
+    let t = text.trim_start();
+    match t.split_once(' ') {
+        Some((first, rest))
+            if first.len() > 1 && (first.ends_with(':') || first.ends_with(',')) =>
+        {
+            rest
+        }
+        _ => t,
     }
 }
 

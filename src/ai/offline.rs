@@ -520,9 +520,16 @@ pub fn thread_summary(messages: &[Message]) -> String {
     );
     if replies.len() > 5 {
         text.push_str("\nWhat mattered:");
-        for i in pick(replies, budget(replies.len())) {
-            let m = &replies[i];
-            let _ = write!(text, "\n- @{}: {}", m.author, clip(&m.text, 120));
+        if replies.len() <= super::builder::PART {
+            for i in pick(replies, budget(replies.len())) {
+                let m = &replies[i];
+                let _ = write!(text, "\n- @{}: {}", m.author, clip(&m.text, 120));
+            }
+        } else {
+            // A thread longer than a part: ranked part by part, as a long window is.
+            for c in digest(replies).highlights {
+                let _ = write!(text, "\n- @{}: {}", c.author, clip(&c.text, 120));
+            }
         }
     }
     text
