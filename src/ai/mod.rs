@@ -118,6 +118,14 @@ pub trait LanguageModel: Send + Sync {
     /// A summary of a thread (`ask.messages`: the root first, then its replies).
     fn thread_summary<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, String>;
 
+    /// A summary of a thread read as it streams in (the root first; `ask.messages` unused),
+    /// holding a part of it at a time.
+    fn thread_summary_stream<'a>(
+        &'a self,
+        ask: Ask<'a>,
+        messages: MessageStream<'a>,
+    ) -> AiFuture<'a, String>;
+
     /// A suggested reply to `question`, from the recent context in `ask.messages`.
     fn reply<'a>(&'a self, ask: Ask<'a>, question: Question<'a>) -> AiFuture<'a, String>;
 }

@@ -475,6 +475,14 @@ impl super::LanguageModel for OfflineEngine {
         Box::pin(async move { Ok(thread_summary(ask.messages)) })
     }
 
+    fn thread_summary_stream<'a>(
+        &'a self,
+        _ask: super::Ask<'a>,
+        messages: super::MessageStream<'a>,
+    ) -> super::AiFuture<'a, String> {
+        Box::pin(thread_summary_stream(messages))
+    }
+
     fn reply<'a>(
         &'a self,
         ask: super::Ask<'a>,
@@ -501,6 +509,76 @@ pub fn thread_summary(messages: &[Message]) -> String {
             people.push(&r.author);
         }
     }
+    let mattered = if replies.len() > 5 {
+        pick(replies, budget(replies.len()))
+            .into_iter()
+            .map(|i| (replies[i].author.clone(), replies[i].text.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    thread_text(root, replies.len(), &people, last, &mattered)
+}
+
+/// A thread's summary as it streams in (the root first when it is there), in bounded
+/// memory: a thread of up to a part's replies is summarized as [`thread_summary`] does; a
+/// longer one keeps its counts, its latest reply and the part-by-part ranking of its replies.
+pub async fn thread_summary_stream(
+    mut messages: super::MessageStream<'_>,
+) -> crate::error::Result<String> {
+    use futures_util::TryStreamExt as _;
+    let mut held: Vec<Message> = Vec::new();
+    while held.len() <= super::builder::PART + 1 {
+        match messages.try_next().await? {
+            Some(m) => held.push(m),
+            None => return Ok(thread_summary(&held)),
+        }
+    }
+    let root = (held[0].parent.is_none()).then(|| held.remove(0));
+    let mut people: Vec<String> = Vec::new();
+    let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut builder = super::builder::DigestBuilder::new();
+    let mut last = held.last().cloned().expect("more than a part held");
+    let mut replies = 0;
+    let mut add = |m: Message, builder: &mut super::builder::DigestBuilder| {
+        if known.insert(m.author.clone()) {
+            people.push(m.author.clone());
+        }
+        replies += 1;
+        builder.push(m);
+    };
+    for m in held {
+        add(m, &mut builder);
+    }
+    while let Some(m) = messages.try_next().await? {
+        last = m.clone();
+        add(m, &mut builder);
+    }
+    let mattered: Vec<(String, String)> = builder
+        .finish()
+        .highlights
+        .into_iter()
+        .map(|c| (c.author, c.text))
+        .collect();
+    let people: Vec<&str> = people.iter().map(String::as_str).collect();
+    Ok(thread_text(
+        root.as_ref(),
+        replies,
+        &people,
+        &last,
+        &mattered,
+    ))
+}
+
+/// A thread summary's text: who started it and with what, how many replied (the first
+/// five by name), the latest word, and what mattered.
+fn thread_text(
+    root: Option<&Message>,
+    replies: usize,
+    people: &[&str],
+    last: &Message,
+    mattered: &[(String, String)],
+) -> String {
     let mut text = match root {
         Some(r) => format!(
             "Thread summary: @{} started with \"{}\". ",
@@ -509,27 +587,27 @@ pub fn thread_summary(messages: &[Message]) -> String {
         ),
         None => "Thread summary: ".into(),
     };
+    let mut named = people
+        .iter()
+        .take(5)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", @");
+    if people.len() > 5 {
+        let _ = write!(named, " and {} others", people.len() - 5);
+    }
     let _ = write!(
         text,
-        "{} repl{} from @{}. Latest, from @{}: \"{}\"",
-        replies.len(),
-        if replies.len() == 1 { "y" } else { "ies" },
-        people.join(", @"),
+        "{} repl{} from @{named}. Latest, from @{}: \"{}\"",
+        replies,
+        if replies == 1 { "y" } else { "ies" },
         last.author,
         clip(&last.text, 120)
     );
-    if replies.len() > 5 {
+    if !mattered.is_empty() {
         text.push_str("\nWhat mattered:");
-        if replies.len() <= super::builder::PART {
-            for i in pick(replies, budget(replies.len())) {
-                let m = &replies[i];
-                let _ = write!(text, "\n- @{}: {}", m.author, clip(&m.text, 120));
-            }
-        } else {
-            // A thread longer than a part: ranked part by part, as a long window is.
-            for c in digest(replies).highlights {
-                let _ = write!(text, "\n- @{}: {}", c.author, clip(&c.text, 120));
-            }
+        for (author, said) in mattered {
+            let _ = write!(text, "\n- @{author}: {}", clip(said, 120));
         }
     }
     text
@@ -642,5 +720,56 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["2"]
         );
+    }
+
+    fn stream(messages: Vec<Message>) -> crate::ai::MessageStream<'static> {
+        use futures_util::StreamExt as _;
+        futures_util::stream::iter(messages.into_iter().map(Ok)).boxed()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// A thread read as a stream: up to a part, the same summary as read whole; beyond, its
+    /// counts, latest reply and what mattered, in bounded memory.
+    #[test]
+    fn a_thread_summarized_as_it_streams_matches_and_goes_past_a_part() {
+        let t0 = chrono::DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let thread = |n: usize| {
+            let mut v = vec![Message::line(
+                "root",
+                "ann",
+                "Shall we cut the release on Friday?",
+                t0,
+            )];
+            v.extend((0..n).map(|i| {
+                let mut m = Message::line(
+                    format!("r{i}"),
+                    &format!("p{}", i % 9),
+                    &format!("reply {i}: the release notes and the migration plan"),
+                    t0 + chrono::Duration::seconds(i as i64 + 1),
+                );
+                m.parent = Some("root".into());
+                m
+            }));
+            v
+        };
+        let short = thread(40);
+        assert_eq!(
+            block_on(thread_summary_stream(stream(short.clone()))).unwrap(),
+            thread_summary(&short)
+        );
+        let long = thread(3 * super::super::builder::PART);
+        let text = block_on(thread_summary_stream(stream(long))).unwrap();
+        assert!(
+            text.starts_with("Thread summary: @ann started with \"Shall we cut the release on Friday?\". 6000 replies from @p0, @p1, @p2, @p3, @p4 and 4 others."),
+            "{text}"
+        );
+        assert!(text.contains("Latest, from @p5: \"reply 5999:"), "{text}");
+        assert!(text.contains("\nWhat mattered:\n- @"), "{text}");
     }
 }

@@ -293,18 +293,45 @@ impl LanguageModel for OpenAiEngine {
     }
 
     fn thread_summary<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, String> {
+        let messages = futures_util::stream::iter(ask.messages.iter().cloned().map(Ok)).boxed();
+        self.thread_summary_stream(ask, messages)
+    }
+
+    fn thread_summary_stream<'a>(
+        &'a self,
+        ask: Ask<'a>,
+        mut messages: MessageStream<'a>,
+    ) -> AiFuture<'a, String> {
         Box::pin(async move {
-            let transcript = Transcript::new(ask.messages, self.settings.redact);
-            let chunks = transcript.chunks(self.room(&ask, &ask.prompts.thread_summary));
+            // Each part that fits the context, summarized as it is read; then, for a thread
+            // longer than the context, the parts' summaries summarized.
+            let room = self.room(&ask, &ask.prompts.thread_summary);
             let mut summaries = Vec::new();
-            for chunk in &chunks {
-                let prompt = render(&ask.prompts.thread_summary, &values(&ask, chunk));
-                summaries.push(self.complete(&ask, prompt).await?);
+            let (mut part, mut used, mut offset) = (Vec::new(), 0, 0);
+            loop {
+                let next = messages.try_next().await?;
+                let t = next
+                    .as_ref()
+                    .map_or(0, |m| tokens(&m.text) + tokens(&m.author) + 8);
+                if (next.is_none() || used + t > room) && !part.is_empty() {
+                    let transcript = Transcript::part(&part, offset, self.settings.redact);
+                    for chunk in transcript.chunks(room) {
+                        let prompt = render(&ask.prompts.thread_summary, &values(&ask, &chunk));
+                        summaries.push(self.complete(&ask, prompt).await?);
+                    }
+                    offset += part.len();
+                    part.clear();
+                    used = 0;
+                }
+                let Some(m) = next else { break };
+                used += t;
+                part.push(m);
             }
-            if summaries.len() == 1 {
-                return Ok(summaries.remove(0));
+            if summaries.len() <= 1 {
+                return Ok(summaries
+                    .pop()
+                    .unwrap_or_else(|| super::offline::thread_summary(&[])));
             }
-            // A thread longer than the context: summarize the parts' summaries.
             let joined = summaries.join("\n\n");
             let prompt = render(&ask.prompts.thread_summary, &values(&ask, &joined));
             self.complete(&ask, prompt).await

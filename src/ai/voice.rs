@@ -49,20 +49,6 @@ impl Voice {
         );
     }
 
-    pub async fn thread_summary(&self, channel: &str, messages: &[super::Message]) -> String {
-        match self
-            .engine
-            .thread_summary(self.ask(channel, messages))
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                self.fell_back("thread summary", &e);
-                super::offline::thread_summary(messages)
-            }
-        }
-    }
-
     /// The reply to `question`. `strict`: an engine failure is an error (the command line)
     /// instead of the offline engine's reply (the daemon).
     pub async fn reply(

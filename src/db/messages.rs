@@ -47,17 +47,32 @@ pub async fn thread_messages(
     bot: Uuid,
     root: Uuid,
 ) -> Result<(String, Vec<crate::ai::Message>)> {
-    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{MESSAGE_ROW}
-          where (c.id = $1 or c.parent_id = $1) and not c.is_deleted and c.user_id <> $2
-            -- Commands (`/tldr`, `!help`) are requests, not conversation.
-            and left(ltrim(coalesce(c.message ->> 'text', '')), 1) not in ('/', '!')
-          order by c.parent_id is not null, c.created_at, c.id"
-    ))
-    .bind(root)
-    .bind(bot)
-    .fetch_all(pool)
-    .await?;
+    let messages = thread_stream(pool, bot, root).try_collect().await?;
+    Ok((thread_channel(pool, root).await?, messages))
+}
+
+/// [`thread_messages`]' messages as a stream, never held whole.
+pub fn thread_stream(pool: &PgPool, bot: Uuid, root: Uuid) -> crate::ai::MessageStream<'_> {
+    static THREAD: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "{MESSAGE_ROW}
+              where (c.id = $1 or c.parent_id = $1) and not c.is_deleted and c.user_id <> $2
+                -- Commands (`/tldr`, `!help`) are requests, not conversation.
+                and left(ltrim(coalesce(c.message ->> 'text', '')), 1) not in ('/', '!')
+              order by c.parent_id is not null, c.created_at, c.id"
+        )
+    });
+    sqlx::query_as::<_, MessageRow>(&THREAD)
+        .bind(root)
+        .bind(bot)
+        .fetch(pool)
+        .map_ok(MessageRow::into_message)
+        .map_err(anyhow::Error::from)
+        .boxed()
+}
+
+/// The name of the channel a thread is in (`direct message` for a DM's).
+pub async fn thread_channel(pool: &PgPool, root: Uuid) -> Result<String> {
     let channel: Option<String> = sqlx::query_scalar(
         "select ch.name from public.chat c join public.channels ch on ch.id = c.channel_id where c.id = $1",
     )
@@ -65,10 +80,7 @@ pub async fn thread_messages(
     .fetch_optional(pool)
     .await?
     .flatten();
-    Ok((
-        channel.unwrap_or_else(|| "direct message".into()),
-        rows.into_iter().map(MessageRow::into_message).collect(),
-    ))
+    Ok(channel.unwrap_or_else(|| "direct message".into()))
 }
 
 /// The `limit` messages of a channel before `before` (and it), oldest first: the context

@@ -94,6 +94,27 @@ impl PostJob {
         Ok(pass)
     }
 
+    /// A thread's summary in the bot's voice, the thread read as a stream; the offline
+    /// engine's (the thread read again) when the engine fails.
+    async fn thread_summary(&self, root: Uuid) -> Result<String> {
+        use crate::db::messages::{thread_channel, thread_stream};
+        let channel = thread_channel(&self.pool, root).await?;
+        let messages = thread_stream(&self.pool, self.bot_user, root);
+        match self
+            .voice
+            .engine
+            .thread_summary_stream(self.voice.ask(&channel, &[]), messages)
+            .await
+        {
+            Ok(text) => Ok(text),
+            Err(e) => {
+                self.voice.fell_back("thread summary", &e);
+                let messages = thread_stream(&self.pool, self.bot_user, root);
+                crate::ai::offline::thread_summary_stream(messages).await
+            }
+        }
+    }
+
     /// The text of each reply: ready ones as they are, one summary per thread, AI replies
     /// from the channel's recent context and where the question was discussed before.
     async fn write(&self) -> Result<Vec<String>> {
@@ -105,10 +126,7 @@ impl PostJob {
                 Work::Ready(t) => t.clone(),
                 Work::ThreadSummary(root) => {
                     if !summaries.contains_key(root) {
-                        let (channel, messages) =
-                            crate::db::messages::thread_messages(&self.pool, self.bot_user, *root)
-                                .await?;
-                        let text = self.voice.thread_summary(&channel, &messages).await;
+                        let text = self.thread_summary(*root).await?;
                         summaries.insert(*root, text);
                     }
                     summaries[root].clone()
