@@ -173,6 +173,61 @@ impl OpenAiEngine {
     }
 }
 
+/// A window (or a thread) read as parts of about `room` tokens each, one at a time.
+struct Parts<'a> {
+    messages: MessageStream<'a>,
+    room: usize,
+    /// The window position of the part last returned.
+    offset: usize,
+    read: usize,
+    ahead: Option<Message>,
+}
+
+impl<'a> Parts<'a> {
+    fn new(messages: MessageStream<'a>, room: usize) -> Parts<'a> {
+        Parts {
+            messages,
+            room,
+            offset: 0,
+            read: 0,
+            ahead: None,
+        }
+    }
+
+    /// The next part (`None` at the end), each message counted in `counter` as it is read.
+    async fn next(&mut self, counter: &mut Counter) -> Result<Option<Vec<Message>>> {
+        let mut part = Vec::new();
+        let mut used = 0;
+        loop {
+            let next = match self.ahead.take() {
+                Some(m) => Some(m),
+                None => {
+                    let m = self.messages.try_next().await?;
+                    if let Some(m) = &m {
+                        counter.add(m);
+                    }
+                    m
+                }
+            };
+            let Some(m) = next else { break };
+            // A line's tokens, a little over (its reference, author and time).
+            let t = tokens(&m.text) + tokens(&m.author) + 8;
+            if used + t > self.room && !part.is_empty() {
+                self.ahead = Some(m);
+                break;
+            }
+            used += t;
+            part.push(m);
+        }
+        if part.is_empty() {
+            return Ok(None);
+        }
+        self.offset = self.read;
+        self.read += part.len();
+        Ok(Some(part))
+    }
+}
+
 /// The system message of a request.
 fn system(ask: &Ask<'_>) -> String {
     let persona = persona(ask);
@@ -215,7 +270,7 @@ impl LanguageModel for OpenAiEngine {
     fn digest_stream<'a>(
         &'a self,
         ask: Ask<'a>,
-        mut messages: MessageStream<'a>,
+        messages: MessageStream<'a>,
     ) -> AiFuture<'a, Digest> {
         Box::pin(async move {
             // Map: each part of the window that fits the context, read as it comes; only the
@@ -224,28 +279,14 @@ impl LanguageModel for OpenAiEngine {
             let mut counter = Counter::default();
             let mut cited = Learnt::default();
             let mut parts = Vec::new();
-            let (mut part, mut used, mut offset) = (Vec::new(), 0, 0);
-            loop {
-                let next = messages.try_next().await?;
-                // A line's tokens, a little over (its reference, author and time).
-                let t = next
-                    .as_ref()
-                    .map_or(0, |m| tokens(&m.text) + tokens(&m.author) + 8);
-                if (next.is_none() || used + t > room) && !part.is_empty() {
-                    let transcript = Transcript::part(&part, offset, self.settings.redact);
-                    for chunk in transcript.chunks(room) {
-                        let answer = self.digest_part(&ask, &ask.prompts.digest, &chunk).await?;
-                        cited.learn(&answer, &transcript, &part);
-                        parts.push(answer);
-                    }
-                    offset += part.len();
-                    part.clear();
-                    used = 0;
+            let mut reader = Parts::new(messages, room);
+            while let Some(part) = reader.next(&mut counter).await? {
+                let transcript = Transcript::part(&part, reader.offset, self.settings.redact);
+                for chunk in transcript.chunks(room) {
+                    let answer = self.digest_part(&ask, &ask.prompts.digest, &chunk).await?;
+                    cited.learn(&answer, &transcript, &part);
+                    parts.push(answer);
                 }
-                let Some(m) = next else { break };
-                counter.add(&m);
-                used += t;
-                part.push(m);
             }
             if counter.messages() == 0 {
                 return Ok(super::builder::DigestBuilder::new().finish());
@@ -300,32 +341,20 @@ impl LanguageModel for OpenAiEngine {
     fn thread_summary_stream<'a>(
         &'a self,
         ask: Ask<'a>,
-        mut messages: MessageStream<'a>,
+        messages: MessageStream<'a>,
     ) -> AiFuture<'a, String> {
         Box::pin(async move {
             // Each part that fits the context, summarized as it is read; then, for a thread
             // longer than the context, the parts' summaries summarized.
             let room = self.room(&ask, &ask.prompts.thread_summary);
             let mut summaries = Vec::new();
-            let (mut part, mut used, mut offset) = (Vec::new(), 0, 0);
-            loop {
-                let next = messages.try_next().await?;
-                let t = next
-                    .as_ref()
-                    .map_or(0, |m| tokens(&m.text) + tokens(&m.author) + 8);
-                if (next.is_none() || used + t > room) && !part.is_empty() {
-                    let transcript = Transcript::part(&part, offset, self.settings.redact);
-                    for chunk in transcript.chunks(room) {
-                        let prompt = render(&ask.prompts.thread_summary, &values(&ask, &chunk));
-                        summaries.push(self.complete(&ask, prompt).await?);
-                    }
-                    offset += part.len();
-                    part.clear();
-                    used = 0;
+            let mut reader = Parts::new(messages, room);
+            while let Some(part) = reader.next(&mut Counter::default()).await? {
+                let transcript = Transcript::part(&part, reader.offset, self.settings.redact);
+                for chunk in transcript.chunks(room) {
+                    let prompt = render(&ask.prompts.thread_summary, &values(&ask, &chunk));
+                    summaries.push(self.complete(&ask, prompt).await?);
                 }
-                let Some(m) = next else { break };
-                used += t;
-                part.push(m);
             }
             if summaries.len() <= 1 {
                 return Ok(summaries

@@ -203,31 +203,22 @@ async fn copy_users(conn: &mut PgConnection, s: &mut Stage, notes: &mut Vec<Stri
         )
         .await?,
     );
-    if s.has.contains("email") {
-        let n = count(
-            conn,
-            &format!(
-                "select count(*) from {t} s join public.users u on u.id = s.id
-                  where s.reject is null and lower(btrim(s.email)) is distinct from u.email"
-            ),
-        )
-        .await?;
-        s.note("email: the auth account's verified address, none while unverified (differed from the project's)", n);
-    }
-    if s.has.contains("last_login") {
-        let n = count(
-            conn,
-            &format!(
-                "select count(*) from {t} s join public.users u on u.id = s.id
-                  where s.reject is null and s.last_login is distinct from u.last_login"
-            ),
-        )
-        .await?;
-        s.note(
-            "last_login: Supabase Auth's last sign-in (differed from the project's)",
-            n,
-        );
-    }
+    s.differing(
+        conn,
+        "email",
+        "public.users",
+        "lower(btrim(s.email)) is distinct from x.email",
+        "email: the auth account's verified address, none while unverified (differed from the project's)",
+    )
+    .await?;
+    s.differing(
+        conn,
+        "last_login",
+        "public.users",
+        "s.last_login is distinct from x.last_login",
+        "last_login: Supabase Auth's last sign-in (differed from the project's)",
+    )
+    .await?;
     Ok(())
 }
 
@@ -669,20 +660,14 @@ async fn copy_chat(conn: &mut PgConnection, s: &mut Stage) -> Result<()> {
     ))
     .execute(&mut *conn)
     .await?;
-    if s.has.contains("total_replies") {
-        let n = count(
-            conn,
-            &format!(
-                "select count(*) from {t} s join public.chat c on c.id = s.id
-                  where s.reject is null and s.total_replies is distinct from c.total_replies"
-            ),
-        )
-        .await?;
-        s.note(
-            "total_replies: counted from the replies kept (differed from the project's)",
-            n,
-        );
-    }
+    s.differing(
+        conn,
+        "total_replies",
+        "public.chat",
+        "s.total_replies is distinct from x.total_replies",
+        "total_replies: counted from the replies kept (differed from the project's)",
+    )
+    .await?;
     Ok(())
 }
 

@@ -391,6 +391,31 @@ impl Stage {
         Ok(n)
     }
 
+    /// Notes `what (N)`: how many kept rows whose project's `column` it had differ from the
+    /// row copied into `table` (joined as `x` by id) by `differs`.
+    pub(super) async fn differing(
+        &mut self,
+        conn: &mut PgConnection,
+        column: &str,
+        table: &str,
+        differs: &str,
+        what: &str,
+    ) -> Result<()> {
+        if !self.has.contains(column) {
+            return Ok(());
+        }
+        let n = count(
+            conn,
+            &format!(
+                "select count(*) from {} s join {table} x on x.id = s.id where s.reject is null and {differs}",
+                self.t
+            ),
+        )
+        .await?;
+        self.note(what, n);
+        Ok(())
+    }
+
     pub(super) fn note(&mut self, what: &str, n: u64) {
         if n > 0 {
             self.report.backfilled.push(format!("{what} ({n})"));
