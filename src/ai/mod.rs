@@ -262,3 +262,38 @@ pub fn digest_post(
         digest.sections()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header names the window in the channel's time zone and the most active few.
+    #[test]
+    fn a_digest_header_says_the_window_in_its_time_zone_and_the_most_active_few() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_767_250_800, 0).unwrap(); // 2026-01-01 07:00 UTC
+        let messages: Vec<Message> = (0..40)
+            .map(|i| {
+                Message::line(
+                    format!("{i}"),
+                    &format!("person{}", i % 8),
+                    "the release plan for the new billing export",
+                    t0,
+                )
+            })
+            .collect();
+        let d = offline::digest(&messages);
+        let text = digest_post(
+            &d,
+            "general",
+            t0,
+            t0 + chrono::Duration::days(1),
+            chrono_tz::Europe::Paris,
+        );
+        assert!(
+            text.starts_with(
+                "Digest of #general, 2026-01-01 08:00 to 2026-01-02 08:00 Europe/Paris: 40 message(s) from 8 (@person0, @person1, @person2, @person3, @person4 and 3 others)."
+            ),
+            "{text}"
+        );
+    }
+}
