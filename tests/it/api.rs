@@ -1,6 +1,7 @@
 //! `chatctl serve`: real HTTP requests against the running server on the real database.
 //! Who may ask what is decided by row level security, as the caller.
 
+use crate::support::SpawnGuarded as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1171,18 +1172,11 @@ async fn chatctl_serve_says_where_it_listens_and_stops_on_sigterm() {
     .args(["serve", "--listen", "127.0.0.1:0"])
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    .guarded();
     // Killed on the way out whatever happens, so a failure cannot leave it running.
-    struct Running(std::process::Child);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-        }
-    }
-    let mut server = Running(child);
+    let mut server = child;
     let mut line = String::new();
-    std::io::BufReader::new(server.0.stdout.take().unwrap())
+    std::io::BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let base = line
@@ -1197,14 +1191,11 @@ async fn chatctl_serve_says_where_it_listens_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
     let sent = std::process::Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
+        .args(["-TERM", &server.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
-    assert!(
-        server.0.wait().unwrap().success(),
-        "SIGTERM is a clean stop"
-    );
+    assert!(server.wait().unwrap().success(), "SIGTERM is a clean stop");
 }
 
 /// Schemathesis (a tool no one here wrote, from PyPI) generates requests from

@@ -2,6 +2,7 @@
 //! as it was, damaged and truncated archives refused with the target untouched, a restore
 //! killed half-way leaving nothing, a non-empty target and a newer archive refused.
 
+use crate::support::SpawnGuarded as _;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
@@ -257,8 +258,7 @@ fn killed_half_way(src: &TestDb, archive: &Path, args: &[&str]) {
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .guarded();
     let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     pipe.write_all(&bytes[..bytes.len() / 2]).unwrap();
     pipe.flush().unwrap();
@@ -811,8 +811,7 @@ async fn off_site_backups_go_to_an_s3_server_and_come_back() {
         .args(["backup", "create", "--out", &killed])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .guarded();
     let mut seen = false;
     for _ in 0..2000 {
         if s3_server::uploads_in_progress(&bucket).await > 0 {

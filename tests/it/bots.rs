@@ -1,6 +1,7 @@
 //! The bot runtime on a real database: exactly-once replies, catch-up, replicas, caps,
 //! LISTEN/NOTIFY wake-ups, and definitions checked with file and line.
 
+use crate::support::SpawnGuarded as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -589,14 +590,13 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
 }
 
 /// `chatctl bots run` as a process, against `db`.
-fn daemon(db: &TestDb) -> std::process::Child {
+fn daemon(db: &TestDb) -> crate::support::Spawned {
     crate::support::chatctl_std(&[("DATABASE_URL", db.url.as_str())])
         .args(["bots", "run", "-q", "--metrics", "127.0.0.1:0", "--bots"])
         .arg(BOTS_DIR.get().unwrap())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+        .guarded()
 }
 
 static BOTS_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
@@ -694,7 +694,7 @@ pub(crate) fn daemon_with_metrics(
     env: &[(&str, &str)],
     bots: &Path,
 ) -> (
-    std::process::Child,
+    crate::support::Spawned,
     String,
     std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
 ) {
@@ -704,8 +704,7 @@ pub(crate) fn daemon_with_metrics(
         .arg(bots)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .guarded();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = lines
         .by_ref()
@@ -1175,8 +1174,7 @@ async fn each_event_is_handled_under_one_span_of_its_own_in_json_logs() {
     .arg(dir.path())
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    .guarded();
     let mut c = db.conn().await;
     // Wait until the daemon listens (its first catch-up answers this one).
     say(&mut c, "ada", "general", "@summarybot first").await;

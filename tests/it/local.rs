@@ -1,5 +1,6 @@
 //! The embedded default: `chatctl dev up|status|url|down` on a cluster of the test's own.
 
+use crate::support::SpawnGuarded as _;
 use crate::support::{chatctl, chatctl_std, outputs};
 use std::path::Path;
 
@@ -137,8 +138,7 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .guarded();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     for line in lines.by_ref() {

@@ -3,6 +3,7 @@
 //! ends the same way: the client reconnects or resubscribes, catches up from the database,
 //! and every mention gets exactly one reply.
 
+use crate::support::SpawnGuarded as _;
 use std::time::Duration;
 
 use chatctl::bots::metrics::Metrics;
@@ -452,8 +453,7 @@ async fn the_daemon_uses_realtime_when_a_supabase_url_is_set_and_keeps_its_secre
     .arg(dir.path())
     .stdout(std::process::Stdio::null())
     .stderr(std::fs::File::create(&log).unwrap())
-    .spawn()
-    .unwrap();
+    .guarded();
     server.wait_subscribed(2, Duration::from_secs(20)).await;
     let mut c = db.conn().await;
     let asked = say(&mut c, &server, "general", "@summarybot over the wire?").await;

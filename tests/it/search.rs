@@ -1,6 +1,7 @@
 //! Search: the tantivy index against the database it caches, the query language on both
 //! engines, permissions against row level security, and the commands as operators run them.
 
+use crate::support::SpawnGuarded as _;
 use std::collections::BTreeSet;
 
 use chatctl::db::seed::{self, SeedOptions};
@@ -624,8 +625,7 @@ async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
         ("CHATCTL_SEARCH__INDEX_DIR", path.to_str().unwrap()),
     ])
     .args(["search", "reindex", "--full", "-q"])
-    .spawn()
-    .unwrap();
+    .guarded();
     // Kill it once its new generation exists, before it can finish: the test proves
     // nothing if the kill comes before the rebuild wrote anything.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

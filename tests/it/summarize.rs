@@ -2,6 +2,7 @@
 //! binary, a real database, the offline engine, and the OpenAI stand-in for the failure
 //! exit codes.
 
+use crate::support::SpawnGuarded as _;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -444,8 +445,7 @@ async fn a_digest_being_written_is_not_started_twice_nor_waited_for() {
         .args(post)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .guarded();
     // The first run holds the window once it starts writing.
     let mut c = db.conn().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

@@ -2,6 +2,7 @@
 //! updates, crash and resume, sign-in as Supabase Auth checks it, export round trips,
 //! deactivation under row level security.
 
+use crate::support::SpawnGuarded as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -562,8 +563,7 @@ async fn a_killed_import_leaves_whole_batches_and_running_it_again_completes_it(
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .guarded();
     let rows: Vec<String> = (0..1000)
         .map(|i| format!("{i},p{i}@x.io,Person {i}"))
         .collect();
@@ -603,8 +603,7 @@ async fn a_killed_import_leaves_whole_batches_and_running_it_again_completes_it(
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .guarded();
     let started = std::time::Instant::now();
     loop {
         let n = scalar_i64(&mut c, "select count(*) from public.users").await;
@@ -1042,8 +1041,7 @@ async fn a_sign_up_made_after_the_plan_is_adopted_not_duplicated() {
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .guarded();
     // Wait until the first batch waits for the lock: the plan is made by then.
     let started = std::time::Instant::now();
     loop {

@@ -338,3 +338,52 @@ pub fn outputs(out: &std::process::Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A process a test spawned, killed (and reaped) when it is dropped, a panic included: no
+/// daemon outlives its test.
+pub struct Spawned(Option<std::process::Child>);
+
+impl Spawned {
+    /// Waits for the end and collects the output (the process is the caller's then).
+    pub fn wait_with_output(mut self) -> std::io::Result<std::process::Output> {
+        self.0
+            .take()
+            .expect("not yet waited for")
+            .wait_with_output()
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("not yet waited for")
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not yet waited for")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0
+            && let Ok(None) = child.try_wait()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `Command::spawn` for tests: the child is a [`Spawned`], killed when the test ends.
+pub trait SpawnGuarded {
+    fn guarded(&mut self) -> Spawned;
+}
+
+impl SpawnGuarded for std::process::Command {
+    fn guarded(&mut self) -> Spawned {
+        Spawned(Some(self.spawn().expect("cannot start the process")))
+    }
+}
