@@ -399,18 +399,32 @@ const MODEL: &[Table] = &[
                 NOBODY,
             ),
         ],
-        inserts: &[Insert {
-            what: "their own profile (a second one: nothing)",
-            values: &[
-                ("id", "{me}"),
-                ("username", "'fresh-profile'"),
-                ("name", "'Fresh'"),
-            ],
-            prepare: "",
-            who: &[Newcomer],
-            extra: &[],
-            service_denied: true,
-        }],
+        inserts: &[
+            Insert {
+                what: "their own profile (a second one: refused by the key, after the policy)",
+                values: &[
+                    ("id", "{me}"),
+                    ("username", "'fresh-profile'"),
+                    ("name", "'Fresh'"),
+                ],
+                prepare: "",
+                who: &[Newcomer],
+                extra: &[],
+                service_denied: true,
+            },
+            Insert {
+                what: "a profile for another account (one that has none)",
+                values: &[
+                    ("id", "{spare_account}"),
+                    ("username", "'not-mine'"),
+                    ("name", "'Not mine'"),
+                ],
+                prepare: "",
+                who: NOBODY,
+                extra: &[],
+                service_denied: false,
+            },
+        ],
         client_insert: &["avatar_url"],
         set_on_insert: &[("email", Who::Everyone), ("last_login", Who::Everyone)],
         set_on_update: &[
@@ -1765,11 +1779,6 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                     cols.push(k);
                     vals.push(v);
                 }
-                let conflict = if t.name == "users" {
-                    " on conflict do nothing"
-                } else {
-                    ""
-                };
                 let check = match extra {
                     None => format!("select true from public.{} where {find}", t.name),
                     Some(_) => {
@@ -1794,7 +1803,7 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                     ),
                     kind: Kind::Write,
                     sql: format!(
-                        "insert into public.{} ({}) values ({}){conflict}",
+                        "insert into public.{} ({}) values ({})",
                         t.name,
                         cols.join(", "),
                         vals.join(", ")
@@ -1871,6 +1880,8 @@ fn ids() -> BTreeMap<&'static str, String> {
         "private_file",
         "dm_file",
         "deactivated",
+        // An account without a profile that no actor is.
+        "spare_account",
     ]
     .iter()
     .enumerate()
@@ -1913,6 +1924,7 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
         "partner_peer",
         "outsider",
         "deactivated",
+        "spare_account",
     ];
     for p in people {
         sqlx::query(
@@ -1927,7 +1939,7 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
         .execute(&mut *c)
         .await
         .unwrap();
-        if p != "newcomer" {
+        if p != "newcomer" && p != "spare_account" {
             sqlx::query("insert into public.users (id, username, name, is_bot) values ($1::uuid, $2, $2, $3)")
                 .bind(&ids[p])
                 .bind(p.replace('_', "-"))
