@@ -275,11 +275,12 @@ impl DigestBuilder {
         self.split = true;
         let part = std::mem::take(&mut self.part);
         self.index.clear();
-        let chosen = candidates(&part, &|i| answered_within(&part, i));
+        let answered = answered_in(&part);
+        let chosen = candidates(&part, &|i| answered[i]);
         for i in chosen {
             let m = &part[i];
             if m.text.contains('?') {
-                if answered_within(&part, i) {
+                if answered[i] {
                     self.answered.insert(m.id.clone());
                 } else {
                     self.wait_for_answer(m);
@@ -331,14 +332,28 @@ impl DigestBuilder {
     }
 }
 
-/// Whether question `i` of `part` is answered later in it: a reply to it, or a later message
-/// of its thread (the channel's top level for a top-level question) by someone else.
-fn answered_within(part: &[Message], i: usize) -> bool {
-    let m = &part[i];
-    let me = m.id.as_str();
-    part[i + 1..]
-        .iter()
-        .any(|o| o.author != m.author && (o.parent.as_deref() == Some(me) || o.parent == m.parent))
+/// Whether each message of `part` is answered later in it: a reply to it, or a later
+/// message of its thread (the channel's top level for a top-level message) by someone else.
+/// One pass from the end, keeping for each thread two of the people who write in it later
+/// (enough to know whether anyone but the asker does).
+fn answered_in(part: &[Message]) -> Vec<bool> {
+    let mut later: HashMap<Option<&str>, [Option<&str>; 2]> = HashMap::new();
+    let mut answered = vec![false; part.len()];
+    for (i, m) in part.iter().enumerate().rev() {
+        let someone_else = |thread: Option<&str>| {
+            later
+                .get(&thread)
+                .is_some_and(|people| people.iter().flatten().any(|p| *p != m.author))
+        };
+        answered[i] = someone_else(Some(m.id.as_str())) || someone_else(m.parent.as_deref());
+        let people = later.entry(m.parent.as_deref()).or_insert([None, None]);
+        match people {
+            [None, _] => people[0] = Some(&m.author),
+            [Some(first), None] if *first != m.author => people[1] = Some(&m.author),
+            _ => {}
+        }
+    }
+    answered
 }
 
 /// The indexes (in order) of `part`'s messages that go on: the best by score, and the best
@@ -378,7 +393,8 @@ fn best(messages: &[Message], s: &[f64], filter: &dyn Fn(usize) -> bool, n: usiz
 
 /// The digest of a window ranked whole.
 fn whole(messages: &[Message], counts: Counts) -> Digest {
-    assemble(messages, counts, &|i| answered_within(messages, i))
+    let answered = answered_in(messages);
+    assemble(messages, counts, &|i| answered[i])
 }
 
 /// The digest: its sections from `messages` (the window, or the pool of a long one), its
@@ -545,23 +561,32 @@ mod tests {
         );
     }
 
+    /// The one-pass answer finder says what the definition says, on every message of a
+    /// conversation of threads, top-level lines and people answering themselves.
     #[test]
-    fn a_short_window_is_ranked_whole_as_before() {
+    fn answered_in_one_pass_is_the_definition() {
         let t0 = chrono::DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap();
-        let m: Vec<Message> = (0..50)
+        let m: Vec<Message> = (0..400)
             .map(|i| {
-                Message::line(
-                    format!("{i}"),
-                    "ann",
-                    &format!("topic words number {i} here"),
-                    t0,
-                )
+                let mut m =
+                    Message::line(format!("{i}"), ["a", "b", "c"][(i * 7 / 5) % 3], "x?", t0);
+                if i % 3 != 0 {
+                    m.parent = Some(format!("{}", (i / 3) * 3 - (i / 7) % 2 * 3));
+                }
+                m
             })
             .collect();
-        let mut b = DigestBuilder::new();
-        for x in m.iter().cloned() {
-            b.push(x);
+        let definition = |i: usize| {
+            let q = &m[i];
+            m[i + 1..].iter().any(|o| {
+                o.author != q.author
+                    && (o.parent.as_deref() == Some(q.id.as_str()) || o.parent == q.parent)
+            })
+        };
+        let fast = answered_in(&m);
+        assert!(fast.iter().any(|a| *a) && fast.iter().any(|a| !*a));
+        for (i, got) in fast.into_iter().enumerate() {
+            assert_eq!(got, definition(i), "message {i}");
         }
-        assert_eq!(b.finish(), whole(&m, counts(&m)));
     }
 }

@@ -65,6 +65,12 @@ impl Message {
 /// A window's messages, oldest first, as they are read.
 pub type MessageStream<'a> = futures_util::stream::BoxStream<'a, crate::error::Result<Message>>;
 
+/// `messages` as a [`MessageStream`].
+pub fn stream_of(messages: &[Message]) -> MessageStream<'_> {
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(messages.iter().cloned().map(Ok)).boxed()
+}
+
 /// A future an engine returns.
 pub type AiFuture<'a, T> = Pin<Box<dyn Future<Output = crate::error::Result<T>> + Send + 'a>>;
 
@@ -104,8 +110,11 @@ pub trait LanguageModel: Send + Sync {
     /// `offline`, or `openai:MODEL`: for logs and the digest's footer.
     fn name(&self) -> String;
 
-    /// The digest of a channel's window (`ask.messages` not empty).
-    fn digest<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, Digest>;
+    /// The digest of a channel's window held in memory (`ask.messages` not empty): the
+    /// stream's digest, read from the slice.
+    fn digest<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, Digest> {
+        self.digest_stream(ask, stream_of(ask.messages))
+    }
 
     /// The digest of a window read as it streams in (`ask.messages` unused), holding a part
     /// of it at a time; an empty window gives a digest of no messages.
@@ -115,8 +124,11 @@ pub trait LanguageModel: Send + Sync {
         messages: MessageStream<'a>,
     ) -> AiFuture<'a, Digest>;
 
-    /// A summary of a thread (`ask.messages`: the root first, then its replies).
-    fn thread_summary<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, String>;
+    /// A summary of a thread held in memory (`ask.messages`: the root first, then its
+    /// replies): the stream's summary, read from the slice.
+    fn thread_summary<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, String> {
+        self.thread_summary_stream(ask, stream_of(ask.messages))
+    }
 
     /// A summary of a thread read as it streams in (the root first; `ask.messages` unused),
     /// holding a part of it at a time.

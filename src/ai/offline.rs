@@ -459,20 +459,12 @@ impl super::LanguageModel for OfflineEngine {
         "offline".into()
     }
 
-    fn digest<'a>(&'a self, ask: super::Ask<'a>) -> super::AiFuture<'a, Digest> {
-        Box::pin(async move { Ok(digest(ask.messages)) })
-    }
-
     fn digest_stream<'a>(
         &'a self,
         _ask: super::Ask<'a>,
         messages: super::MessageStream<'a>,
     ) -> super::AiFuture<'a, Digest> {
         Box::pin(digest_stream(messages))
-    }
-
-    fn thread_summary<'a>(&'a self, ask: super::Ask<'a>) -> super::AiFuture<'a, String> {
-        Box::pin(async move { Ok(thread_summary(ask.messages)) })
     }
 
     fn thread_summary_stream<'a>(
@@ -722,11 +714,6 @@ mod tests {
         );
     }
 
-    fn stream(messages: Vec<Message>) -> crate::ai::MessageStream<'static> {
-        use futures_util::StreamExt as _;
-        futures_util::stream::iter(messages.into_iter().map(Ok)).boxed()
-    }
-
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
@@ -760,11 +747,11 @@ mod tests {
         };
         let short = thread(40);
         assert_eq!(
-            block_on(thread_summary_stream(stream(short.clone()))).unwrap(),
+            block_on(thread_summary_stream(crate::ai::stream_of(&short))).unwrap(),
             thread_summary(&short)
         );
         let long = thread(3 * super::super::builder::PART);
-        let text = block_on(thread_summary_stream(stream(long))).unwrap();
+        let text = block_on(thread_summary_stream(crate::ai::stream_of(&long))).unwrap();
         assert!(
             text.starts_with("Thread summary: @ann started with \"Shall we cut the release on Friday?\". 6000 replies from @p0, @p1, @p2, @p3, @p4 and 4 others."),
             "{text}"

@@ -24,7 +24,7 @@ use async_openai::types::chat::{
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::TryStreamExt as _;
 
 use super::builder::Counter;
 use super::offline::{Cited, Counts, Digest, Thread};
@@ -262,11 +262,6 @@ impl LanguageModel for OpenAiEngine {
         format!("openai:{}", self.model)
     }
 
-    fn digest<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, Digest> {
-        let messages = futures_util::stream::iter(ask.messages.iter().cloned().map(Ok)).boxed();
-        self.digest_stream(ask, messages)
-    }
-
     fn digest_stream<'a>(
         &'a self,
         ask: Ask<'a>,
@@ -331,11 +326,6 @@ impl LanguageModel for OpenAiEngine {
             }
             Ok(digest)
         })
-    }
-
-    fn thread_summary<'a>(&'a self, ask: Ask<'a>) -> AiFuture<'a, String> {
-        let messages = futures_util::stream::iter(ask.messages.iter().cloned().map(Ok)).boxed();
-        self.thread_summary_stream(ask, messages)
     }
 
     fn thread_summary_stream<'a>(

@@ -37,11 +37,7 @@ pub struct SummarizeArgs {
 }
 
 pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
-    let (start, end) = resolve_window(&args, Utc::now())?;
-    let tz: chrono_tz::Tz = args
-        .tz
-        .parse()
-        .map_err(|_| Error::usage(format!("unknown time zone `{}`", args.tz)))?;
+    let (start, end, tz) = resolve_window(&args, Utc::now())?;
     let mut conn = ctx.connect().await?;
     let slug = ctx
         .workspace_or_only(&mut conn, args.target.workspace.clone())
@@ -138,7 +134,7 @@ pub async fn run(ctx: &Context, args: SummarizeArgs) -> Result<ExitCode> {
 fn resolve_window(
     args: &SummarizeArgs,
     now: DateTime<Utc>,
-) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+) -> Result<(DateTime<Utc>, DateTime<Utc>, chrono_tz::Tz)> {
     if args.since.is_some() && args.post {
         return Err(
             Error::usage("--post does not take a sliding --since window")
@@ -156,5 +152,6 @@ fn resolve_window(
         to: args.to.clone(),
         tz: Some(args.tz.clone()),
     };
-    Ok(named.resolve(now).map_err(Error::usage)?)
+    let (start, end) = named.resolve(now).map_err(Error::usage)?;
+    Ok((start, end, named.zone().map_err(Error::usage)?))
 }

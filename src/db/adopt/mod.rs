@@ -155,6 +155,7 @@ pub(crate) struct Found {
     pub name: &'static str,
     /// Column name → type name (`pg_type.typname`).
     pub columns: BTreeMap<String, String>,
+    /// Exact below 100,000 rows, the planner's estimate above (for the progress bar).
     pub rows: i64,
     pub rls: bool,
     pub policies: Vec<String>,
@@ -324,7 +325,7 @@ async fn inspect(conn: &mut PgConnection, pending: &[&Migration]) -> Result<Vec<
             ));
             continue;
         }
-        found.push(read_table(conn, outline).await?);
+        found.push(read_table(conn, outline, *rows).await?);
     }
     problems.extend(dependents(conn, &found).await?);
     for f in &found {
@@ -345,7 +346,8 @@ async fn inspect(conn: &mut PgConnection, pending: &[&Migration]) -> Result<Vec<
     Ok(found)
 }
 
-async fn read_table(conn: &mut PgConnection, name: &'static str) -> Result<Found> {
+/// `name`'s columns, policies, triggers and constraints; `rows` as [`present`] counted them.
+async fn read_table(conn: &mut PgConnection, name: &'static str, rows: i64) -> Result<Found> {
     let table = format!("public.{}", quote_ident(name));
     let columns: Vec<(String, String)> = sqlx::query_as(
         "select a.attname::text, t.typname::text from pg_attribute a join pg_type t on t.oid = a.atttypid
@@ -354,9 +356,6 @@ async fn read_table(conn: &mut PgConnection, name: &'static str) -> Result<Found
     .bind(&table)
     .fetch_all(&mut *conn)
     .await?;
-    let rows: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
-        .fetch_one(&mut *conn)
-        .await?;
     let rls: bool =
         sqlx::query_scalar("select relrowsecurity from pg_class where oid = $1::regclass")
             .bind(&table)
