@@ -44,11 +44,8 @@ pub fn workspace_spec(data: &[u8]) {
     let Ok(spec) = crate::provision::spec::parse(text) else {
         return;
     };
-    let file = crate::provision::spec::SpecFile {
-        path: PathBuf::from("fuzz.yaml"),
-        text: text.to_owned(),
-        spec,
-    };
+    let file =
+        crate::provision::spec::SpecFile::new(PathBuf::from("fuzz.yaml"), text.to_owned(), spec);
     let (_, problems) = crate::provision::spec::resolve_collecting(&[file]);
     for p in problems {
         let _ = p.to_string();

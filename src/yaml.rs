@@ -120,6 +120,146 @@ pub fn check_depth(text: &str) -> Result<(), YamlError> {
     Ok(())
 }
 
+/// Where each node of a document starts, by path (`workspaces/0/channels/2/topic`): the
+/// line of a mapping's key, or of a sequence's item. serde_yaml reports positions only in
+/// its errors, so a problem found in the values (a channel name the database would refuse,
+/// a person declared twice) is located here, exactly, instead of by searching the text.
+/// Built only when there is a problem to locate, from a document serde_yaml has read.
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    lines: std::collections::HashMap<String, usize>,
+}
+
+impl Positions {
+    /// The positions in the first document of `text` (none when it does not parse).
+    pub fn of(text: &str) -> Positions {
+        if check_depth(text).is_err() {
+            return Positions::default();
+        }
+        let mut index = Index::default();
+        // A document serde_yaml has read parses here too; if not, nothing is located.
+        let _ = yaml_rust2::parser::Parser::new_from_str(text).load(&mut index, false);
+        Positions { lines: index.lines }
+    }
+
+    /// The line (1-based) of the node at `path`, or of its nearest ancestor that is written.
+    pub fn line(&self, path: &str) -> Option<usize> {
+        let mut path = path;
+        loop {
+            if let Some(line) = self.lines.get(path) {
+                return Some(*line);
+            }
+            path = &path[..path.rfind('/')?];
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Frame {
+    /// A mapping, with the key whose value comes next (None: a key comes next).
+    Map {
+        path: String,
+        key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    frames: Vec<Frame>,
+    lines: std::collections::HashMap<String, usize>,
+    done: bool,
+}
+
+fn child(path: &str, segment: &str) -> String {
+    if path.is_empty() {
+        segment.to_owned()
+    } else {
+        format!("{path}/{segment}")
+    }
+}
+
+impl Index {
+    /// The path of a value starting at `line`; a sequence item's line is recorded.
+    fn value_path(&mut self, line: usize) -> String {
+        match self.frames.last() {
+            None => String::new(),
+            Some(Frame::Map { path, key }) => child(path, key.as_deref().unwrap_or("?")),
+            Some(Frame::Seq { path, next }) => {
+                let p = child(path, &next.to_string());
+                self.lines.insert(p.clone(), line);
+                p
+            }
+        }
+    }
+
+    /// A value ended: its mapping awaits a key, its sequence the next item.
+    fn value_done(&mut self) {
+        match self.frames.last_mut() {
+            Some(Frame::Map { key, .. }) => *key = None,
+            Some(Frame::Seq { next, .. }) => *next += 1,
+            None => {}
+        }
+    }
+
+    /// A key when the innermost mapping awaits one: its path is recorded at `line`.
+    fn key(&mut self, text: &str, line: usize) -> bool {
+        let Some(Frame::Map {
+            path,
+            key: key @ None,
+        }) = self.frames.last_mut()
+        else {
+            return false;
+        };
+        let p = child(path, text);
+        *key = Some(text.to_owned());
+        self.lines.insert(p, line);
+        true
+    }
+}
+
+impl yaml_rust2::parser::MarkedEventReceiver for Index {
+    fn on_event(&mut self, event: yaml_rust2::Event, mark: yaml_rust2::scanner::Marker) {
+        use yaml_rust2::Event;
+        if self.done {
+            return;
+        }
+        let line = mark.line();
+        match event {
+            Event::DocumentEnd => self.done = true,
+            Event::Scalar(text, ..) => {
+                if !self.key(&text, line) {
+                    self.value_path(line);
+                    self.value_done();
+                }
+            }
+            Event::Alias(_) => {
+                if !self.key("*", line) {
+                    self.value_path(line);
+                    self.value_done();
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                // A collection as a key (`? [a, b]`) stands as `?`.
+                self.key("?", line);
+                let path = self.value_path(line);
+                self.frames.push(match event {
+                    Event::MappingStart(..) => Frame::Map { path, key: None },
+                    _ => Frame::Seq { path, next: 0 },
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.frames.pop();
+                self.value_done();
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +296,51 @@ mod tests {
         check_depth(spec).unwrap();
         let config = include_str!("../config/chatctl.example.yaml");
         check_depth(config).unwrap();
+    }
+
+    #[test]
+    fn positions_are_the_lines_of_keys_and_items_in_block_and_flow_style() {
+        let text = "\
+people:
+  - email: ann@example.com
+    name: Ann
+  - {email: bob@example.com, name: Bob}
+# a comment
+workspaces:
+  - slug: \"acme\"
+    name:
+      Acme
+    channels:
+      - name: general
+      - name: 'ops'
+        topic: >-
+          folded
+        members: [a@example.com,
+                  b@example.com]
+---
+people: [{email: late@example.com}]
+";
+        let at = Positions::of(text);
+        for (path, line) in [
+            ("people", 1),
+            ("people/0", 2),
+            ("people/0/email", 2),
+            ("people/0/name", 3),
+            ("people/1", 4),
+            ("people/1/name", 4),
+            ("workspaces/0/slug", 7),
+            ("workspaces/0/name", 8),
+            ("workspaces/0/channels/0/name", 11),
+            ("workspaces/0/channels/1/name", 12),
+            ("workspaces/0/channels/1/topic", 13),
+            ("workspaces/0/channels/1/members/1", 16),
+            // Not written: the nearest ancestor that is.
+            ("workspaces/0/channels/1/purpose", 12),
+            ("workspaces/0/default_channel", 7),
+        ] {
+            assert_eq!(at.line(path), Some(line), "{path}");
+        }
+        assert_eq!(at.line("groups"), None);
+        assert_eq!(Positions::of("[unclosed").line("people"), None);
     }
 }

@@ -37,8 +37,13 @@ impl Schedule {
         } else {
             expression.to_owned()
         };
-        let cron = cron::Schedule::from_str(&full)
-            .map_err(|e| format!("invalid cron expression `{expression}`: {e}"))?;
+        let cron = cron::Schedule::from_str(&full).map_err(|e| {
+            // The cron crate's message draws a caret under the expression on lines of
+            // its own; its last line says what is wrong.
+            let e = e.to_string();
+            let why = e.lines().last().unwrap_or_default().trim().to_owned();
+            format!("invalid cron expression `{expression}`: {why}")
+        })?;
         let tz = match tz {
             None => chrono_tz::UTC,
             Some(name) => name

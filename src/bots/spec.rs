@@ -210,15 +210,26 @@ pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
             .map_err(|e| Error::usage(format!("cannot read {}: {e}", path.display())))?;
         match crate::yaml::from_str::<BotSpec>(&text) {
             Ok(spec) => {
-                for message in check(&spec) {
-                    let line = text
-                        .lines()
-                        .position(|l| l.contains(&message.1))
-                        .map(|i| i + 1);
+                let mut found = check(&spec);
+                if let Some(first) = bots.iter().find(|b: &&BotFile| b.spec.name == spec.name) {
+                    found.push((
+                        format!(
+                            "two bots are named `{}`: this one and {}",
+                            spec.name,
+                            first.path.display()
+                        ),
+                        "name".into(),
+                    ));
+                }
+                let positions = match found.is_empty() {
+                    true => crate::yaml::Positions::default(),
+                    false => crate::yaml::Positions::of(&text),
+                };
+                for (message, at) in found {
                     problems.push(Problem {
                         file: path.clone(),
-                        line,
-                        message: message.0,
+                        line: positions.line(&at),
+                        message,
                     });
                 }
                 bots.push(BotFile { path, spec });
@@ -230,17 +241,6 @@ pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
             }),
         }
     }
-    let mut names: Vec<&str> = bots.iter().map(|b| b.spec.name.as_str()).collect();
-    names.sort_unstable();
-    for w in names.windows(2) {
-        if w[0] == w[1] {
-            problems.push(Problem {
-                file: dir.to_owned(),
-                line: None,
-                message: format!("two bots are named `{}`", w[0]),
-            });
-        }
-    }
     if !problems.is_empty() {
         return Err(anyhow::Error::from(crate::provision::SpecErrors(problems))
             .context(Error::usage("invalid bot definitions")));
@@ -248,7 +248,22 @@ pub fn load_dir(dir: &Path) -> Result<Vec<BotFile>> {
     Ok(bots)
 }
 
-/// Problems in one definition: (message, text to find its line by).
+impl Trigger {
+    /// The key that names the trigger in a definition (`mention`, `schedule`, …).
+    fn key(&self) -> &'static str {
+        match self {
+            Trigger::Mention { .. } => "mention",
+            Trigger::Keyword { .. } => "keyword",
+            Trigger::Regex { .. } => "regex",
+            Trigger::Command { .. } => "command",
+            Trigger::ThreadSummary { .. } => "thread_summary",
+            Trigger::Schedule { .. } => "schedule",
+        }
+    }
+}
+
+/// Problems in one definition: (message, the path of the value it is about, as
+/// [`crate::yaml::Positions`] finds its line).
 pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if !valid_name(&b.name) {
@@ -258,7 +273,7 @@ pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
                 b.name,
                 crate::users::accounts::USERNAME_RULES
             ),
-            format!("name: {}", b.name),
+            "name".into(),
         ));
     }
     if b.triggers.is_empty() {
@@ -270,10 +285,11 @@ pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
                 "unknown placeholder `{{{name}}}` in prompts.{template} (known: {})",
                 crate::ai::prompt::PLACEHOLDERS.join(", ")
             ),
-            format!("{{{name}}}"),
+            format!("prompts/{template}"),
         ));
     }
-    for t in &b.triggers {
+    for (i, t) in b.triggers.iter().enumerate() {
+        let at = |field: &str| format!("triggers/{i}/{}/{field}", t.key());
         match t {
             Trigger::Keyword { reply, prompt, .. }
             | Trigger::Regex { reply, prompt, .. }
@@ -282,7 +298,10 @@ pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
             {
                 out.push((
                     "a keyword, regex or command trigger needs `reply` (a template) or `prompt` (an AI answer), not both".into(),
-                    if reply.is_some() { "prompt".into() } else { "reply".into() },
+                    match reply {
+                        Some(_) => at("prompt"),
+                        None => format!("triggers/{i}/{}", t.key()),
+                    },
                 ))
             }
             Trigger::Mention {
@@ -290,7 +309,7 @@ pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
                 prompt: Some(_),
             } => out.push((
                 "a mention trigger takes `reply` or `prompt`, not both".into(),
-                "prompt".into(),
+                at("prompt"),
             )),
             Trigger::Regex { pattern, .. } => {
                 if let Err(e) = regex::Regex::new(pattern) {
@@ -299,24 +318,25 @@ pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
                             "invalid regex `{pattern}`: {}",
                             e.to_string().lines().last().unwrap_or_default()
                         ),
-                        pattern.clone(),
+                        at("pattern"),
                     ));
                 }
             }
             Trigger::Schedule { cron, tz, .. } => {
                 if let Err(e) = super::schedule::Schedule::parse(cron, tz.as_deref()) {
-                    out.push((e, cron.clone()));
+                    let field = if e.starts_with("unknown time zone") { "tz" } else { "cron" };
+                    out.push((e, at(field)));
                 }
             }
             Trigger::Keyword { words, .. } if words.is_empty() => {
-                out.push(("a keyword trigger needs words".into(), "keyword".into()))
+                out.push(("a keyword trigger needs words".into(), at("words")))
             }
             Trigger::Command { name, .. } | Trigger::ThreadSummary { command: name, .. }
                 if !(name.starts_with('/') || name.starts_with('!')) || name.len() < 2 =>
             {
                 out.push((
                     format!("command `{name}` must start with / or !"),
-                    name.clone(),
+                    at(if t.key() == "command" { "name" } else { "command" }),
                 ))
             }
             Trigger::ThreadSummary {
@@ -324,16 +344,16 @@ pub(crate) fn check(b: &BotSpec) -> Vec<(String, String)> {
                 ..
             } => out.push((
                 format!("thread_summary `every: {n}` must be at least 2 replies"),
-                "every".into(),
+                at("every"),
             )),
             _ => {}
         }
     }
-    for c in &b.scope.channels {
+    for (i, c) in b.scope.channels.iter().enumerate() {
         if !c.contains('/') {
             out.push((
                 format!("scope channel `{c}` must be `workspace/channel`"),
-                c.clone(),
+                format!("scope/channels/{i}"),
             ));
         }
     }

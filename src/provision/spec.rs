@@ -100,6 +100,36 @@ pub struct SpecFile {
     pub path: PathBuf,
     pub text: String,
     pub spec: Spec,
+    /// Where each value is written, read from the text when a problem needs a line.
+    positions: std::sync::OnceLock<crate::yaml::Positions>,
+}
+
+impl SpecFile {
+    pub fn new(path: PathBuf, text: String, spec: Spec) -> SpecFile {
+        SpecFile {
+            path,
+            text,
+            spec,
+            positions: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The line of the value at `path` (`workspaces/0/channels/2/topic`), or of the nearest
+    /// enclosing one that is written.
+    pub fn line(&self, path: &str) -> Option<usize> {
+        self.positions
+            .get_or_init(|| crate::yaml::Positions::of(&self.text))
+            .line(path)
+    }
+
+    /// A problem with the value at `path`.
+    fn problem(&self, path: &str, message: String) -> Problem {
+        Problem {
+            file: self.path.clone(),
+            line: self.line(path),
+            message,
+        }
+    }
 }
 
 /// One problem in the spec, located.
@@ -150,7 +180,7 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<SpecFile>> {
         let text = crate::yaml::read_file(&path)
             .map_err(|e| Error::usage(format!("cannot read spec file {}: {e}", path.display())))?;
         match parse(&text) {
-            Ok(spec) => out.push(SpecFile { path, text, spec }),
+            Ok(spec) => out.push(SpecFile::new(path, text, spec)),
             Err((line, message)) => problems.push(Problem {
                 file: path,
                 line,
@@ -173,40 +203,13 @@ pub(crate) fn parse(text: &str) -> std::result::Result<Spec, (Option<usize>, Str
     crate::yaml::from_str(text).map_err(|e| (e.line(), e.message()))
 }
 
-/// Finds the line a problem is about: the first line containing `needle` at or after the
-/// line of `anchor` (e.g. the channel's `name:` line). Spec values are plain scalars, so a
-/// text search is enough to point the operator at the right place.
-fn locate(text: &str, anchor: Option<&str>, needle: &str) -> Option<usize> {
-    // A value with a control character is written escaped (`"a\0b"`): look for what comes
-    // before it.
-    let printable = |s: &str| {
-        s.split(char::is_control)
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (anchor, needle) = (anchor.map(printable), printable(needle));
-    let (anchor, needle) = (anchor.as_deref().filter(|a| !a.is_empty()), needle.as_str());
-    if needle.is_empty() {
-        return None;
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    let start = anchor
-        .and_then(|a| lines.iter().position(|l| l.contains(a)))
-        .unwrap_or(0);
-    lines[start..]
-        .iter()
-        .position(|l| l.contains(needle))
-        .map(|i| start + i + 1)
-        .or_else(|| lines.iter().position(|l| l.contains(needle)).map(|i| i + 1))
-}
-
 /// Where a member reference was written; its line is found only when it is a problem.
 #[derive(Debug, Clone)]
 pub struct Reference {
-    pub file: PathBuf,
-    pub anchor: Option<String>,
-    pub needle: String,
+    /// The index of its file among those resolved.
+    pub file: usize,
+    /// The path of the entry in that file (`workspaces/0/members/3`).
+    pub path: String,
 }
 
 /// Who a user is in the desired state.
@@ -316,23 +319,20 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
 
     // People, bots and groups first: member lists refer to them.
     for (fi, f) in files.iter().enumerate() {
-        let mut problem = |line: Option<usize>, message: String| {
-            problems.push(Problem {
-                file: f.path.clone(),
-                line,
-                message,
-            })
-        };
-        for p in &f.spec.people {
+        let mut problem = |path: &str, message: String| problems.push(f.problem(path, message));
+        for (pi, p) in f.spec.people.iter().enumerate() {
+            let at = |key: &str| format!("people/{pi}/{key}");
             let email = p.email.trim().to_lowercase();
-            let line = || locate(&f.text, None, &p.email);
             if !email.contains('@') {
-                problem(line(), format!("`{}` is not an email address", p.email));
+                problem(
+                    &at("email"),
+                    format!("`{}` is not an email address", p.email),
+                );
                 continue;
             }
             if unprintable(&p.name) || p.name.chars().count() > 200 {
                 problem(
-                    line(),
+                    &at("name"),
                     format!(
                         "the name of `{}` holds a control character or is longer than 200 characters",
                         p.email
@@ -346,13 +346,12 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                 .unwrap_or_else(|| crate::users::accounts::derive_username(&email));
             // As `users_username_format` has it.
             if !crate::users::accounts::valid_username(&username) || unprintable(&username) {
-                let at = p
-                    .username
-                    .as_deref()
-                    .and_then(|u| locate(&f.text, Some(&p.email), u))
-                    .or_else(line);
                 problem(
-                    at,
+                    &at(if p.username.is_some() {
+                        "username"
+                    } else {
+                        "email"
+                    }),
                     format!(
                         "invalid username `{username}`: {}",
                         crate::users::accounts::USERNAME_RULES
@@ -371,17 +370,16 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                 && *prev != user
             {
                 problem(
-                    line(),
+                    &format!("people/{pi}"),
                     format!("person `{email}` is declared twice, differently"),
                 );
             }
             d.users.insert(email, user);
         }
-        for b in &f.spec.bots {
-            let line = || locate(&f.text, None, &b.name);
+        for (bi, b) in f.spec.bots.iter().enumerate() {
             if !crate::bots::spec::valid_name(&b.name) {
                 problem(
-                    line(),
+                    &format!("bots/{bi}/name"),
                     format!(
                         "invalid bot name `{}`: {}",
                         b.name,
@@ -406,7 +404,7 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
         for (name, list) in &f.spec.groups {
             if groups.contains_key(name) {
                 problem(
-                    locate(&f.text, None, &format!("{name}:")),
+                    &format!("groups/{name}"),
                     format!("group `{name}` is defined in more than one file"),
                 );
             }
@@ -414,101 +412,87 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
         }
     }
 
-    // Expands a member list entry to emails.
+    // Expands the member list entry at `path` of file `fi` to emails.
     let expand = |entry: &str,
-                  f: &SpecFile,
-                  anchor: Option<&str>,
+                  fi: usize,
+                  path: String,
                   problems: &mut Vec<Problem>,
                   refs: &mut BTreeMap<String, Reference>|
      -> Vec<String> {
-        let line = || locate(&f.text, anchor, entry);
-        let one = |email: String, refs: &mut BTreeMap<String, Reference>| {
+        let f = &files[fi];
+        let mut one = |email: String| {
             refs.entry(email.clone()).or_insert_with(|| Reference {
-                file: f.path.clone(),
-                anchor: anchor.map(str::to_owned),
-                needle: entry.to_owned(),
+                file: fi,
+                path: path.clone(),
             });
             email
         };
         if let Some(g) = entry.strip_prefix("group:") {
             match groups.get(g) {
-                Some((list, _)) => list
-                    .iter()
-                    .map(|e| one(e.trim().to_lowercase(), refs))
-                    .collect(),
+                Some((list, _)) => list.iter().map(|e| one(e.trim().to_lowercase())).collect(),
                 None => {
-                    problems.push(Problem {
-                        file: f.path.clone(),
-                        line: line(),
-                        message: format!("unknown group `{g}`"),
-                    });
+                    problems.push(f.problem(&path, format!("unknown group `{g}`")));
                     Vec::new()
                 }
             }
         } else if let Some(b) = entry.strip_prefix("bot:") {
-            vec![one(bot_email(b), refs)]
+            vec![one(bot_email(b))]
         } else if entry.contains('@') {
-            vec![one(entry.trim().to_lowercase(), refs)]
+            vec![one(entry.trim().to_lowercase())]
         } else {
-            problems.push(Problem {
-                file: f.path.clone(),
-                line: line(),
-                message: format!(
-                    "`{entry}` is not a member: use an email, `group:NAME` or `bot:NAME`"
-                ),
-            });
+            problems.push(f.problem(
+                &path,
+                format!("`{entry}` is not a member: use an email, `group:NAME` or `bot:NAME`"),
+            ));
             Vec::new()
         }
     };
 
     let mut refs = BTreeMap::new();
     let mut ws_files: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for f in files {
-        for w in &f.spec.workspaces {
-            let ws_line = || locate(&f.text, None, &format!("slug: {}", w.slug));
+    for (fi, f) in files.iter().enumerate() {
+        for (wi, w) in f.spec.workspaces.iter().enumerate() {
+            let at = |key: &str| format!("workspaces/{wi}/{key}");
             if !valid_slug(&w.slug) {
-                problems.push(Problem {
-                    file: f.path.clone(),
-                    line: ws_line(),
-                    message: format!(
+                problems.push(f.problem(
+                    &at("slug"),
+                    format!(
                         "invalid workspace slug `{}`: lowercase letters, digits and dashes",
                         w.slug
                     ),
-                });
+                ));
             }
             let length = w.name.trim().chars().count();
             if length == 0 || length > 200 || unprintable(&w.name) {
-                problems.push(Problem {
-                    file: f.path.clone(),
-                    line: locate(&f.text, Some(&format!("slug: {}", w.slug)), "name:"),
-                    message: format!(
+                problems.push(f.problem(
+                    &at("name"),
+                    format!(
                         "invalid name of workspace `{}`: 1 to 200 characters, no control characters",
                         w.slug
                     ),
-                });
+                ));
             }
             if let Some(prev) = ws_files.insert(w.slug.clone(), f.path.clone()) {
-                problems.push(Problem {
-                    file: f.path.clone(),
-                    line: ws_line(),
-                    message: format!(
+                problems.push(f.problem(
+                    &at("slug"),
+                    format!(
                         "workspace `{}` is also defined in {}",
                         w.slug,
                         prev.display()
                     ),
-                });
+                ));
                 continue;
             }
-            let anchor = format!("slug: {}", w.slug);
             let mut members: BTreeMap<String, String> = BTreeMap::new();
-            for (role, list) in [
-                ("guest", &w.guests),
-                ("member", &w.members),
-                ("admin", &w.admins),
-                ("owner", &w.owners),
+            for (role, key, list) in [
+                ("guest", "guests", &w.guests),
+                ("member", "members", &w.members),
+                ("admin", "admins", &w.admins),
+                ("owner", "owners", &w.owners),
             ] {
-                for entry in list {
-                    for email in expand(entry, f, Some(&anchor), &mut problems, &mut refs) {
+                for (ei, entry) in list.iter().enumerate() {
+                    let path = at(&format!("{key}/{ei}"));
+                    for email in expand(entry, fi, path, &mut problems, &mut refs) {
                         let r = members.entry(email).or_insert_with(|| role.to_owned());
                         if stronger(role, r) {
                             *r = role.to_owned();
@@ -518,76 +502,53 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
             }
             let mut channels: BTreeMap<String, DesiredChannel> = BTreeMap::new();
             let mut implied: BTreeSet<String> = BTreeSet::new();
-            for c in &w.channels {
-                let ch_anchor = format!("name: {}", c.name);
-                // The name as written: plain, or quoted (a name with odd characters is).
-                let line = || {
-                    [
-                        ch_anchor.clone(),
-                        format!("name: \"{}\"", c.name),
-                        format!("name: '{}'", c.name),
-                    ]
-                    .iter()
-                    .find_map(|a| locate(&f.text, Some(&anchor), a))
-                };
+            for (ci, c) in w.channels.iter().enumerate() {
+                let at = |key: &str| format!("workspaces/{wi}/channels/{ci}/{key}");
                 if !valid_channel_name(&c.name) {
-                    problems.push(Problem { file: f.path.clone(), line: line(), message: format!("invalid channel name `{}`: lowercase letters, digits, `-` and `_`, at most 80 characters", c.name) });
+                    problems.push(f.problem(&at("name"), format!("invalid channel name `{}`: lowercase letters, digits, `-` and `_`, at most 80 characters", c.name)));
                     continue;
                 }
                 if channels.contains_key(&c.name) {
-                    // Point at the repeat, not the first one.
-                    let line = line().and_then(|first| {
-                        f.text
-                            .lines()
-                            .skip(first)
-                            .position(|l| l.contains(&ch_anchor))
-                            .map(|i| first + i + 1)
-                    });
-                    problems.push(Problem {
-                        file: f.path.clone(),
-                        line,
-                        message: format!(
+                    problems.push(f.problem(
+                        &at("name"),
+                        format!(
                             "channel `{}` appears twice in workspace `{}`",
                             c.name, w.slug
                         ),
-                    });
+                    ));
                     continue;
                 }
                 if let Some(p) = &c.purpose
                     && !PURPOSES.contains(&p.as_str())
                 {
-                    problems.push(Problem {
-                        file: f.path.clone(),
-                        line: locate(&f.text, Some(&ch_anchor), p),
-                        message: format!("unknown purpose `{p}`: one of {}", PURPOSES.join(", ")),
-                    });
+                    problems.push(f.problem(
+                        &at("purpose"),
+                        format!("unknown purpose `{p}`: one of {}", PURPOSES.join(", ")),
+                    ));
                 }
-                // The key's own line when it is written after the channel's name.
-                let key_line = |key: &str| locate(&f.text, Some(&ch_anchor), key).or_else(line);
                 for (key, value) in [("topic", &c.topic), ("description", &c.description)] {
                     if unprintable(value) {
-                        problems.push(Problem {
-                            file: f.path.clone(),
-                            line: key_line(&format!("{key}:")),
-                            message: format!("the {key} of `{}` holds a control character", c.name),
-                        });
+                        problems.push(f.problem(
+                            &at(key),
+                            format!("the {key} of `{}` holds a control character", c.name),
+                        ));
                     }
                 }
                 if c.topic.chars().count() > 250 {
-                    problems.push(Problem {
-                        file: f.path.clone(),
-                        line: key_line("topic:"),
-                        message: format!("the topic of `{}` is longer than 250 characters", c.name),
-                    });
+                    problems.push(f.problem(
+                        &at("topic"),
+                        format!("the topic of `{}` is longer than 250 characters", c.name),
+                    ));
                 }
                 let mut cm: BTreeMap<String, String> = BTreeMap::new();
-                for (role, list) in [
-                    ("member", &c.members),
-                    ("moderator", &c.moderators),
-                    ("owner", &c.owners),
+                for (role, key, list) in [
+                    ("member", "members", &c.members),
+                    ("moderator", "moderators", &c.moderators),
+                    ("owner", "owners", &c.owners),
                 ] {
-                    for entry in list {
-                        for email in expand(entry, f, Some(&ch_anchor), &mut problems, &mut refs) {
+                    for (ei, entry) in list.iter().enumerate() {
+                        let path = at(&format!("{key}/{ei}"));
+                        for email in expand(entry, fi, path, &mut problems, &mut refs) {
                             let r = cm.entry(email).or_insert_with(|| role.to_owned());
                             if stronger(role, r) {
                                 *r = role.to_owned();
@@ -597,16 +558,15 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
                 }
                 // Channel members belong to the workspace.
                 implied.extend(cm.keys().cloned());
-                for target in &c.shared_with {
+                for (ti, target) in c.shared_with.iter().enumerate() {
                     if *target == w.slug {
-                        problems.push(Problem {
-                            file: f.path.clone(),
-                            line: locate(&f.text, Some(&ch_anchor), "shared_with"),
-                            message: format!(
+                        problems.push(f.problem(
+                            &at(&format!("shared_with/{ti}")),
+                            format!(
                                 "channel `{}` cannot be shared into its own workspace `{target}`",
                                 c.name
                             ),
-                        });
+                        ));
                     }
                 }
                 channels.insert(
@@ -630,14 +590,13 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
             if let Some(dc) = &w.default_channel
                 && !channels.contains_key(dc)
             {
-                problems.push(Problem {
-                    file: f.path.clone(),
-                    line: locate(&f.text, Some(&anchor), "default_channel"),
-                    message: format!(
+                problems.push(f.problem(
+                    &at("default_channel"),
+                    format!(
                         "default channel `{dc}` is not among the channels of `{}`",
                         w.slug
                     ),
-                });
+                ));
             }
             implied.retain(|e| !members.contains_key(e));
             d.workspaces.insert(
@@ -666,36 +625,31 @@ pub fn is_bot_email(email: &str) -> bool {
 pub fn problem_about(d: &Desired, files: &[SpecFile], email: &str, message: String) -> Problem {
     let declared = d.users.get(email).is_some_and(|u| u.declared);
     if let Some(r) = d.references.get(email).filter(|_| !declared) {
-        let text = files
-            .iter()
-            .find(|f| f.path == r.file)
-            .map_or("", |f| f.text.as_str());
-        return Problem {
-            file: r.file.clone(),
-            line: locate(text, r.anchor.as_deref(), &r.needle),
-            message,
-        };
+        return files[r.file].problem(&r.path, message);
     }
-    let needle = match email.strip_suffix("@bots.chatctl.invalid") {
-        Some(bot) => format!("name: {bot}"),
-        None => email.to_owned(),
-    };
-    let found = files.iter().find_map(|f| {
-        let lower = f.text.to_lowercase();
-        lower
-            .contains(&needle)
-            .then(|| (f.path.clone(), locate(&lower, None, &needle)))
+    let declaration = files.iter().find_map(|f| {
+        let person = f
+            .spec
+            .people
+            .iter()
+            .position(|p| p.email.trim().to_lowercase() == email)
+            .map(|pi| format!("people/{pi}"));
+        let bot = || {
+            f.spec
+                .bots
+                .iter()
+                .position(|b| bot_email(&b.name) == email)
+                .map(|bi| format!("bots/{bi}"))
+        };
+        Some((f, person.or_else(bot)?))
     });
-    let (file, line) = found.unwrap_or_else(|| {
-        (
-            files.first().map(|f| f.path.clone()).unwrap_or_default(),
-            None,
-        )
-    });
-    Problem {
-        file,
-        line,
-        message,
+    match declaration {
+        Some((f, path)) => f.problem(&path, message),
+        None => Problem {
+            file: files.first().map(|f| f.path.clone()).unwrap_or_default(),
+            line: None,
+            message,
+        },
     }
 }
 
@@ -709,34 +663,25 @@ pub fn unknown_reference_problems(
     let mut problems = Vec::new();
     for (email, r) in &d.references {
         if !d.users.contains_key(email) && !known_emails.contains(email) {
-            let text = files
-                .iter()
-                .find(|f| f.path == r.file)
-                .map_or("", |f| f.text.as_str());
-            problems.push(Problem {
-                file: r.file.clone(),
-                line: locate(text, r.anchor.as_deref(), &r.needle),
-                message: format!("unknown user `{email}`: not in `people` and not in the database"),
-            });
+            problems.push(files[r.file].problem(
+                &r.path,
+                format!("unknown user `{email}`: not in `people` and not in the database"),
+            ));
         }
     }
-    for ws in d.workspaces.values() {
-        for ch in ws.channels.values() {
-            for target in &ch.shared_with {
-                if !d.workspaces.contains_key(target) && !known_workspaces.contains(target) {
-                    let (file, line) = files
-                        .iter()
-                        .find_map(|f| {
-                            f.text.contains(target.as_str()).then(|| {
-                                (f.path.clone(), locate(&f.text, Some("shared_with"), target))
-                            })
-                        })
-                        .unwrap_or_default();
-                    problems.push(Problem {
-                        file,
-                        line,
-                        message: format!("unknown workspace `{target}` in shared_with"),
-                    });
+    for f in files {
+        for (wi, w) in f.spec.workspaces.iter().enumerate() {
+            for (ci, c) in w.channels.iter().enumerate() {
+                for (ti, target) in c.shared_with.iter().enumerate() {
+                    if *target != w.slug
+                        && !d.workspaces.contains_key(target)
+                        && !known_workspaces.contains(target)
+                    {
+                        problems.push(f.problem(
+                            &format!("workspaces/{wi}/channels/{ci}/shared_with/{ti}"),
+                            format!("unknown workspace `{target}` in shared_with"),
+                        ));
+                    }
                 }
             }
         }

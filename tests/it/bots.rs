@@ -533,6 +533,13 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
         "name: d\ntriggers:\n  - mention: {}\n  - thread_summary: { every: 1 }\n",
     )
     .unwrap();
+    // Lines a search for the text would get wrong: the zone under its cron, a second
+    // bot of the same name, a scope entry written after the same word elsewhere.
+    std::fs::write(
+        dir.path().join("e.yaml"),
+        "name: d\npersona: general help\ntriggers:\n  - schedule:\n      cron: \"0 9 * * *\"\n      tz: Mars/Base\n  - schedule: { cron: \"not a cron\" }\nscope:\n  channels: [acme/general, general]\n",
+    )
+    .unwrap();
     let out = chatctl(&[])
         .args(["bots", "validate", "--bots"])
         .arg(dir.path())
@@ -559,6 +566,15 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
         )),
         "{stderr}"
     );
+
+    for want in [
+        format!("{d}/e.yaml:1: two bots are named `d`: this one and {d}/d.yaml"),
+        format!("{d}/e.yaml:6: unknown time zone `Mars/Base`"),
+        format!("{d}/e.yaml:7: invalid cron expression `not a cron`: The 'Seconds' field"),
+        format!("{d}/e.yaml:9: scope channel `general` must be `workspace/channel`"),
+    ] {
+        assert!(stderr.contains(&want), "missing `{want}` in:\n{stderr}");
+    }
 
     let bots = Path::new(env!("CARGO_MANIFEST_DIR")).join("bots");
     chatctl(&[])

@@ -311,6 +311,75 @@ async fn bad_specs_report_every_problem_with_file_and_line_and_apply_nothing() {
     );
 }
 
+/// Each problem's line is where its value is written, read from the YAML's structure: not
+/// the first line that happens to hold the same text (a person declared twice, a quoted
+/// slug, a name repeated in another workspace, flow style, an address in a topic).
+#[tokio::test]
+async fn problems_point_at_the_line_of_their_value_not_the_first_line_holding_its_text() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines.yaml");
+    let spec = "\
+people:
+  - email: ann@example.com
+    name: Ann
+  - email: ann@example.com
+    name: Ann Other
+workspaces:
+  - slug: \"beta\"
+    name: \"\"
+    channels:
+      - name: ops
+        topic: ask ghost@example.com or name ops
+  - slug: gamma
+    name: Gamma
+    default_channel: nowhere
+    members: [nobody]
+    channels:
+      - name: \"ops\"
+      - name: 'ops'
+      - {name: ops2, purpose: bogus}
+      - name: ops3
+        members:
+          - ann@example.com
+          - ghost@example.com
+        shared_with: [beta, nowhere]
+";
+    std::fs::write(&file, spec).unwrap();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let f = file.display().to_string();
+    let out = apply(&env, &file, &["--dry-run"]);
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for want in [
+        format!("{f}:4: person `ann@example.com` is declared twice, differently"),
+        format!("{f}:8: invalid name of workspace `beta`"),
+        format!("{f}:14: default channel `nowhere` is not among the channels of `gamma`"),
+        format!("{f}:15: `nobody` is not a member"),
+        format!("{f}:18: channel `ops` appears twice in workspace `gamma`"),
+        format!("{f}:19: unknown purpose `bogus`"),
+    ] {
+        assert!(stderr.contains(&want), "missing `{want}` in:\n{stderr}");
+    }
+    // What only the database tells, once the rest is right.
+    let fixed = spec
+        .replace("  - email: ann@example.com\n    name: Ann Other\n", "")
+        .replace("name: \"\"", "name: Beta")
+        .replace("    default_channel: nowhere\n    members: [nobody]\n", "")
+        .replace("      - name: 'ops'\n", "")
+        .replace("purpose: bogus", "purpose: project");
+    std::fs::write(&file, &fixed).unwrap();
+    let out = apply(&env, &file, &["--dry-run"]);
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for want in [
+        format!("{f}:18: unknown user `ghost@example.com`"),
+        format!("{f}:19: unknown workspace `nowhere` in shared_with"),
+    ] {
+        assert!(stderr.contains(&want), "missing `{want}` in:\n{stderr}");
+    }
+}
+
 /// Reads messages of a channel as a real authenticated user, the way PostgREST would.
 async fn visible(c: &mut PgConnection, email: &str, channel: &str) -> i64 {
     let mut tx = sqlx::Connection::begin(&mut *c).await.unwrap();
