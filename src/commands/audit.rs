@@ -17,7 +17,7 @@ enum AuditCmd {
         #[arg(long, value_name = "WHEN")]
         since: Option<String>,
         /// At most this many entries
-        #[arg(long, default_value_t = 100, value_name = "N")]
+        #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
         limit: i64,
     },
 }

@@ -38,7 +38,7 @@ enum BackupCmd {
         no_auth: bool,
         /// Connections reading tables at once, all in the same snapshot [default: the
         /// number of cores, at most 4]
-        #[arg(long, short = 'j', value_name = "N")]
+        #[arg(long, short = 'j', value_name = "N", value_parser = super::count(1, super::MAX_JOBS))]
         jobs: Option<usize>,
         /// Encrypt the archive to this age recipient (`age1…`; repeat for several): it is
         /// encrypted before it leaves the process, and only their keys can read it
@@ -99,7 +99,7 @@ enum BackupCmd {
         /// chatctl loads into a scratch database beside it and renames it to the target
         /// once whole (still all or nothing). 1: one transaction, into an existing
         /// database too
-        #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
+        #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = super::count(1, super::MAX_JOBS))]
         jobs: usize,
     },
 }

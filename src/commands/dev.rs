@@ -25,16 +25,16 @@ enum DevCmd {
     /// Generate realistic data and load it with COPY (deterministic for a given --seed)
     Seed {
         /// Number of users
-        #[arg(long, default_value_t = 200, value_name = "N")]
+        #[arg(long, default_value_t = 200, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=i64::from(seed::MAX_USERS)))]
         users: u32,
         /// Number of channels (public, private, DMs and group DMs)
-        #[arg(long, default_value_t = 40, value_name = "N")]
+        #[arg(long, default_value_t = 40, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(seed::MAX_CHANNELS)))]
         channels: u32,
         /// Number of messages (about a fifth are thread replies)
-        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=seed::MAX_MESSAGES))]
         messages: u64,
         /// Number of workspaces the users and channels are spread over
-        #[arg(long, default_value_t = 1, value_name = "N")]
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(seed::MAX_WORKSPACES)))]
         workspaces: u32,
         /// Random seed: the same seed gives the same data
         #[arg(long, default_value_t = 42, value_name = "S")]

@@ -214,6 +214,14 @@ fn default_jobs() -> usize {
         .min(4)
 }
 
+/// The most `--jobs` any command takes: each is a database connection.
+const MAX_JOBS: u64 = 64;
+
+/// A count flag's parser, refusing what is outside `min..=max` as a usage error.
+fn count(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..=max)
+}
+
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
     match cli.command {

@@ -37,9 +37,9 @@ enum UsersCmd {
         /// Part of a username, name or email
         #[arg(long, value_name = "TEXT")]
         search: Option<String>,
-        #[arg(long, default_value_t = 100, value_name = "N")]
+        #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
         limit: i64,
-        #[arg(long, default_value_t = 0, value_name = "N")]
+        #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
         offset: i64,
     },
     /// Show a person: account, sign-in state, workspaces and roles
@@ -129,10 +129,10 @@ struct ImportArgs {
     #[arg(long, value_name = "PATH")]
     rejects: Option<PathBuf>,
     /// Rows per transaction
-    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    #[arg(long, default_value_t = 20_000, value_name = "N", value_parser = super::count(1, 1_000_000))]
     batch_size: usize,
     /// Connections writing batches at once [default: the number of cores, at most 4]
-    #[arg(long, short = 'j', value_name = "N")]
+    #[arg(long, short = 'j', value_name = "N", value_parser = super::count(1, super::MAX_JOBS))]
     jobs: Option<usize>,
     /// Exit 0 even when rows were rejected
     #[arg(long)]

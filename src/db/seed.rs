@@ -27,6 +27,13 @@ use crate::report::{self, Report};
 /// Marks generated users, so a second seed into the same database is refused clearly.
 pub const SOURCE: &str = "chatctl-seed";
 
+/// The most messages one seed plans (about 48 bytes each in memory until loaded: 4.8 GB).
+pub const MAX_MESSAGES: u64 = 100_000_000;
+/// The most users, channels and workspaces one seed makes.
+pub const MAX_USERS: u32 = 10_000_000;
+pub const MAX_CHANNELS: u32 = 1_000_000;
+pub const MAX_WORKSPACES: u32 = 10_000;
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct SeedOptions {
@@ -162,6 +169,16 @@ struct Channel {
 
 /// Generates and loads the data set.
 pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
+    if opts.messages > MAX_MESSAGES
+        || opts.users > MAX_USERS
+        || opts.channels > MAX_CHANNELS
+        || opts.workspaces > MAX_WORKSPACES
+    {
+        return Err(Error::usage(format!(
+            "dev seed makes at most {MAX_USERS} users, {MAX_CHANNELS} channels, {MAX_WORKSPACES} workspaces and {MAX_MESSAGES} messages at once"
+        ))
+        .into());
+    }
     if opts.workspaces < 1 || opts.users < 2 * opts.workspaces || opts.channels < opts.workspaces {
         return Err(Error::usage(format!(
             "dev seed needs at least 2 users and 1 channel per workspace (got {} users, {} channels, {} workspaces)",
@@ -415,7 +432,16 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         .map(|c| Zipf::new(c.members.len() as f64, 1.3).expect("valid zipf"))
         .collect();
     let span_us = ChronoDuration::days(90).num_microseconds().expect("fits") as f64;
-    let mut plan: Vec<Planned> = Vec::with_capacity(opts.messages as usize);
+    let mut plan: Vec<Planned> = Vec::new();
+    plan.try_reserve_exact(opts.messages as usize)
+        .map_err(|_| {
+            Error::failed(format!(
+                "not enough memory to plan {} messages (about {} MiB)",
+                opts.messages,
+                (opts.messages * std::mem::size_of::<Planned>() as u64) >> 20
+            ))
+            .with_help("seed fewer messages at once")
+        })?;
     // Recent top-level messages per channel: candidates for replies.
     let mut recent: Vec<std::collections::VecDeque<u32>> = vec![Default::default(); n_channels];
     for i in 0..opts.messages {

@@ -54,6 +54,92 @@ fn durations_past_what_a_clock_holds_are_usage_errors_not_crashes() {
     assert!(stderr.contains("99999999999h"), "{stderr}");
 }
 
+/// Counts a command cannot hold are usage errors naming the flag, before any work: a seed
+/// of 10^17 messages aborted on a 4.8 EB allocation (exit 134), a negative `--limit` was
+/// the database's raw error (exit 1), `--jobs 100000` would open that many connections.
+#[test]
+fn counts_past_what_a_command_can_hold_are_usage_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "email,name\na@example.com,A\n").unwrap();
+    let csv = csv.to_str().unwrap();
+    let out_dir = dir.path().join("backup");
+    let out_dir = out_dir.to_str().unwrap();
+    // Nothing is reachable: a check that let the value through would fail otherwise.
+    let env = [("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")];
+    for (args, flag) in [
+        (
+            vec!["dev", "seed", "--messages", "99999999999999999"],
+            "--messages",
+        ),
+        (vec!["dev", "seed", "--users", "4294967295"], "--users"),
+        (vec!["dev", "seed", "--users", "0"], "--users"),
+        (
+            vec!["dev", "seed", "--channels", "4000000000"],
+            "--channels",
+        ),
+        (vec!["dev", "seed", "--workspaces", "0"], "--workspaces"),
+        (vec!["audit", "list", "--limit=-5"], "--limit"),
+        (
+            vec!["audit", "list", "--limit", "99999999999999"],
+            "--limit",
+        ),
+        (vec!["users", "list", "--limit=-5"], "--limit"),
+        (vec!["users", "list", "--offset=-1"], "--offset"),
+        (
+            vec!["users", "import", csv, "--batch-size", "0"],
+            "--batch-size",
+        ),
+        (vec!["users", "import", csv, "-j", "100000"], "--jobs"),
+        (
+            vec!["backup", "create", "--out", out_dir, "-j", "0"],
+            "--jobs",
+        ),
+        (vec!["backup", "restore", out_dir, "-j", "100000"], "--jobs"),
+        (
+            vec!["search", "query", "x", "--limit", "99999999999999999999"],
+            "--limit",
+        ),
+        (
+            vec![
+                "dev",
+                "token",
+                "--user",
+                "a@example.com",
+                "--ttl",
+                "99999999999h",
+            ],
+            "--ttl",
+        ),
+    ] {
+        let out = chatctl(&env).args(&args).output().unwrap();
+        let (_, stderr) = outputs(&out);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?} names {flag}: {stderr}");
+    }
+}
+
+/// The seed's own bounds hold for callers other than the command line (benchmarks, tests),
+/// before it touches the database.
+#[tokio::test]
+async fn a_seed_past_its_bounds_is_refused_before_it_plans() {
+    let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+    let opts = chatctl::db::seed::SeedOptions {
+        users: 10,
+        channels: 2,
+        messages: u64::MAX,
+        workspaces: 1,
+        seed: 1,
+        progress: false,
+    };
+    let err = chatctl::db::seed::seed(&pool, &opts).await.unwrap_err();
+    assert_eq!(
+        chatctl::error::exit_code(&err),
+        chatctl::error::ExitCode::Usage
+    );
+    assert!(err.to_string().contains("at most"), "{err}");
+}
+
 /// `[[[[…` of 200 KB took serde_yaml 45 s of CPU to reject; it is refused before parsing,
 /// with the file and line, in every place that reads YAML people write.
 #[test]
