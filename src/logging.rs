@@ -1,5 +1,8 @@
 //! Tracing setup: `CHATCTL_LOG` filter (or -v/-q), text or JSON, always on stderr, and every
-//! line passed through [`crate::error::scrub`] so no registered secret is ever logged.
+//! line passed through [`crate::error::scrub`] so no registered secret is ever logged. Text
+//! lines carry what users and servers wrote (a channel's name, a server's reason), so they
+//! are made [`terminal_safe`](crate::output::terminal_safe) too, and have no colours of their
+//! own (a colour of ours could not be told from one in the data).
 
 use std::io::{self, Write};
 
@@ -23,29 +26,27 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool, filter: Option<&str>) {
         .unwrap_or_else(|| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(ScrubbedStderr)
+        .with_writer(ScrubbedStderr(format))
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
-            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
     };
 }
 
 /// Makes a [`LineWriter`] per event.
-struct ScrubbedStderr;
+struct ScrubbedStderr(LogFormat);
 
 impl<'a> MakeWriter<'a> for ScrubbedStderr {
     type Writer = LineWriter;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter(Vec::with_capacity(256))
+        LineWriter(Vec::with_capacity(256), self.0)
     }
 }
 
 /// Buffers one formatted event and writes it, scrubbed, to stderr when dropped.
-struct LineWriter(Vec<u8>);
+struct LineWriter(Vec<u8>, LogFormat);
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -60,7 +61,35 @@ impl Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        let text = crate::error::scrub(&String::from_utf8_lossy(&self.0));
+        let text = finish(&String::from_utf8_lossy(&self.0), self.1);
         let _ = io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+/// A formatted log line as it is written: secrets scrubbed, and for text, nothing a
+/// terminal would act on. JSON escapes control characters itself and stays exact.
+fn finish(line: &str, format: LogFormat) -> String {
+    let scrubbed = crate::error::scrub(line);
+    match format {
+        LogFormat::Json => scrubbed,
+        LogFormat::Text => crate::output::terminal_safe(&scrubbed).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_log_lines_cannot_drive_the_terminal_and_json_ones_stay_exact() {
+        let hostile = "WARN refused: reason=\u{1b}]0;pwned\u{7}\u{1b}[2Jfake\u{202e}txt\n";
+        let text = finish(hostile, LogFormat::Text);
+        assert!(!text.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{text:?}");
+        assert!(
+            text.contains("\\u{1b}]0;pwned") && text.ends_with('\n'),
+            "{text:?}"
+        );
+        let json = "{\"reason\":\"\\u001b]0;pwned\"}\n";
+        assert_eq!(finish(json, LogFormat::Json), json);
     }
 }
