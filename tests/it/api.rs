@@ -11,8 +11,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::bots::{BOT, prepared, say};
-use crate::support::TestDb;
 use crate::support::openai_server::{Answer, StandIn};
+use crate::support::{TestDb, wait_for};
 
 const SECRET: &str = "test-jwt-secret-with-at-least-32-characters";
 
@@ -97,26 +97,6 @@ impl Server {
     async fn shut_down(mut self) {
         let _ = self.stop.take().unwrap().send(());
         (&mut self.task).await.unwrap().unwrap();
-    }
-}
-
-/// Asks `check` every 50 ms until it answers `Some`, or fails saying `what` was awaited
-/// (with the last answer's description) after `within`.
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) => assert!(
-                std::time::Instant::now() < deadline,
-                "waited {within:?} for {what}; last: {last}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

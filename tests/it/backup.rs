@@ -243,8 +243,9 @@ async fn a_damaged_or_truncated_archive_is_refused_and_the_target_stays_untouche
     }
 }
 
-/// Restores `archive` with `args` through a pipe: half of it, then the restore is killed.
-fn killed_half_way(src: &TestDb, archive: &Path, args: &[&str]) {
+/// Restores `archive` into `target` with `args` through a pipe: half of it, then, once the
+/// restore has loaded what it was given and waits for the rest, it is killed.
+async fn killed_half_way(src: &TestDb, archive: &Path, target: &str, args: &[&str]) {
     let bytes = std::fs::read(archive).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe.backup");
@@ -259,11 +260,49 @@ fn killed_half_way(src: &TestDb, archive: &Path, args: &[&str]) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .guarded();
-    let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    pipe.write_all(&bytes[..bytes.len() / 2]).unwrap();
-    pipe.flush().unwrap();
-    // Let it load what it has.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let writer = {
+        let fifo = fifo.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            pipe.write_all(&bytes[..bytes.len() / 2]).unwrap();
+            pipe.flush().unwrap();
+            pipe
+        })
+    };
+    // The pipe holds at most 64 KiB: once half is written, the restore has read the rest.
+    let pipe = writer.await.unwrap();
+    // Its sessions (in the target, or the scratch database of a parallel restore) are then
+    // all waiting, and, in one transaction, hold the rows loaded so far.
+    let mut c = src.conn().await;
+    let one_transaction = !args.contains(&"-j");
+    crate::support::wait_for(
+        "the restore to load what it was given and wait for the rest",
+        std::time::Duration::from_secs(60),
+        async || {
+            let (sessions, busy, writing): (i64, i64, i64) = sqlx::query_as(
+                // A COPY waiting for its client's next rows is active in ClientRead.
+                "select count(*),
+                        count(*) filter (where state = 'active'
+                                           and wait_event is distinct from 'ClientRead'),
+                        count(*) filter (where backend_xid is not null)
+                   from pg_stat_activity
+                  where datname = $1 or datname like 'chatctl\\_restoring\\_%'",
+            )
+            .bind(target)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            let waiting = sessions > 0 && busy == 0 && (writing > 0 || !one_transaction);
+            if waiting {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{sessions} sessions, {busy} busy, {writing} holding writes"
+                ))
+            }
+        },
+    )
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     drop(pipe);
@@ -273,7 +312,7 @@ fn killed_half_way(src: &TestDb, archive: &Path, args: &[&str]) {
 async fn a_restore_killed_half_way_leaves_nothing_and_the_next_one_succeeds() {
     let (src, _dir, archive) = backed_up().await;
     let target = TestDb::empty().await;
-    killed_half_way(&src, &archive, &["--target-url", &target.url]);
+    killed_half_way(&src, &archive, &target.name, &["--target-url", &target.url]).await;
     assert_eq!(empty_after(&target).await, 0);
     let out = restore(&src, &archive, &target);
     assert!(out.status.success(), "{}", outputs(&out).1);
@@ -327,7 +366,13 @@ async fn a_parallel_restore_makes_the_target_whole_or_not_at_all() {
 
     // Killed half-way: still no target; the next restore succeeds and clears the scratch
     // database the killed one left.
-    killed_half_way(&src, &archive, &["--target-url", &target.url, "-j", "3"]);
+    killed_half_way(
+        &src,
+        &archive,
+        &target.name,
+        &["--target-url", &target.url, "-j", "3"],
+    )
+    .await;
     assert_eq!(databases(&src, &target.name).await, (false, 1));
 
     let out = parallel(&target, path);
@@ -414,7 +459,24 @@ async fn four_readers_share_one_snapshot_while_someone_writes() {
             n
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut c = src.conn().await;
+    crate::support::wait_for(
+        "the writer to commit its first workspaces",
+        std::time::Duration::from_secs(30),
+        async || {
+            let n: i64 =
+                sqlx::query_scalar("select count(*) from public.workspaces where slug like 'w-%'")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
+            if n >= 3 {
+                Ok(())
+            } else {
+                Err(format!("{n} committed"))
+            }
+        },
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("chat.backup");
     let out = backup(
@@ -756,8 +818,22 @@ async fn off_site_backups_go_to_an_s3_server_and_come_back() {
         "{plain_url}"
     );
     // Encrypted, to a name of its own: no warning. (An encrypted object's time is its
-    // last-modified, to the second: this one is a second newer.)
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // last-modified, to the second: it is made once the clock is past the plain one's
+    // second, so that it is the newer.)
+    let plain_at: chrono::DateTime<chrono::Utc> =
+        plain["created_at"].as_str().unwrap().parse().unwrap();
+    crate::support::wait_for(
+        "the clock to pass the plain backup's second",
+        std::time::Duration::from_secs(5),
+        async || {
+            let now = chrono::Utc::now();
+            match now.timestamp() > plain_at.timestamp() {
+                true => Ok(()),
+                false => Err(format!("now {now}, plain backup at {plain_at}")),
+            }
+        },
+    )
+    .await;
     let sealed_url = format!("{prefix}sealed.backup");
     let out = run(&["create", "--out", &sealed_url, "--encrypt-to", &recipient]);
     let (_, stderr) = outputs(&out);

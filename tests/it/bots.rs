@@ -663,16 +663,27 @@ async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() 
         }
     }
     let mut second = daemon(&db);
-    let mut answered = 0;
-    for _ in 0..300 {
-        answered = replies(&mut c).await.len();
-        if answered >= 500 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Let it run a little longer: nothing more may come.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answered = crate::support::wait_for(
+        "the burst's 500 answers",
+        Duration::from_secs(30),
+        async || match replies(&mut c).await.len() {
+            n @ 500.. => Ok(n),
+            n => Err(format!("{n} replies")),
+        },
+    )
+    .await;
+    // A last mention, answered, shows the daemon has passed everything before it: a
+    // second answer to any of the burst would have come by then.
+    say(&mut c, "ada", "engineering", "@summarybot last one").await;
+    crate::support::wait_for(
+        "the last mention's answer",
+        Duration::from_secs(30),
+        async || match replies(&mut c).await.len() {
+            501.. => Ok(()),
+            n => Err(format!("{n} replies")),
+        },
+    )
+    .await;
     std::process::Command::new("kill")
         .args(["-TERM", &second.id().to_string()])
         .status()
@@ -685,7 +696,7 @@ async fn kill_9_during_a_burst_and_restart_answers_every_mention_exactly_once() 
     parents.dedup();
     assert_eq!(
         (answered, replies.len(), parents.len()),
-        (500, 500, 500),
+        (500, 501, 501),
         "every mention answered exactly once"
     );
 }

@@ -209,7 +209,9 @@ async fn over_realtime_a_mention_is_answered_once_and_the_bot_shows_online_and_t
         .await;
     }
     assert_eq!(wait_replies(&mut c, 11, Duration::from_secs(10)).await, 11);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stopped, it finishes what it has in hand: whatever it would post, it has.
+    let metrics = d.metrics.clone();
+    d.stop().await;
     assert_eq!(replies(&mut c).await.len(), 11, "nothing answered twice");
     let typing: Vec<Value> = server
         .frames("broadcast")
@@ -223,12 +225,11 @@ async fn over_realtime_a_mention_is_answered_once_and_the_bot_shows_online_and_t
     );
     assert_eq!(typing[0]["payload"]["payload"]["user_id"], json!(bot_user));
     assert!(
-        d.metrics
+        metrics
             .events_received
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
-    d.stop().await;
 }
 
 #[tokio::test]
@@ -288,15 +289,15 @@ async fn server_closes_crashes_and_restarts_are_resubscribed_and_gaps_caught_up(
     server.wait_subscribed(2, Duration::from_secs(5)).await;
     assert_eq!(wait_replies(&mut c, 3, Duration::from_secs(5)).await, 3);
     assert_eq!(server.connections().0, 2, "one reconnect");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(replies(&mut c).await.len(), 3);
+    let metrics = d.metrics.clone();
+    d.stop().await;
+    assert_eq!(replies(&mut c).await.len(), 3, "nothing answered twice");
     assert!(
-        d.metrics
+        metrics
             .reconnects
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
-    d.stop().await;
 }
 
 #[tokio::test]
@@ -311,18 +312,37 @@ async fn tokens_are_refreshed_on_open_channels_before_they_expire() {
         RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3))),
     );
     server.wait_subscribed(2, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The token the channels joined with: they must outlive it.
+    let joined_with = server.frames("phx_join")[0]["payload"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expiry = token_expiry(&joined_with);
+    let pushed = || -> std::collections::HashSet<String> {
+        server
+            .frames("access_token")
+            .iter()
+            .map(|f| f["payload"]["access_token"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    crate::support::wait_for(
+        "two fresh tokens pushed, and the first token's expiry (and the server's checks) past",
+        Duration::from_secs(15),
+        async || {
+            let now = std::time::SystemTime::now();
+            let (fresh, past) = (pushed().len(), now > expiry + Duration::from_millis(300));
+            match (fresh >= 2, past) {
+                (true, true) => Ok(()),
+                _ => Err(format!("{fresh} fresh tokens; expiry past: {past}")),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         server.server_closes(),
         Vec::<String>::new(),
         "no channel outlived its token"
     );
-    let pushed: std::collections::HashSet<String> = server
-        .frames("access_token")
-        .iter()
-        .map(|f| f["payload"]["access_token"].as_str().unwrap().to_owned())
-        .collect();
-    assert!(pushed.len() >= 2, "fresh tokens pushed: {}", pushed.len());
     for f in server.frames("access_token") {
         assert!(f["join_ref"].is_string(), "pushed on the joined topic");
     }
@@ -331,6 +351,17 @@ async fn tokens_are_refreshed_on_open_channels_before_they_expire() {
     say(&mut c, &server, "general", "@summarybot still there?").await;
     assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
     d.stop().await;
+}
+
+/// When a JWT expires (its `exp` claim).
+fn token_expiry(jwt: &str) -> std::time::SystemTime {
+    use base64::Engine as _;
+    let claims = jwt.split('.').nth(1).unwrap();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&claims).unwrap();
+    std::time::UNIX_EPOCH + Duration::from_secs(claims["exp"].as_u64().unwrap())
 }
 
 #[tokio::test]
@@ -355,7 +386,7 @@ async fn a_connection_dropped_mid_burst_loses_nothing() {
         wait_replies(&mut c, 300, Duration::from_secs(30)).await,
         300
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.stop().await;
     let answered: std::collections::HashSet<Uuid> = replies(&mut c)
         .await
         .into_iter()
@@ -368,7 +399,6 @@ async fn a_connection_dropped_mid_burst_loses_nothing() {
         accepted >= 2 && refused >= 1,
         "reconnected ({accepted}) after refusals ({refused})"
     );
-    d.stop().await;
 }
 
 #[tokio::test]

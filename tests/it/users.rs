@@ -574,9 +574,28 @@ async fn a_killed_import_leaves_whole_batches_and_running_it_again_completes_it(
             writeln!(stdin, "{r}").unwrap();
         }
         stdin.flush().unwrap();
-        // The import reads all it is given, then waits for the rest: the load never ends,
-        // so nothing is written yet. Killing it now is a crash during the load.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // The import loads what it is given into its staging COPY, then waits for the
+        // rest: the load never ends, so nothing is written yet. Killing it now is a crash
+        // during the load.
+        crate::support::wait_for(
+            "the import's staging COPY, waiting for more rows",
+            std::time::Duration::from_secs(30),
+            async || {
+                let loading: i64 = sqlx::query_scalar(
+                    "select count(*) from pg_stat_activity
+                      where datname = current_database() and application_name = 'chatctl'
+                        and query ilike 'copy%' and state = 'active' and wait_event = 'ClientRead'",
+                )
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+                match loading {
+                    1 => Ok(()),
+                    n => Err(format!("{n} such sessions")),
+                }
+            },
+        )
+        .await;
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -604,32 +623,40 @@ async fn a_killed_import_leaves_whole_batches_and_running_it_again_completes_it(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .guarded();
-    let started = std::time::Instant::now();
-    loop {
-        let n = scalar_i64(&mut c, "select count(*) from public.users").await;
-        if n >= 5 || started.elapsed() > std::time::Duration::from_secs(60) {
-            break;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let _ = child.kill();
+    crate::support::wait_for(
+        "the import to commit its first batches",
+        std::time::Duration::from_secs(60),
+        async || {
+            let n = scalar_i64(&mut c, "select count(*) from public.users").await;
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the import ended before it could be killed ({n} written)"
+            );
+            if n >= 5 {
+                Ok(())
+            } else {
+                Err(format!("{n} written"))
+            }
+        },
+    )
+    .await;
+    child.kill().unwrap();
     child.wait().unwrap();
     // The server notices the killed client's connections close (and frees their advisory
     // locks) a moment later.
-    let started = std::time::Instant::now();
-    while scalar_i64(
-        &mut c,
-        "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+    crate::support::wait_for(
+        "the killed import's sessions to end",
+        std::time::Duration::from_secs(10),
+        async || {
+            let n = scalar_i64(
+                &mut c,
+                "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+            )
+            .await;
+            if n == 0 { Ok(()) } else { Err(format!("{n} sessions")) }
+        },
     )
-    .await
-        > 0
-        && started.elapsed() < std::time::Duration::from_secs(10)
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    .await;
     let written = scalar_i64(&mut c, "select count(*) from public.users").await;
     assert!(
         written > 0 && written < 1000,

@@ -387,3 +387,45 @@ impl SpawnGuarded for std::process::Command {
         Spawned(Some(self.spawn().expect("cannot start the process")))
     }
 }
+
+/// How often [`wait_for`] and [`wait_until`] ask again.
+const ASK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Asks `check` until it answers `Ok`, and returns that; fails after `within`, saying what
+/// was awaited and the last answer. The way a test waits: for a condition, never for a time.
+pub async fn wait_for<T>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                std::time::Instant::now() < deadline,
+                "waited {within:?} for {what}; last: {last}"
+            ),
+        }
+        tokio::time::sleep(ASK_EVERY).await;
+    }
+}
+
+/// [`wait_for`] outside an async runtime.
+pub fn wait_until<T>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                std::time::Instant::now() < deadline,
+                "waited {within:?} for {what}; last: {last}"
+            ),
+        }
+        std::thread::sleep(ASK_EVERY);
+    }
+}
