@@ -661,7 +661,13 @@ impl Retry {
                     Some(retry_after(r.headers()))
                 }
                 Ok(_) => return result,
-                Err(OpenAIError::Reqwest(e)) if e.is_timeout() || e.is_connect() => Some(None),
+                // A connection refused, reset or closed before the answer (as the SDKs
+                // of OpenAI retry them).
+                Err(OpenAIError::Reqwest(e))
+                    if e.is_timeout() || e.is_connect() || e.is_request() =>
+                {
+                    Some(None)
+                }
                 Err(_) => return result,
             };
             let Some(asked) = wait else {

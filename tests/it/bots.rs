@@ -1114,7 +1114,7 @@ async fn a_mention_without_a_template_gets_the_ai_reply_or_the_offline_one() {
             );
             Answer::completion("Run `make db-reset`.", 50)
         } else {
-            Answer::error(500, "server_error", None, "boom")
+            Answer::recorded(500, "error_500_server_error.json")
         }
     })
     .await;

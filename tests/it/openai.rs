@@ -261,12 +261,7 @@ async fn a_retry_after_longer_than_allowed_fails_at_once() {
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
-    let answer = Answer::error(
-        500,
-        "server_error",
-        None,
-        "The server had an error while processing your request.",
-    );
+    let answer = Answer::recorded(500, "error_500_server_error.json");
     let (err, requests, _) = failure(answer, |s| s.max_retries = 2).await;
     let (text, code, _) = rendered(&err);
     assert_eq!(requests, 3, "the first try and two retries");
@@ -279,12 +274,7 @@ async fn server_errors_are_retried_then_reported() {
 
 #[tokio::test]
 async fn bad_requests_and_bad_keys_are_not_retried() {
-    let bad = Answer::error(
-        400,
-        "invalid_request_error",
-        None,
-        "This model's maximum context length is 128000 tokens.",
-    );
+    let bad = Answer::recorded(400, "error_400_context_length_exceeded.json");
     let (err, requests, _) = failure(bad, |_| {}).await;
     let (text, code, _) = rendered(&err);
     assert_eq!((requests, code), (1, 1), "{text}");
@@ -293,12 +283,7 @@ async fn bad_requests_and_bad_keys_are_not_retried() {
         "{text}"
     );
 
-    let key = Answer::error(
-        401,
-        "invalid_request_error",
-        Some("invalid_api_key"),
-        "Incorrect API key provided: sk-test-***********ghij. You can find your API key at https://platform.openai.com/account/api-keys.",
-    );
+    let key = Answer::recorded(401, "error_401_invalid_api_key.json");
     let (err, requests, _) = failure(key, |_| {}).await;
     let (text, code, help) = rendered(&err);
     assert_eq!((requests, code), (1, 64), "{text}");
@@ -306,6 +291,132 @@ async fn bad_requests_and_bad_keys_are_not_retried() {
     assert!(
         !text.contains("0123456789abcdefghij"),
         "the key never shows: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_model_that_does_not_exist_is_not_retried() {
+    let missing = Answer::recorded(404, "error_404_model_not_found.json");
+    let (err, requests, _) = failure(missing, |_| {}).await;
+    let (text, _, _) = rendered(&err);
+    assert_eq!(requests, 1, "{text}");
+    assert!(
+        text.contains("HTTP 404") && text.contains("does not exist"),
+        "{text}"
+    );
+}
+
+/// A server that takes the connection and closes it unanswered (a proxy restarting, a
+/// reset): each attempt is a connection error, retried `max_retries` times.
+#[tokio::test]
+async fn connection_errors_are_retried_then_reported() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                drop(socket);
+            }
+        });
+    }
+    let mut s = settings(&url);
+    s.max_retries = 2;
+    let stats = Arc::new(Stats::default());
+    let engine = OpenAiEngine::new(s, None, stats.clone()).unwrap();
+    let messages = conversation(10);
+    let prompts = Prompts::default();
+    let err = engine
+        .thread_summary(ask(&messages, &prompts, None))
+        .await
+        .unwrap_err();
+    let (text, code, _) = rendered(&err);
+    assert_eq!(code, 69, "{text}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "the first try and two retries: {text}"
+    );
+    assert_eq!(stats.retries.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+/// Two replicas share one budget through the database: asking at once, together they send
+/// no more than it holds; the rest are refused before anything is sent.
+#[tokio::test]
+async fn replicas_asking_at_once_do_not_overspend_the_budget_together() {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let server =
+        StandIn::start(|_, _| Answer::completion("fine", 10).after(Duration::from_millis(500)))
+            .await;
+    let replica = || {
+        OpenAiEngine::new(
+            settings(&server.url),
+            Some(pool.clone()),
+            Arc::new(Stats::default()),
+        )
+        .unwrap()
+    };
+    let (a, b) = (replica(), replica());
+    let messages = conversation(10);
+    let prompts = Prompts::default();
+    let q = Question {
+        author: "ada",
+        text: "anyone?",
+        related: &[],
+    };
+    // What one request reserves: read while it is in flight.
+    let reserved = {
+        let first = a.reply(ask(&messages, &prompts, Some(1_000_000)), q);
+        let watch = async {
+            crate::support::wait_for(
+                "the first request's reservation",
+                Duration::from_secs(10),
+                async || {
+                    let t: Option<i64> = sqlx::query_scalar(
+                        "select tokens from chatctl.ai_usage where bot = 'summarybot'",
+                    )
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+                    t.filter(|t| *t > 10)
+                        .ok_or_else(|| format!("{t:?} reserved"))
+                },
+            )
+            .await
+        };
+        let (answer, reserved) = tokio::join!(first, watch);
+        answer.unwrap();
+        reserved
+    };
+    // Settled to the server's count; room for two more reservations, not three.
+    let budget = 10 + 2 * reserved as u64 + reserved as u64 / 2;
+    let asks = (0..6).map(|i| {
+        let engine = if i % 2 == 0 { &a } else { &b };
+        engine.reply(ask(&messages, &prompts, Some(budget)), q)
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let sent = answers.iter().filter(|r| r.is_ok()).count();
+    let refused = answers
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_err_and(|e| e.to_string().contains("daily token budget"))
+        })
+        .count();
+    assert_eq!((sent, refused), (2, 4), "{answers:?}");
+    assert_eq!(server.requests().len(), 1 + 2, "nothing refused was sent");
+    let (tokens, refusals): (i64, i32) =
+        sqlx::query_as("select tokens, refusals from chatctl.ai_usage where bot = 'summarybot'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (tokens, refusals),
+        (30, 4),
+        "charged what the server counted"
     );
 }
 

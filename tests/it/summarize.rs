@@ -243,15 +243,7 @@ async fn a_failing_model_posts_nothing_and_the_window_stays_open() {
     prepared(&db, BOT).await;
     let mut c = db.conn().await;
     yesterday(&mut c).await;
-    let server = StandIn::start(|_, _| {
-        Answer::error(
-            503,
-            "server_error",
-            None,
-            "The engine is currently overloaded, please try again later",
-        )
-    })
-    .await;
+    let server = StandIn::start(|_, _| Answer::recorded(503, "error_503_overloaded.json")).await;
     let model = [
         ("CHATCTL_OPENAI__MODEL", "gpt-4o-mini"),
         ("OPENAI_BASE_URL", server.url.as_str()),

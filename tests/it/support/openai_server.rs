@@ -1,10 +1,11 @@
 //! A stand-in for an OpenAI-compatible server (a hosted model cannot run here): a real HTTP
-//! server on a local port that answers `POST /v1/chat/completions` with the response and
-//! error shapes OpenAI's API sends: a `chat.completion` object with `usage`, and
-//! `{"error": {"message", "type", "param", "code"}}` with 400, 401, 429 (with `Retry-After`
-//! and the `x-ratelimit-*` headers) or 500. Each request is answered by a script, which sees
-//! the request's index and JSON body; the server records every request and how many were in
-//! flight at once.
+//! server on a local port that answers `POST /v1/chat/completions` with response bodies the
+//! API documents or was seen sending, kept in `tests/fixtures/openai/` with their sources: a
+//! `chat.completion` object with `usage` (the test's answer text and token counts put in it),
+//! and errors in the API's `{"error": {"message", "type", "param", "code"}}` envelope with
+//! 400, 401, 404, 429 (with `Retry-After` and the `x-ratelimit-*` headers), 500 or 503.
+//! Each request is answered by a script, which sees the request's index and JSON body; the
+//! server records every request and how many were in flight at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,41 +25,24 @@ pub struct Answer {
     pub delay: Duration,
 }
 
+/// A recorded body of `tests/fixtures/openai/`.
+fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/openai")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 impl Answer {
-    /// A `chat.completion` whose message is `content`; `usage` counts `total_tokens`.
+    /// The API's `chat.completion` example, its message `content` and its `usage` counting
+    /// `total_tokens`.
     pub fn completion(content: &str, total_tokens: u32) -> Answer {
+        let mut body: Value = serde_json::from_str(&fixture("chat_completion.json")).unwrap();
         let prompt = total_tokens * 3 / 4;
-        let body = json!({
-            "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
-            "object": "chat.completion",
-            "created": 1_741_570_283,
-            "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": content,
-                    "refusal": null,
-                    "annotations": []
-                },
-                "logprobs": null,
-                "finish_reason": "stop"
-            }],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": total_tokens - prompt,
-                "total_tokens": total_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                "completion_tokens_details": {
-                    "reasoning_tokens": 0,
-                    "audio_tokens": 0,
-                    "accepted_prediction_tokens": 0,
-                    "rejected_prediction_tokens": 0
-                }
-            },
-            "service_tier": "default",
-            "system_fingerprint": "fp_06737a9306"
-        });
+        body["choices"][0]["message"]["content"] = content.into();
+        body["usage"]["prompt_tokens"] = prompt.into();
+        body["usage"]["completion_tokens"] = (total_tokens - prompt).into();
+        body["usage"]["total_tokens"] = total_tokens.into();
         Answer {
             status: 200,
             headers: vec![("content-type", "application/json".into())],
@@ -67,31 +51,23 @@ impl Answer {
         }
     }
 
-    /// An error in OpenAI's shape.
-    pub fn error(status: u16, kind: &str, code: Option<&str>, message: &str) -> Answer {
-        let body = json!({
-            "error": {"message": message, "type": kind, "param": null, "code": code}
-        });
+    /// A recorded error body (`error_<status>_<what>.json`) with its status.
+    pub fn recorded(status: u16, name: &str) -> Answer {
         Answer {
             status,
             headers: vec![("content-type", "application/json".into())],
-            body: body.to_string(),
+            body: fixture(name),
             delay: Duration::ZERO,
         }
     }
 
-    /// A 429 rate limit asking to retry after `seconds`, with the rate-limit headers.
+    /// The recorded 429 asking to retry after `seconds`, with the rate-limit headers.
     pub fn rate_limited(seconds: u64) -> Answer {
-        Answer::error(
-            429,
-            "requests",
-            Some("rate_limit_exceeded"),
-            "Rate limit reached for gpt-4o-mini in organization org-abc on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
-        )
-        .header("retry-after", &seconds.to_string())
-        .header("x-ratelimit-limit-requests", "3")
-        .header("x-ratelimit-remaining-requests", "0")
-        .header("x-ratelimit-reset-requests", &format!("{seconds}s"))
+        Answer::recorded(429, "error_429_rate_limit_exceeded.json")
+            .header("retry-after", &seconds.to_string())
+            .header("x-ratelimit-limit-tokens", "30000")
+            .header("x-ratelimit-remaining-tokens", "0")
+            .header("x-ratelimit-reset-tokens", &format!("{seconds}s"))
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Answer {
