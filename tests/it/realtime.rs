@@ -189,6 +189,30 @@ async fn over_realtime_a_mention_is_answered_once_and_the_bot_shows_online_and_t
         vec![(Some(asked), "hello @ada".to_owned())]
     );
 
+    // Realtime authorizes each change with the subscriber's token, under RLS: with the
+    // claims the bot joined with, it reads its channels and not a private one it is not in.
+    post(&mut c, "margaret@example.com", "support", "a private matter", None).await;
+    let joined_as = claims(joins[0]["payload"]["access_token"].as_str().unwrap());
+    let mut tx = sqlx::Connection::begin(&mut c).await.unwrap();
+    sqlx::query("select set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true)")
+        .bind(joined_as.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let visible: Vec<(String, i64)> = sqlx::query_as(
+        "select ch.name, count(m.id) from channels ch left join chat m on m.channel_id = ch.id
+          where ch.name in ('general', 'support') group by ch.name order by ch.name",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        visible,
+        vec![("general".to_owned(), 2)],
+        "as the bot: its channel's mention and reply; #support and its message unseen"
+    );
+
     // Presence: tracked once per join, as the bot.
     let tracks = server.frames("presence");
     assert_eq!(tracks.len(), 2, "one presence track per join");
@@ -355,13 +379,7 @@ async fn tokens_are_refreshed_on_open_channels_before_they_expire() {
 
 /// When a JWT expires (its `exp` claim).
 fn token_expiry(jwt: &str) -> std::time::SystemTime {
-    use base64::Engine as _;
-    let claims = jwt.split('.').nth(1).unwrap();
-    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(claims)
-        .unwrap();
-    let claims: Value = serde_json::from_slice(&claims).unwrap();
-    std::time::UNIX_EPOCH + Duration::from_secs(claims["exp"].as_u64().unwrap())
+    std::time::UNIX_EPOCH + Duration::from_secs(claims(jwt)["exp"].as_u64().unwrap())
 }
 
 #[tokio::test]
@@ -461,8 +479,10 @@ async fn an_unanswered_heartbeat_closes_the_socket_and_reconnects() {
     d.stop().await;
 }
 
-#[tokio::test]
-async fn the_daemon_uses_realtime_when_a_supabase_url_is_set_and_keeps_its_secrets() {
+/// `chatctl bots run` against the stand-in with `SUPABASE_URL` and the service-role key (and
+/// the JWT secret when given): a mention over the wire is answered; then a clean stop. The
+/// daemon's log and the tokens it joined with.
+async fn over_the_wire(service_key: &str, jwt_secret: Option<&str>) -> (String, Vec<String>) {
     let db = TestDb::new().await;
     let (_pool, _bots) = setup(&db, BOT).await;
     let server = FakeRealtime::start(server_options()).await;
@@ -470,20 +490,22 @@ async fn the_daemon_uses_realtime_when_a_supabase_url_is_set_and_keeps_its_secre
     std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
     let log = dir.path().join("stderr.log");
     let project = format!("http://{}", server.addr);
-    let service_key = "service-role-key-never-printed";
-    let mut daemon = crate::support::chatctl_std(&[
+    let mut env = vec![
         ("DATABASE_URL", db.url.as_str()),
         ("SUPABASE_URL", project.as_str()),
         ("SUPABASE_SERVICE_ROLE_KEY", service_key),
-        ("SUPABASE_JWT_SECRET", SECRET),
         ("CHATCTL_REALTIME__HEARTBEAT", "1s"),
         ("CHATCTL_LOG", "chatctl=debug"),
-    ])
-    .args(["bots", "run", "--metrics", "127.0.0.1:0", "--bots"])
-    .arg(dir.path())
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(&log).unwrap())
-    .guarded();
+    ];
+    if let Some(secret) = jwt_secret {
+        env.push(("SUPABASE_JWT_SECRET", secret));
+    }
+    let mut daemon = crate::support::chatctl_std(&env)
+        .args(["bots", "run", "--metrics", "127.0.0.1:0", "--bots"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .guarded();
     server.wait_subscribed(2, Duration::from_secs(20)).await;
     let mut c = db.conn().await;
     let asked = say(&mut c, &server, "general", "@summarybot over the wire?").await;
@@ -503,11 +525,39 @@ async fn the_daemon_uses_realtime_when_a_supabase_url_is_set_and_keeps_its_secre
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(stderr.contains("Realtime subscriptions live"), "{stderr}");
-    let token = server.frames("phx_join")[0]["payload"]["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for secret in [service_key, SECRET, token.as_str()] {
+    let tokens = server
+        .frames("phx_join")
+        .iter()
+        .map(|j| j["payload"]["access_token"].as_str().unwrap().to_owned())
+        .collect();
+    (stderr, tokens)
+}
+
+#[tokio::test]
+async fn the_daemon_uses_realtime_when_a_supabase_url_is_set_and_keeps_its_secrets() {
+    let service_key = "service-role-key-never-printed";
+    let (stderr, tokens) = over_the_wire(service_key, Some(SECRET)).await;
+    for secret in [service_key, SECRET, tokens[0].as_str()] {
         assert!(!stderr.contains(secret), "a secret reached the log");
     }
+}
+
+/// Without the JWT secret the bot cannot have a token of its own: it joins with the project's
+/// service-role key (a JWT the project signs, role `service_role`), as the README says.
+#[tokio::test]
+async fn without_the_jwt_secret_the_service_role_key_is_used() {
+    let service_key = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"iss": "supabase", "ref": "project", "role": "service_role",
+                "iat": 1_700_000_000, "exp": 4_000_000_000u64}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let (stderr, tokens) = over_the_wire(&service_key, None).await;
+    assert_eq!(tokens.len(), 2);
+    assert!(
+        tokens.iter().all(|t| *t == service_key),
+        "every channel joined with the service-role key"
+    );
+    assert!(!stderr.contains(&service_key), "a secret reached the log");
 }
