@@ -606,7 +606,9 @@ async fn the_commands_reindex_query_verify_and_report_status() {
 }
 
 /// kill -9 during a full rebuild: the old index keeps serving, and the next rebuild clears
-/// what the crashed one left.
+/// what the crashed one left. Meanwhile a second rebuild stops at once (exit 75: another is
+/// writing), and Ctrl-C during a rebuild ends it (SIGINT: a shell's 130) with the old index
+/// still serving.
 #[tokio::test]
 async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
     let (db, pool) = seeded(40_000).await;
@@ -619,18 +621,12 @@ async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
     let before = dir.current_name().unwrap().unwrap();
     let word = common_words(&pool, 1).await.remove(0);
     let expected = ids(&pool, &dir, Engine::Tantivy, &word, None, 50).await;
-
-    let mut child = chatctl_std(&[
+    let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("CHATCTL_SEARCH__INDEX_DIR", path.to_str().unwrap()),
-    ])
-    .args(["search", "reindex", "--full", "-q"])
-    .guarded();
-    // Kill it once its new generation exists, before it can finish: the test proves
-    // nothing if the kill comes before the rebuild wrote anything.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let gens = std::fs::read_dir(&path)
+    ];
+    let generations = || {
+        std::fs::read_dir(&path)
             .unwrap()
             .filter(|e| {
                 e.as_ref()
@@ -639,20 +635,39 @@ async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
                     .to_string_lossy()
                     .starts_with("gen-")
             })
-            .count();
-        if gens > 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rebuild made no new generation within 30 s: nothing to kill it in"
+            .count()
+    };
+    // A rebuild, once its new generation exists (before it can finish: the test proves
+    // nothing if the signal comes before the rebuild wrote anything).
+    let rebuilding = || {
+        let mut child = chatctl_std(&env)
+            .args(["search", "reindex", "--full", "-q"])
+            .guarded();
+        crate::support::wait_until(
+            "the rebuild's new generation",
+            std::time::Duration::from_secs(30),
+            || {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "the rebuild ended before a new generation was seen"
+                );
+                match generations() {
+                    2.. => Ok(()),
+                    n => Err(format!("{n} generation(s)")),
+                }
+            },
         );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the rebuild ended before a new generation was seen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+        child
+    };
+
+    let mut child = rebuilding();
+    let out = chatctl_std(&env)
+        .args(["search", "reindex", "--full"])
+        .output()
+        .unwrap();
+    let (_, stderr) = crate::support::outputs(&out);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("another chatctl is rebuilding"), "{stderr}");
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(
@@ -674,6 +689,22 @@ async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
         .filter(|n| n.starts_with("gen-"))
         .collect();
     assert_eq!(gens, [dir.current_name().unwrap().unwrap()]);
+
+    let serving = dir.current_name().unwrap().unwrap();
+    let expected = ids(&pool, &dir, Engine::Tantivy, &word, None, 50).await;
+    let mut child = rebuilding();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(status.signal(), Some(libc::SIGINT), "ended by Ctrl-C: {status:?}");
+    assert_eq!(dir.current_name().unwrap().unwrap(), serving);
+    assert_eq!(
+        ids(&pool, &dir, Engine::Tantivy, &word, None, 50).await,
+        expected
+    );
 }
 
 /// The daemon keeps the index fresh: a new message is found within moments, an edit too,
