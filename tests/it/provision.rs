@@ -126,14 +126,20 @@ async fn prune_removes_only_when_asked_and_confirmed() {
     let mut c = db.conn().await;
     apply_file(&mut c, &example(), false).await;
 
-    // The same spec without #engineering and without ken in #general.
+    // The same spec without #engineering, without ken in #general, and without sharing
+    // #launch-2027 with the partner workspace.
     let text = std::fs::read_to_string(example()).unwrap();
     let start = text.find("      - name: engineering").unwrap();
     let end = text.find("      - name: support").unwrap();
-    let smaller = format!("{}{}", &text[..start], &text[end..]).replace(
-        "members: [group:engineering, group:support, bot:summarybot]",
-        "members: [ada@example.com, linus@example.com, group:support, bot:summarybot]",
-    );
+    let smaller = format!("{}{}", &text[..start], &text[end..])
+        .replace(
+            "members: [group:engineering, group:support, bot:summarybot]",
+            "members: [ada@example.com, linus@example.com, group:support, bot:summarybot]",
+        )
+        .replace("        shared_with: [partner]\n", "");
+    let shared = "select count(*) from shared_channels s join channels ch on ch.id = s.channel_id
+                   where ch.name = 'launch-2027'";
+    assert_eq!(count(&mut c, shared).await, 1);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("smaller.yaml");
     std::fs::write(&file, smaller).unwrap();
@@ -143,7 +149,7 @@ async fn prune_removes_only_when_asked_and_confirmed() {
     let (stdout, _) = outputs(&out);
     assert!(out.status.success());
     assert!(
-        stdout.contains("no changes") && stdout.contains("2 removal(s) not in the plan"),
+        stdout.contains("no changes") && stdout.contains("3 removal(s) not in the plan"),
         "{stdout}"
     );
 
@@ -183,6 +189,7 @@ async fn prune_removes_only_when_asked_and_confirmed() {
         count(&mut c, "select count(*) from members m join channels ch on ch.id = m.channel_id join users u on u.id = m.user_id where ch.name = 'general' and u.email = 'ken@example.com'").await,
         0
     );
+    assert_eq!(count(&mut c, shared).await, 0, "the sharing is removed");
     chatctl(&env)
         .args(["apply", "--prune", "--dry-run", "--detailed-exitcode", "-f"])
         .arg(&file)

@@ -62,7 +62,16 @@ impl Daemon {
     }
 
     fn start(pool: PgPool, bots: Vec<Bot>, source: RealtimeSource) -> Daemon {
-        let rt = Runtime::new(pool, bots, options("realtime"));
+        Daemon::start_with(pool, bots, source, options("realtime"))
+    }
+
+    fn start_with(
+        pool: PgPool,
+        bots: Vec<Bot>,
+        source: RealtimeSource,
+        opts: chatctl::bots::runtime::RuntimeOptions,
+    ) -> Daemon {
+        let rt = Runtime::new(pool, bots, opts);
         let metrics = rt.metrics();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -322,6 +331,81 @@ async fn server_closes_crashes_and_restarts_are_resubscribed_and_gaps_caught_up(
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
+}
+
+/// A channel the bot joins is subscribed, and one it leaves unsubscribed, within the poll
+/// interval (5 s by default; 300 ms here).
+#[tokio::test]
+async fn channels_joined_or_left_are_picked_up_within_the_poll_interval() {
+    let db = TestDb::new().await;
+    let (pool, bots) = setup(&db, BOT).await;
+    let bot_user = bots[0].user_id;
+    let server = FakeRealtime::start(server_options()).await;
+    let poll = Duration::from_millis(300);
+    let d = Daemon::start_with(
+        pool,
+        bots,
+        RealtimeSource::new(client_options(&server), minted(Duration::from_secs(3600))),
+        chatctl::bots::runtime::RuntimeOptions {
+            poll,
+            ..options("realtime")
+        },
+    );
+    server.wait_subscribed(2, Duration::from_secs(5)).await;
+    let mut c = db.conn().await;
+    let (support, engineering) = (
+        channel_id(&mut c, "support").await,
+        channel_id(&mut c, "engineering").await,
+    );
+    let topic = |id: Uuid| format!("realtime:channel:{id}");
+    let seen = |event: &str, id: Uuid| {
+        server
+            .frames(event)
+            .iter()
+            .any(|f| f["topic"] == topic(id).as_str())
+    };
+    sqlx::query("insert into members (channel_id, user_id, role) values ($1, $2, 'member')")
+        .bind(support)
+        .bind(bot_user)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let joined = std::time::Instant::now();
+    crate::support::wait_for(
+        "the join of #support",
+        Duration::from_secs(5),
+        async || match seen("phx_join", support) {
+            true => Ok(()),
+            false => Err("not joined".into()),
+        },
+    )
+    .await;
+    let took = joined.elapsed();
+    assert!(took < poll * 3, "joined {took:?} after the membership");
+    server.wait_subscribed(3, Duration::from_secs(5)).await;
+    let asked = say(&mut c, &server, "support", "@summarybot hello?").await;
+    assert_eq!(wait_replies(&mut c, 1, Duration::from_secs(5)).await, 1);
+    assert_eq!(replies(&mut c).await[0].0, Some(asked));
+
+    sqlx::query("delete from members where channel_id = $1 and user_id = $2")
+        .bind(engineering)
+        .bind(bot_user)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let left = std::time::Instant::now();
+    crate::support::wait_for(
+        "the leave of #engineering",
+        Duration::from_secs(5),
+        async || match seen("phx_leave", engineering) {
+            true => Ok(()),
+            false => Err("not left".into()),
+        },
+    )
+    .await;
+    let took = left.elapsed();
+    assert!(took < poll * 3, "left {took:?} after the membership ended");
+    d.stop().await;
 }
 
 #[tokio::test]
