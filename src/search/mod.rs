@@ -11,7 +11,7 @@
 pub mod analyzer;
 pub mod index;
 pub mod indexer;
-mod postgres;
+pub mod postgres;
 pub mod query;
 mod related;
 mod results;
