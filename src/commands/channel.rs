@@ -16,7 +16,7 @@ pub struct ChannelArgs {
 enum ChannelCmd {
     /// Create a channel
     Create {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         /// Members only (default: public)
         #[arg(long)]
@@ -33,36 +33,36 @@ enum ChannelCmd {
     List,
     /// Show a channel and its members
     Show {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
     },
     /// Archive a channel (read-only; nothing is deleted)
     Archive {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
     },
     /// Bring an archived channel back
     Unarchive {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
     },
     /// Rename a channel
     Rename {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
-        #[arg(value_name = "NEW_NAME")]
+        #[arg(value_name = "NEW_NAME", value_parser = super::channel_name)]
         new_name: String,
     },
     /// Set a channel's topic
     SetTopic {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         #[arg(value_name = "TOPIC")]
         topic: String,
     },
     /// Add members by email (they join the workspace too)
     AddMembers {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         #[arg(value_name = "EMAIL", required = true)]
         emails: Vec<String>,
@@ -72,14 +72,14 @@ enum ChannelCmd {
     },
     /// Remove members by email
     RemoveMembers {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         #[arg(value_name = "EMAIL", required = true)]
         emails: Vec<String>,
     },
     /// Share a channel into another workspace
     Share {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         /// The workspace to share it with
         #[arg(long = "with", value_name = "SLUG")]
@@ -87,7 +87,7 @@ enum ChannelCmd {
     },
     /// Stop sharing a channel with another workspace
     Unshare {
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         #[arg(long = "with", value_name = "SLUG")]
         with: String,

@@ -222,6 +222,11 @@ fn count(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(min..=max)
 }
 
+/// A channel name as operators write it: `general` or `#general`.
+fn channel_name(text: &str) -> Result<String, std::convert::Infallible> {
+    Ok(text.strip_prefix('#').unwrap_or(text).to_owned())
+}
+
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
     match cli.command {

@@ -579,9 +579,10 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
             "Mostly cats",
         ],
     );
-    json(&db, &["channel", "rename", "random", "-w", "acme", "cats"]);
+    // Channels are named with or without their `#`.
+    json(&db, &["channel", "rename", "#random", "-w", "acme", "#cats"]);
     json(&db, &["channel", "archive", "cats", "-w", "acme"]);
-    let shown = json(&db, &["channel", "show", "cats", "-w", "acme"]);
+    let shown = json(&db, &["channel", "show", "#cats", "-w", "acme"]);
     assert_eq!(shown["topic"], "Mostly cats");
     assert_eq!(shown["archived"], true);
     assert_eq!(shown["members"].as_object().unwrap().len(), 1);
