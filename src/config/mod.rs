@@ -548,28 +548,25 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// Parses `500ms`, `60s`, `2m`, `1h` or a bare number of seconds.
+/// Parses a duration as people write one (`500ms`, `60s`, `1h30m`, `2 days`, `1w`, `1.5h`;
+/// humantime's units: `m` is minutes, `M` months) or a bare number of seconds.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. `60s`, `2m`, `500ms`)"))?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" | "mins" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{text}`")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{text}` is not a duration"));
+    // A bare number is seconds.
+    if let Ok(secs) = t.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!("`{text}` is not a duration"));
+        }
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("`{text}` is too long a duration"));
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is too long a duration"))
+    humantime::parse_duration(t).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => format!("`{text}` is too long a duration"),
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            format!("unknown duration unit `{unit}` in `{text}` (e.g. `60s`, `1h30m`, `2 days`, `1w`)")
+        }
+        _ => format!("`{text}` is not a duration (e.g. `60s`, `1h30m`, `2 days`, `1w`)"),
+    })
 }
 
 /// The AI settings ([`Config::ai`]).

@@ -125,6 +125,19 @@ fn durations() {
     assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
     assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
     assert!(parse_duration("soon").is_err());
+    // As people write them.
+    for (text, secs) in [
+        ("1h30m", 5_400.0),
+        ("2 days", 172_800.0),
+        ("1w", 604_800.0),
+        ("1.5h", 5_400.0),
+        ("90 min", 5_400.0),
+        ("0.25", 0.25),
+    ] {
+        assert_eq!(parse_duration(text).unwrap().as_secs_f64(), secs, "{text}");
+    }
+    assert!(parse_duration("99999999999999999999999s").unwrap_err().contains("too long"));
+    assert!(parse_duration("-5s").is_err());
     assert!(parse_duration("5 fortnights").is_err());
 }
 
