@@ -429,11 +429,14 @@ impl Digest {
         if !self.threads.is_empty() {
             md.push_str("### Main threads\n\n");
             for t in &self.threads {
+                // A thread whose first message came before the window: its replies only.
+                let root = match t.author.is_empty() {
+                    true => "a thread started before this window".to_owned(),
+                    false => format!("@{}: {}", t.author, t.text),
+                };
                 let _ = writeln!(
                     md,
-                    "- @{}: {} (`{}`): {} repl{} from @{}",
-                    t.author,
-                    t.text,
+                    "- {root} (`{}`): {} repl{} from @{}",
                     t.id,
                     t.replies,
                     if t.replies == 1 { "y" } else { "ies" },
@@ -673,6 +676,25 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// Replies whose thread began before the window: the thread is named as such, never
+    /// as `@: ` with no text.
+    #[test]
+    fn a_thread_that_began_before_the_window_is_said_so() {
+        let mut m = conv(&[
+            ("ann", "Deploy is green again after the rollback of the linker change"),
+            ("bob", "Thanks, the arm runner passes as well now"),
+        ]);
+        for r in &mut m {
+            r.parent = Some("before-the-window".into());
+        }
+        let md = digest(&m).sections();
+        assert!(
+            md.contains("- a thread started before this window (`before-the-window`): 2 replies from @ann, @bob"),
+            "{md}"
+        );
+        assert!(!md.contains("@: "), "{md}");
     }
 
     #[test]
