@@ -128,6 +128,7 @@ async fn run(sizes: &[u64], jobs: usize, rounds: usize, fresh: bool) {
             seed::seed(
                 &pool,
                 &SeedOptions {
+                    until: chatctl::db::seed::REFERENCE,
                     users: 10_000,
                     channels: 2_000,
                     messages: n,

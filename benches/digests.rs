@@ -75,6 +75,7 @@ async fn run(sizes: &[u64], runs: usize) {
             chatctl::db::seed::seed(
                 &pool,
                 &chatctl::db::seed::SeedOptions {
+                    until: chatctl::db::seed::REFERENCE,
                     users: 2_000,
                     channels: 1,
                     messages: largest,

@@ -87,6 +87,7 @@ pub async fn seed_10k(pool: &sqlx::PgPool, messages: u64, workspaces: u32) {
     chatctl::db::seed::seed(
         pool,
         &chatctl::db::seed::SeedOptions {
+            until: chatctl::db::seed::REFERENCE,
             users: 10_000,
             channels: 2_000,
             messages,

@@ -683,7 +683,10 @@ mod tests {
     #[test]
     fn a_thread_that_began_before_the_window_is_said_so() {
         let mut m = conv(&[
-            ("ann", "Deploy is green again after the rollback of the linker change"),
+            (
+                "ann",
+                "Deploy is green again after the rollback of the linker change",
+            ),
             ("bob", "Thanks, the arm runner passes as well now"),
         ]);
         for r in &mut m {

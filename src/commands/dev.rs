@@ -36,9 +36,13 @@ enum DevCmd {
         /// Number of workspaces the users and channels are spread over
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(seed::MAX_WORKSPACES)))]
         workspaces: u32,
-        /// Random seed: the same seed gives the same data
+        /// Random seed: the same seed (and --until) gives the same data
         #[arg(long, default_value_t = 42, value_name = "S")]
         seed: u64,
+        /// When the messages end (they span the 90 days before): RFC 3339 or a date
+        /// [default: now]
+        #[arg(long, value_name = "TIME", value_parser = parse_until)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Mint an access token for a user, as Supabase Auth signs one (to call `chatctl serve`)
     Token {
@@ -59,6 +63,7 @@ pub async fn run(ctx: &Context, args: DevArgs) -> Result<ExitCode> {
             messages,
             workspaces,
             seed,
+            until,
         } => {
             let url = ctx.database_url().await?;
             let pool = crate::db::pool(&url, &ctx.config).await?;
@@ -68,6 +73,13 @@ pub async fn run(ctx: &Context, args: DevArgs) -> Result<ExitCode> {
                 messages,
                 workspaces,
                 seed,
+                until: until.unwrap_or_else(|| {
+                    chrono::DurationRound::duration_trunc(
+                        chrono::Utc::now(),
+                        chrono::TimeDelta::seconds(1),
+                    )
+                    .unwrap_or_else(|_| chrono::Utc::now())
+                }),
                 progress: !ctx.out.quiet,
             };
             let report = seed::seed(&pool, &opts).await?;
@@ -175,4 +187,18 @@ impl Report for crate::db::local::ClusterStatus {
         }
         Ok(())
     }
+}
+
+/// `--until`: an RFC 3339 time, or a date (its midnight, UTC).
+fn parse_until(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!("`{text}` is not a time (2026-12-01T09:00:00Z) or a date (2026-12-01)")
+        })
 }

@@ -563,7 +563,9 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(t).map_err(|e| match e {
         humantime::DurationError::NumberOverflow => format!("`{text}` is too long a duration"),
         humantime::DurationError::UnknownUnit { unit, .. } => {
-            format!("unknown duration unit `{unit}` in `{text}` (e.g. `60s`, `1h30m`, `2 days`, `1w`)")
+            format!(
+                "unknown duration unit `{unit}` in `{text}` (e.g. `60s`, `1h30m`, `2 days`, `1w`)"
+            )
         }
         _ => format!("`{text}` is not a duration (e.g. `60s`, `1h30m`, `2 days`, `1w`)"),
     })

@@ -136,7 +136,11 @@ fn durations() {
     ] {
         assert_eq!(parse_duration(text).unwrap().as_secs_f64(), secs, "{text}");
     }
-    assert!(parse_duration("99999999999999999999999s").unwrap_err().contains("too long"));
+    assert!(
+        parse_duration("99999999999999999999999s")
+            .unwrap_err()
+            .contains("too long")
+    );
     assert!(parse_duration("-5s").is_err());
     assert!(parse_duration("5 fortnights").is_err());
 }

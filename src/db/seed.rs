@@ -34,6 +34,10 @@ pub const MAX_USERS: u32 = 10_000_000;
 pub const MAX_CHANNELS: u32 = 1_000_000;
 pub const MAX_WORKSPACES: u32 = 10_000;
 
+/// The time the data of tests and benchmarks ends at (2026-01-01), so that it does not
+/// change with the day they run on.
+pub const REFERENCE: DateTime<Utc> = DateTime::from_timestamp(1_767_225_600, 0).expect("valid");
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct SeedOptions {
@@ -42,6 +46,9 @@ pub struct SeedOptions {
     pub messages: u64,
     pub workspaces: u32,
     pub seed: u64,
+    /// The messages span the 90 days before this time; the same seed and time give the same
+    /// rows. `dev seed` ends them now, so `--since 6h` finds the last hours' messages.
+    pub until: DateTime<Utc>,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
 }
@@ -50,6 +57,7 @@ pub struct SeedOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct SeedReport {
     pub seed: u64,
+    pub until: DateTime<Utc>,
     pub workspaces: u64,
     pub users: u64,
     pub channels: u64,
@@ -78,10 +86,14 @@ impl Report for SeedReport {
         report::write_table(out, &t)?;
         writeln!(
             out,
-            "seeded in {:.1} s ({} messages/s, seed {})",
+            "seeded in {:.1} s ({} messages/s, seed {}, until {}: the same again with --seed {} --until {})",
             self.elapsed_ms as f64 / 1000.0,
             self.messages_per_sec,
-            self.seed
+            self.seed,
+            self.until.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.seed,
+            self.until
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )
     }
 }
@@ -205,7 +217,7 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     let mut g = Gen {
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
     };
-    let now: DateTime<Utc> = DateTime::from_timestamp(1_767_225_600, 0).expect("valid timestamp"); // 2026-01-01
+    let now = opts.until;
     let start = now - ChronoDuration::days(90);
     let bar = Progress::new(opts.messages, "messages", !opts.progress);
 
@@ -592,6 +604,7 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     let elapsed = started.elapsed();
     Ok(SeedReport {
         seed: opts.seed,
+        until: opts.until,
         workspaces: n_ws as u64,
         users: n_users as u64,
         channels: channels.len() as u64,

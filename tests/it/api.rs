@@ -640,6 +640,7 @@ async fn no_endpoint_leaks_a_private_channel_or_a_dm_to_a_non_member() {
     chatctl::db::seed::seed(
         &pool,
         &chatctl::db::seed::SeedOptions {
+            until: chatctl::db::seed::REFERENCE,
             users: 24,
             channels: 16,
             messages: 1500,

@@ -63,6 +63,7 @@ async fn source() -> TestDb {
     seed::seed(
         &db.pool().await,
         &SeedOptions {
+            until: chatctl::db::seed::REFERENCE,
             users: 40,
             channels: 12,
             messages: 2_000,

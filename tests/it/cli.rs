@@ -125,6 +125,7 @@ fn counts_past_what_a_command_can_hold_are_usage_errors_not_crashes() {
 async fn a_seed_past_its_bounds_is_refused_before_it_plans() {
     let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
     let opts = chatctl::db::seed::SeedOptions {
+        until: chatctl::db::seed::REFERENCE,
         users: 10,
         channels: 2,
         messages: u64::MAX,

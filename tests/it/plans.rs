@@ -17,6 +17,7 @@ async fn seeded() -> TestDb {
     seed(
         &pool,
         &SeedOptions {
+            until: chatctl::db::seed::REFERENCE,
             // Many channels for the messages (60 each on average, and #general holds a
             // fifth): plans made for the average channel are tempted to read all of one.
             users: 2_000,

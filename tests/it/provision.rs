@@ -580,7 +580,10 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
         ],
     );
     // Channels are named with or without their `#`.
-    json(&db, &["channel", "rename", "#random", "-w", "acme", "#cats"]);
+    json(
+        &db,
+        &["channel", "rename", "#random", "-w", "acme", "#cats"],
+    );
     json(&db, &["channel", "archive", "cats", "-w", "acme"]);
     let shown = json(&db, &["channel", "show", "#cats", "-w", "acme"]);
     assert_eq!(shown["topic"], "Mostly cats");

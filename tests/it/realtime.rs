@@ -200,7 +200,14 @@ async fn over_realtime_a_mention_is_answered_once_and_the_bot_shows_online_and_t
 
     // Realtime authorizes each change with the subscriber's token, under RLS: with the
     // claims the bot joined with, it reads its channels and not a private one it is not in.
-    post(&mut c, "margaret@example.com", "support", "a private matter", None).await;
+    post(
+        &mut c,
+        "margaret@example.com",
+        "support",
+        "a private matter",
+        None,
+    )
+    .await;
     let joined_as = claims(joins[0]["payload"]["access_token"].as_str().unwrap());
     let mut tx = sqlx::Connection::begin(&mut c).await.unwrap();
     sqlx::query("select set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true)")

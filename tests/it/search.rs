@@ -387,6 +387,7 @@ async fn seeded(messages: u64) -> (TestDb, PgPool) {
     seed::seed(
         &pool,
         &SeedOptions {
+            until: chatctl::db::seed::REFERENCE,
             users: 60,
             channels: 30,
             messages,
@@ -699,7 +700,11 @@ async fn a_crash_mid_rebuild_leaves_the_old_index_serving() {
         .unwrap();
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt as _;
-    assert_eq!(status.signal(), Some(libc::SIGINT), "ended by Ctrl-C: {status:?}");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGINT),
+        "ended by Ctrl-C: {status:?}"
+    );
     assert_eq!(dir.current_name().unwrap().unwrap(), serving);
     assert_eq!(
         ids(&pool, &dir, Engine::Tantivy, &word, None, 50).await,

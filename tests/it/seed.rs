@@ -6,6 +6,7 @@ use crate::support::TestDb;
 
 fn opts(seed: u64) -> SeedOptions {
     SeedOptions {
+        until: chatctl::db::seed::REFERENCE,
         users: 60,
         channels: 30,
         messages: 3_000,
@@ -151,4 +152,87 @@ async fn seeding_beside_existing_messages_uses_the_triggers_and_stays_consistent
         .await
         .unwrap();
     assert!(replies > 300);
+}
+
+/// `dev seed` ends its messages now, so the README's `--since` examples find some; with
+/// `--until` the same seed gives the same rows again.
+#[tokio::test]
+async fn dev_seed_ends_now_and_until_makes_it_repeatable() {
+    let db = TestDb::new().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let small = [
+        "dev",
+        "seed",
+        "--users",
+        "20",
+        "--channels",
+        "4",
+        "--messages",
+        "2000",
+        "-o",
+        "json",
+    ];
+    let out = crate::support::chatctl(&env).args(small).output().unwrap();
+    let (stdout, stderr) = crate::support::outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let until: chrono::DateTime<chrono::Utc> = report["until"].as_str().unwrap().parse().unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        until <= now && now - until < chrono::TimeDelta::minutes(5),
+        "{until}"
+    );
+    let mut c = db.conn().await;
+    let (newest, recent): (chrono::DateTime<chrono::Utc>, i64) = sqlx::query_as(
+        "select max(created_at), count(*) filter (where created_at > now() - interval '2 days')
+           from chat",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(
+        newest <= until && until - newest < chrono::TimeDelta::days(1),
+        "{newest}"
+    );
+    assert!(recent > 0, "the last two days have messages");
+    let (slug, channel): (String, String) = sqlx::query_as(
+        "select w.slug, ch.name from chat m join channels ch on ch.id = m.channel_id
+           join workspaces w on w.id = ch.workspace_id
+          where ch.name is not null and m.created_at > now() - interval '2 days'
+          group by 1, 2 order by count(*) desc, 2 limit 1",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let out = crate::support::chatctl(&env)
+        .args([
+            "summarize",
+            "-w",
+            &slug,
+            "--channel",
+            &channel,
+            "--since",
+            "2 days",
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = crate::support::outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    let digest: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        digest["digest"]["messages"].as_u64().unwrap() > 0,
+        "{stdout}"
+    );
+
+    // The same seed and time, into another database: the same messages.
+    let again = TestDb::new().await;
+    let stamp = until.to_rfc3339();
+    let out = crate::support::chatctl(&[("DATABASE_URL", again.url.as_str())])
+        .args(small)
+        .args(["--until", &stamp])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::outputs(&out).1);
+    assert_eq!(fingerprint(&db).await, fingerprint(&again).await);
 }
