@@ -102,12 +102,27 @@ impl Output {
     /// as a document on stdout.
     pub fn error(&self, rendered: &crate::error::Rendered) {
         let mut err = io::stderr().lock();
-        let _ = writeln!(err, "error: {}", terminal_safe(&rendered.message));
-        for cause in &rendered.causes {
-            let _ = writeln!(err, "  caused by: {}", terminal_safe(cause));
-        }
-        if let Some(help) = &rendered.help {
-            let _ = writeln!(err, "help: {}", terminal_safe(help));
+        if self.json_logs {
+            // One JSON line, as every other line on stderr is under `--log-format json`.
+            let line = serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "ERROR",
+                "fields": {
+                    "message": rendered.message,
+                    "causes": rendered.causes,
+                    "help": rendered.help,
+                    "exit_code": rendered.exit_code,
+                },
+            });
+            let _ = writeln!(err, "{line}");
+        } else {
+            let _ = writeln!(err, "error: {}", terminal_safe(&rendered.message));
+            for cause in &rendered.causes {
+                let _ = writeln!(err, "  caused by: {}", terminal_safe(cause));
+            }
+            if let Some(help) = &rendered.help {
+                let _ = writeln!(err, "help: {}", terminal_safe(help));
+            }
         }
         #[derive(Serialize)]
         struct Failure<'a> {

@@ -10,15 +10,12 @@ use chatctl::output::Output;
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                ExitCode::Usage
-            } else {
-                ExitCode::Success
-            };
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
             let _ = e.print();
-            return code.into();
+            return ExitCode::Success.into();
         }
+        Err(e) => return argument_error(&e),
     };
     let env = Env::from_process();
     let ctx = match Context::new(&cli.global, &env) {
@@ -71,4 +68,56 @@ fn report(out: &Output, err: &anyhow::Error) -> std::process::ExitCode {
     }
     out.error(&rendered);
     std::process::ExitCode::from(rendered.exit_code)
+}
+
+/// A command line clap refused (exit 64): as clap prints it for people; as the error
+/// document on stdout under `--output json|yaml`, and as a JSON line under
+/// `--log-format json`, like every other failure. The command line could not be parsed,
+/// so those two flags are read from the arguments as given (and the environment).
+fn argument_error(e: &clap::Error) -> std::process::ExitCode {
+    use chatctl::config::OutputFormat;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |long: &str, short: Option<&str>| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            let inline = a
+                .strip_prefix(&format!("{long}="))
+                .or_else(|| short.and_then(|s| a.strip_prefix(s).filter(|v| !v.is_empty())));
+            match inline {
+                Some(v) => Some(v.trim_start_matches('=').to_owned()),
+                None if a == long || Some(a.as_str()) == short => args.get(i + 1).cloned(),
+                None => None,
+            }
+        })
+    };
+    let format = match value("--output", Some("-o")).as_deref() {
+        Some("json") => OutputFormat::Json,
+        Some("yaml") => OutputFormat::Yaml,
+        _ => OutputFormat::Table,
+    };
+    let env = Env::from_process();
+    let log_format =
+        value("--log-format", None).or_else(|| env.get("CHATCTL_LOG__FORMAT").map(str::to_owned));
+    let json_logs = log_format.as_deref() == Some("json");
+    if format == OutputFormat::Table && !json_logs {
+        let _ = e.print();
+        return ExitCode::Usage.into();
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let message = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned();
+    let help: Vec<&str> = lines.collect();
+    let rendered = error::Rendered {
+        message,
+        causes: Vec::new(),
+        help: (!help.is_empty()).then(|| help.join("; ")),
+        exit_code: ExitCode::Usage.code(),
+    };
+    Output::new(format, false)
+        .with_json_logs(json_logs)
+        .error(&rendered);
+    ExitCode::Usage.into()
 }

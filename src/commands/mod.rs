@@ -272,7 +272,8 @@ pub(crate) struct AsBotInChannel {
     /// or an existing bot account (the defaults)
     #[arg(long, value_name = "NAME")]
     pub as_bot: Option<String>,
-    /// text (as it would be posted) or json [default: text, or json under --output json]
+    /// text (as it would be posted), json or yaml [default: as --output has it: text for
+    /// table]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<ResultFormat>,
 }
@@ -284,13 +285,21 @@ pub(crate) enum ResultFormat {
     #[value(alias = "md")]
     Text,
     Json,
+    Yaml,
 }
 
 impl AsBotInChannel {
-    /// Where the result goes: JSON when `--format json` or, without `--format`, under
-    /// `--output json`; else the text.
+    /// Where the result goes: as `--format` says, else as `--output` does (its table is
+    /// the text).
     pub(crate) fn output(&self, ctx: &Context) -> crate::output::Output {
-        result_output(ctx, self.format.map(|f| f == ResultFormat::Json))
+        use crate::config::OutputFormat;
+        let format = match self.format {
+            Some(ResultFormat::Text) => OutputFormat::Table,
+            Some(ResultFormat::Json) => OutputFormat::Json,
+            Some(ResultFormat::Yaml) => OutputFormat::Yaml,
+            None => ctx.out.format,
+        };
+        crate::output::Output::new(format, ctx.out.quiet).with_json_logs(ctx.out.json_logs)
     }
 }
 
@@ -333,19 +342,6 @@ pub(crate) async fn require_bot(
 
 fn bots_dir(ctx: &Context) -> std::path::PathBuf {
     ctx.config.base_dir.join("bots")
-}
-
-/// Where a result goes: JSON when `--format json` (`json` true) or, without `--format`,
-/// under `--output json`; else the text.
-fn result_output(ctx: &Context, json: Option<bool>) -> crate::output::Output {
-    use crate::config::OutputFormat;
-    let json = json.unwrap_or(ctx.out.format == OutputFormat::Json);
-    let format = if json {
-        OutputFormat::Json
-    } else {
-        OutputFormat::Table
-    };
-    crate::output::Output::new(format, ctx.out.quiet).with_json_logs(ctx.out.json_logs)
 }
 
 #[cfg(test)]

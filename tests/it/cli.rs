@@ -141,6 +141,48 @@ async fn a_seed_past_its_bounds_is_refused_before_it_plans() {
     assert!(err.to_string().contains("at most"), "{err}");
 }
 
+/// The output promises hold for failures too: under `-o json` an argument error is the
+/// error document on stdout (exit 64), and under `--log-format json` every line on stderr
+/// is JSON, the error included.
+#[test]
+fn failures_keep_the_output_and_log_formats() {
+    let out = chatctl(&[])
+        .args(["-o", "json", "audit", "list", "--frobnicate"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["error"]["exit_code"], 64);
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--frobnicate"),
+        "{stdout}"
+    );
+    for args in [
+        vec!["--log-format", "json", "audit", "list", "--frobnicate"],
+        vec!["--log-format=json", "-v", "audit", "list"],
+    ] {
+        let out = chatctl(&[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")])
+            .args(&args)
+            .output()
+            .unwrap();
+        let (_, stderr) = outputs(&out);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(!stderr.trim().is_empty(), "{args:?}");
+        for line in stderr.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {line}"));
+            assert!(v["level"].is_string(), "{line}");
+        }
+        let last: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        assert_eq!(last["level"], "ERROR", "{stderr}");
+    }
+}
+
 /// `[[[[…` of 200 KB took serde_yaml 45 s of CPU to reject; it is refused before parsing,
 /// with the file and line, in every place that reads YAML people write.
 #[test]

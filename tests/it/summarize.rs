@@ -166,6 +166,12 @@ async fn a_daily_digest_is_printed_and_posted_once_per_window() {
     }
     assert_eq!(v["digest"]["threads"][0]["id"], ids[0].to_string());
     assert_eq!(v["digest"]["threads"][0]["replies"], 4);
+    // The global --output is obeyed when --format is not given: the same result as YAML.
+    let yaml_args: Vec<&str> = base.iter().copied().chain(["-o", "yaml"]).collect();
+    let (code, yaml, _) = run(&db, &[], &yaml_args).await;
+    assert_eq!(code, Some(0));
+    let y: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(y["digest"], v["digest"], "{yaml}");
 
     // A bot nothing knows (no bots/NAME.yaml, no account) is a typo until asked for.
     let typo: Vec<&str> = base
@@ -335,6 +341,15 @@ async fn a_suggested_reply_points_to_where_the_question_was_discussed() {
     let (code, out, stderr) = run(&db, &[], &args).await;
     assert_eq!(code, Some(0), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let yaml_args: Vec<&str> = args[..args.len() - 2]
+        .iter()
+        .copied()
+        .chain(["-o", "yaml"])
+        .collect();
+    let (code, yaml, stderr) = run(&db, &[], &yaml_args).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let y: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(y["reply"], v["reply"], "-o yaml is obeyed: {yaml}");
     assert_eq!(v["engine"], "offline");
     assert_eq!(v["context_messages"], 50);
     assert_eq!(v["related_from"], "postgres");
