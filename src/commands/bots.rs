@@ -23,15 +23,22 @@ enum BotsCmd {
     Validate,
     /// List the bots, their triggers and scope
     List,
-    /// Show what a bot would post for a message (posts nothing)
+    /// Show what a bot would post for a message in a channel (posts nothing): whether it
+    /// would hear it there (the channel exists, the bot is a member, it is in its scope),
+    /// then what it would answer
     Test {
+        /// The bot's name (its bots/NAME.yaml)
         #[arg(value_name = "BOT")]
         bot: String,
         /// `workspace/channel`
         #[arg(long, value_name = "WORKSPACE/CHANNEL")]
         channel: String,
+        /// The message, as a member would post it
         #[arg(long, value_name = "TEXT")]
         message: String,
+        /// Only the bot's triggers: no database, the channel and membership unchecked
+        #[arg(long)]
+        offline: bool,
     },
     /// Run every bot until Ctrl-C / SIGTERM (Supabase Realtime or LISTEN/NOTIFY, per config)
     Run {
@@ -58,6 +65,7 @@ pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
             bot,
             channel,
             message,
+            offline,
         } => {
             let spec = files
                 .iter()
@@ -67,14 +75,24 @@ pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
             let (workspace, channel_name) = channel
                 .split_once('/')
                 .ok_or_else(|| Error::usage("--channel takes `workspace/channel`"))?;
-            let decision = runtime::dry_run(
-                &spec,
-                workspace,
-                channel_name.trim_start_matches('#'),
-                &message,
-            )?;
+            let channel_name = channel_name.trim_start_matches('#');
+            let deaf = match offline {
+                true => None,
+                false => {
+                    let pool = crate::db::pool(&ctx.database_url().await?, &ctx.config).await?;
+                    deaf_to(&pool, &spec, workspace, channel_name).await?
+                }
+            };
+            let decision = match deaf {
+                Some(_) => None,
+                None => runtime::dry_run(&spec, workspace, channel_name, &message)?,
+            };
             ctx.out.render(&TestReport {
                 bot,
+                channel: format!("{workspace}/#{channel_name}"),
+                checked: !offline,
+                heard: deaf.is_none(),
+                why: deaf,
                 reply: decision.map(|r| r.text),
             })?;
         }
@@ -174,14 +192,82 @@ impl Report for BotList {
 #[derive(serde::Serialize)]
 struct TestReport {
     bot: String,
+    channel: String,
+    /// Whether the channel and the bot's membership were checked in the database.
+    checked: bool,
+    /// Whether the bot would hear the message in the channel at all.
+    heard: bool,
+    /// Why it would not.
+    why: Option<String>,
     reply: Option<String>,
 }
 
 impl Report for TestReport {
     fn human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        match &self.reply {
-            Some(r) => writeln!(out, "{} would reply in the thread:\n{r}", self.bot),
-            None => writeln!(out, "{} would not reply", self.bot),
+        if let Some(why) = &self.why {
+            return writeln!(
+                out,
+                "{} would not hear it in {}: {why}",
+                self.bot, self.channel
+            );
         }
+        match &self.reply {
+            Some(r) => writeln!(out, "{} would reply in the thread:\n{r}", self.bot)?,
+            None => writeln!(out, "{} would not reply", self.bot)?,
+        }
+        if !self.checked {
+            writeln!(
+                out,
+                "(offline: whether {} exists and the bot is in it was not checked)",
+                self.channel
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// Why `spec`'s bot would not hear a message in `workspace`'s `channel`, if it would not;
+/// a channel that does not exist is an error.
+async fn deaf_to(
+    pool: &crate::db::Pool,
+    spec: &spec::BotSpec,
+    workspace: &str,
+    channel: &str,
+) -> Result<Option<String>> {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(
+        "select c.id from public.channels c join public.workspaces w on w.id = c.workspace_id
+          where w.slug = $1 and c.name = $2",
+    )
+    .bind(workspace)
+    .bind(channel)
+    .fetch_optional(pool)
+    .await?;
+    let Some(id) = id else {
+        return Err(
+            Error::usage(format!("no channel #{channel} in workspace `{workspace}`"))
+                .with_help(format!("see `chatctl channel list -w {workspace}`"))
+                .into(),
+        );
+    };
+    let name = &spec.name;
+    let Some(bot) = crate::bots::users::find_bot(pool, name).await? else {
+        return Ok(Some(format!(
+            "{name} has no account yet (a spec lists it as `bot:{name}`, or `bots run` makes it)"
+        )));
+    };
+    if !runtime::Bot::new(spec.clone(), bot)?.covers(workspace, Some(channel)) {
+        return Ok(Some(format!(
+            "the channel is outside {name}'s scope (bots/{name}.yaml)"
+        )));
+    }
+    let member: bool = sqlx::query_scalar(
+        "select exists (select 1 from public.members where channel_id = $1 and user_id = $2)",
+    )
+    .bind(id)
+    .bind(bot)
+    .fetch_one(pool)
+    .await?;
+    Ok((!member).then(|| {
+        format!("{name} is not a member of it (list `bot:{name}` among its members in the spec, or `chatctl channel add-members`)")
+    }))
 }

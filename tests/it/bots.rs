@@ -591,6 +591,7 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
             "acme/support",
             "--message",
             "I forgot my password",
+            "--offline",
             "-o",
             "json",
             "--bots",
@@ -602,6 +603,68 @@ fn invalid_definitions_are_reported_with_file_line_and_reason() {
     assert_eq!(
         json["reply"],
         "@you, you can reset your password at https://example.com/reset."
+    );
+    assert_eq!(json["checked"], false);
+}
+
+/// `bots test` tells the truth about a channel: one that does not exist is an error; one the
+/// bot is not in, or that is outside its scope, is one it would not hear.
+#[tokio::test]
+async fn bots_test_says_whether_the_bot_would_hear_the_message_at_all() {
+    let db = TestDb::new().await;
+    prepared(&db, BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    let helpbot =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("bots/helpbot.yaml"))
+            .unwrap();
+    std::fs::write(dir.path().join("helpbot.yaml"), &helpbot).unwrap();
+    let test = |bots: &Path, channel: &str| {
+        chatctl(&[("DATABASE_URL", db.url.as_str())])
+            .args(["bots", "test", "helpbot", "--channel", channel])
+            .args(["--message", "I forgot my password", "-o", "json", "--bots"])
+            .arg(bots)
+            .output()
+            .unwrap()
+    };
+    let out = test(dir.path(), "acme/nowhere");
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("no channel #nowhere"), "{stderr}");
+
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", outputs(&out).1);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let heard = json(test(dir.path(), "acme/support"));
+    assert_eq!(
+        (&heard["heard"], &heard["checked"]),
+        (&true.into(), &true.into())
+    );
+    assert!(
+        heard["reply"]
+            .as_str()
+            .unwrap()
+            .contains("reset your password")
+    );
+
+    let elsewhere = json(test(dir.path(), "acme/#general"));
+    assert_eq!(elsewhere["heard"], false);
+    assert!(elsewhere["reply"].is_null());
+    assert!(
+        elsewhere["why"].as_str().unwrap().contains("not a member"),
+        "{elsewhere}"
+    );
+
+    std::fs::write(
+        dir.path().join("helpbot.yaml"),
+        format!("{helpbot}\nscope:\n  channels: [acme/general]\n"),
+    )
+    .unwrap();
+    let scoped = json(test(dir.path(), "acme/support"));
+    assert_eq!(scoped["heard"], false);
+    assert!(
+        scoped["why"].as_str().unwrap().contains("scope"),
+        "{scoped}"
     );
 }
 
