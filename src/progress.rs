@@ -5,6 +5,11 @@ use std::io::IsTerminal as _;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// `1234/s`: a rate in whole units (indicatif's `{per_sec}` shows four decimals).
+fn whole_rate(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
+    let _ = write!(out, "{:.0}/s", state.per_sec());
+}
+
 /// A progress bar, or nothing when stderr is not a terminal.
 #[derive(Clone)]
 pub struct Progress(Option<ProgressBar>);
@@ -16,10 +21,13 @@ impl Progress {
             return Progress(None);
         }
         let bar = ProgressBar::new(total);
-        let template =
-            format!("{{msg:>10}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
+        // The bar takes what the terminal's width leaves (no line wraps at 80 columns);
+        // counts with thousands separators, the rate in whole units.
+        let template = format!(
+            "{{msg:>10}} [{{wide_bar}}] {{human_pos}}/{{human_len}} {what} ({{rate}}, eta {{eta}})"
+        );
         if let Ok(style) = ProgressStyle::with_template(&template) {
-            bar.set_style(style.progress_chars("=> "));
+            bar.set_style(style.progress_chars("=> ").with_key("rate", whole_rate));
         }
         Progress(Some(bar))
     }
@@ -32,7 +40,7 @@ impl Progress {
         }
         let bar = ProgressBar::new(total);
         if let Ok(style) = ProgressStyle::with_template(
-            "{msg:>10} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, eta {eta})",
+            "{msg:>10} [{wide_bar}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, eta {eta})",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }

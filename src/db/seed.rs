@@ -519,6 +519,7 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     };
     let mut reactions_buf = String::with_capacity(1 << 20);
     let (mut n_replies, mut n_reactions) = (0u64, 0u64);
+    let mut written = 0u64;
     for pass in [Pass::Roots, Pass::Replies] {
         let mut c = CopyStream::open(
             &mut tx,
@@ -572,12 +573,14 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
                     n_reactions += 1;
                 }
             }
-            if i % 10_000 == 0 {
-                bar.inc(10_000.min(opts.messages - i as u64) / 2);
+            written += 1;
+            if written % 10_000 == 0 {
+                bar.advance(10_000);
             }
         }
         c.finish().await?;
     }
+    bar.advance(written % 10_000);
     let mut c = CopyStream::open(
         &mut tx,
         "copy public.emojis (chat_id, user_id, emoji_uni_code) from stdin",
