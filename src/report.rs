@@ -13,7 +13,12 @@ pub trait Report: Serialize {
     fn human(&self, out: &mut dyn Write) -> io::Result<()>;
 }
 
-/// A table in the house style: borders on a terminal, plain columns in a pipe.
+/// comfy-table's preset with only the line under the header (its sixth and seventh
+/// characters: the line and where it crosses a column).
+const HEADER_LINE_ONLY: &str = "     ──            ";
+
+/// A table in the house style: a header line and columns that fit on a terminal, plain
+/// columns in a pipe.
 pub fn table<I, S>(headers: I) -> Table
 where
     I: IntoIterator<Item = S>,
@@ -21,16 +26,24 @@ where
 {
     let mut t = Table::new();
     if io::stdout().is_terminal() {
-        t.load_preset(presets::UTF8_HORIZONTAL_ONLY);
+        // A line under the header and none between rows; columns wrapped to fit the
+        // terminal's width.
+        t.load_preset(HEADER_LINE_ONLY);
+        t.set_content_arrangement(ContentArrangement::Dynamic);
     } else {
+        // Piped: plain columns, never wrapped, for `grep`, `awk` and `cut`.
         t.load_preset(presets::NOTHING);
+        t.set_content_arrangement(ContentArrangement::Disabled);
     }
-    t.set_content_arrangement(ContentArrangement::Disabled);
     t.set_header(headers);
     t
 }
 
 /// Writes a table followed by a newline.
 pub fn write_table(out: &mut dyn Write, t: &Table) -> io::Result<()> {
-    writeln!(out, "{}", t.to_string().trim_end())
+    // comfy-table pads every line to the table's width: the padding at the end goes.
+    for line in t.to_string().trim_end().lines() {
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
 }

@@ -387,6 +387,32 @@ workspaces:
     }
 }
 
+/// Tables fit the terminal: the apply plan at 100 columns has no line wider, a rule under
+/// its header and none between rows; piped, the same plan is plain columns with no rule.
+#[tokio::test]
+async fn the_plan_fits_a_100_column_terminal_and_pipes_stay_plain() {
+    let db = TestDb::new().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let spec = example();
+    let args = ["apply", "-f", spec.to_str().unwrap(), "--dry-run"];
+    let (code, shown) = crate::support::on_terminal(&env, &args, 100, "");
+    assert_eq!(code, Some(0), "{shown}");
+    let lines: Vec<&str> = shown.lines().collect();
+    let widest = lines.iter().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest <= 100, "a line of {widest} columns:\n{shown}");
+    let rules = lines.iter().filter(|l| l.trim_start().starts_with('─')).count();
+    assert_eq!(rules, 1, "one rule, under the header:\n{shown}");
+    assert!(shown.contains("workspace_member"), "{shown}");
+
+    let out = apply(&env, &spec, &["--dry-run"]);
+    let (stdout, _) = outputs(&out);
+    assert!(!stdout.contains('─'), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.contains("add") && l.contains("acme ada@example.com")),
+        "one change a line, unwrapped: {stdout}"
+    );
+}
+
 /// Reads messages of a channel as a real authenticated user, the way PostgREST would.
 async fn visible(c: &mut PgConnection, email: &str, channel: &str) -> i64 {
     let mut tx = sqlx::Connection::begin(&mut *c).await.unwrap();

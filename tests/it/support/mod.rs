@@ -429,3 +429,41 @@ pub fn wait_until<T>(
         std::thread::sleep(ASK_EVERY);
     }
 }
+
+/// Runs `chatctl ARGS` on a pseudo-terminal `cols` columns wide (util-linux's `script`), as
+/// an operator at a terminal runs it, with `input` typed in: its exit code and what the
+/// terminal showed (stdout and stderr together, carriage returns dropped).
+pub fn on_terminal(
+    env: &[(&str, &str)],
+    args: &[&str],
+    cols: u16,
+    input: &str,
+) -> (Option<i32>, String) {
+    use std::io::Write as _;
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let command = std::iter::once(env!("CARGO_BIN_EXE_chatctl"))
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &format!("stty cols {cols} rows 50; exec {command}"), "/dev/null"])
+        .env_remove("DATABASE_URL")
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("util-linux `script` runs commands on a terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    (out.status.code(), shown)
+}
