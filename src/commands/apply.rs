@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::Context;
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{ExitCode, Result};
 use crate::provision::{self, PlanOptions};
 
 #[derive(Debug, clap::Args)]
@@ -30,28 +30,30 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
     let mut conn = ctx.connect().await?;
     let mut plan = provision::plan(&mut conn, &files, &PlanOptions { prune: args.prune }).await?;
     let changed = !plan.is_empty();
+    // Shown already: before the question, so that what is asked about can be read.
+    let mut shown = false;
     if changed && !args.dry_run {
         let removals = plan.removals();
         if removals > 0 && !args.yes {
-            let question = format!("the plan removes {removals} thing(s); apply it?");
-            match ctx.out.confirm(&question) {
-                Some(true) => {}
-                Some(false) => return Err(Error::failed("not applied: declined").into()),
-                None => {
-                    ctx.out.render(&plan)?;
-                    return Err(Error::usage(format!(
-                        "refusing to remove {removals} thing(s) without --yes"
-                    ))
-                    .with_help("review the plan (--dry-run), then run again with --yes")
-                    .into());
-                }
-            }
+            ctx.out.render(&plan)?;
+            shown = true;
+            super::confirm_destructive(
+                ctx,
+                &format!("the plan above removes {removals} thing(s)"),
+                false,
+                "review the plan (--dry-run), then run again with --yes",
+            )?;
         }
         let actor = ctx.actor();
         provision::apply::apply(&mut conn, &plan.changes, &actor).await?;
         plan.applied = true;
     }
-    ctx.out.render(&plan)?;
+    if shown {
+        ctx.out
+            .status(&format!("applied {} change(s)", plan.changes.len()));
+    } else {
+        ctx.out.render(&plan)?;
+    }
     Ok(if args.detailed_exitcode && changed {
         ExitCode::ChangesPending
     } else {

@@ -70,12 +70,16 @@ enum ChannelCmd {
         #[arg(long)]
         moderator: bool,
     },
-    /// Remove members by email
+    /// Remove members by email (their role, read state and notification settings in the
+    /// channel go with them; asks first, --yes in scripts)
     RemoveMembers {
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         #[arg(value_name = "EMAIL", required = true)]
         emails: Vec<String>,
+        /// Do not ask
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Share a channel into another workspace
     Share {
@@ -142,7 +146,16 @@ pub async fn run(ctx: &Context, args: ChannelArgs) -> Result<ExitCode> {
             ctx.out
                 .render(&ops::channel_members(c, &actor, &ws, &name, &emails, Some(role)).await?)?;
         }
-        ChannelCmd::RemoveMembers { name, emails } => {
+        ChannelCmd::RemoveMembers { name, emails, yes } => {
+            super::confirm_destructive(
+                ctx,
+                &format!(
+                    "removing {} from #{name} drops their role, read state and settings there",
+                    emails.join(", ")
+                ),
+                yes,
+                "run it again with --yes",
+            )?;
             ctx.out
                 .render(&ops::channel_members(c, &actor, &ws, &name, &emails, None).await?)?;
         }

@@ -51,6 +51,10 @@ enum MigrateCmd {
         /// Print the SQL that would run; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Do not ask first (required when stdin is not a terminal): reverting drops
+        /// tables and their rows
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// List migrations: applied, pending, or drifted (edited, unknown, missing, failed)
     Status,
@@ -145,7 +149,12 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
             ctx.out.render(&report)?;
             Ok(ExitCode::Success)
         }
-        MigrateCmd::Down { to, steps, dry_run } => {
+        MigrateCmd::Down {
+            to,
+            steps,
+            dry_run,
+            yes,
+        } => {
             if supabase_dir.is_some() {
                 return Err(crate::error::Error::usage(
                     "the Supabase CLI's migrations have no down files: `migrate down` reverts chatctl's own",
@@ -158,6 +167,9 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
                 (None, Some(n)) => DownTarget::Steps(n),
                 (None, None) => unreachable!("clap requires --to or --steps"),
             };
+            if !dry_run && !yes {
+                confirm_down(ctx, &mut conn, &migrations, target, lock_timeout).await?;
+            }
             let report = migrate::down(
                 &mut conn,
                 &migrations,
@@ -209,4 +221,49 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
         }
         MigrateCmd::New { .. } => unreachable!("handled above"),
     }
+}
+
+/// Says what reverting would drop (each table and its rows) and asks; without a terminal,
+/// refuses unless `--yes` was given.
+async fn confirm_down(
+    ctx: &Context,
+    conn: &mut sqlx::PgConnection,
+    migrations: &Migrations,
+    target: DownTarget,
+    lock_timeout: Duration,
+) -> Result<()> {
+    let preview = migrate::down(
+        conn,
+        migrations,
+        &DownOptions {
+            target,
+            dry_run: true,
+            lock_timeout,
+        },
+    )
+    .await?;
+    if preview.steps.is_empty() {
+        return Ok(());
+    }
+    let dropped = migrate::stake::dropped(conn, &preview.steps).await?;
+    let files: Vec<&str> = preview.steps.iter().map(|s| s.file.as_str()).collect();
+    let tables = match dropped.is_empty() {
+        true => "no table".to_owned(),
+        false => dropped
+            .iter()
+            .map(|d| format!("{} ({} rows)", d.table, d.rows))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let what = format!(
+        "reverting {} migration(s) ({}) drops {tables}",
+        files.len(),
+        files.join(", ")
+    );
+    super::confirm_destructive(
+        ctx,
+        &what,
+        false,
+        "see the SQL with --dry-run; back up first (`chatctl backup create`)",
+    )
 }

@@ -222,6 +222,24 @@ fn count(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(min..=max)
 }
 
+/// Before a change that deletes data: `what` it does, asked on a terminal; refused without
+/// `--yes` anywhere else (a script must say so: chatctl never prompts one). `help` says
+/// how to look before leaping.
+fn confirm_destructive(ctx: &Context, what: &str, yes: bool, help: &str) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    match ctx.out.confirm(&format!("{what}; go ahead?")) {
+        Some(true) => Ok(()),
+        Some(false) => Err(crate::error::Error::failed("declined: nothing was changed").into()),
+        None => Err(
+            crate::error::Error::usage(format!("{what}: refusing without --yes"))
+                .with_help(help)
+                .into(),
+        ),
+    }
+}
+
 /// A channel name as operators write it: `general` or `#general`.
 fn channel_name(text: &str) -> Result<String, std::convert::Infallible> {
     Ok(text.strip_prefix('#').unwrap_or(text).to_owned())

@@ -69,20 +69,28 @@ pub async fn run(ctx: &Context, args: WorkspaceArgs) -> Result<ExitCode> {
                 .render(&ops::workspace_rename(&mut conn, &actor, &slug, &name).await?)?;
         }
         WorkspaceCmd::Delete { slug, yes } => {
-            if !yes {
-                let question =
-                    format!("delete workspace `{slug}` with all its channels and messages?");
-                match ctx.out.confirm(&question) {
-                    Some(true) => {}
-                    Some(false) => return Err(Error::failed("not deleted: declined").into()),
-                    None => {
-                        return Err(Error::usage(format!(
-                            "refusing to delete `{slug}` without --yes"
-                        ))
-                        .into());
-                    }
-                }
-            }
+            let held: Option<(i64, i64)> = sqlx::query_as(
+                "select (select count(*) from public.channels c where c.workspace_id = w.id),
+                        (select count(*) from public.chat m join public.channels c on c.id = m.channel_id
+                          where c.workspace_id = w.id)
+                   from public.workspaces w where w.slug = $1",
+            )
+            .bind(&slug)
+            .fetch_optional(&mut conn)
+            .await?;
+            let Some((channels, messages)) = held else {
+                return Err(Error::usage(format!("no workspace `{slug}`"))
+                    .with_help("see `chatctl workspace list`")
+                    .into());
+            };
+            super::confirm_destructive(
+                ctx,
+                &format!(
+                    "deleting workspace `{slug}` deletes its {channels} channel(s) and {messages} message(s)"
+                ),
+                yes,
+                "export it first (`chatctl workspace export`) or take a backup",
+            )?;
             ctx.out
                 .render(&ops::workspace_delete(&mut conn, &actor, &slug).await?)?;
         }

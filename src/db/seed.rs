@@ -209,7 +209,7 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     if already {
         return Err(Error::usage("this database already holds seeded data")
             .with_help(
-                "seed a fresh database (e.g. `chatctl migrate down --to 0 && chatctl migrate up`)",
+                "seed a fresh database (e.g. `chatctl migrate down --to 0 --yes && chatctl migrate up`)",
             )
             .into());
     }

@@ -468,14 +468,65 @@ async fn down_to_a_version_and_its_dry_run() {
         "newest first: {stdout}"
     );
 
-    chatctl(&env)
+    // In a script: refused without --yes, naming what would go, and nothing reverted.
+    let out = chatctl(&env)
         .args(["migrate", "down", "--to", "1"])
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("drops")
+            && stderr.contains("public.chat (0 rows)")
+            && stderr.contains("without --yes"),
+        "{stderr}"
+    );
     let mut c = db.conn().await;
     let m = embedded().await;
+    assert_eq!(
+        migrate::status(&mut c, &m).await.unwrap().version,
+        Some(crate::support::LATEST_MIGRATION)
+    );
+    chatctl(&env)
+        .args(["migrate", "down", "--to", "1", "--yes"])
+        .assert()
+        .success();
     assert_eq!(migrate::status(&mut c, &m).await.unwrap().version, Some(1));
     chatctl(&env).args(["migrate", "down"]).assert().code(64);
+}
+
+/// At a terminal `migrate down` names what it drops and asks: "n" leaves everything as it
+/// was (exit 1), "y" reverts.
+#[tokio::test]
+async fn down_asks_at_a_terminal_and_does_only_what_it_is_told() {
+    let db = TestDb::new().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let mut c = db.conn().await;
+    sqlx::query(
+        "insert into chatctl.adopt_rejects (table_name, reason, row) values ('x', 'y', '{}')",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let m = embedded().await;
+    let down = ["migrate", "down", "--steps", "1"];
+    let (code, shown) = crate::support::on_terminal(&env, &down, 120, "n\n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("chatctl.adopt_rejects (1 rows)") && shown.contains("[y/N]"),
+        "{shown}"
+    );
+    assert_eq!(
+        migrate::status(&mut c, &m).await.unwrap().version,
+        Some(crate::support::LATEST_MIGRATION),
+        "declined: nothing reverted"
+    );
+    let (code, shown) = crate::support::on_terminal(&env, &down, 120, "y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(
+        migrate::status(&mut c, &m).await.unwrap().version,
+        Some(crate::support::LATEST_MIGRATION - 1)
+    );
 }
 
 #[tokio::test]
@@ -523,7 +574,7 @@ async fn a_no_transaction_migration_runs_outside_one_and_a_failure_is_recorded()
         .unwrap();
     assert!(out.status.success(), "{:?}", outputs(&out));
     chatctl(&env)
-        .args(["migrate", "down", "--steps", "1", "--source"])
+        .args(["migrate", "down", "--steps", "1", "--yes", "--source"])
         .arg(dir.path())
         .assert()
         .success();

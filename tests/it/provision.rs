@@ -171,6 +171,20 @@ async fn prune_removes_only_when_asked_and_confirmed() {
         0
     );
 
+    // At a terminal: the plan, then the question; "n" applies nothing.
+    let prune = ["apply", "--prune", "-f", file.to_str().unwrap()];
+    let (code, shown) = crate::support::on_terminal(&env, &prune, 120, "n\n");
+    assert_eq!(code, Some(1), "{shown}");
+    let (plan_at, asked_at) = (
+        shown.find("acme/#engineering").unwrap(),
+        shown.find("go ahead? [y/N]").unwrap(),
+    );
+    assert!(
+        plan_at < asked_at,
+        "the plan comes before the question:\n{shown}"
+    );
+    assert_eq!(count(&mut c, shared).await, 1, "declined: nothing applied");
+
     chatctl(&env)
         .args(["apply", "--prune", "--yes", "-f"])
         .arg(&file)
@@ -400,7 +414,10 @@ async fn the_plan_fits_a_100_column_terminal_and_pipes_stay_plain() {
     let lines: Vec<&str> = shown.lines().collect();
     let widest = lines.iter().map(|l| l.chars().count()).max().unwrap();
     assert!(widest <= 100, "a line of {widest} columns:\n{shown}");
-    let rules = lines.iter().filter(|l| l.trim_start().starts_with('─')).count();
+    let rules = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with('─'))
+        .count();
     assert_eq!(rules, 1, "one rule, under the header:\n{shown}");
     assert!(shown.contains("workspace_member"), "{shown}");
 
@@ -408,7 +425,9 @@ async fn the_plan_fits_a_100_column_terminal_and_pipes_stay_plain() {
     let (stdout, _) = outputs(&out);
     assert!(!stdout.contains('─'), "{stdout}");
     assert!(
-        stdout.lines().any(|l| l.contains("add") && l.contains("acme ada@example.com")),
+        stdout
+            .lines()
+            .any(|l| l.contains("add") && l.contains("acme ada@example.com")),
         "one change a line, unwrapped: {stdout}"
     );
 }
@@ -592,6 +611,7 @@ async fn imperative_commands_change_one_thing_each_and_are_audited() {
             "-w",
             "acme",
             "ken@example.com",
+            "--yes",
         ],
     );
     json(

@@ -29,6 +29,7 @@ use crate::report::{self, Report};
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 mod lock;
+pub mod stake;
 pub(crate) use lock::{acquire_lock, release_lock};
 
 /// Where migrations come from.
