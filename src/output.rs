@@ -67,6 +67,22 @@ impl Output {
         }
     }
 
+    /// One record of a stream (`tail`): a line for people, or under `--output json|yaml`
+    /// one compact JSON object a line (JSON Lines, which YAML reads too).
+    pub fn record<R: Report + ?Sized>(&self, record: &R) -> Result<()> {
+        match self.format {
+            OutputFormat::Table => self.render(record),
+            OutputFormat::Json | OutputFormat::Yaml => {
+                let mut out = io::stdout().lock();
+                let line = serde_json::to_string(record).map_err(io::Error::other)?;
+                match writeln!(out, "{line}").and_then(|()| out.flush()) {
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                    other => Ok(other?),
+                }
+            }
+        }
+    }
+
     /// A status line for people, on stderr; silent under `--quiet`.
     pub fn status(&self, message: &str) {
         if self.quiet {

@@ -13,9 +13,11 @@ mod config;
 mod dev;
 mod dm;
 mod migrate;
+mod post;
 mod search;
 mod serve;
 mod summarize;
+mod tail;
 mod up;
 mod users;
 mod workspace;
@@ -85,6 +87,10 @@ pub enum Command {
     Channel(channel::ChannelArgs),
     /// Open the direct message of a set of users
     Dm(dm::DmArgs),
+    /// Post a message in a channel as a member or a bot (audited)
+    Post(post::PostArgs),
+    /// Follow the messages of a workspace or channel as they arrive, bots' replies included
+    Tail(tail::TailArgs),
     /// Validate, list, try and run the bots (bots/*.yaml)
     Bots(bots::BotsArgs),
     /// Digest a channel's window: print it, or post it as a bot once per window (for cron)
@@ -255,6 +261,8 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Channel(args) => channel::run(ctx, args).await,
         Command::Users(args) => users::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
+        Command::Post(args) => post::run(ctx, args).await,
+        Command::Tail(args) => tail::run(ctx, args).await,
         Command::Search(args) => search::run(ctx, args).await,
         Command::Audit(args) => audit::run(ctx, args).await,
         Command::Backup(args) => backup::run(ctx, args).await,

@@ -1315,3 +1315,94 @@ async fn each_event_is_handled_under_one_span_of_its_own_in_json_logs() {
         assert!(events[0]["messages"].as_u64().unwrap() >= 1);
     }
 }
+
+/// Operators post and watch without SQL: `tail` follows #general, `post` writes a mention as
+/// a member, and the bot's answer shows in the tail; `post` refuses what a member could not
+/// do, and is audited.
+#[tokio::test]
+async fn post_a_mention_and_tail_shows_the_bots_answer() {
+    use std::io::BufRead as _;
+    let db = TestDb::new().await;
+    let (_pool, _bots) = setup(&db, BOT).await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
+    let (_daemon, _addr, _stderr) = daemon_with_metrics(&env, dir.path());
+    let mut tail = crate::support::chatctl_std(&env)
+        .args(["tail", "-w", "acme", "--channel", "#general", "-n", "0"])
+        .args(["--interval", "100ms", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .guarded();
+    let (send, seen) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if send.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+
+    let out = chatctl(&env)
+        .args([
+            "post",
+            "-w",
+            "acme",
+            "--channel",
+            "general",
+            "--as",
+            "ada@example.com",
+        ])
+        .args(["@summarybot are you there?", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let posted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !lines
+        .iter()
+        .any(|l: &serde_json::Value| l["author"] == "summarybot")
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = seen
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("the tail showed no answer; it showed {lines:?}"));
+        lines.push(line);
+    }
+    assert_eq!(lines[0]["id"], posted["id"], "the mention first: {lines:?}");
+    assert_eq!(lines[0]["author"], "ada");
+    let answer = lines.iter().find(|l| l["author"] == "summarybot").unwrap();
+    assert_eq!(answer["thread"], posted["id"]);
+    assert_eq!(answer["author_is_bot"], true);
+
+    // A person not in the channel cannot post there; nor can a name that is no one.
+    for (who, says) in [
+        (
+            ["--as", "barbara@partner.example"],
+            "is not a member of #general",
+        ),
+        (["--as", "nobody@example.com"], "there is no person"),
+    ] {
+        let out = chatctl(&env)
+            .args(["post", "-w", "acme", "--channel", "general"])
+            .args(who)
+            .arg("hello")
+            .output()
+            .unwrap();
+        let (_, stderr) = outputs(&out);
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    let mut c = db.conn().await;
+    let audited: i64 = sqlx::query_scalar(
+        "select count(*) from chatctl.audit_log where action = 'post' and object_id = $1",
+    )
+    .bind(posted["id"].as_str().unwrap())
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+}
