@@ -178,6 +178,12 @@ pub fn wait_for_shutdown() -> impl std::future::Future<Output = ()> + Send + 'st
 pub struct StackReport {
     pub database_url: String,
     pub local_cluster: bool,
+    /// Where the local cluster lives, and the data directory it was asked to be in when the
+    /// `postgres` user cannot reach that one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_moved_from: Option<String>,
     pub schema_version: Option<i64>,
     pub migrations_applied: Vec<String>,
     pub running: Vec<&'static str>,
@@ -229,6 +235,15 @@ impl StackReport {
         StackReport {
             database_url: crate::urls::redact(&started.url),
             local_cluster: started.cluster.is_some(),
+            cluster_dir: started
+                .cluster
+                .as_ref()
+                .map(|c| c.root().display().to_string()),
+            cluster_moved_from: started
+                .cluster
+                .as_ref()
+                .and_then(|c| c.moved_from())
+                .map(|p| p.display().to_string()),
             schema_version: migrated.version,
             migrations_applied: migrated.steps.iter().map(|s| s.file.clone()).collect(),
             running: vec!["postgres"],
@@ -253,6 +268,15 @@ impl Report for StackReport {
         writeln!(out, "chatctl is up")?;
         writeln!(out, "  database:  {what} at {}", self.database_url)?;
         writeln!(out, "  connect:   psql {}", self.database_url)?;
+        if let Some(dir) = &self.cluster_dir {
+            writeln!(out, "  cluster:   {dir}")?;
+        }
+        if let Some(wanted) = &self.cluster_moved_from {
+            writeln!(
+                out,
+                "             (not in {wanted}: the postgres user cannot reach it, so it lives in /var/tmp)"
+            )?;
+        }
         match self.migrations_applied.len() {
             0 => writeln!(
                 out,

@@ -10,9 +10,9 @@ use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct BotsArgs {
-    /// Directory of bot definitions (*.yaml)
-    #[arg(long, global = true, value_name = "DIR", default_value = "bots")]
-    bots: PathBuf,
+    /// Directory of bot definitions (*.yaml) [default: the project's bots/]
+    #[arg(long, global = true, value_name = "DIR")]
+    bots: Option<PathBuf>,
     #[command(subcommand)]
     cmd: BotsCmd,
 }
@@ -49,7 +49,10 @@ enum BotsCmd {
 }
 
 pub async fn run(ctx: &Context, args: BotsArgs) -> Result<ExitCode> {
-    let dir = ctx.config.base_dir.join(&args.bots);
+    let dir = match &args.bots {
+        Some(dir) => ctx.cwd.join(dir),
+        None => ctx.config.base_dir.join("bots"),
+    };
     let files = spec::load_dir(&dir)?;
     match args.cmd {
         BotsCmd::Validate => {

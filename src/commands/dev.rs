@@ -177,6 +177,13 @@ impl Report for crate::db::local::ClusterStatus {
         };
         writeln!(out, "local PostgreSQL {}: {state}", self.postgres_version)?;
         writeln!(out, "  data:  {}", self.data_dir.display())?;
+        if let Some(wanted) = &self.moved_from {
+            writeln!(
+                out,
+                "         (not in {}: the postgres user cannot reach it)",
+                wanted.display()
+            )?;
+        }
         writeln!(out, "  log:   {}", self.log_file.display())?;
         writeln!(out, "  bin:   {}", self.bin_dir.display())?;
         if let Some(user) = &self.run_as {

@@ -109,10 +109,7 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
         Some(t) => t,
         None => ctx.config.migrate.lock_timeout,
     };
-    let supabase_dir = args
-        .supabase_dir
-        .as_ref()
-        .map(|d| ctx.config.base_dir.join(d));
+    let supabase_dir = args.supabase_dir.as_ref().map(|d| ctx.cwd.join(d));
     let url = ctx.database_url().await?;
     let mut conn = migrate::connect(&url, ctx.config.database.connect_timeout).await?;
     match args.cmd {

@@ -118,13 +118,29 @@ pub struct Context {
     pub config: Config,
     pub out: Output,
     pub global: GlobalArgs,
+    /// The project the command runs in (see [`project_root`]); `None` outside any, where
+    /// the current directory stands in for it.
+    pub project: Option<PathBuf>,
+    /// Where the command was run: paths given on the command line are relative to it.
+    pub cwd: PathBuf,
+}
+
+/// The project of a directory, found as cargo and git find theirs: the nearest directory,
+/// from `dir` up, holding `config/chatctl.yaml` or `.chatctl/`. A command run in a
+/// subdirectory uses the same config and the same local cluster as at the top.
+pub fn project_root(dir: &std::path::Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join("config/chatctl.yaml").is_file() || d.join(".chatctl").is_dir())
+        .map(std::path::Path::to_path_buf)
 }
 
 impl Context {
     /// Builds the context from the parsed flags and the environment.
     pub fn new(global: &GlobalArgs, env: &Env) -> Result<Context> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let project = project_root(&cwd);
         let mut overrides = Overrides {
-            config_file: global.config.clone(),
+            config_file: global.config.as_ref().map(|f| cwd.join(f)),
             ..Default::default()
         };
         if let Some(url) = &global.database_url {
@@ -144,7 +160,7 @@ impl Context {
                 format!("{f:?}").to_lowercase(),
             ));
         }
-        let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let base = project.clone().unwrap_or_else(|| cwd.clone());
         let config = Config::load(env, &overrides, &base)?;
         let mut out = Output::new(config.output, global.quiet);
         out.json_logs = config.log.format == LogFormat::Json;
@@ -152,14 +168,24 @@ impl Context {
             config,
             out,
             global: global.clone(),
+            project,
+            cwd,
         })
     }
 
     /// The database URL to use: the configured one, or the local cluster's (started on demand).
     pub async fn database_url(&self) -> Result<String> {
+        let fresh = !self.config.data_dir().is_dir();
         let target = crate::db::target(&self.config).await?;
         if target.local.is_some() {
             tracing::debug!(url = %target.url, "using the embedded local cluster");
+            if fresh && self.project.is_none() {
+                self.out.status(&format!(
+                    "no chatctl project in {} or above it: its local cluster is now in {}",
+                    self.cwd.display(),
+                    self.config.data_dir().display()
+                ));
+            }
         }
         Ok(target.url)
     }

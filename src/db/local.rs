@@ -164,6 +164,9 @@ pub enum ClusterState {
 #[derive(Debug, Clone)]
 pub struct LocalCluster {
     root: PathBuf,
+    /// The data directory the project asked for, when the cluster had to live elsewhere (the
+    /// `postgres` user cannot reach it).
+    moved_from: Option<PathBuf>,
     bins: PgBinaries,
     run_as: Option<(u32, u32)>,
     options: ServerOptions,
@@ -173,6 +176,10 @@ pub struct LocalCluster {
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterStatus {
     pub data_dir: PathBuf,
+    /// Where the project's data directory is, when the cluster lives elsewhere: the
+    /// `postgres` user cannot reach it (a checkout under /root, mode 0700).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<PathBuf>,
     #[serde(flatten)]
     pub state: ClusterState,
     pub url: Option<String>,
@@ -196,8 +203,23 @@ impl LocalCluster {
         } else {
             None
         };
+        // Running the server as `postgres`, its directory must be reachable by that user:
+        // when an ancestor of the data directory is closed to others (a checkout under
+        // /root), the cluster lives in /var/tmp instead, at a place named after the data
+        // directory (so the next command finds it), and says so.
+        let wanted = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+        let closed = run_as.is_some_and(|(uid, _)| {
+            wanted
+                .parent()
+                .is_some_and(|above| !reachable_by(above, uid))
+        });
+        let (root, moved_from) = match closed {
+            true => (relocated(&wanted).join("pg"), Some(wanted)),
+            false => (data_dir.join("pg"), None),
+        };
         Ok(LocalCluster {
-            root: data_dir.join("pg"),
+            root,
+            moved_from,
             bins,
             run_as,
             options,
@@ -206,6 +228,16 @@ impl LocalCluster {
 
     fn data(&self) -> PathBuf {
         self.root.join("data")
+    }
+
+    /// Where the cluster lives (its data, log and lock).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The data directory the project asked for, when the cluster lives elsewhere.
+    pub fn moved_from(&self) -> Option<&Path> {
+        self.moved_from.as_deref()
     }
 
     /// The server log.
@@ -267,6 +299,7 @@ impl LocalCluster {
         };
         Ok(ClusterStatus {
             data_dir: self.data(),
+            moved_from: self.moved_from.clone(),
             state,
             url,
             postgres_version: self.bins.version.clone(),
@@ -309,6 +342,12 @@ impl LocalCluster {
     }
 
     fn prepare_root(&self) -> Result<()> {
+        // The project's data directory marks the project (and holds the rest of its
+        // data), wherever the cluster lives.
+        if let Some(wanted) = &self.moved_from {
+            crate::owner_only::create_dir_all(wanted)
+                .with_context(|| format!("cannot create {}", wanted.display()))?;
+        }
         crate::owner_only::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
         if let Some((uid, gid)) = self.run_as {
@@ -466,6 +505,23 @@ fn check(out: &Output, what: &str) -> Result<()> {
     .into())
 }
 
+/// Whether the user `uid` can pass through `dir` and every directory above it that exists.
+fn reachable_by(dir: &Path, uid: u32) -> bool {
+    dir.ancestors().all(|d| match fs::metadata(d) {
+        Ok(meta) => meta.mode() & 0o001 != 0 || meta.uid() == uid,
+        Err(_) => true,
+    })
+}
+
+/// Where the cluster of the data directory `wanted` lives when the postgres user cannot
+/// reach it: `/var/tmp/chatctl-<hash of the path>`.
+fn relocated(wanted: &Path) -> PathBuf {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    wanted.hash(&mut h);
+    PathBuf::from(format!("/var/tmp/chatctl-{:016x}", h.finish()))
+}
+
 /// Every ancestor of `dir` must let the postgres user through.
 fn check_reachable(dir: &Path, uid: u32) -> Result<()> {
     let mut cur = Some(dir);
@@ -501,7 +557,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// The effective user id, read from the owner of /proc/self (no unsafe, no libc call).
-pub(crate) fn effective_uid() -> u32 {
+pub fn effective_uid() -> u32 {
     fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(u32::MAX)

@@ -217,3 +217,70 @@ fn up_runs_in_the_foreground_until_sigterm_and_stops_what_it_started() {
         "up stops the cluster it started"
     );
 }
+
+/// Like cargo and git, chatctl finds its project from a subdirectory (the directory holding
+/// `.chatctl/` or `config/chatctl.yaml`), so a command there uses the same cluster and
+/// config. Outside any project it says where it puts the cluster; and as root in a
+/// directory the `postgres` user cannot enter (a checkout under /root, mode 0700), the
+/// cluster lives in /var/tmp instead, saying so, and the next command finds it.
+#[test]
+fn commands_find_their_project_from_below_and_a_closed_checkout_still_runs() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let closed = tempfile::Builder::new()
+        .prefix("chatctl-closed-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let project = closed.path().join("checkout");
+    let below = project.join("src/deep");
+    std::fs::create_dir_all(&below).unwrap();
+    let run = |dir: &Path, args: &[&str]| {
+        chatctl_std(&[])
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&project, &["migrate", "up"]);
+    let (_, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no chatctl project in {} or above it",
+            project.display()
+        )),
+        "{stderr}"
+    );
+    assert!(project.join(".chatctl").is_dir());
+
+    // From a subdirectory: the same cluster, already migrated.
+    let out = run(&below, &["dev", "status", "-o", "json"]);
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+    let out = run(&below, &["migrate", "status", "-o", "json"]);
+    let migrated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(migrated["pending"], 0, "{migrated}");
+    assert!(
+        !outputs(&out).1.contains("no chatctl project"),
+        "{:?}",
+        outputs(&out)
+    );
+    let data_dir = status["data_dir"].as_str().unwrap().to_owned();
+    if chatctl::db::local::effective_uid() == 0 {
+        assert!(data_dir.starts_with("/var/tmp/chatctl-"), "{status}");
+        assert_eq!(
+            status["moved_from"].as_str(),
+            project.join(".chatctl").to_str(),
+            "{status}"
+        );
+    } else {
+        assert!(data_dir.starts_with(project.to_str().unwrap()), "{status}");
+    }
+    let out = run(&below, &["dev", "down"]);
+    assert!(out.status.success(), "{:?}", outputs(&out));
+    if let Some(moved) = data_dir.strip_suffix("/pg/data") {
+        let _ = std::fs::remove_dir_all(moved);
+    }
+}
