@@ -7,6 +7,11 @@ use crate::error::{ExitCode, Result};
 use crate::provision::{self, PlanOptions};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  chatctl apply -f workspaces/ --dry-run                 # the plan, nothing applied
+  chatctl apply -f workspaces/                           # apply it, in one transaction
+  chatctl apply -f workspaces/ --dry-run --detailed-exitcode   # CI: exit 2 on drift
+  chatctl apply -f workspaces/ --prune --yes             # also remove what the spec drops")]
 pub struct ApplyArgs {
     /// Spec file or directory of *.yaml files (repeatable)
     #[arg(short = 'f', long = "file", value_name = "FILE|DIR", required = true)]

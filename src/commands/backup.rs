@@ -13,6 +13,12 @@ use crate::progress::Progress;
 use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  chatctl backup create --out /var/backups/chat/         # named by the time
+  chatctl backup create --out s3://chat-backups/nightly/ --encrypt-to age1...
+  chatctl backup verify /var/backups/chat/chat-20261201T020000Z.backup
+  chatctl backup restore FILE --target-url postgres://.../chat_restored -j 4
+  chatctl backup prune s3://chat-backups/nightly/ --keep-daily 7 --keep-weekly 4 --keep-monthly 12")]
 pub struct BackupArgs {
     #[command(subcommand)]
     cmd: BackupCmd,
@@ -47,6 +53,7 @@ enum BackupCmd {
     },
     /// Check an archive: its header, every entry's checksum, every table's row count
     Verify {
+        /// The archive: a file, `-` for standard input, or an s3:// URL
         #[arg(value_name = "ARCHIVE|URL")]
         archive: String,
         /// Also restore it into a scratch database (made and dropped by chatctl, beside the
@@ -60,11 +67,13 @@ enum BackupCmd {
     },
     /// List the backups in a directory, newest first
     List {
+        /// A directory of backups, or an s3:// prefix
         #[arg(value_name = "DIR|URL")]
         dir: String,
     },
     /// Remove the backups a retention policy does not keep (the newest in each period)
     Prune {
+        /// A directory of backups, or an s3:// prefix
         #[arg(value_name = "DIR|URL")]
         dir: String,
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -81,6 +90,7 @@ enum BackupCmd {
     },
     /// Restore an archive into an empty database, all or nothing
     Restore {
+        /// The archive: a file, `-` for standard input, or an s3:// URL
         #[arg(value_name = "ARCHIVE|URL")]
         archive: String,
         /// An age identity file (secret keys) to decrypt an encrypted archive; repeatable

@@ -16,6 +16,7 @@ pub struct ChannelArgs {
 enum ChannelCmd {
     /// Create a channel
     Create {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         /// Members only (default: public)
@@ -33,37 +34,46 @@ enum ChannelCmd {
     List,
     /// Show a channel and its members
     Show {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
     },
     /// Archive a channel (read-only; nothing is deleted)
     Archive {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
     },
     /// Bring an archived channel back
     Unarchive {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
     },
     /// Rename a channel
     Rename {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
+        /// The channel's new name
         #[arg(value_name = "NEW_NAME", value_parser = super::channel_name)]
         new_name: String,
     },
     /// Set a channel's topic
     SetTopic {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
+        /// The new topic ("" clears it)
         #[arg(value_name = "TOPIC")]
         topic: String,
     },
     /// Add members by email (they join the workspace too)
     AddMembers {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
+        /// The people's email addresses
         #[arg(value_name = "EMAIL", required = true)]
         emails: Vec<String>,
         /// Add them as moderators
@@ -73,8 +83,10 @@ enum ChannelCmd {
     /// Remove members by email (their role, read state and notification settings in the
     /// channel go with them; asks first, --yes in scripts)
     RemoveMembers {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
+        /// The people's email addresses
         #[arg(value_name = "EMAIL", required = true)]
         emails: Vec<String>,
         /// Do not ask
@@ -83,6 +95,7 @@ enum ChannelCmd {
     },
     /// Share a channel into another workspace
     Share {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         /// The workspace to share it with
@@ -91,6 +104,7 @@ enum ChannelCmd {
     },
     /// Stop sharing a channel with another workspace
     Unshare {
+        /// The channel (with or without #)
         #[arg(value_name = "NAME", value_parser = super::channel_name)]
         name: String,
         #[arg(long = "with", value_name = "SLUG")]

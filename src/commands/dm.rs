@@ -16,6 +16,7 @@ pub struct DmArgs {
 enum DmCmd {
     /// Get or create the DM of exactly these users (one per set of users)
     Open {
+        /// The people's email addresses (two or more)
         #[arg(value_name = "EMAIL", required = true, num_args = 2..)]
         emails: Vec<String>,
     },

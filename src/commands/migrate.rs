@@ -9,6 +9,12 @@ use crate::db::supabase_cli;
 use crate::error::{ExitCode, Result};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  chatctl migrate up --dry-run                           # what would run
+  chatctl migrate status -o json | jq .pending
+  DATABASE_URL=postgres://... chatctl migrate verify     # CI: exit 2 on drift
+  chatctl migrate down --steps 1                         # names what it drops, then asks
+  chatctl migrate up --supabase-dir supabase/migrations  # theirs after ours")]
 pub struct MigrateArgs {
     /// Read migrations from this directory instead of the ones built into chatctl
     #[arg(long, global = true, value_name = "DIR")]

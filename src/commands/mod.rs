@@ -32,8 +32,11 @@ use crate::output::Output;
 
 /// chatctl: operate a Slack-like chat application on Supabase
 ///
-/// Migrate the schema, run the local development stack, provision workspaces and channels,
-/// import users, run the bots, summarize channels, search, and take and restore backups.
+/// Migrate the schema (beside the Supabase CLI's), run the local stack, provision workspaces
+/// and channels from YAML, import people, post and follow messages, run the bots that answer
+/// and post digests, summarize channels, search, serve the app's backend API, and take,
+/// verify and restore backups. Run from anywhere in a project: chatctl finds it from the
+/// current directory up (config/chatctl.yaml or .chatctl/).
 #[derive(Debug, Parser)]
 #[command(
     name = "chatctl",
@@ -52,28 +55,51 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
     /// PostgreSQL URL [env: DATABASE_URL]; unset: the embedded local cluster
-    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Config file [env: CHATCTL_CONFIG] [default: config/chatctl.yaml when present]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Output format of results on stdout
-    #[arg(long, short = 'o', global = true, value_name = "FORMAT")]
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        help_heading = "Global options",
+        value_name = "FORMAT"
+    )]
     pub output: Option<OutputFormat>,
     /// More logging (-v debug, -vv trace)
-    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(long, short = 'v', global = true, help_heading = "Global options", action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
     /// Only errors on stderr: no status lines, no progress bars
-    #[arg(long, short = 'q', global = true)]
+    #[arg(long, short = 'q', global = true, help_heading = "Global options")]
     pub quiet: bool,
     /// Log format on stderr
-    #[arg(long, global = true, value_name = "FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FORMAT"
+    )]
     pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Bring the local stack up (database, migrations) and keep it running until Ctrl-C
+    /// Bring the local stack up (database, migrations, example workspace, search index, bots,
+    /// HTTP API) and keep it running until Ctrl-C
     Up(up::UpArgs),
     /// Apply, revert, inspect and verify schema migrations
     Migrate(migrate::MigrateArgs),
@@ -402,5 +428,60 @@ mod tests {
     fn verify_cli() {
         use clap::CommandFactory as _;
         super::Cli::command().debug_assert();
+    }
+
+    /// Help reads like cargo's: every command says what it does, every positional argument
+    /// is described, global flags sit under their own heading, and the commands people
+    /// script show examples.
+    #[test]
+    fn every_command_and_argument_is_described() {
+        use clap::CommandFactory as _;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && cmd.get_name() != "help" {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in cmd.get_arguments() {
+                if arg.is_positional() && arg.get_help().is_none() {
+                    missing.push(format!("{path} <{}>: no description", arg.get_id()));
+                }
+                let global = [
+                    "database_url",
+                    "config",
+                    "output",
+                    "verbose",
+                    "quiet",
+                    "log_format",
+                ];
+                if global.contains(&arg.get_id().as_str())
+                    && arg.get_help_heading() != Some("Global options")
+                {
+                    missing.push(format!(
+                        "{path} --{}: not under Global options",
+                        arg.get_id()
+                    ));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+        for scripted in ["apply", "migrate", "summarize", "search", "users", "backup"] {
+            let cmd = cli.find_subcommand(scripted).unwrap();
+            let examples = cmd
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                examples.starts_with("Examples:")
+                    && examples.contains(&format!("chatctl {scripted}")),
+                "{scripted} has no Examples section"
+            );
+        }
     }
 }

@@ -11,6 +11,11 @@ use crate::report::{self, Report};
 use crate::search::{self, Engine, IndexDir, IndexReport, ResolveError};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  chatctl search reindex                                 # build or update the index
+  chatctl search query 'deploy from:@ada in:#engineering after:2026-11-01'
+  chatctl search query '\"release notes\" has:link' --as ken -o json   # as a user sees it
+  chatctl search verify                                  # the index against the database")]
 pub struct SearchArgs {
     #[command(subcommand)]
     cmd: SearchCmd,

@@ -10,6 +10,11 @@ use crate::bots::runtime;
 use crate::error::{Error, ExitCode, Result};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  chatctl summarize --channel engineering -w acme        # yesterday (UTC)
+  chatctl summarize --channel engineering --since 6h --format json | jq .digest.decisions
+  # cron, every morning: posted once per window however often it runs
+  chatctl summarize --channel engineering -w acme --window day --tz Europe/Berlin --post --as-bot summarybot")]
 pub struct SummarizeArgs {
     #[command(flatten)]
     target: super::AsBotInChannel,

@@ -13,6 +13,12 @@ use crate::users::input::{self, Field, Format};
 use crate::users::{export, manage};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  chatctl users import people.csv --dry-run              # counts and rejects, nothing written
+  chatctl users import people.csv -w acme --on-existing skip -o json | jq .users
+  chatctl users list --deactivated
+  chatctl users deactivate ken@example.com
+  chatctl users export --out people.jsonl")]
 pub struct UsersArgs {
     #[command(subcommand)]
     cmd: UsersCmd,
@@ -51,16 +57,19 @@ enum UsersCmd {
     /// Deactivate people: banned in Supabase Auth, no channel reachable; messages and
     /// memberships kept (reversible with `reactivate`)
     Deactivate {
+        /// People: ids, email addresses or usernames
         #[arg(value_name = "USER", required = true)]
         users: Vec<String>,
     },
     /// Reactivate deactivated people
     Reactivate {
+        /// People: ids, email addresses or usernames
         #[arg(value_name = "USER", required = true)]
         users: Vec<String>,
     },
     /// Set a person's role in a workspace
     SetRole {
+        /// A person: an id, email address or username
         #[arg(value_name = "USER")]
         user: String,
         /// owner, admin, member or guest

@@ -25,18 +25,22 @@ enum WorkspaceCmd {
     List,
     /// Show a workspace: members and channels
     Show {
+        /// The workspace (its slug)
         #[arg(value_name = "SLUG")]
         slug: String,
     },
     /// Change a workspace's display name
     Rename {
+        /// The workspace (its slug)
         #[arg(value_name = "SLUG")]
         slug: String,
+        /// The new display name
         #[arg(value_name = "NAME")]
         name: String,
     },
     /// Delete a workspace with its channels and messages (asks first; --yes in scripts)
     Delete {
+        /// The workspace (its slug)
         #[arg(value_name = "SLUG")]
         slug: String,
         /// Do not ask
