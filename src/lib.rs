@@ -13,6 +13,7 @@ pub mod chat;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod doctor;
 pub mod error;
 pub mod fuzz;
 pub mod logging;

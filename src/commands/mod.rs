@@ -12,6 +12,7 @@ mod completions;
 mod config;
 mod dev;
 mod dm;
+mod doctor;
 mod migrate;
 mod post;
 mod search;
@@ -135,6 +136,9 @@ pub enum Command {
     Dev(dev::DevArgs),
     /// Show the effective configuration, secrets masked
     Config(config::ConfigArgs),
+    /// Check the database, migrations, RLS, search index, bots, AI budget and Realtime;
+    /// each with its fix (exit 0 all good, 2 warnings, 1 failures: for cron and monitoring)
+    Doctor(doctor::DoctorArgs),
     /// Print shell completions (bash, zsh, fish, ...)
     Completions(completions::CompletionsArgs),
 }
@@ -313,6 +317,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Channel(args) => channel::run(ctx, args).await,
         Command::Users(args) => users::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
+        Command::Doctor(args) => doctor::run(ctx, args).await,
         Command::Post(args) => post::run(ctx, args).await,
         Command::Tail(args) => tail::run(ctx, args).await,
         Command::Search(args) => search::run(ctx, args).await,

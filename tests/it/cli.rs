@@ -641,3 +641,98 @@ async fn spec_values_the_database_would_refuse_are_usage_errors_with_their_line(
         "a valid spec is not a usage error: {stderr}"
     );
 }
+
+/// `doctor` checks what an operator would by hand, each with a status, a reason and a fix;
+/// its exit code is 0 all good, 2 warnings, 1 failures (for cron and monitoring probes).
+#[tokio::test]
+async fn doctor_reports_each_check_and_exits_by_the_worst() {
+    let db = crate::support::TestDb::new().await;
+    let index = tempfile::tempdir().unwrap();
+    let index_dir = index.path().join("search");
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("CHATCTL_SEARCH__INDEX_DIR", index_dir.to_str().unwrap()),
+    ];
+    let doctor = |env: &[(&str, &str)]| {
+        let out = chatctl(env)
+            .args(["doctor", "-o", "json"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", outputs(&out)));
+        (out.status.code(), report)
+    };
+    let status = |report: &serde_json::Value, name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {report}"))
+            .clone()
+    };
+    // No search index yet: a warning with its fix.
+    let (code, report) = doctor(&env);
+    assert_eq!(code, Some(2), "{report}");
+    for ok in [
+        "database",
+        "connection",
+        "migrations",
+        "row level security",
+        "ai budget",
+    ] {
+        assert_eq!(status(&report, ok)["status"], "ok", "{report}");
+    }
+    assert_eq!(
+        status(&report, "search index")["fix"],
+        "chatctl search reindex"
+    );
+    assert_eq!(status(&report, "realtime")["status"], "skip");
+
+    // Indexed: all good.
+    let out = chatctl(&env).args(["search", "reindex"]).output().unwrap();
+    assert!(out.status.success(), "{:?}", outputs(&out));
+    let (code, report) = doctor(&env);
+    assert_eq!(code, Some(0), "{report}");
+
+    // A bot whose daemon stopped an hour ago, and a table left open: the worst wins.
+    let mut c = db.conn().await;
+    sqlx::raw_sql(
+        "insert into chatctl.bot_cursors (bot, read_at, read_id, updated_at)
+         values ('summarybot', now() - interval '1 hour', gen_random_uuid(), now() - interval '1 hour');
+         alter table public.emojis disable row level security",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let (code, report) = doctor(&env);
+    assert_eq!(code, Some(1), "{report}");
+    let rls = status(&report, "row level security");
+    assert_eq!(rls["status"], "fail");
+    assert!(
+        rls["reason"].as_str().unwrap().contains("public.emojis"),
+        "{rls}"
+    );
+    let bot = status(&report, "bot summarybot");
+    assert_eq!(bot["status"], "warn");
+    assert!(
+        bot["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cursor last moved 60 minutes ago"),
+        "{bot}"
+    );
+
+    // Realtime configured where nothing listens; the database unreachable.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let realtime = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, report) = doctor(&[
+        ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+        ("CHATCTL_DATABASE__CONNECT_TIMEOUT", "1s"),
+        ("SUPABASE_URL", &realtime),
+    ]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(status(&report, "database")["status"], "fail");
+    assert_eq!(status(&report, "realtime")["status"], "fail");
+}
