@@ -111,6 +111,7 @@ async fn run(channels: usize, per_channel: usize, runs: usize) {
             .await
             .unwrap();
         let first = start.elapsed();
+        let applied = contents(&mut conn).await;
 
         let start = Instant::now();
         let files = spec::read(std::slice::from_ref(&second_file)).unwrap();
@@ -133,6 +134,13 @@ async fn run(channels: usize, per_channel: usize, runs: usize) {
         let start = Instant::now();
         baseline(&mut conn, &plan.changes).await;
         let baseline_time = start.elapsed();
+        // Checked as apply is: every statement changed its one row (in `baseline`), and the
+        // result is what the first apply made.
+        assert_eq!(
+            contents(&mut conn).await,
+            applied,
+            "the baseline made another state"
+        );
         conn.close().await.unwrap();
         drop_db(&admin, db).await;
 
@@ -202,14 +210,39 @@ async fn run(channels: usize, per_channel: usize, runs: usize) {
     );
 }
 
-/// What a script without chatctl would do: one statement per change, ids looked up by key.
+/// What a workspace holds, by key: who is in which workspace and channel, with which role.
+async fn contents(conn: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "select concat_ws(' ', 'workspace', w.slug, w.name) from workspaces w
+         union all
+         select concat_ws(' ', 'channel', w.slug, c.name, c.kind, c.topic, c.description, c.purpose)
+           from channels c join workspaces w on w.id = c.workspace_id
+         union all
+         select concat_ws(' ', 'user', u.email, u.username, u.name) from users u
+         union all
+         select concat_ws(' ', 'in', w.slug, u.email, m.role)
+           from workspace_members m join workspaces w on w.id = m.workspace_id join users u on u.id = m.user_id
+         union all
+         select concat_ws(' ', 'in', w.slug, c.name, u.email, m.role)
+           from members m join channels c on c.id = m.channel_id
+           join workspaces w on w.id = c.workspace_id join users u on u.id = m.user_id
+         order by 1",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+/// What a script without chatctl would do: one statement per change, ids looked up by key,
+/// each checked to have written its one row.
 async fn baseline(conn: &mut PgConnection, changes: &[provision::Change]) {
     let mut tx = conn.begin().await.unwrap();
     for c in changes {
         match &c.op {
             Op::CreateUser(u) => {
                 let id = uuid::Uuid::new_v4();
-                sqlx::query("insert into auth.users (instance_id, id, aud, role, email, encrypted_password, confirmation_token, recovery_token, email_change_token_new, email_change, raw_app_meta_data, raw_user_meta_data, created_at, updated_at) values ('00000000-0000-0000-0000-000000000000', $1, 'authenticated', 'authenticated', $2, '', '', '', '', '', '{}', '{}', now(), now())")
+                // Verified, as apply makes them: the profile's email is the verified one.
+                sqlx::query("insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at, confirmation_token, recovery_token, email_change_token_new, email_change, raw_app_meta_data, raw_user_meta_data, created_at, updated_at) values ('00000000-0000-0000-0000-000000000000', $1, 'authenticated', 'authenticated', $2, '', now(), '', '', '', '', '{}', '{}', now(), now())")
                     .bind(id).bind(&u.email).execute(&mut *tx).await.unwrap();
                 sqlx::query("insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at) values ($1::text, $1, jsonb_build_object('sub', $1::text), 'email', now(), now())")
                     .bind(id).execute(&mut *tx).await.unwrap();
@@ -233,8 +266,9 @@ async fn baseline(conn: &mut PgConnection, changes: &[provision::Change]) {
                     .unwrap();
             }
             Op::AddWorkspaceMember { slug, email, role } => {
-                sqlx::query("insert into workspace_members (workspace_id, user_id, role) select w.id, u.id, $3 from workspaces w, users u where w.slug = $1 and u.email = $2")
-                    .bind(slug).bind(email).bind(role).execute(&mut *tx).await.unwrap();
+                let written = sqlx::query("insert into workspace_members (workspace_id, user_id, role) select w.id, u.id, $3 from workspaces w, users u where w.slug = $1 and u.email = $2")
+                    .bind(slug).bind(email).bind(role).execute(&mut *tx).await.unwrap().rows_affected();
+                assert_eq!(written, 1, "{c:?} wrote {written} rows");
             }
             Op::CreateChannel {
                 slug,
@@ -244,8 +278,9 @@ async fn baseline(conn: &mut PgConnection, changes: &[provision::Change]) {
                 description,
                 purpose,
             } => {
-                sqlx::query("insert into channels (workspace_id, name, kind, topic, description, purpose) select id, $2, $3, $4, $5, $6 from workspaces where slug = $1")
-                    .bind(slug).bind(name).bind(kind).bind(topic).bind(description).bind(purpose).execute(&mut *tx).await.unwrap();
+                let written = sqlx::query("insert into channels (workspace_id, name, kind, topic, description, purpose) select id, $2, $3, $4, $5, $6 from workspaces where slug = $1")
+                    .bind(slug).bind(name).bind(kind).bind(topic).bind(description).bind(purpose).execute(&mut *tx).await.unwrap().rows_affected();
+                assert_eq!(written, 1, "{c:?} wrote {written} rows");
             }
             Op::AddMember {
                 slug,
@@ -253,8 +288,9 @@ async fn baseline(conn: &mut PgConnection, changes: &[provision::Change]) {
                 email,
                 role,
             } => {
-                sqlx::query("insert into members (channel_id, user_id, role) select c.id, u.id, $4 from channels c join workspaces w on w.id = c.workspace_id, users u where w.slug = $1 and c.name = $2 and u.email = $3")
-                    .bind(slug).bind(channel).bind(email).bind(role).execute(&mut *tx).await.unwrap();
+                let written = sqlx::query("insert into members (channel_id, user_id, role) select c.id, u.id, $4 from channels c join workspaces w on w.id = c.workspace_id, users u where w.slug = $1 and c.name = $2 and u.email = $3")
+                    .bind(slug).bind(channel).bind(email).bind(role).execute(&mut *tx).await.unwrap().rows_affected();
+                assert_eq!(written, 1, "{c:?} wrote {written} rows");
             }
             other => panic!("the baseline does not cover {other:?}"),
         }

@@ -57,6 +57,7 @@ async fn run(messages: u64, baseline: u64, runs: usize) {
             .await
             .unwrap();
         let opts = SeedOptions {
+            until: chatctl::db::seed::REFERENCE,
             users,
             channels,
             messages,
@@ -101,6 +102,35 @@ async fn run(messages: u64, baseline: u64, runs: usize) {
         tx.commit().await.unwrap();
         let insert = start.elapsed();
         insert_times.push(insert);
+        // Checked as the seed's load is: the same messages, whole, in threads that add up.
+        let digest = "select count(*), md5(string_agg(concat_ws('|', id, channel_id, user_id, parent_id, message::text, created_at), ',' order by id))
+                        from chat where id = any($1)";
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.0).collect();
+        let (a, b): ((i64, String), (i64, String)) = (
+            sqlx::query_as(digest)
+                .bind(&ids)
+                .fetch_one(&mut src)
+                .await
+                .unwrap(),
+            sqlx::query_as(digest)
+                .bind(&ids)
+                .fetch_one(&mut dst)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            (a.0, &a.1),
+            (rows.len() as i64, &b.1),
+            "the baseline wrote other messages"
+        );
+        let wrong_counts: i64 = sqlx::query_scalar(
+            "select count(*) from chat r
+              where r.total_replies <> (select count(*) from chat c where c.parent_id = r.id)",
+        )
+        .fetch_one(&mut dst)
+        .await
+        .unwrap();
+        assert_eq!(wrong_counts, 0, "the baseline's reply counts do not add up");
         println!(
             "run {}: seed {messages} messages (+ users, channels, reactions) {:.2} s = {:.0} msg/s; per-row INSERT of {} messages {:.2} s = {:.0} msg/s",
             run + 1,
