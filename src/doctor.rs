@@ -247,14 +247,23 @@ async fn search_index(pool: &crate::db::Pool, config: &Config) -> Result<Check> 
     })
 }
 
+/// A bot's state, as `bots` reads it.
+#[derive(sqlx::FromRow)]
+struct BotState {
+    bot: String,
+    updated_at: DateTime<Utc>,
+    stuck: i64,
+    digest: Option<DateTime<Utc>>,
+}
+
 async fn bots(conn: &mut PgConnection) -> Result<Vec<Check>> {
-    let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>, i64, Option<DateTime<Utc>>)> =
+    let rows: Vec<BotState> =
         sqlx::query_as(
-            "select b.bot, b.read_at, b.updated_at,
+            "select b.bot, b.updated_at,
                     (select count(*) from chatctl.bot_claims c
-                      where c.bot = b.bot and c.done_at is null and c.claimed_at < now() - $1::interval),
+                      where c.bot = b.bot and c.done_at is null and c.claimed_at < now() - $1::interval) as stuck,
                     (select max(d.window_end) from chatctl.bot_digests d
-                      where d.bot = b.bot and d.message_id is not null)
+                      where d.bot = b.bot and d.message_id is not null) as digest
                from chatctl.bot_cursors b order by b.bot",
         )
         .bind(format!("{} seconds", STUCK_CLAIM.num_seconds()))
@@ -271,7 +280,7 @@ async fn bots(conn: &mut PgConnection) -> Result<Vec<Check>> {
     let now = Utc::now();
     Ok(rows
         .into_iter()
-        .map(|(bot, _read_at, updated_at, stuck, digest)| {
+        .map(|BotState { bot, updated_at, stuck, digest }| {
             let lag = now - updated_at;
             let last = match digest {
                 Some(t) => format!("last digest up to {}", t.format("%Y-%m-%d %H:%M UTC")),
