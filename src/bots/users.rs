@@ -70,3 +70,49 @@ pub async fn find_bot(pool: &PgPool, name: &str) -> Result<Option<Uuid>> {
     }
     Ok(found.profile(&email).map(|p| p.id))
 }
+
+/// Why `spec`'s bot would not hear a message in `workspace`'s `channel`, if it would not;
+/// a channel that does not exist is an error.
+pub async fn deaf_to(
+    pool: &crate::db::Pool,
+    spec: &BotSpec,
+    workspace: &str,
+    channel: &str,
+) -> Result<Option<String>> {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(
+        "select c.id from public.channels c join public.workspaces w on w.id = c.workspace_id
+          where w.slug = $1 and c.name = $2",
+    )
+    .bind(workspace)
+    .bind(channel)
+    .fetch_optional(pool)
+    .await?;
+    let Some(id) = id else {
+        return Err(
+            Error::usage(format!("no channel #{channel} in workspace `{workspace}`"))
+                .with_help(format!("see `chatctl channel list -w {workspace}`"))
+                .into(),
+        );
+    };
+    let name = &spec.name;
+    let Some(bot) = crate::bots::users::find_bot(pool, name).await? else {
+        return Ok(Some(format!(
+            "{name} has no account yet (a spec lists it as `bot:{name}`, or `bots run` makes it)"
+        )));
+    };
+    if !Bot::new(spec.clone(), bot)?.covers(workspace, Some(channel)) {
+        return Ok(Some(format!(
+            "the channel is outside {name}'s scope (bots/{name}.yaml)"
+        )));
+    }
+    let member: bool = sqlx::query_scalar(
+        "select exists (select 1 from public.members where channel_id = $1 and user_id = $2)",
+    )
+    .bind(id)
+    .bind(bot)
+    .fetch_one(pool)
+    .await?;
+    Ok((!member).then(|| {
+        format!("{name} is not a member of it (list `bot:{name}` among its members in the spec, or `chatctl channel add-members`)")
+    }))
+}

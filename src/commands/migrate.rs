@@ -230,7 +230,7 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
 /// refuses unless `--yes` was given.
 async fn confirm_down(
     ctx: &Context,
-    conn: &mut sqlx::PgConnection,
+    conn: &mut crate::db::Connection,
     migrations: &Migrations,
     target: DownTarget,
     lock_timeout: Duration,

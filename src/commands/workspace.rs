@@ -73,16 +73,8 @@ pub async fn run(ctx: &Context, args: WorkspaceArgs) -> Result<ExitCode> {
                 .render(&ops::workspace_rename(&mut conn, &actor, &slug, &name).await?)?;
         }
         WorkspaceCmd::Delete { slug, yes } => {
-            let held: Option<(i64, i64)> = sqlx::query_as(
-                "select (select count(*) from public.channels c where c.workspace_id = w.id),
-                        (select count(*) from public.chat m join public.channels c on c.id = m.channel_id
-                          where c.workspace_id = w.id)
-                   from public.workspaces w where w.slug = $1",
-            )
-            .bind(&slug)
-            .fetch_optional(&mut conn)
-            .await?;
-            let Some((channels, messages)) = held else {
+            let Some((channels, messages)) = ops::workspace_holdings(&mut conn, &slug).await?
+            else {
                 return Err(Error::usage(format!("no workspace `{slug}`"))
                     .with_help("see `chatctl workspace list`")
                     .into());

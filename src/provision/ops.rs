@@ -48,6 +48,21 @@ fn change(
     }
 }
 
+/// What deleting workspace `slug` deletes with it: its channels and their messages
+/// (`None`: there is no such workspace).
+pub async fn workspace_holdings(conn: &mut PgConnection, slug: &str) -> Result<Option<(i64, i64)>> {
+    let held = sqlx::query_as(
+        "select (select count(*) from public.channels c where c.workspace_id = w.id),
+                (select count(*) from public.chat m join public.channels c on c.id = m.channel_id
+                  where c.workspace_id = w.id)
+           from public.workspaces w where w.slug = $1",
+    )
+    .bind(slug)
+    .fetch_optional(conn)
+    .await?;
+    Ok(held)
+}
+
 /// The current state of one workspace (and of `emails`), or a usage error naming it.
 async fn workspace(
     conn: &mut PgConnection,
