@@ -447,16 +447,22 @@ pub fn on_terminal(
         .collect::<Vec<_>>()
         .join(" ");
     let mut cmd = std::process::Command::new("script");
-    cmd.args(["-qec", &format!("stty cols {cols} rows 50; exec {command}"), "/dev/null"])
-        .env_remove("DATABASE_URL")
-        .env("TERM", "xterm")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "-qec",
+        &format!("stty cols {cols} rows 50; exec {command}"),
+        "/dev/null",
+    ])
+    .env_remove("DATABASE_URL")
+    .env("TERM", "xterm")
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("util-linux `script` runs commands on a terminal");
+    let mut child = cmd
+        .spawn()
+        .expect("util-linux `script` runs commands on a terminal");
     child
         .stdin
         .take()
