@@ -126,6 +126,7 @@ pub async fn examine(
             checks.push(search_index(pool, config).await?);
             checks.extend(bots(conn).await?);
             checks.push(ai_budget(conn, config).await?);
+            checks.push(backups(conn).await?);
         }
     }
     checks.push(realtime(config).await);
@@ -357,6 +358,38 @@ async fn ai_budget(conn: &mut PgConnection, config: &Config) -> Result<Check> {
             Some(
                 "raise ai.daily_token_budget (or the bot's daily_token_budget), or wait for tomorrow (UTC)",
             ),
+        ),
+    })
+}
+
+/// A backup older than this is a warning (a nightly job that stopped).
+const BACKUP_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(26);
+
+async fn backups(conn: &mut PgConnection) -> Result<Check> {
+    Ok(match crate::backup::last_taken(conn).await? {
+        None => Check::new(
+            "backups",
+            Status::Warn,
+            "none taken with chatctl (its audit log records each)",
+            Some("chatctl backup create --out DIR|s3://BUCKET/PREFIX/, nightly"),
+        ),
+        Some((at, location)) if Utc::now() - at > BACKUP_AGE => Check::new(
+            "backups",
+            Status::Warn,
+            format!(
+                "the last one is {} hours old ({location})",
+                (Utc::now() - at).num_hours()
+            ),
+            Some("is the nightly backup job running? chatctl backup create"),
+        ),
+        Some((at, location)) => Check::new(
+            "backups",
+            Status::Ok,
+            format!(
+                "the last one {} hours ago ({location})",
+                (Utc::now() - at).num_hours()
+            ),
+            None,
         ),
     })
 }

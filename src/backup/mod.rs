@@ -155,6 +155,52 @@ impl Summary {
     }
 }
 
+/// Records a backup taken in the database's audit log (`backup`, `archive`, its location),
+/// so that `doctor` can tell how old the last one is. Best effort: a role that may only read
+/// (a backup needs no more) records nothing, and the backup stands.
+pub async fn record_taken(
+    pool: &crate::db::Pool,
+    actor: &crate::provision::Actor,
+    summary: &Summary,
+) {
+    let Some(location) = &summary.location else {
+        return;
+    };
+    let entry = crate::audit::Entry {
+        action: "backup".into(),
+        object_type: "archive".into(),
+        object_id: location.clone(),
+        before: None,
+        after: Some(serde_json::json!({
+            "rows": summary.rows,
+            "bytes": summary.bytes,
+            "encrypted": summary.encrypted,
+            "schema_version": summary.schema_version,
+            "taken_at": summary.created_at,
+        })),
+    };
+    let recorded = async {
+        let mut conn = pool.acquire().await?;
+        crate::audit::record(&mut conn, &actor.operator, &actor.command, &[entry]).await
+    };
+    if let Err(e) = recorded.await {
+        tracing::warn!(error = %e, "the backup is whole, but could not be recorded in the audit log");
+    }
+}
+
+/// The newest backup recorded by [`record_taken`]: when, and where.
+pub async fn last_taken(
+    conn: &mut crate::db::Connection,
+) -> Result<Option<(DateTime<Utc>, String)>> {
+    let last = sqlx::query_as(
+        "select at, object_id from chatctl.audit_log where action = 'backup'
+          order by at desc limit 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(last)
+}
+
 fn damaged(message: impl Into<String>) -> anyhow::Error {
     Error::new(Kind::Damaged, message)
         .with_help("the archive is damaged or incomplete: use another backup")

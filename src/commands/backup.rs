@@ -205,6 +205,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 }
             };
             if out != "-" {
+                backup::record_taken(&pool, &ctx.actor(), &summary).await;
                 ctx.out.render(&Done {
                     action: "created",
                     summary: &summary,

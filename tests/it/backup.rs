@@ -27,8 +27,14 @@ async fn digests(c: &mut PgConnection) -> Vec<(String, i64, String)> {
     .unwrap();
     let mut out = Vec::new();
     for t in tables {
+        // A backup records itself in the source's audit log once it is whole, after its
+        // snapshot: that entry is the one row a restore cannot have.
+        let taken = match t.as_str() {
+            "chatctl.audit_log" => " where x.action <> 'backup'",
+            _ => "",
+        };
         let (n, d): (i64, String) = sqlx::query_as(&format!(
-            "select count(*), md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from {t} x"
+            "select count(*), md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from {t} x{taken}"
         ))
         .fetch_one(&mut *c)
         .await
@@ -181,10 +187,12 @@ async fn a_backup_restored_into_an_empty_database_gives_back_every_table() {
     .fetch_one(&mut b)
     .await
     .unwrap();
-    let max: i64 = sqlx::query_scalar("select max(id) from chatctl.audit_log where actor <> 't'")
-        .fetch_one(&mut a)
-        .await
-        .unwrap();
+    let max: i64 = sqlx::query_scalar(
+        "select max(id) from chatctl.audit_log where actor <> 't' and action <> 'backup'",
+    )
+    .fetch_one(&mut a)
+    .await
+    .unwrap();
     assert!(next > max);
 
     // Into a database that holds rows: refused (73), unless --force.

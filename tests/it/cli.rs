@@ -689,11 +689,30 @@ async fn doctor_reports_each_check_and_exits_by_the_worst() {
     );
     assert_eq!(status(&report, "realtime")["status"], "skip");
 
-    // Indexed: all good.
+    assert_eq!(
+        status(&report, "backups")["status"],
+        "warn",
+        "none taken yet"
+    );
+
+    // Indexed and backed up: all good.
     let out = chatctl(&env).args(["search", "reindex"]).output().unwrap();
+    assert!(out.status.success(), "{:?}", outputs(&out));
+    let archive = index.path().join("chat.backup");
+    let out = chatctl(&env)
+        .args(["backup", "create", "--out", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{:?}", outputs(&out));
     let (code, report) = doctor(&env);
     assert_eq!(code, Some(0), "{report}");
+    assert!(
+        status(&report, "backups")["reason"]
+            .as_str()
+            .unwrap()
+            .contains(archive.to_str().unwrap()),
+        "{report}"
+    );
 
     // A bot whose daemon stopped an hour ago, and a table left open: the worst wins.
     let mut c = db.conn().await;
