@@ -2,16 +2,12 @@
 //! handler posts a template reply), and the daemon's RSS idle and loaded. The daemon is the
 //! real `chatctl bots run` process (release build).
 //!
-//! Two latencies per answered message, both from when the writer's INSERT wrote it (its
-//! `clock_timestamp()`, on the server: just before the commit, so the commit's own flush
-//! counts against the daemon): "claimed", to the claim (`claimed_at`, the server's clock:
-//! the handler has decided), and "posted", to the moment this benchmark hears the reply's
-//! commit (the reply is there for everyone): a trigger the benchmark adds to its database
-//! notifies `bench_posted` for each reply, and a NOTIFY is delivered at commit. (The
-//! daemon's own inserts send no `chatctl_events`; this one adds a NOTIFY to each reply's
-//! commit, as the writers' inserts already have.)
-//! Neither can be negative; one that is stops the benchmark (the clocks or the measure are
-//! wrong). Every table row says the writers' batching and the share of mentions.
+//! Two latencies per answered message, both from the moment the mention was committed (its
+//! transaction's commit timestamp, `pg_xact_commit_timestamp`: the server needs
+//! `track_commit_timestamp = on`): "claimed", to the claim (`claimed_at`, when the handler
+//! decided), and "posted", to the commit of the reply (the reply is there for everyone). All
+//! on the server's clock, so neither can be negative; one that is stops the benchmark. Every
+//! table row says the writers' batching and the share of mentions.
 //! `--async-commit` runs the writers with `synchronous_commit = off`: every NOTIFY serialises
 //! committing writers on one lock, so with fsync'd commits the writers cannot go faster than
 //! one fsync at a time.
@@ -126,16 +122,15 @@ async fn run(rates: &[u64], opts: &Opts) {
     .await
     .unwrap();
 
-    // Each reply's commit, announced (the measure of "posted").
-    sqlx::raw_sql(
-        "create function public.bench_posted() returns trigger language plpgsql as $$
-         begin perform pg_notify('bench_posted', new.id::text); return null; end $$;
-         create trigger bench_posted after insert on public.chat for each row
-           when (new.parent_id is not null) execute function public.bench_posted();",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    // Commit times are what the latencies start and end at.
+    let tracked: String = sqlx::query_scalar("show track_commit_timestamp")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        tracked, "on",
+        "the latencies are measured between commits: `alter system set track_commit_timestamp = on` and restart the server (`chatctl dev down && chatctl dev up`)"
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/chatctl");
@@ -205,24 +200,6 @@ async fn run(rates: &[u64], opts: &Opts) {
             .fetch_one(&pool)
             .await
             .unwrap();
-        // Hears each reply's commit: when it became visible.
-        let mut listener = sqlx::postgres::PgListener::connect(&url).await.unwrap();
-        listener.listen("bench_posted").await.unwrap();
-        let heard = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
-            uuid::Uuid,
-            chrono::DateTime<chrono::Utc>,
-        >::new()));
-        let hearing = {
-            let heard = heard.clone();
-            tokio::spawn(async move {
-                loop {
-                    let n = listener.recv().await.unwrap();
-                    let at = chrono::Utc::now();
-                    let id: uuid::Uuid = n.payload().parse().unwrap();
-                    heard.lock().unwrap().insert(id, at);
-                }
-            })
-        };
         let start = Instant::now();
         let total = rate * seconds;
         // 8 writers, each paced to rate/8; each message's commit time is when its commit was
@@ -252,7 +229,7 @@ async fn run(rates: &[u64], opts: &Opts) {
                             }
                         })
                         .collect();
-                    let written: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as("insert into chat (channel_id, user_id, message) select $1, $2, jsonb_build_object('text', t) from unnest($3::text[]) t returning id, clock_timestamp()")
+                    let written: Vec<uuid::Uuid> = sqlx::query_scalar("insert into chat (channel_id, user_id, message) select $1, $2, jsonb_build_object('text', t) from unnest($3::text[]) t returning id")
                         .bind(channel)
                         .bind(user)
                         .bind(texts)
@@ -264,8 +241,7 @@ async fn run(rates: &[u64], opts: &Opts) {
                 committed
             }));
         }
-        let mut committed: std::collections::HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>> =
-            std::collections::HashMap::new();
+        let mut committed: Vec<uuid::Uuid> = Vec::new();
         for t in tasks {
             committed.extend(t.await.unwrap());
         }
@@ -294,35 +270,21 @@ async fn run(rates: &[u64], opts: &Opts) {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let claims: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-            "select b.message_id, b.claimed_at from chatctl.bot_claims b
-                   join chat c on c.id = b.message_id where c.created_at >= $1",
+        // Each answered mention: its commit, its claim, its reply's commit.
+        let answered: Vec<(
+            chrono::DateTime<chrono::Utc>,
+            chrono::DateTime<chrono::Utc>,
+            Option<chrono::DateTime<chrono::Utc>>,
+        )> = sqlx::query_as(
+            "select pg_xact_commit_timestamp(m.xmin), b.claimed_at, pg_xact_commit_timestamp(r.xmin)
+               from chatctl.bot_claims b join chat m on m.id = b.message_id
+               left join chat r on r.id = b.reply_id
+              where m.created_at >= $1",
         )
         .bind(since)
         .fetch_all(&pool)
         .await
         .unwrap();
-        // Every reply's commit is heard once it is made: wait for the last ones to arrive.
-        let replies: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
-            "select id, parent_id from chat where parent_id is not null and created_at >= $1",
-        )
-        .bind(since)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while replies
-            .iter()
-            .any(|(id, _)| !heard.lock().unwrap().contains_key(id))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "a reply's commit was never heard"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        hearing.abort();
-        let heard = std::mem::take(&mut *heard.lock().unwrap());
         let ms = |what: &str, d: chrono::TimeDelta| {
             let us = d.num_microseconds().unwrap();
             assert!(
@@ -331,21 +293,16 @@ async fn run(rates: &[u64], opts: &Opts) {
             );
             us as f64 / 1000.0
         };
-        let mut claimed: Vec<f64> = claims
+        let mut claimed: Vec<f64> = answered
             .iter()
-            .filter_map(|(id, at)| Some(ms("claim", *at - *committed.get(id)?)))
+            .map(|(committed, at, _)| ms("claim", *at - *committed))
             .collect();
-        let mut posted: Vec<f64> = replies
+        let mut posted: Vec<f64> = answered
             .iter()
-            .filter_map(|(id, parent)| {
-                Some(ms("posting", *heard.get(id)? - *committed.get(parent)?))
-            })
+            .filter_map(|(committed, _, reply)| Some(ms("posting", (*reply)? - *committed)))
             .collect();
-        assert_eq!(
-            posted.len(),
-            replies.len(),
-            "every reply's commit was heard"
-        );
+        assert_eq!(posted.len(), answered.len(), "every claim has its reply");
+        let claims = answered;
         claimed.sort_by(f64::total_cmp);
         posted.sort_by(f64::total_cmp);
         let pct = |v: &[f64], q: f64| {
