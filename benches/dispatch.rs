@@ -4,10 +4,13 @@
 //!
 //! Two latencies per answered message, both from the moment the mention was committed (its
 //! transaction's commit timestamp, `pg_xact_commit_timestamp`: the server needs
-//! `track_commit_timestamp = on`): "claimed", to the claim (`claimed_at`, when the handler
-//! decided), and "posted", to the commit of the reply (the reply is there for everyone). All
-//! on the server's clock, so neither can be negative; one that is stops the benchmark. Every
-//! table row says the writers' batching and the share of mentions.
+//! `track_commit_timestamp = on`): "claimed", to the commit of the bot's claim (the handler
+//! decided, and no other replica will act), and "posted", to the commit of the reply (the
+//! reply is there for everyone). A template reply is claimed and posted in one statement,
+//! so the two coincide here; an AI reply claims first. (`claimed_at` is its transaction's
+//! start, which can precede the mention's commit when a sweep's transaction began earlier.)
+//! All on the server's clock, so neither can be negative; one that is stops the benchmark.
+//! Every table row says the writers' batching and the share of mentions.
 //! `--async-commit` runs the writers with `synchronous_commit = off`: every NOTIFY serialises
 //! committing writers on one lock, so with fsync'd commits the writers cannot go faster than
 //! one fsync at a time.
@@ -271,12 +274,10 @@ async fn run(rates: &[u64], opts: &Opts) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Each answered mention: its commit, its claim, its reply's commit.
-        let answered: Vec<(
-            chrono::DateTime<chrono::Utc>,
-            chrono::DateTime<chrono::Utc>,
-            Option<chrono::DateTime<chrono::Utc>>,
-        )> = sqlx::query_as(
-            "select pg_xact_commit_timestamp(m.xmin), b.claimed_at, pg_xact_commit_timestamp(r.xmin)
+        type At = chrono::DateTime<chrono::Utc>;
+        let answered: Vec<(At, At, Option<At>)> = sqlx::query_as(
+            "select pg_xact_commit_timestamp(m.xmin), pg_xact_commit_timestamp(b.xmin),
+                    pg_xact_commit_timestamp(r.xmin)
                from chatctl.bot_claims b join chat m on m.id = b.message_id
                left join chat r on r.id = b.reply_id
               where m.created_at >= $1",
