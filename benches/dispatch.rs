@@ -232,7 +232,10 @@ async fn run(rates: &[u64], opts: &Opts) {
                             }
                         })
                         .collect();
-                    let written: Vec<uuid::Uuid> = sqlx::query_scalar("insert into chat (channel_id, user_id, message) select $1, $2, jsonb_build_object('text', t) from unnest($3::text[]) t returning id")
+                    // Each message with its transaction's id: a mention's row is rewritten when
+                    // it is answered (its reply count), so its own xmin cannot tell when it
+                    // was committed; the writer's transaction id can.
+                    let written: Vec<(uuid::Uuid, i64)> = sqlx::query_as("insert into chat (channel_id, user_id, message) select $1, $2, jsonb_build_object('text', t) from unnest($3::text[]) t returning id, pg_current_xact_id()::text::bigint")
                         .bind(channel)
                         .bind(user)
                         .bind(texts)
@@ -244,7 +247,7 @@ async fn run(rates: &[u64], opts: &Opts) {
                 committed
             }));
         }
-        let mut committed: Vec<uuid::Uuid> = Vec::new();
+        let mut committed: Vec<(uuid::Uuid, i64)> = Vec::new();
         for t in tasks {
             committed.extend(t.await.unwrap());
         }
@@ -275,14 +278,16 @@ async fn run(rates: &[u64], opts: &Opts) {
         }
         // Each answered mention: its commit, its claim, its reply's commit.
         type At = chrono::DateTime<chrono::Utc>;
+        let (ids, xids): (Vec<uuid::Uuid>, Vec<i64>) = committed.iter().copied().unzip();
         let answered: Vec<(At, At, Option<At>)> = sqlx::query_as(
-            "select pg_xact_commit_timestamp(m.xmin), pg_xact_commit_timestamp(b.xmin),
-                    pg_xact_commit_timestamp(r.xmin)
-               from chatctl.bot_claims b join chat m on m.id = b.message_id
-               left join chat r on r.id = b.reply_id
-              where m.created_at >= $1",
+            "select pg_xact_commit_timestamp(((w.x % 4294967296)::text)::xid),
+                    pg_xact_commit_timestamp(b.xmin), pg_xact_commit_timestamp(r.xmin)
+               from unnest($1::uuid[], $2::bigint[]) w(id, x)
+               join chatctl.bot_claims b on b.message_id = w.id
+               left join chat r on r.id = b.reply_id",
         )
-        .bind(since)
+        .bind(&ids)
+        .bind(&xids)
         .fetch_all(&pool)
         .await
         .unwrap();
