@@ -18,7 +18,7 @@ use crate::report::Report;
   chatctl backup create --out s3://chat-backups/nightly/ --encrypt-to age1...
   chatctl backup verify /var/backups/chat/chat-20261201T020000Z.backup
   chatctl backup restore FILE --target-url postgres://.../chat_restored -j 4
-  chatctl backup prune s3://chat-backups/nightly/ --keep-daily 7 --keep-weekly 4 --keep-monthly 12")]
+  chatctl backup prune s3://chat-backups/nightly/ --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --yes")]
 pub struct BackupArgs {
     #[command(subcommand)]
     cmd: BackupCmd,
@@ -87,6 +87,9 @@ enum BackupCmd {
         /// Say what would be removed; remove nothing
         #[arg(long)]
         dry_run: bool,
+        /// Do not ask first (required when stdin is not a terminal, as in cron)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Restore an archive into an empty database, all or nothing
     Restore {
@@ -222,6 +225,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             keep_weekly,
             keep_monthly,
             dry_run,
+            yes,
         } => {
             let policy = backup::Retention {
                 last: keep_last,
@@ -229,11 +233,23 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 weekly: keep_weekly,
                 monthly: keep_monthly,
             };
-            ctx.out.render(&backup::prune(
-                &Place::parse(&dir, endpoint)?,
-                policy,
-                dry_run,
-            )?)?;
+            let place = Place::parse(&dir, endpoint)?;
+            if !dry_run {
+                let preview = backup::prune(&place, policy, true)?;
+                if !preview.removed.is_empty() {
+                    super::confirm_destructive(
+                        ctx,
+                        &format!(
+                            "pruning {dir} deletes {} backup(s) and keeps {}",
+                            preview.removed.len(),
+                            preview.kept.len()
+                        ),
+                        yes,
+                        "see which with --dry-run; cron jobs add --yes",
+                    )?;
+                }
+            }
+            ctx.out.render(&backup::prune(&place, policy, dry_run)?)?;
         }
         BackupCmd::Verify {
             archive,

@@ -609,10 +609,14 @@ async fn list_shows_the_backups_and_prune_keeps_exactly_what_the_policy_says() {
         store.join("b1.backup").exists(),
         "a dry run removes nothing"
     );
-    let out = backup(
-        &src,
-        &[&["prune", store.to_str().unwrap()][..], &policy[..]].concat(),
-    );
+    // In a script, deleting needs --yes: refused without, naming how many would go.
+    let prune = [&["prune", store.to_str().unwrap()][..], &policy[..]].concat();
+    let out = backup(&src, &prune);
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("deletes 2 backup(s)"), "{stderr}");
+    assert!(store.join("b1.backup").exists(), "refused: nothing removed");
+    let out = backup(&src, &[&prune[..], &["--yes"][..]].concat());
     assert!(out.status.success(), "{}", outputs(&out).1);
     let mut left: Vec<String> = std::fs::read_dir(&store)
         .unwrap()
@@ -882,7 +886,7 @@ async fn off_site_backups_go_to_an_s3_server_and_come_back() {
     assert_eq!(digests(&mut a).await, digests(&mut b).await);
 
     // Pruned in the bucket: the newest kept.
-    let out = run(&["prune", &prefix, "--keep-last", "1", "-o", "json"]);
+    let out = run(&["prune", &prefix, "--keep-last", "1", "--yes", "-o", "json"]);
     assert!(out.status.success(), "{}", outputs(&out).1);
     let out = run(&["list", &prefix, "-o", "json"]);
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
