@@ -1,4 +1,43 @@
-// The migrations are embedded by `sqlx::migrate!`; rebuild when they change.
+// The migrations are embedded by `sqlx::migrate!`; rebuild when they change. And what
+// `chatctl version` reports of the build: the git commit, the build date (SOURCE_DATE_EPOCH
+// when set, for reproducible builds), the target and the compiler.
+use std::process::Command;
+
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let output = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let commit =
+        output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
+    let commit = if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    };
+    let date = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(epoch) => output("date", &["-u", "-d", &format!("@{epoch}"), "+%Y-%m-%d"]),
+        Err(_) => output("date", &["-u", "+%Y-%m-%d"]),
+    }
+    .unwrap_or_else(|| "unknown".into());
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CHATCTL_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=CHATCTL_BUILD_DATE={date}");
+    println!(
+        "cargo:rustc-env=CHATCTL_TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
+    println!("cargo:rustc-env=CHATCTL_RUSTC={rustc}");
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod backup;
 pub mod bots;
+pub mod build_info;
 pub mod chat;
 pub mod commands;
 pub mod config;

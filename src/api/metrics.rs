@@ -75,7 +75,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = crate::build_info::metric();
         let name = "chatctl_api_requests_total";
         prom::header(
             &mut out,

@@ -46,7 +46,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = crate::build_info::metric();
         let counters = [
             (
                 "chatctl_bot_events_received_total",

@@ -42,6 +42,7 @@ use crate::output::Output;
 #[command(
     name = "chatctl",
     version,
+    long_version = crate::build_info::LONG_VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -141,6 +142,8 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Print shell completions (bash, zsh, fish, ...)
     Completions(completions::CompletionsArgs),
+    /// Show the version and the build: git commit, build date, target, compiler, features
+    Version,
 }
 
 /// What every command gets: the layered configuration and the output settings.
@@ -317,6 +320,10 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Channel(args) => channel::run(ctx, args).await,
         Command::Users(args) => users::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
+        Command::Version => {
+            ctx.out.render(&crate::build_info::get())?;
+            Ok(ExitCode::Success)
+        }
         Command::Doctor(args) => doctor::run(ctx, args).await,
         Command::Post(args) => post::run(ctx, args).await,
         Command::Tail(args) => tail::run(ctx, args).await,

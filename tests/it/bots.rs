@@ -839,6 +839,15 @@ async fn the_daemon_serves_health_readiness_and_metrics() {
         metrics.contains("# TYPE chatctl_bot_dispatch_latency_seconds histogram"),
         "{metrics}"
     );
+    // The build, as Prometheus's own *_build_info metrics give it.
+    let build = chatctl::build_info::get();
+    assert!(
+        metrics.contains(&format!(
+            "chatctl_build_info{{version=\"{}\",commit=\"{}\"",
+            build.version, build.commit
+        )),
+        "{metrics}"
+    );
     let (code, body) = get(&addr, "/readyz");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("event source: connected"), "{body}");

@@ -755,3 +755,28 @@ async fn doctor_reports_each_check_and_exits_by_the_worst() {
     assert_eq!(status(&report, "database")["status"], "fail");
     assert_eq!(status(&report, "realtime")["status"], "fail");
 }
+
+/// `chatctl version -o json` and `--version` say what was built: the version, the commit,
+/// the date, the target and the compiler.
+#[test]
+fn version_says_what_was_built() {
+    let out = chatctl(&[])
+        .args(["version", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", outputs(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    let commit = v["commit"].as_str().unwrap();
+    assert!(commit.len() >= 12 || commit == "unknown", "{v}");
+    assert!(v["rustc"].as_str().unwrap().starts_with("rustc "), "{v}");
+    assert!(v["target"].as_str().unwrap().contains("-linux-"), "{v}");
+    assert!(v["build_date"].as_str().unwrap().len() == 10, "{v}");
+    assert!(v["features"].is_array());
+    let out = chatctl(&[]).arg("--version").output().unwrap();
+    let (stdout, _) = outputs(&out);
+    assert!(
+        stdout.starts_with(&format!("chatctl {} ({commit} ", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+}
