@@ -13,6 +13,7 @@ mod config;
 mod dev;
 mod dm;
 mod doctor;
+mod man;
 mod migrate;
 mod post;
 mod search;
@@ -144,6 +145,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Show the version and the build: git commit, build date, target, compiler, features
     Version,
+    /// Write the manual pages (one per command) into a directory
+    Man(man::ManArgs),
 }
 
 /// What every command gets: the layered configuration and the output settings.
@@ -320,6 +323,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Channel(args) => channel::run(ctx, args).await,
         Command::Users(args) => users::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
+        Command::Man(args) => man::run(ctx, args),
         Command::Version => {
             ctx.out.render(&crate::build_info::get())?;
             Ok(ExitCode::Success)

@@ -780,3 +780,31 @@ fn version_says_what_was_built() {
         "{stdout}"
     );
 }
+
+/// `chatctl man --out DIR` writes a page for chatctl and for each command and subcommand,
+/// from the same definitions as `--help`.
+#[test]
+fn man_pages_cover_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chatctl(&[])
+        .args(["man", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", outputs(&out));
+    let top = std::fs::read_to_string(dir.path().join("chatctl.1")).unwrap();
+    assert!(top.contains(".TH chatctl 1"), "{top}");
+    let down = std::fs::read_to_string(dir.path().join("chatctl-migrate-down.1")).unwrap();
+    assert!(down.contains("\\-\\-yes"), "{down}");
+    // One page per command of the tree (`help` aside).
+    use clap::CommandFactory as _;
+    fn count(cmd: &clap::Command) -> usize {
+        1 + cmd
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .map(count)
+            .sum::<usize>()
+    }
+    let pages = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(pages, count(&chatctl::commands::Cli::command()));
+}
