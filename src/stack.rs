@@ -299,10 +299,15 @@ impl Report for StackReport {
             )?,
             None => writeln!(out, "  workspaces: none applied ({EXAMPLE_SPEC} not found)")?,
         }
-        if self.bots.is_empty() {
+        if !self.foreground {
             writeln!(
                 out,
-                "  bots:      none running (bots/ not found, or --detach)"
+                "  bots:      not run: --detach brings the stack up and returns (`chatctl bots run` runs them)"
+            )?;
+        } else if self.bots.is_empty() {
+            writeln!(
+                out,
+                "  bots:      none running (the project has no bots/ folder)"
             )?;
         } else {
             writeln!(out, "  bots:      {} (LISTEN/NOTIFY)", self.bots.join(", "))?;

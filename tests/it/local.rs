@@ -79,6 +79,11 @@ fn dev_up_status_url_down_manage_a_local_cluster() {
         stdout.contains("chatctl is up") && stdout.contains("psql postgres://postgres@127.0.0.1:"),
         "{stdout}"
     );
+    // Detached, it says truthfully why no bot runs (not a missing folder).
+    assert!(
+        stdout.contains("bots:      not run: --detach brings the stack up and returns"),
+        "{stdout}"
+    );
     // It builds the search index when there is none, and finds it the next time.
     assert!(stdout.contains("search:    index built in"), "{stdout}");
     assert!(Path::new(&data).join("search/CURRENT").is_file());
