@@ -255,3 +255,46 @@ fn config_and_the_url_helpers_import_nothing_above_them() {
         }
     }
 }
+
+/// The systemd units of `contrib/systemd/` are what systemd accepts: `systemd-analyze
+/// verify` on each (the template with an instance), where systemd is installed (CI's
+/// machine has it). The binary's path is this build's, so that ExecStart resolves.
+#[test]
+fn the_systemd_units_verify() {
+    let Ok(found) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed: the units are not verified here");
+        return;
+    };
+    assert!(found.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let mut units = Vec::new();
+    for entry in std::fs::read_dir(root().join("contrib/systemd")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.ends_with(".service") || name.ends_with(".timer")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("/usr/local/bin/chatctl", env!("CARGO_BIN_EXE_chatctl"));
+        let name = name.replace("@.", "@acme.engineering.");
+        std::fs::write(dir.path().join(&name), text).unwrap();
+        units.push(name);
+    }
+    assert!(units.len() >= 6, "{units:?}");
+    for unit in units {
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.path().join(&unit))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{unit}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
