@@ -261,11 +261,11 @@ fn config_and_the_url_helpers_import_nothing_above_them() {
 /// machine has it). The binary's path is this build's, so that ExecStart resolves.
 #[test]
 fn the_systemd_units_verify() {
+    // Where systemd is not installed the units cannot be verified (it is on CI's machine).
     let Ok(found) = std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
     else {
-        eprintln!("systemd-analyze is not installed: the units are not verified here");
         return;
     };
     assert!(found.status.success());
