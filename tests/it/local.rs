@@ -246,6 +246,33 @@ fn commands_find_their_project_from_below_and_a_closed_checkout_still_runs() {
             .output()
             .unwrap()
     };
+    // Whatever happens, the cluster this test starts is stopped and removed at its end
+    // (it may live in /var/tmp, outside the temporary directory).
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let status = chatctl_std(&[])
+                .current_dir(&self.0)
+                .args(["dev", "status", "-o", "json"])
+                .output();
+            let _ = chatctl_std(&[])
+                .current_dir(&self.0)
+                .args(["dev", "down"])
+                .output();
+            let data_dir = status
+                .ok()
+                .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+                .and_then(|v| v["data_dir"].as_str().map(str::to_owned));
+            if let Some(moved) = data_dir
+                .as_deref()
+                .and_then(|d| d.strip_suffix("/pg/data"))
+                .filter(|d| d.starts_with("/var/tmp/chatctl-"))
+            {
+                let _ = std::fs::remove_dir_all(moved);
+            }
+        }
+    }
+    let _down = Down(project.clone());
     let out = run(&project, &["migrate", "up"]);
     let (_, stderr) = outputs(&out);
     assert!(out.status.success(), "{stderr}");
@@ -285,7 +312,4 @@ fn commands_find_their_project_from_below_and_a_closed_checkout_still_runs() {
     }
     let out = run(&below, &["dev", "down"]);
     assert!(out.status.success(), "{:?}", outputs(&out));
-    if let Some(moved) = data_dir.strip_suffix("/pg/data") {
-        let _ = std::fs::remove_dir_all(moved);
-    }
 }
