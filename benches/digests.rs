@@ -25,11 +25,7 @@ const BEFORE: &[(u64, f64, u64)] = &[
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let sizes = common::flag(&args, "--sizes")
-        .unwrap_or_else(|| "10000,100000,1000000".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("--sizes N,N"))
-        .collect::<Vec<u64>>();
+    let sizes = common::sizes_or(&args, "10000,100000,1000000");
     let runs: usize = common::flag(&args, "--runs")
         .map(|r| r.parse().expect("--runs N"))
         .unwrap_or(3);

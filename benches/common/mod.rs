@@ -118,8 +118,13 @@ pub fn flag(args: &[String], name: &str) -> Option<String> {
 /// `--sizes N,N` (default 100,000 and 1,000,000): the sizes a benchmark measures, an order
 /// of magnitude apart.
 pub fn sizes(args: &[String]) -> Vec<u64> {
+    sizes_or(args, "100000,1000000")
+}
+
+/// [`sizes`] with another default.
+pub fn sizes_or(args: &[String], default: &str) -> Vec<u64> {
     flag(args, "--sizes")
-        .unwrap_or_else(|| "100000,1000000".into())
+        .unwrap_or_else(|| default.into())
         .split(',')
         .map(|s| s.trim().parse().expect("--sizes N,N"))
         .collect()

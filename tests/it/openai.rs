@@ -226,17 +226,26 @@ async fn failure(
     tweak: impl FnOnce(&mut AiConfig),
 ) -> (anyhow::Error, usize, Duration) {
     let server = StandIn::start(move |_, _| answer.clone()).await;
-    let mut s = settings(&server.url);
+    let started = Instant::now();
+    let err = summary_failure(&server.url, tweak, Arc::new(Stats::default())).await;
+    (err, server.requests().len(), started.elapsed())
+}
+
+/// The error of a thread summary asked of the server at `url`.
+async fn summary_failure(
+    url: &str,
+    tweak: impl FnOnce(&mut AiConfig),
+    stats: Arc<Stats>,
+) -> anyhow::Error {
+    let mut s = settings(url);
     tweak(&mut s);
-    let engine = OpenAiEngine::new(s, None, Arc::new(Stats::default())).unwrap();
+    let engine = OpenAiEngine::new(s, None, stats).unwrap();
     let messages = conversation(10);
     let prompts = Prompts::default();
-    let started = Instant::now();
-    let err = engine
+    engine
         .thread_summary(ask(&messages, &prompts, None))
         .await
-        .unwrap_err();
-    (err, server.requests().len(), started.elapsed())
+        .unwrap_err()
 }
 
 fn rendered(e: &anyhow::Error) -> (String, u8, Option<String>) {
@@ -322,16 +331,8 @@ async fn connection_errors_are_retried_then_reported() {
             }
         });
     }
-    let mut s = settings(&url);
-    s.max_retries = 2;
     let stats = Arc::new(Stats::default());
-    let engine = OpenAiEngine::new(s, None, stats.clone()).unwrap();
-    let messages = conversation(10);
-    let prompts = Prompts::default();
-    let err = engine
-        .thread_summary(ask(&messages, &prompts, None))
-        .await
-        .unwrap_err();
+    let err = summary_failure(&url, |s| s.max_retries = 2, stats.clone()).await;
     let (text, code, _) = rendered(&err);
     assert_eq!(code, 69, "{text}");
     assert_eq!(
