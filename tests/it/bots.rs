@@ -1354,23 +1354,31 @@ async fn post_a_mention_and_tail_shows_the_bots_answer() {
         }
     });
 
-    let out = chatctl(&env)
-        .args([
-            "post",
-            "-w",
-            "acme",
-            "--channel",
-            "general",
-            "--as",
-            "ada@example.com",
-        ])
-        .args(["@summarybot are you there?", "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", outputs(&out).1);
-    let posted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut lines = Vec::new();
+    let post = |text: &str| {
+        let out = chatctl(&env)
+            .args(["post", "-w", "acme", "--channel", "general"])
+            .args(["--as", "ada@example.com", text, "-o", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", outputs(&out).1);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // `-n 0` shows nothing posted before the tail started: a first message, seen in the
+    // tail, says it is following.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        post("good morning");
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match seen.recv_timeout(left.min(Duration::from_secs(2))) {
+            Ok(line) if line["text"] == "good morning" => break,
+            Ok(line) => panic!("the tail showed {line} before the first message"),
+            Err(_) if left.is_zero() => panic!("the tail never showed a message"),
+            Err(_) => continue,
+        }
+    }
+    let posted = post("@summarybot are you there?");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut lines = Vec::new();
     while !lines
         .iter()
         .any(|l: &serde_json::Value| l["author"] == "summarybot")
@@ -1379,7 +1387,9 @@ async fn post_a_mention_and_tail_shows_the_bots_answer() {
         let line = seen
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("the tail showed no answer; it showed {lines:?}"));
-        lines.push(line);
+        if line["text"] != "good morning" {
+            lines.push(line);
+        }
     }
     assert_eq!(lines[0]["id"], posted["id"], "the mention first: {lines:?}");
     assert_eq!(lines[0]["author"], "ada");
