@@ -26,6 +26,7 @@ pub mod provision;
 pub mod realtime;
 pub mod report;
 pub mod search;
+pub mod slack;
 pub mod stack;
 pub mod urls;
 pub mod users;

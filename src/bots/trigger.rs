@@ -108,7 +108,8 @@ impl Bot {
 
     /// What this bot would post for `m`, if anything.
     pub fn decide(&self, m: &Message) -> Option<Reply> {
-        if m.user_id == self.user_id || (m.author_is_bot && !self.spec.reply_to_bots) {
+        if m.imported || m.user_id == self.user_id || (m.author_is_bot && !self.spec.reply_to_bots)
+        {
             return None;
         }
         if !self.in_scope(m) {
@@ -201,6 +202,8 @@ pub struct Message {
     /// For a reply: how many replies its thread has up to and including it (read only when
     /// a bot needs it).
     pub thread_position: Option<i64>,
+    /// Brought in by an import (`message.imported`): history, never answered.
+    pub imported: bool,
 }
 
 /// What a bot posts: text, in a thread.
@@ -249,6 +252,7 @@ pub fn dry_run(
         workspace: workspace.to_owned(),
         channel_name: Some(channel.to_owned()),
         thread_position: None,
+        imported: false,
     };
     Ok(bot.decide(&m).map(|mut r| {
         match r.kind {
@@ -287,6 +291,7 @@ mod tests {
             workspace: "acme".into(),
             channel_name: Some("general".into()),
             thread_position: None,
+            imported: false,
         }
     }
 

@@ -13,6 +13,7 @@ mod config;
 mod dev;
 mod dm;
 mod doctor;
+mod import;
 mod man;
 mod migrate;
 mod post;
@@ -112,6 +113,8 @@ pub enum Command {
     Workspace(workspace::WorkspaceArgs),
     /// Import people in bulk; list, show, deactivate, reactivate, set roles, export
     Users(users::UsersArgs),
+    /// Import a Slack workspace export: people, channels, DMs, messages, threads, reactions
+    Import(import::ImportArgs),
     /// Create, list, archive, rename channels; manage members and sharing
     Channel(channel::ChannelArgs),
     /// Open the direct message of a set of users
@@ -322,6 +325,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Workspace(args) => workspace::run(ctx, args).await,
         Command::Channel(args) => channel::run(ctx, args).await,
         Command::Users(args) => users::run(ctx, args).await,
+        Command::Import(args) => import::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
         Command::Man(args) => man::run(ctx, args),
         Command::Version => {

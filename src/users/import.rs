@@ -544,11 +544,38 @@ impl Stage {
 
 /// Imports people; see the module's documentation.
 pub async fn import(pool: &PgPool, opts: &ImportOptions, actor: &Actor) -> Result<ImportReport> {
+    let counter = Counter::default();
+    let inputs = opts
+        .files
+        .iter()
+        .map(|f| input::open(f, opts.format, &counter))
+        .collect::<Result<Vec<_>>>()?;
+    import_inputs(pool, inputs, &counter, opts, actor).await
+}
+
+/// [`import`] of inputs already open (another importer's people: a Slack export's users);
+/// `counter` counts the bytes they read. `opts.files` is not read.
+pub async fn import_inputs(
+    pool: &PgPool,
+    inputs: Vec<input::Input>,
+    counter: &Counter,
+    opts: &ImportOptions,
+    actor: &Actor,
+) -> Result<ImportReport> {
     let mut conn = pool.acquire().await?;
     check_may_write_auth(&mut conn).await?;
     let target = Target::resolve(&mut conn, opts).await?;
     let st = Stage::create(&mut conn).await?;
-    let result = run(pool, &mut conn, &st, &target, opts, actor).await;
+    let result = run(
+        pool,
+        &mut conn,
+        &st,
+        &target,
+        (inputs, counter),
+        opts,
+        actor,
+    )
+    .await;
     let dropped = st.drop(&mut conn).await;
     let report = result?;
     dropped?;
@@ -560,18 +587,16 @@ async fn run(
     conn: &mut PgConnection,
     st: &Stage,
     target: &Target,
+    (inputs, counter): (Vec<input::Input>, &Counter),
     opts: &ImportOptions,
     actor: &Actor,
 ) -> Result<ImportReport> {
     let started = Instant::now();
 
     // 1. Load.
-    let counter = Counter::default();
-    let mut inputs = Vec::new();
     let mut mappers = Vec::new();
     let mut files = Vec::new();
-    for f in &opts.files {
-        let inp = input::open(f, opts.format, &counter)?;
+    for inp in &inputs {
         let source = opts.source.clone().unwrap_or_else(|| {
             if inp.format == Format::Mongo {
                 "mongo".into()
@@ -585,9 +610,9 @@ async fn run(
             format: inp.format,
             rows: 0,
         });
-        inputs.push(inp);
     }
     let total_bytes: u64 = inputs.iter().filter_map(|i| i.size).sum();
+    let sizes_unknown = inputs.iter().any(|i| i.size.is_none());
     let hashing = std::sync::Arc::new(std::sync::Mutex::new(Hashing::default()));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Loaded>(8);
     let reader = {
@@ -595,7 +620,7 @@ async fn run(
         tokio::task::spawn_blocking(move || read_inputs(inputs, mappers, tx, hashing))
     };
     // The size of standard input is unknown: a spinner then, and no ETA.
-    let stdin = opts.files.iter().any(|f| f == "-");
+    let stdin = sizes_unknown;
     let total = if stdin { 0 } else { total_bytes.max(1) };
     let mut meter = Meter::new(opts.progress, "reading", total, "bytes");
     let mut rows = 0u64;

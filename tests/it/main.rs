@@ -21,6 +21,7 @@ mod rls;
 mod schema;
 mod search;
 mod seed;
+mod slack;
 mod summarize;
 mod tidy;
 mod users;

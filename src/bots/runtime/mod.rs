@@ -47,6 +47,7 @@ fn messages(rows: &str, tail: &str) -> String {
     format!(
         "select c.id, c.channel_id, c.user_id, c.parent_id, coalesce(c.message ->> 'text', '') as text,
            coalesce(c.message -> 'mentions', '[]') as mentions, c.created_at,
+           c.message ? 'imported' as imported,
            u.username as author, u.is_bot as author_is_bot, w.slug as workspace, ch.name as channel_name,
            case when $4 and c.parent_id is not null then
                (select count(*) from public.chat r
