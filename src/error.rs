@@ -25,7 +25,8 @@ pub enum ExitCode {
     ChangesPending = 2,
     /// Usage error: a bad flag, argument or configuration value.
     Usage = 64,
-    /// A backup archive is damaged or incomplete (a checksum, a count, a truncation).
+    /// An archive is damaged or incomplete (a backup: a checksum, a count, a truncation; a
+    /// Slack export that is not one, or holds an entry escaping it).
     Damaged = 65,
     /// The database (or the local PostgreSQL) could not be reached or started.
     Unavailable = 69,

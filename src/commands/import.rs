@@ -53,6 +53,10 @@ struct SlackArgs {
     /// The domain of placeholder addresses for people the export gives none
     #[arg(long, value_name = "DOMAIN", default_value = crate::slack::DEFAULT_EMAIL_DOMAIN)]
     email_domain: String,
+    /// Conversations written at once, each on its own connection [default: the number of
+    /// cores, at most 4]
+    #[arg(long, short = 'j', value_name = "N", value_parser = super::count(1, super::MAX_JOBS))]
+    jobs: Option<usize>,
     /// Exit 0 even when pieces were rejected
     #[arg(long)]
     allow_rejects: bool,
@@ -98,6 +102,7 @@ pub async fn run(ctx: &Context, args: ImportArgs) -> Result<ExitCode> {
         email_domain: a.email_domain.to_lowercase(),
         progress,
         search_index: Some(ctx.config.search_index_dir()),
+        jobs: a.jobs.unwrap_or_else(super::default_jobs),
     };
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;

@@ -55,6 +55,8 @@ pub struct SlackOptions {
     pub progress: ProgressMode,
     /// The search index to bring up to date at the end, if it exists.
     pub search_index: Option<PathBuf>,
+    /// Conversations written at once, each on its own connection.
+    pub jobs: usize,
 }
 
 /// The placeholder address default: `.invalid` never delivers (RFC 2606).
@@ -345,15 +347,146 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
         ProgressMode::Bar => crate::progress::Progress::bytes(total_bytes.max(1), false),
         _ => crate::progress::Progress::hidden(),
     };
-    let mut writer = Writer::new(
-        pool.clone(),
-        workspace,
-        opts.dry_run,
-        opts.email_domain.clone(),
-    );
+    let targets = std::sync::Arc::new(targets);
+    let messages_done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut senders = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..opts.jobs.max(1) {
+        let (wtx, wrx) = tokio::sync::mpsc::channel::<Event>(4);
+        let writer = Writer::new(
+            pool.clone(),
+            workspace,
+            opts.dry_run,
+            opts.email_domain.clone(),
+        );
+        let progress = Progress {
+            bar: bar.clone(),
+            messages: messages_done.clone(),
+            started,
+        };
+        senders.push(wtx);
+        writers.push(work(writer, wrx, targets.clone(), progress));
+    }
+    // Each conversation goes whole to one writer: the least busy, and every DM and group DM
+    // to the first (two of them may be the same people, found by the same key). The writers
+    // run beside the routing, on connections of their own.
+    let rejects_ref = &mut rejects;
+    let route = async move {
+        let mut to = 0usize;
+        let mut next = 0usize;
+        while let Some(event) = rx.recv().await {
+            match event {
+                Event::Begin(i) => {
+                    to = if matches!(targets[i].kind, Kind::Dm | Kind::GroupDm) {
+                        0
+                    } else {
+                        next = (next + 1) % senders.len();
+                        (0..senders.len())
+                            .map(|k| (k + next) % senders.len())
+                            .max_by_key(|k| senders[*k].capacity())
+                            .unwrap_or(0)
+                    };
+                    if senders[to].send(Event::Begin(i)).await.is_err() {
+                        break;
+                    }
+                }
+                Event::Reject(r) => rejects_ref.write(&r)?,
+                Event::Failed(e) => return Err(e),
+                other => {
+                    if senders[to].send(other).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // The writers end when their channels close; the reader when this one does.
+        drop(senders);
+        drop(rx);
+        Ok::<(), anyhow::Error>(())
+    };
+    let (routed, written) = tokio::join!(route, futures_util::future::join_all(writers));
+    reader.await.map_err(anyhow::Error::from)?;
+    let mut parts = Vec::new();
+    let mut failed = routed.err();
+    for w in written {
+        match w {
+            Ok(part) => parts.push(part),
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    bar.finish();
+    let mut bots: HashSet<String> = HashSet::new();
+    for part in parts {
+        for r in &part.rejects {
+            rejects.write(r)?;
+        }
+        part.add_to(&mut report, &mut bots);
+    }
+    report.bots = bots.len() as u64;
+    finish(report, rejects, started, pool, opts, actor).await
+}
+
+/// The progress every writer advances.
+struct Progress {
+    bar: crate::progress::Progress,
+    messages: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    started: Instant,
+}
+
+/// What one writer did.
+#[derive(Default)]
+struct Part {
+    channels: Tally,
+    direct_messages: Tally,
+    group_dms: Tally,
+    conversations_rejected: u64,
+    messages: Tally,
+    replies: u64,
+    replies_without_thread: u64,
+    reactions: u64,
+    reactions_of_unknown_people: u64,
+    files: u64,
+    skipped: BTreeMap<String, u64>,
+    bots: HashSet<String>,
+    rejects: Vec<RejectLine>,
+}
+
+impl Part {
+    fn add_to(self, r: &mut SlackReport, bots: &mut HashSet<String>) {
+        let add = |a: &mut Tally, b: Tally| {
+            a.new += b.new;
+            a.existing += b.existing;
+        };
+        add(&mut r.channels, self.channels);
+        add(&mut r.direct_messages, self.direct_messages);
+        add(&mut r.group_dms, self.group_dms);
+        add(&mut r.messages, self.messages);
+        r.conversations_rejected += self.conversations_rejected;
+        r.replies += self.replies;
+        r.replies_without_thread += self.replies_without_thread;
+        r.reactions += self.reactions;
+        r.reactions_of_unknown_people += self.reactions_of_unknown_people;
+        r.files += self.files;
+        for (k, n) in self.skipped {
+            *r.skipped.entry(k).or_default() += n;
+        }
+        bots.extend(self.bots);
+    }
+}
+
+/// One writer: the conversations routed to it, each in its own transaction.
+async fn work(
+    mut writer: Writer,
+    mut rx: tokio::sync::mpsc::Receiver<Event>,
+    targets: std::sync::Arc<Vec<Target>>,
+    progress: Progress,
+) -> Result<Part> {
+    let mut part = Part::default();
     let mut current: Option<usize> = None;
     let mut refused = false;
-    let mut bots: HashSet<String> = HashSet::new();
     let result: Result<()> = async {
         while let Some(event) = rx.recv().await {
             match event {
@@ -362,21 +495,19 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
                     refused = false;
                     if let Err(why) = writer.begin(&targets[i]).await? {
                         refused = true;
-                        report.conversations_rejected += 1;
-                        rejects.write(&RejectLine {
+                        part.conversations_rejected += 1;
+                        part.rejects.push(RejectLine {
                             file: targets[i].slack.id.clone(),
                             position: "the conversation".into(),
                             kind: "channel_taken",
                             reason: why,
                             raw: String::new(),
-                        })?;
+                        });
                     }
                 }
                 Event::Chunk(c) if !refused => writer.chunk(c).await?,
-                Event::Chunk(_) => {}
-                Event::Reject(r) => rejects.write(&r)?,
                 Event::End(stats) => {
-                    bar.advance(stats.bytes);
+                    progress.bar.advance(stats.bytes);
                     if refused {
                         writer.abandon().await?;
                         continue;
@@ -384,31 +515,38 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
                     let w = writer.end(&stats).await?;
                     let t = &targets[current.take().expect("begun")];
                     let tally = match t.kind {
-                        Kind::Public | Kind::Private => &mut report.channels,
-                        Kind::Dm => &mut report.direct_messages,
-                        Kind::GroupDm => &mut report.group_dms,
+                        Kind::Public | Kind::Private => &mut part.channels,
+                        Kind::Dm => &mut part.direct_messages,
+                        Kind::GroupDm => &mut part.group_dms,
                     };
                     if w.channel_new {
                         tally.new += 1;
                     } else {
                         tally.existing += 1;
                     }
-                    report.messages.new += w.messages + w.replies;
-                    report.messages.existing += w.messages_there;
-                    report.replies += w.replies;
-                    report.replies_without_thread += w.orphans;
-                    report.reactions += w.reactions;
-                    report.reactions_of_unknown_people += stats.unknown_reactors;
-                    report.files += w.files;
+                    part.messages.new += w.messages + w.replies;
+                    part.messages.existing += w.messages_there;
+                    part.replies += w.replies;
+                    part.replies_without_thread += w.orphans;
+                    part.reactions += w.reactions;
+                    part.reactions_of_unknown_people += stats.unknown_reactors;
+                    part.files += w.files;
                     for (k, n) in stats.skipped {
-                        *report.skipped.entry(k).or_default() += n;
+                        *part.skipped.entry(k).or_default() += n;
                     }
-                    bots.extend(stats.bots.into_keys());
-                    let done = report.messages.new + report.messages.existing;
-                    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                    bar.set_message(&format!("{done} messages, {rate:.0}/s"));
+                    part.bots.extend(stats.bots.into_keys());
+                    let done = progress.messages.fetch_add(
+                        w.messages + w.replies + w.messages_there,
+                        std::sync::atomic::Ordering::Relaxed,
+                    ) + w.messages
+                        + w.replies
+                        + w.messages_there;
+                    let rate = done as f64 / progress.started.elapsed().as_secs_f64().max(1e-9);
+                    progress
+                        .bar
+                        .set_message(&format!("{done} messages, {rate:.0}/s"));
                 }
-                Event::Failed(e) => return Err(e),
+                _ => {}
             }
         }
         Ok(())
@@ -416,13 +554,8 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
     .await;
     if result.is_err() {
         let _ = writer.abandon().await;
-        drop(rx);
     }
-    reader.await.map_err(anyhow::Error::from)?;
-    result?;
-    bar.finish();
-    report.bots = bots.len() as u64;
-    finish(report, rejects, started, pool, opts, actor).await
+    result.map(|()| part)
 }
 
 /// Rejects counted, the search index brought up to date, the import audited.

@@ -274,6 +274,10 @@ impl Writer {
             .keys()
             .map(|b| super::read::bot_id(self.workspace, b))
             .collect();
+        // Writers beside this one may meet the same bot: one makes its account at a time.
+        sqlx::query("select pg_advisory_xact_lock(hashtext('chatctl.slack_import.bots'))")
+            .execute(&mut **tx)
+            .await?;
         let existing: Vec<Uuid> =
             sqlx::query_scalar("select id from public.users where id = any($1)")
                 .bind(&ids)

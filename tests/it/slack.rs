@@ -214,6 +214,21 @@ async fn a_real_export_imports_whole_once_from_its_directory_or_its_zip() {
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["messages"], json!({"new": 146, "existing": 0}), "{r}");
     assert_eq!(state(&mut c).await, before, "a dry run writes nothing");
+
+    // Its people only: the same accounts, members of that workspace too; nothing else.
+    let (code, r, _) = import(&db, &zip, "other", &["--users-only"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["users"]["unchanged"], 4, "{r}");
+    assert_eq!(r["messages"], json!({"new": 0, "existing": 0}), "{r}");
+    let members = count(
+        &mut c,
+        "select count(*) from public.workspace_members m join public.workspaces w
+            on w.id = m.workspace_id where w.slug = 'other'",
+    )
+    .await;
+    assert_eq!(members, 4);
+    let channels = count(&mut c, "select count(*) from public.channels").await;
+    assert_eq!(channels, before[1], "no channel made");
 }
 
 /// Builds an export from Zulip's real Slack fixtures (users with non-Latin names, channels
