@@ -251,6 +251,8 @@ fn zulip_export(dir: &Path) {
     // The DMs name one more person; U061A3E0G stays missing (a group DM and a message name
     // them).
     users.push(json!({"id": "U064KUGRJ", "name": "kim", "real_name": "Kim"}));
+    // The author of the 2024-era message with a `files` array (a Canvas and a snippet).
+    users.push(json!({"id": "U06NU4E26M9", "name": "lee", "real_name": "Lee"}));
     let write = |p: &str, v: &[u8]| {
         let path = dir.join(p);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -270,6 +272,28 @@ fn zulip_export(dir: &Path) {
         "random/2015-06-12.json",
         &std::fs::read(z.join("exported_messages_fixtures/thread_with_broadcast_reply.json"))
             .unwrap(),
+    );
+    // One message object, not an array, as Zulip's fixture holds it.
+    write(
+        "general/2026-03-04.json",
+        &std::fs::read(
+            z.join("exported_messages_fixtures/message_with_variety_files_and_rich_text.json"),
+        )
+        .unwrap(),
+    );
+    write(
+        "groups.json",
+        &serde_json::to_vec(
+            &json!([{"id": "G0SECRET", "name": "secret", "is_private": true,
+                                      "members": ["U061A1R2R", "U061A5N1G"]}]),
+        )
+        .unwrap(),
+    );
+    write(
+        "secret/2020-01-05.json",
+        &serde_json::to_vec(&json!([{"type": "message", "user": "U061A5N1G",
+                                     "ts": "1578182400.000100", "text": "the plan"}]))
+        .unwrap(),
     );
     write(
         "general/2020-01-01.json",
@@ -343,9 +367,13 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
         "the raw message is kept"
     );
 
-    assert_eq!(r["users"]["inserted"], 8, "{r}");
-    assert_eq!(r["placeholder_emails"].as_array().unwrap().len(), 7);
-    assert_eq!(r["channels"], json!({"new": 4, "existing": 0}));
+    assert_eq!(r["users"]["inserted"], 9, "{r}");
+    assert_eq!(r["placeholder_emails"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        r["channels"],
+        json!({"new": 5, "existing": 0}),
+        "four public, one private"
+    );
     // U061A3E0G is missing: two group DMs are then the same three people, and one is Kim
     // alone, as Kim's self-DM is: one conversation each.
     assert_eq!(
@@ -354,11 +382,29 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
         "two group DMs of the same people are one"
     );
     assert_eq!(r["direct_messages"], json!({"new": 3, "existing": 1}));
-    // random: 1 + 8 (joins skipped) + the thread's 3; general: 2; the DM: 1.
-    assert_eq!(r["messages"], json!({"new": 15, "existing": 0}), "{r}");
+    // random: 1 + 8 (joins skipped) + the thread's 3; general: 3; secret: 1; the DM: 1.
+    assert_eq!(r["messages"], json!({"new": 17, "existing": 0}), "{r}");
     assert_eq!(r["replies"], 2);
     assert_eq!(r["reactions"], 3);
-    assert_eq!(r["files"], 1);
+    assert_eq!(
+        r["files"], 3,
+        "an old-style `file`, and a `files` array of two"
+    );
+    let files: Vec<(String, i64, String)> =
+        sqlx::query_as("select name, size_bytes, mime_type from public.attachments order by name")
+            .fetch_all(&mut db.conn().await)
+            .await
+            .unwrap();
+    assert_eq!(files.len(), 3);
+    for file in [
+        ("Untitled", 602, "application/vnd.slack-docs"),
+        ("channels.json", 1563, "text/plain"),
+    ] {
+        assert!(
+            files.contains(&(file.0.to_owned(), file.1, file.2.to_owned())),
+            "{files:?}"
+        );
+    }
 
     let mut c = db.conn().await;
     let (root_replies, root_at): (i32, String) = sqlx::query_as(
@@ -431,16 +477,18 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
     .await;
     assert_eq!(kim_alone, 1, "a self-DM is a conversation of one");
 
-    // The DM is readable by its two people only.
-    let dm: Uuid =
-        sqlx::query_scalar("select id from public.channels where external_id = 'DJ47BL849'")
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
+    // The DM and the private channel are readable by their two people only.
+    let dm: Vec<Uuid> = sqlx::query_scalar(
+        "select id from public.channels where external_id in ('DJ47BL849', 'G0SECRET')",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(dm.len(), 2);
     let pool = db.pool().await;
     for (who, sees) in [
-        ("U061A1R2R", 1),
-        ("U061A5N1G", 1),
+        ("U061A1R2R", 2),
+        ("U061A5N1G", 2),
         ("U066MTL5U", 0),
         ("U064KUGRJ", 0),
     ] {
@@ -451,19 +499,20 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
             .unwrap();
         let mut tx = pool.begin().await.unwrap();
         chatctl::search::act_as(&mut tx, user).await.unwrap();
-        let n: i64 = sqlx::query_scalar("select count(*) from public.chat where channel_id = $1")
-            .bind(dm)
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from public.chat where channel_id = any($1)")
+                .bind(&dm)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
         tx.rollback().await.unwrap();
-        assert_eq!(n, sees, "{who} reads the DM's messages");
+        assert_eq!(n, sees, "{who} reads the DM's and #secret's messages");
     }
 
     let before = state(&mut c).await;
     let (code, r, again) = import(&db, dir.path(), "acme", &["--allow-rejects"]);
     assert_eq!(code, 0, "{r}");
-    assert_eq!(r["messages"], json!({"new": 0, "existing": 15}));
+    assert_eq!(r["messages"], json!({"new": 0, "existing": 17}));
     assert_eq!(again.len(), rejects.len(), "the same rejects");
     assert_eq!(
         state(&mut c).await,
