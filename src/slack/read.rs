@@ -170,16 +170,16 @@ pub fn read_all(
     tx: tokio::sync::mpsc::Sender<Event>,
 ) {
     let mut by_folder: HashMap<String, Vec<Entry>> = HashMap::new();
-    for e in &archive.entries {
-        if let Some((folder, file)) = e.path.split_once('/')
-            && file.ends_with(".json")
-            && !file.contains('/')
-        {
-            by_folder
-                .entry(folder.to_owned())
-                .or_default()
-                .push(e.clone());
-        }
+    // The entries move into their folders (the lists are read already): one copy of the
+    // export's index, whatever its size.
+    for e in std::mem::take(&mut archive.entries) {
+        let folder = match e.path.split_once('/') {
+            Some((folder, file)) if file.ends_with(".json") && !file.contains('/') => {
+                folder.to_owned()
+            }
+            _ => continue,
+        };
+        by_folder.entry(folder).or_default().push(e);
     }
     for files in by_folder.values_mut() {
         files.sort_by(|a, b| a.path.cmp(&b.path));
