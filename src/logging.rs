@@ -14,10 +14,11 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `filter` is `CHATCTL_LOG` when set.
 pub fn init(format: LogFormat, verbose: u8, quiet: bool, filter: Option<&str>) {
     // The server's own warnings (a migration's report of what it repaired or found) are
-    // for the operator: shown, though sqlx's other logging is not.
+    // for the operator: shown, though sqlx's other logging is not. So is what the daemon
+    // does (target `chatctl::action`: a line per reply and digest posted).
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn,sqlx=error,sqlx::postgres::notice=warn",
+        (false, 0) => "warn,chatctl::action=info,sqlx=error,sqlx::postgres::notice=warn",
         (false, 1) => "chatctl=debug,info,sqlx=warn,sqlx::postgres::notice=info",
         (false, _) => "trace",
     };

@@ -69,3 +69,90 @@ pub fn single(out: &mut String, name: &str, help: &str, kind: &str, value: u64) 
     header(out, name, help, kind);
     let _ = writeln!(out, "{name} {value}");
 }
+
+/// The process's own metrics, as Prometheus's client libraries name them: resident memory,
+/// CPU time, open file descriptors and start time (from `/proc/self`; nothing where it is
+/// not there).
+pub fn process(out: &mut String) {
+    // `/proc` counts CPU time in USER_HZ ticks, 100 a second on every Linux ABI (the kernel
+    // scales its own HZ to it for userspace).
+    let ticks = 100.0;
+    if let Some(kib) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+    {
+        header(
+            out,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            "gauge",
+        );
+        let _ = writeln!(out, "process_resident_memory_bytes {}", kib * 1024.0);
+    }
+    // The fields after the command's name (which may hold spaces), from the 3rd on.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    if let (Some(user), Some(system)) = (field(14), field(15)) {
+        header(
+            out,
+            "process_cpu_seconds_total",
+            "User and system CPU time spent, in seconds",
+            "counter",
+        );
+        let _ = writeln!(out, "process_cpu_seconds_total {}", (user + system) / ticks);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        header(out, "process_open_fds", "Open file descriptors", "gauge");
+        let _ = writeln!(out, "process_open_fds {}", fds.count());
+    }
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    if let (Some(boot), Some(start)) = (boot, field(22)) {
+        header(
+            out,
+            "process_start_time_seconds",
+            "Start time of the process since the epoch, in seconds",
+            "gauge",
+        );
+        let _ = writeln!(out, "process_start_time_seconds {}", boot + start / ticks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_process_metrics_are_this_process() {
+        let mut out = String::new();
+        super::process(&mut out);
+        let value = |name: &str| -> f64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} in {out}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(value("process_resident_memory_bytes") > 1e6, "{out}");
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = value("process_start_time_seconds");
+        assert!(
+            started <= now + 2.0 && started > now - 3600.0,
+            "{started} vs {now}"
+        );
+    }
+}

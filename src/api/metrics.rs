@@ -114,6 +114,7 @@ impl Metrics {
         for (name, help, kind, v) in self.search.metrics() {
             prom::single(&mut out, name, help, kind, v);
         }
+        prom::process(&mut out);
         out
     }
 }

@@ -276,7 +276,7 @@ pub async fn post_digest(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    tracing::info!(bot = %voice.bot, channel = %name, %start, %end, "digest posted");
+    tracing::info!(target: "chatctl::action", bot = %voice.bot, channel = %name, %start, %end, "digest posted");
     Ok(DigestPost::Posted {
         message_id: id,
         digest,

@@ -1,6 +1,7 @@
 //! The daemon's health and metrics: `/healthz` (alive), `/readyz` (database and event source
 //! connected) and `/metrics` (Prometheus text format).
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -12,6 +13,13 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::error::Result;
+
+/// A label value as the exposition format writes it: `\\`, `\"` and `\n` escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
 
 /// Counters the runtime updates; cheap to share.
 #[derive(Debug, Default)]
@@ -32,6 +40,23 @@ pub struct Metrics {
     pub search: std::sync::OnceLock<std::sync::Arc<crate::search::indexer::Stats>>,
     /// Message committed → handler started.
     latency: crate::prom::Histogram,
+    /// The same, bot by bot.
+    bots: std::sync::Mutex<std::collections::BTreeMap<String, Arc<BotMetrics>>>,
+}
+
+/// Reads one counter of a bot's.
+type Counter = fn(&BotMetrics) -> &AtomicU64;
+
+/// One bot's counters, exported with a `bot` label.
+#[derive(Debug, Default)]
+pub struct BotMetrics {
+    /// Messages the bot looked at.
+    pub messages: AtomicU64,
+    pub replies: AtomicU64,
+    pub capped: AtomicU64,
+    /// Replies that failed (posting, or the AI engine falling back).
+    pub errors: AtomicU64,
+    latency: crate::prom::Histogram,
 }
 
 impl Metrics {
@@ -39,9 +64,16 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records one dispatch latency.
-    pub fn observe_latency(&self, seconds: f64) {
+    /// Records one dispatch latency, of `bot`.
+    pub fn observe_latency(&self, bot: &str, seconds: f64) {
         self.latency.observe(seconds);
+        self.bot(bot).latency.observe(seconds);
+    }
+
+    /// The counters of `bot` (made at its first use).
+    pub fn bot(&self, bot: &str) -> Arc<BotMetrics> {
+        let mut bots = self.bots.lock().unwrap_or_else(|e| e.into_inner());
+        bots.entry(bot.to_owned()).or_default().clone()
     }
 
     /// The Prometheus text exposition.
@@ -109,6 +141,58 @@ impl Metrics {
             "histogram",
         );
         self.latency.render(&mut out, name, "");
+        let bots: Vec<(String, Arc<BotMetrics>)> = self
+            .bots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let per_bot: [(&str, &str, Counter); 4] = [
+            (
+                "chatctl_bot_messages_total",
+                "Messages each bot looked at",
+                |b| &b.messages,
+            ),
+            (
+                "chatctl_bot_replies_total",
+                "Replies each bot posted",
+                |b| &b.replies,
+            ),
+            (
+                "chatctl_bot_capped_total",
+                "Replies each bot did not post because of a reply cap",
+                |b| &b.capped,
+            ),
+            (
+                "chatctl_bot_reply_errors_total",
+                "Replies that failed, or fell back to the offline engine, by bot",
+                |b| &b.errors,
+            ),
+        ];
+        for (name, help, counter) in per_bot {
+            crate::prom::header(&mut out, name, help, "counter");
+            for (bot, m) in &bots {
+                let _ = writeln!(
+                    out,
+                    "{name}{{bot=\"{}\"}} {}",
+                    label(bot),
+                    counter(m).load(Ordering::Relaxed)
+                );
+            }
+        }
+        let name = "chatctl_bot_latency_seconds";
+        crate::prom::header(
+            &mut out,
+            name,
+            "Message committed to handler started, by bot",
+            "histogram",
+        );
+        for (bot, m) in &bots {
+            m.latency
+                .render(&mut out, name, &format!("bot=\"{}\"", label(bot)));
+        }
+        crate::prom::process(&mut out);
         out
     }
 }

@@ -814,11 +814,40 @@ async fn the_daemon_serves_health_readiness_and_metrics() {
     let (_pool, _bots) = setup(&db, BOT).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
-    let (mut child, addr, _stderr) =
+    let (mut child, addr, stderr) =
         daemon_with_metrics(&[("DATABASE_URL", db.url.as_str())], dir.path());
+    let (send, logged) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in stderr.map_while(Result::ok) {
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_owned()));
     let mut c = db.conn().await;
-    say(&mut c, "ada", "general", "@summarybot metrics?").await;
+    let asked = say(&mut c, "ada", "general", "@summarybot metrics?").await;
+    // One info line per action, at the default level: the bot, where, the message, what it
+    // did, how long after the message.
+    let line =
+        crate::support::wait_until(
+            "the reply's log line",
+            Duration::from_secs(20),
+            || match logged.recv_timeout(Duration::from_secs(20)) {
+                Ok(l) if l.contains(&asked.to_string()) => Ok(l),
+                Ok(l) => Err(format!("not yet: {l}")),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+    for part in [
+        " INFO ",
+        "replied",
+        "bot=summarybot",
+        "channel=general",
+        "latency_ms=",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
     let mut metrics = String::new();
     for _ in 0..100 {
         metrics = get(&addr, "/metrics").1;
@@ -839,6 +868,20 @@ async fn the_daemon_serves_health_readiness_and_metrics() {
         metrics.contains("# TYPE chatctl_bot_dispatch_latency_seconds histogram"),
         "{metrics}"
     );
+    // By bot, and the process's own.
+    for series in [
+        "chatctl_bot_replies_total{bot=\"summarybot\"} 1",
+        "chatctl_bot_messages_total{bot=\"summarybot\"} ",
+        "chatctl_bot_capped_total{bot=\"summarybot\"} 0",
+        "chatctl_bot_reply_errors_total{bot=\"summarybot\"} 0",
+        "chatctl_bot_latency_seconds_count{bot=\"summarybot\"} 1",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     // The build, as Prometheus's own *_build_info metrics give it.
     let build = chatctl::build_info::get();
     assert!(
@@ -1424,4 +1467,46 @@ async fn post_a_mention_and_tail_shows_the_bots_answer() {
     .await
     .unwrap();
     assert_eq!(audited, 1);
+}
+
+/// An upgrade as the README describes it: `migrate up` while `bots run` is running. The
+/// migration does not wait on the daemon (nor the daemon on it), and the daemon, not
+/// restarted, answers a mention posted afterwards.
+#[tokio::test]
+async fn migrate_up_under_a_running_daemon_keeps_it_answering() {
+    let db = TestDb::new().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let down = chatctl(&env)
+        .args(["migrate", "down", "--steps", "1", "--yes"])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", outputs(&down).1);
+    let (_pool, _bots) = setup(&db, BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("summarybot.yaml"), BOT).unwrap();
+    let (_daemon, addr, _stderr) = daemon_with_metrics(&env, dir.path());
+
+    let up = chatctl(&env)
+        .args(["migrate", "up", "--lock-timeout", "20s"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = outputs(&up);
+    assert!(up.status.success(), "{stderr}");
+    assert!(stdout.contains("now at version"), "{stdout}");
+
+    let mut c = db.conn().await;
+    let mention = say(&mut c, "ada", "general", "@summarybot after the upgrade?").await;
+    crate::support::wait_for(
+        "the daemon's answer after the upgrade",
+        Duration::from_secs(20),
+        async || {
+            let r = replies(&mut c).await;
+            match r.iter().any(|(p, _)| *p == Some(mention)) {
+                true => Ok(()),
+                false => Err(format!("replies: {r:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(get(&addr, "/readyz").0, 200, "still ready");
 }

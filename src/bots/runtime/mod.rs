@@ -552,6 +552,10 @@ impl Runtime {
     /// Decides what `bot` does with each message and acts on it.
     async fn handle(&self, bot: &Bot, batch: &[Message], pass: &mut Pass) -> Result<()> {
         let mut todo: Vec<(&Message, Reply)> = Vec::new();
+        self.metrics
+            .bot(&bot.spec.name)
+            .messages
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for m in batch {
             pass.read += 1;
             Metrics::inc(&self.metrics.messages_handled);
@@ -622,6 +626,7 @@ impl Runtime {
             bot_user: bot.user_id,
             instance: self.opts.instance.clone(),
             ids: mine.iter().map(|(m, _)| m.id).collect(),
+            messages: mine.iter().map(|(m, r)| ((*m).clone(), r.kind)).collect(),
             chans: mine.iter().map(|(m, _)| m.channel_id).collect(),
             threads: mine.iter().map(|(_, r)| r.thread_id).collect(),
             work: mine
@@ -714,8 +719,10 @@ impl Runtime {
             .fetch_one(&self.pool)
             .await?;
         let capped = capped.max(0) as usize;
+        let per_bot = self.metrics.bot(&bot.spec.name);
         for _ in 0..capped {
             Metrics::inc(&self.metrics.replies_capped);
+            Metrics::inc(&per_bot.capped);
         }
         if capped > 0 {
             tracing::warn!(bot = %bot.spec.name, capped, "reply cap reached; not replying");
@@ -726,13 +733,13 @@ impl Runtime {
         for _ in 0..lost {
             Metrics::inc(&self.metrics.claims_lost);
         }
-        for (m, _) in todo.iter().filter(|(m, _)| claimed.contains(&m.id)) {
+        for (m, r) in todo.iter().filter(|(m, _)| claimed.contains(&m.id)) {
             let waited = (now - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            self.metrics.observe_latency(waited);
-        }
-        if post {
-            for _ in 0..claimed.len() {
+            self.metrics.observe_latency(&bot.spec.name, waited);
+            if post {
                 Metrics::inc(&self.metrics.replies_posted);
+                Metrics::inc(&per_bot.replies);
+                post::log_reply(&bot.spec.name, m, r.kind, waited);
             }
         }
         Ok(Claimed { capped, claimed })
@@ -743,10 +750,14 @@ impl Runtime {
     /// What the bot says with: the engine, its persona, prompts and budget.
     fn voice(&self, bot: &Bot) -> std::sync::Arc<Voice> {
         let metrics = self.metrics.clone();
+        let per_bot = self.metrics.bot(&bot.spec.name);
         std::sync::Arc::new(bot.spec.voice(
             self.engine.clone(),
             self.daily_token_budget,
-            Some(std::sync::Arc::new(move || Metrics::inc(&metrics.errors))),
+            Some(std::sync::Arc::new(move || {
+                Metrics::inc(&metrics.errors);
+                Metrics::inc(&per_bot.errors);
+            })),
         ))
     }
 

@@ -19,6 +19,8 @@ pub(super) struct PostJob {
     pub(super) bot_user: Uuid,
     pub(super) instance: String,
     pub(super) ids: Vec<Uuid>,
+    /// Each message answered, and how (for the log line of each reply).
+    pub(super) messages: Vec<(Message, crate::bots::trigger::ReplyKind)>,
     pub(super) chans: Vec<Uuid>,
     pub(super) threads: Vec<Uuid>,
     pub(super) work: Vec<Work>,
@@ -38,8 +40,42 @@ pub(super) enum Work {
     },
 }
 
+/// The info line of one reply: the bot, where, the message answered, how, and how long after
+/// the message was committed.
+pub(super) fn log_reply(
+    bot: &str,
+    m: &Message,
+    kind: crate::bots::trigger::ReplyKind,
+    after_seconds: f64,
+) {
+    let how = match kind {
+        crate::bots::trigger::ReplyKind::Template => "replied",
+        crate::bots::trigger::ReplyKind::ThreadSummary => "summarized the thread",
+        crate::bots::trigger::ReplyKind::Ai => "replied with the AI",
+    };
+    tracing::info!(
+        target: "chatctl::action",
+        bot = %bot,
+        workspace = %m.workspace,
+        channel = %m.channel_name.as_deref().unwrap_or("direct message"),
+        message = %m.id,
+        latency_ms = (after_seconds * 1000.0).round() as i64,
+        "{how}"
+    );
+}
+
 impl PostJob {
+    /// [`PostJob::post`], its failure counted against the bot.
     pub(super) async fn run(self) -> Result<Pass> {
+        let per_bot = self.metrics.bot(&self.voice.bot);
+        let result = self.post().await;
+        if result.is_err() {
+            Metrics::inc(&per_bot.errors);
+        }
+        result
+    }
+
+    async fn post(self) -> Result<Pass> {
         let ids = &self.ids;
         sqlx::query(
             "insert into public.emojis (chat_id, user_id, emoji_uni_code) select m, $2, '👀' from unnest($1::uuid[]) m
@@ -58,15 +94,18 @@ impl PostJob {
         let (chans, threads, texts) = (&self.chans, &self.threads, &texts);
         // Completing the claims and posting their replies is one statement: atomic, and only
         // for the claims this process still holds.
-        let posted = sqlx::query(
+        let answered: Vec<Uuid> = sqlx::query_scalar(
             "with done as (
                  update chatctl.bot_claims b set done_at = now(), reply_id = x.r
                    from unnest($2::uuid[], $3::uuid[]) as x(m, r)
                   where b.bot = $1 and b.message_id = x.m and b.claimed_by = $4 and b.done_at is null
-                 returning b.message_id, b.reply_id)
-             insert into public.chat (id, channel_id, user_id, parent_id, message)
-             select d.reply_id, x.c, $5, x.t, jsonb_build_object('text', x.txt)
-               from done d join unnest($2::uuid[], $6::uuid[], $7::uuid[], $8::text[]) as x(m, c, t, txt) on x.m = d.message_id",
+                 returning b.message_id, b.reply_id),
+             posted as (
+                 insert into public.chat (id, channel_id, user_id, parent_id, message)
+                 select d.reply_id, x.c, $5, x.t, jsonb_build_object('text', x.txt)
+                   from done d join unnest($2::uuid[], $6::uuid[], $7::uuid[], $8::text[]) as x(m, c, t, txt) on x.m = d.message_id
+                 returning id)
+             select d.message_id from done d join posted p on p.id = d.reply_id",
         )
         .bind(&self.voice.bot)
         .bind(ids)
@@ -76,9 +115,9 @@ impl PostJob {
         .bind(chans)
         .bind(threads)
         .bind(texts)
-        .execute(&self.pool)
-        .await?
-        .rows_affected() as usize;
+        .fetch_all(&self.pool)
+        .await?;
+        let posted = answered.len();
         sqlx::query("delete from public.emojis where chat_id = any($1) and user_id = $2 and emoji_uni_code = '👀'")
             .bind(ids)
             .bind(self.bot_user)
@@ -87,8 +126,17 @@ impl PostJob {
         let mut pass = Pass::default();
         pass.replied += posted;
         pass.lost_claims += ids.len() - posted;
-        for _ in 0..posted {
+        let per_bot = self.metrics.bot(&self.voice.bot);
+        let now = chrono::Utc::now();
+        for (m, kind) in self
+            .messages
+            .iter()
+            .filter(|(m, _)| answered.contains(&m.id))
+        {
             Metrics::inc(&self.metrics.replies_posted);
+            Metrics::inc(&per_bot.replies);
+            let after = (now - m.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            log_reply(&self.voice.bot, m, *kind, after);
         }
         tracing::debug!(bot = %self.voice.bot, posted, "replies posted");
         Ok(pass)
