@@ -1,6 +1,7 @@
 // The migrations are embedded by `sqlx::migrate!`; rebuild when they change. And what
-// `chatctl version` reports of the build: the git commit, the build date (SOURCE_DATE_EPOCH
-// when set, for reproducible builds), the target and the compiler.
+// `chatctl version` reports of the build: the git commit (CHATCTL_GIT_COMMIT when set), the
+// build date (SOURCE_DATE_EPOCH when set, for reproducible builds), the target and the
+// compiler.
 // Cargo talks to build scripts through environment variables (TARGET, RUSTC, ...): the
 // configuration rule of the crate (read settings through chatctl::config) is not for here.
 #![allow(clippy::disallowed_methods)]
@@ -21,14 +22,25 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .filter(|s| !s.is_empty())
     };
-    let commit =
-        output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
-    let commit = if dirty {
-        format!("{commit}-dirty")
-    } else {
-        commit
+    // A build without the repository (a container build: .git is not copied in) is told
+    // its commit instead.
+    println!("cargo:rerun-if-env-changed=CHATCTL_GIT_COMMIT");
+    let given = std::env::var("CHATCTL_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty() && c != "unknown");
+    let commit = match given {
+        Some(c) => c,
+        None => {
+            let commit = output("git", &["rev-parse", "--short=12", "HEAD"])
+                .unwrap_or_else(|| "unknown".into());
+            let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{commit}-dirty")
+            } else {
+                commit
+            }
+        }
     };
     let date = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(epoch) => output("date", &["-u", "-d", &format!("@{epoch}"), "+%Y-%m-%d"]),
