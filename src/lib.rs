@@ -24,6 +24,7 @@ pub mod progress;
 pub mod prom;
 pub mod provision;
 pub mod realtime;
+pub mod rejects;
 pub mod report;
 pub mod search;
 pub mod slack;

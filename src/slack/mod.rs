@@ -23,7 +23,6 @@ pub mod text;
 pub mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -567,9 +566,9 @@ async fn finish(
     opts: &SlackOptions,
     actor: &Actor,
 ) -> Result<SlackReport> {
-    report.rejects_file = rejects.finish()?;
-    report.rejects = rejects.count;
-    report.rejected_by_kind = rejects.by_kind;
+    report.rejects_file = rejects.0.finish()?;
+    report.rejects = rejects.0.count;
+    report.rejected_by_kind = rejects.0.by_kind;
     if !opts.dry_run
         && let Some(dir) = &opts.search_index
     {
@@ -801,42 +800,15 @@ fn channel_name(name: Option<&str>) -> Option<String> {
     (!n.is_empty()).then_some(n)
 }
 
-/// The rejects file: JSON Lines of file, position, kind, reason and the raw piece; made at
-/// the first reject.
-struct Rejects {
-    path: PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    count: u64,
-    by_kind: BTreeMap<String, u64>,
-}
+/// The rejects file: JSON Lines of file, position, kind, reason and the raw piece.
+struct Rejects(crate::rejects::RejectsFile);
 
 impl Rejects {
     fn new(path: PathBuf) -> Rejects {
-        Rejects {
-            path,
-            file: None,
-            count: 0,
-            by_kind: BTreeMap::new(),
-        }
+        Rejects(crate::rejects::RejectsFile::new(path))
     }
 
     fn write(&mut self, r: &RejectLine) -> Result<()> {
-        if self.file.is_none() {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&self.path)
-                .map_err(|e| {
-                    anyhow::Error::from(e).context(Error::usage(format!(
-                        "cannot write the rejects file {}",
-                        self.path.display()
-                    )))
-                })?;
-            self.file = Some(std::io::BufWriter::new(f));
-        }
         let doc = serde_json::json!({
             "file": r.file,
             "position": r.position,
@@ -844,22 +816,7 @@ impl Rejects {
             "reason": r.reason,
             "raw": r.raw,
         });
-        let out = self.file.as_mut().expect("opened above");
-        serde_json::to_writer(&mut *out, &doc)?;
-        out.write_all(b"\n")?;
-        *self.by_kind.entry(r.kind.to_owned()).or_default() += 1;
-        self.count += 1;
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<Option<String>> {
-        match self.file.take() {
-            Some(mut f) => {
-                f.flush()?;
-                Ok(Some(self.path.display().to_string()))
-            }
-            None => Ok(None),
-        }
+        self.0.write(r.kind, &doc)
     }
 }
 

