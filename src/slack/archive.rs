@@ -137,27 +137,50 @@ impl Archive {
 
     /// The whole content of `entry` (a day file or a list: each is small).
     pub fn read(&mut self, entry: &Entry) -> std::io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(entry.size.min(64 << 20) as usize);
+        let mut out = Vec::with_capacity(entry.size.min(16 << 20) as usize);
         match (&mut self.source, entry.at) {
             (Source::Dir(root), _) => {
-                File::open(root.join(&self.prefix).join(&entry.path))?.read_to_end(&mut out)?;
+                bounded(
+                    File::open(root.join(&self.prefix).join(&entry.path))?,
+                    &mut out,
+                )?;
             }
             (Source::Zip(zip), Locator::Index(i)) => {
-                zip.by_index(i)
-                    .map_err(std::io::Error::other)?
-                    .read_to_end(&mut out)?;
+                bounded(zip.by_index(i).map_err(std::io::Error::other)?, &mut out)?;
             }
             (Source::Truncated(reader), Locator::Offset(at)) => {
                 reader.seek(SeekFrom::Start(at))?;
-                let mut f = zip::read::read_zipfile_from_stream(reader)
+                let f = zip::read::read_zipfile_from_stream(reader)
                     .map_err(std::io::Error::other)?
                     .ok_or_else(|| std::io::Error::other("no entry at its offset"))?;
-                f.read_to_end(&mut out)?;
+                bounded(f, &mut out)?;
             }
             _ => return Err(std::io::Error::other("an entry of another archive")),
         }
         Ok(out)
     }
+}
+
+/// The largest file read whole: a day file or a list is far smaller; more is a zip bomb or
+/// not a Slack export's file.
+pub const MAX_ENTRY: u64 = 256 << 20;
+
+/// Reads `r` to its end into `out`, refusing more than [`MAX_ENTRY`] bytes (whatever the
+/// zip's header says of its size).
+fn bounded(r: impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
+    bounded_to(r, out, MAX_ENTRY)
+}
+
+fn bounded_to(r: impl Read, out: &mut Vec<u8>, max: u64) -> std::io::Result<()> {
+    r.take(max + 1).read_to_end(out)?;
+    if out.len() as u64 > max {
+        out.clear();
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB uncompressed: not a file of a Slack export",
+            max >> 20
+        )));
+    }
+    Ok(())
 }
 
 fn bad_zip(name: &str, e: zip::result::ZipError) -> anyhow::Error {
@@ -263,6 +286,17 @@ mod tests {
         ] {
             assert!(!escapes(good), "{good}");
         }
+    }
+
+    #[test]
+    fn an_entry_is_read_whole_up_to_the_bound_and_refused_past_it() {
+        let mut out = Vec::new();
+        bounded_to(&[7u8; 100][..], &mut out, 100).unwrap();
+        assert_eq!(out.len(), 100);
+        let mut out = Vec::new();
+        let e = bounded_to(std::io::repeat(0), &mut out, 2 << 20).unwrap_err();
+        assert!(e.to_string().contains("larger than 2 MiB"), "{e}");
+        assert!(out.is_empty());
     }
 
     #[test]
