@@ -707,3 +707,32 @@ async fn bots_never_answer_imported_mentions_and_search_finds_the_history() {
         "only the mention posted after the import"
     );
 }
+
+/// On a terminal the import shows its progress (messages and messages per second) and then
+/// its table; piped, neither bar nor colour (the other tests read its JSON).
+#[tokio::test]
+async fn on_a_terminal_the_import_shows_messages_per_second() {
+    let db = TestDb::new().await;
+    workspace(&db, "mesos");
+    let export = crate::support::fixtures("slack-export/hfaran-slack-export-viewer");
+    let dir = tempfile::tempdir().unwrap();
+    let rejects = dir.path().join("rejects.jsonl");
+    let (code, shown) = crate::support::on_terminal(
+        &[("DATABASE_URL", db.url.as_str())],
+        &[
+            "import",
+            "slack",
+            export.to_str().unwrap(),
+            "-w",
+            "mesos",
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
+        120,
+        "",
+    );
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("146 messages, "), "{shown}");
+    assert!(shown.contains("/s"), "{shown}");
+    assert!(shown.contains("ALREADY THERE"), "{shown}");
+}
