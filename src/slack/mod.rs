@@ -258,6 +258,7 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
     let mut targets: Vec<Target> = Vec::new();
     let mut convs: Vec<Conv> = Vec::new();
     let mut channel_names: HashMap<String, String> = HashMap::new();
+    let mut names_taken: HashSet<String> = HashSet::new();
     for (file, kind) in [
         ("channels.json", Kind::Public),
         ("groups.json", Kind::Private),
@@ -290,6 +291,23 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
                 _ => None,
             };
             if let Some(n) = &name {
+                // Two of the export's channels with one name under our rules ("Team.Ops",
+                // "team-ops") cannot both be #team-ops: the second is refused, before any
+                // writer could race the first for the name.
+                if !names_taken.insert(n.clone()) {
+                    rejects.write(&RejectLine {
+                        file: file.into(),
+                        position: format!("conversation {}", i + 1),
+                        kind: "bad_channel",
+                        reason: format!(
+                            "{} would be #{n}, the name of another channel of the export",
+                            c.id
+                        ),
+                        raw: String::new(),
+                    })?;
+                    report.conversations_rejected += 1;
+                    continue;
+                }
                 channel_names.insert(c.id.clone(), n.clone());
             }
             let mut members: Vec<Uuid> = c

@@ -285,7 +285,10 @@ fn zulip_export(dir: &Path) {
         "groups.json",
         &serde_json::to_vec(
             &json!([{"id": "G0SECRET", "name": "secret", "is_private": true,
-                                      "members": ["U061A1R2R", "U061A5N1G"]}]),
+                     "members": ["U061A1R2R", "U061A5N1G"]},
+                    // #general under our rules, as the public one is.
+                    {"id": "G0CLASH", "name": "General", "is_private": true,
+                     "members": ["U061A1R2R"]}]),
         )
         .unwrap(),
     );
@@ -354,6 +357,7 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
             ("general/2020-01-02.json", "message 3", "unknown_subtype"),
             ("general/2020-01-02.json", "message 4", "nul_character"),
             ("ghost/", "1 day files", "unknown_folder"),
+            ("groups.json", "conversation 2", "bad_channel"),
         ]
         .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())),
         "{rejects:#?}"
