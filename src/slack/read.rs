@@ -214,15 +214,14 @@ pub fn read_all(
             };
             reader.stats.bytes += entry.size;
             let mut rejects = Vec::new();
-            reader.day_file(&entry.path, &bytes, &mut rejects);
+            let mut flush = |c: Chunk| send(Event::Chunk(c));
+            if !reader.day_file(&entry.path, &bytes, &mut rejects, &mut flush) {
+                return;
+            }
             for r in rejects {
                 if !send(Event::Reject(r)) {
                     return;
                 }
-            }
-            if reader.chunk.rows >= CHUNK && !send(Event::Chunk(std::mem::take(&mut reader.chunk)))
-            {
-                return;
             }
         }
         if reader.chunk.rows > 0 && !send(Event::Chunk(std::mem::take(&mut reader.chunk))) {
@@ -270,46 +269,47 @@ fn refused(kind: &'static str, reason: impl Into<String>) -> Refused {
 }
 
 impl ConvReader<'_> {
-    fn day_file(&mut self, path: &str, bytes: &[u8], rejects: &mut Vec<RejectLine>) {
-        let doc: Value = match serde_json::from_slice(bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                rejects.push(RejectLine {
-                    file: path.to_owned(),
-                    position: format!("line {}, column {}", e.line(), e.column()),
-                    kind: "bad_json",
-                    reason: format!("not JSON: {e}"),
-                    raw: String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned(),
-                });
-                return;
-            }
+    /// Reads one day file, a message at a time (memory holds the file's bytes and one
+    /// message, not the file parsed whole), handing `flush` every full chunk. `false` when
+    /// the writer is gone.
+    fn day_file(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        rejects: &mut Vec<RejectLine>,
+        flush: &mut dyn FnMut(Chunk) -> bool,
+    ) -> bool {
+        let mut day = Day {
+            reader: self,
+            path,
+            rejects,
+            flush,
+            n: 0,
+            stopped: false,
         };
-        let messages = match doc {
-            Value::Array(a) => a,
-            // One message object, not an array (tools that export a message at a time).
-            Value::Object(_) => vec![doc],
-            _ => {
-                rejects.push(RejectLine {
-                    file: path.to_owned(),
-                    position: "the whole file".into(),
-                    kind: "bad_json",
-                    reason: "a day file is a JSON array of messages".into(),
-                    raw: String::new(),
-                });
-                return;
-            }
-        };
-        for (i, v) in messages.iter().enumerate() {
-            if let Err(r) = self.message(v) {
-                rejects.push(RejectLine {
-                    file: path.to_owned(),
-                    position: format!("message {}", i + 1),
-                    kind: r.kind,
-                    reason: r.reason,
-                    raw: v.to_string(),
-                });
-            }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let read = serde::Deserializer::deserialize_any(&mut de, &mut day).and_then(|()| de.end());
+        let stopped = day.stopped;
+        if let Err(e) = read
+            && !stopped
+        {
+            let (kind, reason) = if e.is_data() {
+                (
+                    "bad_json",
+                    "a day file is a JSON array of messages".to_owned(),
+                )
+            } else {
+                ("bad_json", format!("not JSON: {e}"))
+            };
+            rejects.push(RejectLine {
+                file: path.to_owned(),
+                position: format!("line {}, column {}", e.line(), e.column()),
+                kind,
+                reason,
+                raw: String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned(),
+            });
         }
+        !stopped
     }
 
     /// Turns one message into COPY rows, or says why not. `Ok` also for a skipped one.
@@ -528,6 +528,68 @@ impl ConvReader<'_> {
     }
 }
 
+/// The messages of one day file as they are parsed: a JSON array of them, or (as some tools
+/// export) one message object.
+struct Day<'d, 'a> {
+    reader: &'d mut ConvReader<'a>,
+    path: &'d str,
+    rejects: &'d mut Vec<RejectLine>,
+    flush: &'d mut dyn FnMut(Chunk) -> bool,
+    /// Messages read so far.
+    n: usize,
+    /// The writer is gone.
+    stopped: bool,
+}
+
+impl Day<'_, '_> {
+    /// One message; `false` when the writer is gone.
+    fn one(&mut self, v: &Value) -> bool {
+        self.n += 1;
+        if let Err(r) = self.reader.message(v) {
+            self.rejects.push(RejectLine {
+                file: self.path.to_owned(),
+                position: format!("message {}", self.n),
+                kind: r.kind,
+                reason: r.reason,
+                raw: v.to_string(),
+            });
+        }
+        if self.reader.chunk.rows >= CHUNK {
+            let chunk = std::mem::take(&mut self.reader.chunk);
+            if !(self.flush)(chunk) {
+                self.stopped = true;
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut Day<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of messages")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<Value>()? {
+            if !self.one(&v) {
+                return Err(serde::de::Error::custom("the writer is gone"));
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let v = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        if !self.one(&v) {
+            return Err(serde::de::Error::custom("the writer is gone"));
+        }
+        Ok(())
+    }
+}
+
 enum Author {
     User(Uuid),
     /// An integration's bot id and name.
@@ -540,5 +602,74 @@ impl Author {
             Author::User(id) => *id,
             Author::Bot(bot, _) => bot_id(workspace, bot),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Known {
+        Known {
+            workspace: Uuid::nil(),
+            users: HashMap::from([("U1".to_owned(), (Uuid::now_v7(), "ada".to_owned()))]),
+            bot_users: HashMap::new(),
+            channels: HashMap::new(),
+            since: None,
+        }
+    }
+
+    /// Reads `text` as one day file: the chunks flushed on the way and at the end, rejects.
+    fn read_day(text: &str) -> (Vec<u64>, Vec<RejectLine>) {
+        let known = known();
+        let conv = Conv {
+            slack_id: "C1".into(),
+            folder: "general".into(),
+        };
+        let mut reader = ConvReader {
+            known: &known,
+            conv: &conv,
+            chunk: Chunk::default(),
+            stats: ConvStats::default(),
+        };
+        let mut flushed = Vec::new();
+        let mut rejects = Vec::new();
+        let mut flush = |c: Chunk| {
+            flushed.push(c.rows);
+            true
+        };
+        assert!(reader.day_file("general/d.json", text.as_bytes(), &mut rejects, &mut flush));
+        flushed.push(reader.chunk.rows);
+        (flushed, rejects)
+    }
+
+    #[test]
+    fn a_day_file_is_read_a_message_at_a_time_and_flushed_in_chunks() {
+        let n = CHUNK * 2 + 7;
+        let messages: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"message","user":"U1","ts":"1700000000.{i:06}","text":"m{i}"}}"#
+                )
+            })
+            .collect();
+        let (flushed, rejects) = read_day(&format!("[{}]", messages.join(",")));
+        assert!(rejects.is_empty());
+        assert_eq!(flushed, [CHUNK, CHUNK, 7], "chunks within one day file");
+    }
+
+    #[test]
+    fn a_broken_day_file_keeps_what_came_before_the_break() {
+        let (flushed, rejects) = read_day(
+            r#"[{"type":"message","user":"U1","ts":"1700000000.000001","text":"whole"},
+                {"type":"message","user":"U1","ts":"17"#,
+        );
+        assert_eq!(flushed, [1]);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].kind, "bad_json");
+        assert_eq!(rejects[0].position, "line 2, column 54");
+        let (flushed, rejects) = read_day("42");
+        assert_eq!(flushed, [0]);
+        assert_eq!(rejects[0].reason, "a day file is a JSON array of messages");
     }
 }
