@@ -150,7 +150,22 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
             .into());
         }
     };
-    let (people, placeholders) = people_of(&users, &opts.email_domain);
+    // People imported before keep the address they have now (an operator may have set the
+    // real one in place of a placeholder); the export's own address wins when it has one.
+    let known_emails: HashMap<String, String> = {
+        let mut conn = pool.acquire().await?;
+        let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        sqlx::query_as::<_, (String, String)>(
+            "select u.external_id, a.email from public.users u join auth.users a on a.id = u.id
+              where u.external_source = 'slack' and u.external_id = any($1) and a.email is not null",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let (people, placeholders) = people_of(&users, &opts.email_domain, &known_emails);
     let user_report = {
         let raw: Vec<input::Record> = people
             .into_iter()
@@ -682,7 +697,11 @@ fn list<T: serde::de::DeserializeOwned>(
 }
 
 /// The user import's documents for the export's people, and who got a placeholder address.
-fn people_of(users: &[model::User], domain: &str) -> (Vec<Map<String, Value>>, Vec<Placeholder>) {
+fn people_of(
+    users: &[model::User],
+    domain: &str,
+    known_emails: &HashMap<String, String>,
+) -> (Vec<Map<String, Value>>, Vec<Placeholder>) {
     let mut docs = Vec::with_capacity(users.len());
     let mut placeholders = Vec::new();
     for u in users {
@@ -692,16 +711,17 @@ fn people_of(users: &[model::User], domain: &str) -> (Vec<Map<String, Value>>, V
             .and_then(|p| p.email.as_deref())
             .map(|e| e.trim().to_lowercase())
             .filter(|e| input::valid_email(e));
-        let email = match given {
-            Some(e) => e,
-            None => {
-                let e = format!("{}@{domain}", u.id.to_lowercase());
+        let placeholder = format!("{}@{domain}", u.id.to_lowercase());
+        let email = match (given, known_emails.get(&u.id)) {
+            (Some(e), _) => e,
+            (None, Some(known)) if *known != placeholder => known.clone(),
+            (None, _) => {
                 placeholders.push(Placeholder {
                     slack_id: u.id.clone(),
                     name: u.display_name(),
-                    email: e.clone(),
+                    email: placeholder.clone(),
                 });
-                e
+                placeholder
             }
         };
         let mut doc = Map::new();

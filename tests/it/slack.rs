@@ -181,6 +181,15 @@ async fn a_real_export_imports_whole_once_from_its_directory_or_its_zip() {
         linked, 1,
         "the Slack id kept; a placeholder address is not a verified one"
     );
+    // The operator gives Hermione her real address; no later import takes it back.
+    sqlx::raw_sql(
+        "update auth.users set email = 'hermione@example.com', email_confirmed_at = now()
+          where id = (select id from public.users where external_id = 'U0BMS113R');
+         update public.users set email = 'hermione@example.com' where external_id = 'U0BMS113R'",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
     let before = state(&mut c).await;
 
     // Again, from a zip of it: nothing new.
@@ -208,6 +217,15 @@ async fn a_real_export_imports_whole_once_from_its_directory_or_its_zip() {
         before,
         "a second import changes nothing"
     );
+    assert_eq!(r["placeholder_emails"].as_array().unwrap().len(), 3, "{r}");
+    let email: String = sqlx::query_scalar(
+        "select a.email from auth.users a join public.users u on u.id = a.id
+          where u.external_id = 'U0BMS113R' and u.email = a.email and a.email_confirmed_at is not null",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(email, "hermione@example.com");
 
     // The zip into another workspace: everything, its own.
     let (code, r, _) = import(&db, &zip, "other", &["--dry-run"]);
