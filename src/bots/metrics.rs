@@ -73,6 +73,10 @@ impl Metrics {
     /// The counters of `bot` (made at its first use).
     pub fn bot(&self, bot: &str) -> Arc<BotMetrics> {
         let mut bots = self.bots.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked up without allocating: this runs for every batch and every reply.
+        if let Some(m) = bots.get(bot) {
+            return m.clone();
+        }
         bots.entry(bot.to_owned()).or_default().clone()
     }
 

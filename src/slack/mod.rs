@@ -226,7 +226,7 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
         std::fs::remove_file(&users_rejects)?;
     }
     if !opts.dry_run {
-        unverify(pool, &placeholders).await?;
+        mark_people(pool, &placeholders, &users).await?;
     }
     let known_users = user_map(pool, &users, opts.dry_run).await?;
     let mut report = SlackReport {
@@ -487,6 +487,31 @@ struct Part {
 }
 
 impl Part {
+    /// What one conversation wrote, and what its reader counted.
+    fn add_conversation(&mut self, kind: Kind, w: &write::Written, stats: read::ConvStats) {
+        let tally = match kind {
+            Kind::Public | Kind::Private => &mut self.channels,
+            Kind::Dm => &mut self.direct_messages,
+            Kind::GroupDm => &mut self.group_dms,
+        };
+        if w.channel_new {
+            tally.new += 1;
+        } else {
+            tally.existing += 1;
+        }
+        self.messages.new += w.messages + w.replies;
+        self.messages.existing += w.messages_there;
+        self.replies += w.replies;
+        self.replies_without_thread += w.orphans;
+        self.reactions += w.reactions;
+        self.reactions_of_unknown_people += stats.unknown_reactors;
+        self.files += w.files;
+        for (k, n) in stats.skipped {
+            *self.skipped.entry(k).or_default() += n;
+        }
+        self.bots.extend(stats.bots.into_keys());
+    }
+
     fn add_to(self, r: &mut SlackReport, bots: &mut HashSet<String>) {
         let add = |a: &mut Tally, b: Tally| {
             a.new += b.new;
@@ -545,34 +570,12 @@ async fn work(
                         continue;
                     }
                     let w = writer.end(&stats).await?;
-                    let t = &targets[current.take().expect("begun")];
-                    let tally = match t.kind {
-                        Kind::Public | Kind::Private => &mut part.channels,
-                        Kind::Dm => &mut part.direct_messages,
-                        Kind::GroupDm => &mut part.group_dms,
-                    };
-                    if w.channel_new {
-                        tally.new += 1;
-                    } else {
-                        tally.existing += 1;
-                    }
-                    part.messages.new += w.messages + w.replies;
-                    part.messages.existing += w.messages_there;
-                    part.replies += w.replies;
-                    part.replies_without_thread += w.orphans;
-                    part.reactions += w.reactions;
-                    part.reactions_of_unknown_people += stats.unknown_reactors;
-                    part.files += w.files;
-                    for (k, n) in stats.skipped {
-                        *part.skipped.entry(k).or_default() += n;
-                    }
-                    part.bots.extend(stats.bots.into_keys());
-                    let done = progress.messages.fetch_add(
-                        w.messages + w.replies + w.messages_there,
-                        std::sync::atomic::Ordering::Relaxed,
-                    ) + w.messages
-                        + w.replies
-                        + w.messages_there;
+                    let kind = targets[current.take().expect("begun")].kind;
+                    part.add_conversation(kind, &w, stats);
+                    let n = w.messages + w.replies + w.messages_there;
+                    let done = n + progress
+                        .messages
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     let rate = done as f64 / progress.started.elapsed().as_secs_f64().max(1e-9);
                     progress
                         .bar
@@ -746,10 +749,20 @@ fn people_of(
     (docs, placeholders)
 }
 
-/// Placeholder addresses are nobody's: not verified, so no one signs in with them and the
-/// profile shows none, until the operator sets the real one.
-async fn unverify(pool: &PgPool, placeholders: &[Placeholder]) -> Result<()> {
+/// What the user import does not know of Slack's people: placeholder addresses are nobody's
+/// (not verified, so no one signs in with them and the profile shows none, until the operator
+/// sets the real one), and bots and apps are bots.
+async fn mark_people(
+    pool: &PgPool,
+    placeholders: &[Placeholder],
+    users: &[model::User],
+) -> Result<()> {
     let emails: Vec<&str> = placeholders.iter().map(|p| p.email.as_str()).collect();
+    let bots: Vec<&str> = users
+        .iter()
+        .filter(|u| u.is_bot())
+        .map(|u| u.id.as_str())
+        .collect();
     let mut tx = pool.begin().await?;
     sqlx::query(
         "update auth.users set email_confirmed_at = null
@@ -770,6 +783,13 @@ async fn unverify(pool: &PgPool, placeholders: &[Placeholder]) -> Result<()> {
         .bind(&emails)
         .execute(&mut *tx)
         .await?;
+    sqlx::query(
+        "update public.users set is_bot = true
+          where external_source = 'slack' and external_id = any($1) and not is_bot",
+    )
+    .bind(&bots)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -783,20 +803,6 @@ async fn user_map(
 ) -> Result<HashMap<String, (Uuid, String)>> {
     let mut conn = pool.acquire().await?;
     let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
-    let bots: Vec<String> = users
-        .iter()
-        .filter(|u| u.is_bot())
-        .map(|u| u.id.clone())
-        .collect();
-    if !dry_run && !bots.is_empty() {
-        sqlx::query(
-            "update public.users set is_bot = true
-              where external_source = 'slack' and external_id = any($1) and not is_bot",
-        )
-        .bind(&bots)
-        .execute(&mut *conn)
-        .await?;
-    }
     let found: Vec<(String, Uuid, String)> = sqlx::query_as(
         "select external_id, id, username from public.users
           where external_source = 'slack' and external_id = any($1)",

@@ -157,7 +157,7 @@ pub fn message_id(workspace: Uuid, conv: &str, ts: &str) -> Uuid {
 }
 
 /// The id of the account made for an integration bot that posted without a user.
-pub fn bot_id(workspace: Uuid, bot: &str) -> Uuid {
+pub fn bot_account(workspace: Uuid, bot: &str) -> Uuid {
     derived_id(&[b"slack-bot", workspace.as_bytes(), bot.as_bytes()])
 }
 
@@ -600,7 +600,7 @@ impl Author {
     fn id(&self, workspace: Uuid) -> Uuid {
         match self {
             Author::User(id) => *id,
-            Author::Bot(bot, _) => bot_id(workspace, bot),
+            Author::Bot(bot, _) => bot_account(workspace, bot),
         }
     }
 }

@@ -179,10 +179,9 @@ impl Writer {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let (staged, staged_replies): (i64, i64) =
-            sqlx::query_as("select count(*), count(parent_id) from pg_temp.slack_chat")
-                .fetch_one(&mut *tx)
-                .await?;
+        let staged: i64 = sqlx::query_scalar("select count(*) from pg_temp.slack_chat")
+            .fetch_one(&mut *tx)
+            .await?;
         match (self.channel, self.dry_run) {
             (Some(channel), false) => {
                 self.bots(&mut tx, stats).await?;
@@ -251,7 +250,6 @@ impl Writer {
             }
         }
         w.messages_there = (staged as u64).saturating_sub(w.messages + w.replies);
-        let _ = staged_replies;
         Ok(w)
     }
 
@@ -272,7 +270,7 @@ impl Writer {
         let ids: Vec<Uuid> = stats
             .bots
             .keys()
-            .map(|b| super::read::bot_id(self.workspace, b))
+            .map(|b| super::read::bot_account(self.workspace, b))
             .collect();
         // Writers beside this one may meet the same bot: one makes its account at a time.
         sqlx::query("select pg_advisory_xact_lock(hashtext('chatctl.slack_import.bots'))")

@@ -625,17 +625,14 @@ impl Runtime {
             voice: self.voice(bot),
             bot_user: bot.user_id,
             instance: self.opts.instance.clone(),
-            ids: mine.iter().map(|(m, _)| m.id).collect(),
             messages: mine.iter().map(|(m, r)| ((*m).clone(), r.kind)).collect(),
-            chans: mine.iter().map(|(m, _)| m.channel_id).collect(),
             threads: mine.iter().map(|(_, r)| r.thread_id).collect(),
             work: mine
                 .iter()
-                .map(|(m, r)| match r.kind {
+                .map(|(_, r)| match r.kind {
                     ReplyKind::ThreadSummary => Work::ThreadSummary(r.thread_id),
                     ReplyKind::Template => Work::Ready(r.text.clone()),
                     ReplyKind::Ai => Work::Reply {
-                        message: Box::new((*m).clone()),
                         prompt: r.prompt.clone(),
                     },
                 })

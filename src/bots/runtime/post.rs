@@ -18,10 +18,8 @@ pub(super) struct PostJob {
     pub(super) voice: std::sync::Arc<Voice>,
     pub(super) bot_user: Uuid,
     pub(super) instance: String,
-    pub(super) ids: Vec<Uuid>,
-    /// Each message answered, and how (for the log line of each reply).
+    /// Each message answered, and how; `threads` and `work` are in the same order.
     pub(super) messages: Vec<(Message, crate::bots::trigger::ReplyKind)>,
-    pub(super) chans: Vec<Uuid>,
     pub(super) threads: Vec<Uuid>,
     pub(super) work: Vec<Work>,
     /// The search index AI replies look for earlier discussions in, when the daemon keeps one.
@@ -33,9 +31,8 @@ pub(super) enum Work {
     Ready(String),
     /// A summary of the thread with this root.
     ThreadSummary(Uuid),
-    /// The AI's suggested reply to this message.
+    /// The AI's suggested reply to its message.
     Reply {
-        message: Box<Message>,
         prompt: Option<String>,
     },
 }
@@ -76,7 +73,8 @@ impl PostJob {
     }
 
     async fn post(self) -> Result<Pass> {
-        let ids = &self.ids;
+        let ids: &Vec<Uuid> = &self.messages.iter().map(|(m, _)| m.id).collect();
+        let chans: Vec<Uuid> = self.messages.iter().map(|(m, _)| m.channel_id).collect();
         sqlx::query(
             "insert into public.emojis (chat_id, user_id, emoji_uni_code) select m, $2, '👀' from unnest($1::uuid[]) m
              on conflict do nothing",
@@ -91,7 +89,7 @@ impl PostJob {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(reply_ids.iter().copied());
-        let (chans, threads, texts) = (&self.chans, &self.threads, &texts);
+        let (chans, threads, texts) = (&chans, &self.threads, &texts);
         // Completing the claims and posting their replies is one statement: atomic, and only
         // for the claims this process still holds.
         let answered: Vec<Uuid> = sqlx::query_scalar(
@@ -169,7 +167,7 @@ impl PostJob {
         let mut summaries: std::collections::HashMap<Uuid, String> =
             std::collections::HashMap::new();
         let mut texts = Vec::with_capacity(self.work.len());
-        for w in &self.work {
+        for (w, (message, _)) in self.work.iter().zip(&self.messages) {
             texts.push(match w {
                 Work::Ready(t) => t.clone(),
                 Work::ThreadSummary(root) => {
@@ -179,7 +177,7 @@ impl PostJob {
                     }
                     summaries[root].clone()
                 }
-                Work::Reply { message, prompt } => {
+                Work::Reply { prompt } => {
                     let request = crate::bots::reply::ReplyRequest {
                         reader: self.bot_user,
                         channel: message.channel_id,
