@@ -50,8 +50,13 @@ pub const LONG_VERSION: &str = concat!(
 pub fn metric() -> String {
     let b = get();
     format!(
-        "# HELP chatctl_build_info The build of the running chatctl\n# TYPE chatctl_build_info gauge\nchatctl_build_info{{version=\"{}\",commit=\"{}\",build_date=\"{}\",target=\"{}\",rustc=\"{}\"}} 1\n",
-        b.version, b.commit, b.build_date, b.target, b.rustc
+        "# HELP chatctl_build_info The build of the running chatctl\n# TYPE chatctl_build_info gauge\nchatctl_build_info{{version=\"{}\",commit=\"{}\",build_date=\"{}\",target=\"{}\",rustc=\"{}\",features=\"{}\"}} 1\n",
+        b.version,
+        b.commit,
+        b.build_date,
+        b.target,
+        b.rustc,
+        b.features.join(",")
     )
 }
 

@@ -882,12 +882,17 @@ async fn the_daemon_serves_health_readiness_and_metrics() {
     ] {
         assert!(metrics.contains(series), "{series} in {metrics}");
     }
-    // The build, as Prometheus's own *_build_info metrics give it.
+    // The build, as Prometheus's own *_build_info metrics give it: what `version` says.
     let build = chatctl::build_info::get();
     assert!(
         metrics.contains(&format!(
-            "chatctl_build_info{{version=\"{}\",commit=\"{}\"",
-            build.version, build.commit
+            "chatctl_build_info{{version=\"{}\",commit=\"{}\",build_date=\"{}\",target=\"{}\",rustc=\"{}\",features=\"{}\"}} 1",
+            build.version,
+            build.commit,
+            build.build_date,
+            build.target,
+            build.rustc,
+            build.features.join(",")
         )),
         "{metrics}"
     );

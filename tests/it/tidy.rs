@@ -333,7 +333,7 @@ fn the_ci_workflow_passes_actionlint() {
 /// backups needs none and succeeds), none is a usage error.
 #[test]
 fn the_crontab_commands_parse() {
-    let text = std::fs::read_to_string(root().join("contrib/cron/chatctl.crontab")).unwrap();
+    let text = std::fs::read_to_string(root().join("contrib/ci/chatctl.crontab")).unwrap();
     let backups = tempfile::tempdir().unwrap();
     let mut seen = 0;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
