@@ -271,6 +271,9 @@ fn zulip_export(dir: &Path) {
     users.push(json!({"id": "U064KUGRJ", "name": "kim", "real_name": "Kim"}));
     // The author of the 2024-era message with a `files` array (a Canvas and a snippet).
     users.push(json!({"id": "U06NU4E26M9", "name": "lee", "real_name": "Lee"}));
+    // Someone who left (deactivated, their message kept) and an app's bot user.
+    users.push(json!({"id": "U0GONE", "name": "gone", "real_name": "Gone", "deleted": true}));
+    users.push(json!({"id": "U0DEPLOY", "name": "deploybot", "is_bot": true}));
     let write = |p: &str, v: &[u8]| {
         let path = dir.join(p);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -330,7 +333,8 @@ fn zulip_export(dir: &Path) {
         {"type": "message", "user": "U061A5N1G", "ts": "1577923400.000100",
          "subtype": "something_new", "text": "from the future"},
         {"type": "message", "user": "U061A5N1G", "ts": "1577923500.000100", "text": "nul \u{0} here"},
-        {"type": "message", "user": "U061A1R2R", "ts": "1577923600.000100", "text": "still here"}
+        {"type": "message", "user": "U061A1R2R", "ts": "1577923600.000100", "text": "still here"},
+        {"type": "message", "user": "U0GONE", "ts": "1577923650.000100", "text": "before I left"}
     ]);
     write(
         "general/2020-01-02.json",
@@ -389,8 +393,8 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
         "the raw message is kept"
     );
 
-    assert_eq!(r["users"]["inserted"], 9, "{r}");
-    assert_eq!(r["placeholder_emails"].as_array().unwrap().len(), 8);
+    assert_eq!(r["users"]["inserted"], 11, "{r}");
+    assert_eq!(r["placeholder_emails"].as_array().unwrap().len(), 10);
     assert_eq!(
         r["channels"],
         json!({"new": 5, "existing": 0}),
@@ -404,8 +408,8 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
         "two group DMs of the same people are one"
     );
     assert_eq!(r["direct_messages"], json!({"new": 3, "existing": 1}));
-    // random: 1 + 8 (joins skipped) + the thread's 3; general: 3; secret: 1; the DM: 1.
-    assert_eq!(r["messages"], json!({"new": 17, "existing": 0}), "{r}");
+    // random: 1 + 8 (joins skipped) + the thread's 3; general: 4; secret: 1; the DM: 1.
+    assert_eq!(r["messages"], json!({"new": 18, "existing": 0}), "{r}");
     assert_eq!(r["replies"], 2);
     assert_eq!(r["reactions"], 3);
     assert_eq!(
@@ -473,6 +477,21 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
             .await
             .unwrap();
     assert_eq!(emojis, ["👋🏼", "👍", "👍"]);
+    let (gone, bot): (bool, bool) = sqlx::query_as(
+        "select (select deactivated_at is not null from public.users where external_id = 'U0GONE'),
+                (select is_bot from public.users where external_id = 'U0DEPLOY')",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(gone, "a deleted Slack account is deactivated");
+    assert!(bot, "a bot user is a bot");
+    let kept = count(
+        &mut c,
+        "select count(*) from public.chat where message ->> 'text' = 'before I left'",
+    )
+    .await;
+    assert_eq!(kept, 1, "their message is kept");
     let channel_text = count(
         &mut c,
         "select count(*) from public.chat where message ->> 'text' = '@channel'",
@@ -534,7 +553,7 @@ async fn threads_dms_reactions_and_bad_pieces_from_zulips_fixtures() {
     let before = state(&mut c).await;
     let (code, r, again) = import(&db, dir.path(), "acme", &["--allow-rejects"]);
     assert_eq!(code, 0, "{r}");
-    assert_eq!(r["messages"], json!({"new": 0, "existing": 17}));
+    assert_eq!(r["messages"], json!({"new": 0, "existing": 18}));
     assert_eq!(again.len(), rejects.len(), "the same rejects");
     assert_eq!(
         state(&mut c).await,
