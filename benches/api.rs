@@ -99,10 +99,13 @@ async fn run(opts: &Opts) {
     for &size in &opts.sizes {
         let db = format!("bench_api_{size}");
         let db_url = common::with_db(&url, &db);
-        prepare(&admin, &db_url, &db, size).await;
+        let seeded = prepare(&admin, &db_url, &db, size).await;
         let index = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("target")
             .join(format!("bench-api-index-{size}"));
+        if seeded && index.exists() {
+            std::fs::remove_dir_all(&index).unwrap();
+        }
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(opts.workers as u32)
             .connect(&db_url)
@@ -261,7 +264,9 @@ impl Drop for Stop {
 }
 
 /// `db` with `size` messages of 10,000 users and 2,000 channels (kept between runs).
-async fn prepare(admin: &str, db_url: &str, db: &str, size: u64) {
+/// Seeds `db` unless it holds `size` messages already; true when it seeded (an index kept
+/// from an earlier seed then describes other messages and must be built again).
+async fn prepare(admin: &str, db_url: &str, db: &str, size: u64) -> bool {
     // Seeded again only when the database is missing or holds another size: a refused
     // connection (a previous run's server still holding them) must not drop it.
     match sqlx::PgPool::connect(db_url).await {
@@ -272,7 +277,9 @@ async fn prepare(admin: &str, db_url: &str, db: &str, size: u64) {
                 .ok();
             pool.close().await;
             if n == Some(size as i64) {
-                return;
+                // Kept from an earlier run: brought to this build's schema.
+                common::migrate_db(db_url).await;
+                return false;
             }
         }
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {}
@@ -285,6 +292,7 @@ async fn prepare(admin: &str, db_url: &str, db: &str, size: u64) {
     common::seed_10k(&pool, size, 10).await;
     println!("\nseeded {db} in {:.1} s", s.elapsed().as_secs_f64());
     pool.close().await;
+    true
 }
 
 /// Callers, their tokens, and a shuffled mix of asks: each caller's profile requests are of
