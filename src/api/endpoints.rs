@@ -274,7 +274,10 @@ pub async fn read_profile(
     // One statement: every part under the caller's policies.
     let profile: Option<Profile> = sqlx::query_as(
         // The person's workspace and channel memberships are read once each (materialized),
-        // for their roles and their counts: each read evaluates its policies' helpers.
+        // for their roles and their counts: each read evaluates its policies' helpers. Their
+        // statistics are the counters of `user_activity` (a row per channel, kept by
+        // triggers) that the caller may read: the same numbers as counting the messages and
+        // reactions the caller may read, at a cost that does not grow with them.
         "with wm as materialized (
                 select wm.role, wm.workspace_id, w.slug
                   from public.workspace_members wm
@@ -297,17 +300,17 @@ pub async fn read_profile(
                               from mc join public.workspaces w on w.id = mc.workspace_id
                              where mc.role <> 'member') r), '[]') as roles,
                 s.messages_sent, s.threads_started, s.replies_sent, s.last_message_at,
-                (select count(*) from public.emojis e where e.user_id = u.id) as reactions_given,
+                s.reactions_given,
                 (select count(*) from mc) as channels_joined,
                 (select count(*) from wm) as workspaces
            from public.users u
           cross join lateral (
-                select count(*) filter (where not c.is_deleted) as messages_sent,
-                       count(*) filter (where not c.is_deleted and c.parent_id is null
-                                        and c.total_replies > 0) as threads_started,
-                       count(*) filter (where not c.is_deleted and c.parent_id is not null) as replies_sent,
-                       max(c.created_at) filter (where not c.is_deleted) as last_message_at
-                  from public.chat c where c.user_id = u.id) s
+                select coalesce(sum(a.messages), 0)::bigint as messages_sent,
+                       coalesce(sum(a.threads_started), 0)::bigint as threads_started,
+                       coalesce(sum(a.replies), 0)::bigint as replies_sent,
+                       coalesce(sum(a.reactions), 0)::bigint as reactions_given,
+                       max(a.last_message_at) as last_message_at
+                  from public.user_activity a where a.user_id = u.id) s
           where u.id = $1",
     )
     .bind(user)

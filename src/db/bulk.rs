@@ -261,3 +261,13 @@ impl<'c> CopyStream<'c> {
         Ok(self.rows)
     }
 }
+
+/// Counts `user_activity` (a profile's statistics) from scratch, set-based: after a bulk
+/// load that set its triggers aside.
+pub async fn recount_activity(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql("select chat_private.recount_activity()")
+        .execute(conn)
+        .await
+        .context("cannot count what each person did in each channel")?;
+    Ok(())
+}

@@ -599,6 +599,7 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     if let Some(d) = deferred {
         bar.set_message("indexing");
         d.restore(&mut tx).await?;
+        crate::db::bulk::recount_activity(&mut tx).await?;
     }
     bar.set_message("committing");
     tx.commit().await.context("cannot commit the seeded data")?;

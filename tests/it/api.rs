@@ -1339,3 +1339,122 @@ async fn replicas_share_nothing_in_memory_but_the_budget_is_one_and_each_index_s
         found_in_index(server, "/api/search?q=quetzal", ada, 1).await;
     }
 }
+
+/// A profile's statistics come from `user_activity`, counters kept by triggers: after every
+/// kind of write (a batch of first replies, new messages, soft deletes of the newest message
+/// and back, replies deleted softly and for good, reactions added and taken back, roots with
+/// reactions deleted, a message moved to another channel, messages re-dated, an edit, a
+/// channel deleted), each caller sees exactly what counting the person's messages and
+/// reactions under the caller's own policies gives, for callers inside and outside the
+/// person's channels.
+#[tokio::test]
+async fn profile_statistics_equal_counting_as_the_caller_after_every_kind_of_write() {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    chatctl::db::seed::seed(
+        &pool,
+        &chatctl::db::seed::SeedOptions {
+            until: chatctl::db::seed::REFERENCE,
+            users: 40,
+            channels: 24,
+            messages: 2_000,
+            workspaces: 2,
+            seed: 11,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    let mut c = db.conn().await;
+    // Callers and people of the same workspace: members of different channels, so some
+    // messages are readable and some not.
+    let pairs: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select a.user_id, b.user_id from workspace_members a
+           join workspace_members b on b.workspace_id = a.workspace_id
+          order by md5(a.user_id::text || b.user_id::text) limit 40",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let writes = [
+        "insert into chat (channel_id, user_id, parent_id, message)
+         select p.channel_id, m.user_id, p.id, '{\"text\":\"first reply\"}'
+           from (select id, channel_id from chat where parent_id is null and total_replies = 0
+                  order by id limit 20) p
+          cross join lateral (select user_id from members where channel_id = p.channel_id
+                               order by user_id limit 1) m",
+        "insert into chat (channel_id, user_id, message, created_at)
+         select channel_id, user_id, '{\"text\":\"newest\"}', now() + interval '1 day'
+           from members order by md5(channel_id::text || user_id::text) limit 60",
+        "update chat set is_deleted = true where created_at > now() + interval '12 hours'",
+        "update chat set is_deleted = false where created_at > now() + interval '12 hours'
+            and md5(id::text) < '8'",
+        "update chat set is_deleted = true where parent_id in
+            (select parent_id from chat where parent_id is not null group by 1 having count(*) = 1 limit 10)",
+        "insert into emojis (chat_id, user_id, emoji_uni_code)
+         select c.id, m.user_id, 'x' from chat c join members m on m.channel_id = c.channel_id
+          where c.created_at > now() order by md5(c.id::text || m.user_id::text) limit 60
+         on conflict do nothing",
+        "delete from emojis where emoji_uni_code = 'x' and md5(chat_id::text) < '8'",
+        "delete from chat where id in (select e.chat_id from emojis e join chat c on c.id = e.chat_id
+                                        where c.parent_id is null and c.total_replies > 0 limit 5)",
+        "delete from chat where id in (select id from chat where parent_id is not null order by id limit 30)",
+        "update chat set channel_id = (select c2.id from channels c2 join channels c1
+                                          on c1.workspace_id = c2.workspace_id and c1.id <> c2.id
+                                       where c1.id = chat.channel_id and c2.kind = 'public' limit 1)
+          where id = (select c.id from chat c join emojis e on e.chat_id = c.id
+                       where c.parent_id is null and c.total_replies = 0 limit 1)",
+        "update chat set created_at = created_at - interval '300 days'
+          where id in (select id from chat where not is_deleted order by created_at desc limit 5)",
+        "update chat set message = '{\"text\":\"edited\"}' where id in (select id from chat order by id limit 100)",
+        "delete from channels where id = (select channel_id from chat group by 1 order by count(*) desc limit 1)",
+    ];
+    for (i, write) in writes.iter().enumerate() {
+        let done = sqlx::query(write).execute(&mut c).await.unwrap();
+        assert!(
+            done.rows_affected() > 0,
+            "write {i} changed nothing: {write}"
+        );
+        let mut readable = 0;
+        for &(caller, person) in &pairs {
+            let claims = json!({ "sub": caller, "role": "authenticated", "aud": "authenticated" });
+            let Some(shown) = chatctl::api::profile(&pool, &claims, person).await.unwrap() else {
+                continue;
+            };
+            let mut tx = chatctl::db::app_queries::begin_as(&pool, &claims)
+                .await
+                .unwrap();
+            let counted: (i64, i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>) =
+                sqlx::query_as(
+                    "select count(*) filter (where not is_deleted),
+                            count(*) filter (where not is_deleted and parent_id is null and total_replies > 0),
+                            count(*) filter (where not is_deleted and parent_id is not null),
+                            (select count(*) from emojis e where e.user_id = $1),
+                            max(created_at) filter (where not is_deleted)
+                       from chat where user_id = $1",
+                )
+                .bind(person)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            let s = &shown.stats;
+            assert_eq!(
+                (
+                    s.messages_sent,
+                    s.threads_started,
+                    s.replies_sent,
+                    s.reactions_given,
+                    s.last_message_at
+                ),
+                counted,
+                "after write {i}, {caller} reading {person}'s profile"
+            );
+            readable += (counted.0 > 0) as usize;
+        }
+        assert!(
+            readable > 5,
+            "after write {i}: only {readable} profiles with messages"
+        );
+    }
+}

@@ -1393,6 +1393,73 @@ const MODEL: &[Table] = &[
         deletes: &[],
         service_denied: &[],
     },
+    Table {
+        name: "user_activity",
+        columns: &[
+            "user_id",
+            "channel_id",
+            "slot",
+            "messages",
+            "threads_started",
+            "replies",
+            "reactions",
+            "last_message_at",
+        ],
+        hidden: &[],
+        rows: &[
+            row(
+                "general",
+                "`member`'s activity in #general",
+                &[("user_id", "{member}"), ("channel_id", "{general}")],
+                HOME_ALL,
+            ),
+            row(
+                "lobby",
+                "`mod`'s activity in #lobby",
+                &[("user_id", "{moderator}"), ("channel_id", "{lobby}")],
+                HOME,
+            ),
+            row(
+                "private",
+                "`private`'s activity in #private",
+                &[("user_id", "{private_member}"), ("channel_id", "{private}")],
+                PRIVATE,
+            ),
+            row(
+                "dm",
+                "`dm`'s activity in the DM",
+                &[("user_id", "{dm_member}"), ("channel_id", "{dm}")],
+                DM,
+            ),
+            row(
+                "shared",
+                "`partner`'s activity in #shared",
+                &[("user_id", "{partner_owner}"), ("channel_id", "{shared}")],
+                HOME_AND_PARTNER,
+            ),
+            row(
+                "elsewhere",
+                "activity in an unrelated workspace",
+                &[("user_id", "{outsider}"), ("channel_id", "{elsewhere}")],
+                NOBODY,
+            ),
+        ],
+        inserts: &[insert(
+            "a count of their own in #lobby",
+            &[
+                ("user_id", "{me}"),
+                ("channel_id", "{lobby}"),
+                ("messages", "1000"),
+            ],
+            NOBODY,
+        )],
+        client_insert: &[],
+        set_on_insert: &[],
+        set_on_update: &[],
+        updates: &[],
+        deletes: &[],
+        service_denied: &[],
+    },
 ];
 
 /// The functions in `public` the app calls (PostgREST RPC): who gets an answer.
@@ -1519,6 +1586,10 @@ fn value(table: &str, column: &str, context: &str) -> Option<Assignments> {
         ("user_status", "status_text") => one("'busy'"),
         ("user_status", "status_emoji") => one("'calendar'"),
         ("mentions", "channel_id") => one("{shared}"),
+        ("user_activity", "user_id") => one("{stranger}"),
+        ("user_activity", "channel_id") => one("{partner_general}"),
+        ("user_activity", "slot") => one("7"),
+        ("user_activity", "messages" | "threads_started" | "replies" | "reactions") => one("1000"),
         ("workspaces" | "channels" | "shared_channels", "created_by" | "shared_by") => {
             one("{member}")
         }
@@ -2171,9 +2242,10 @@ const PERMISSIONS_HEAD: &str = "# Permissions
 
 The web app talks to the database with the signed-in user's token (PostgREST, Realtime), so
 these rules are the product's security boundary. They are held by the database (grants,
-row level security policies and triggers in `migrations/0009_authorization.up.sql`, and
-`0010_users.up.sql` for deactivated people), for
-every client alike; `chatctl` and other operators' tools use the service role.
+row level security policies and triggers in `migrations/0009_authorization.up.sql`,
+`0010_users.up.sql` for deactivated people, and `0014_user_activity.up.sql` for the
+per-channel counters a profile shows), for every client alike; `chatctl` and other
+operators' tools use the service role.
 
 This page is generated from the model in `tests/it/rls.rs`, which checks every cell below
 against a real database: every table and function in `public` (read from the catalog),
@@ -2191,6 +2263,8 @@ Rules the cells show:
 - Identity is the verified auth user: `users.email` is always the auth user's verified
   address (set by the database, whatever anyone sends); `is_bot`, ids, timestamps,
   counters, external ids and `created_by` are never written by clients.
+- Counters kept by the database (`user_activity`, like `mentions`) are read as their
+  channel's messages are, and written by no client.
 - Reads follow membership: public channels are read by the non-guest members of their
   workspace and of the workspaces they are shared with; private channels and DMs by their
   members only. E-mail addresses are read through `user_emails`, by the person themselves

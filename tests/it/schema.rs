@@ -120,6 +120,19 @@ async fn concurrent_replies_to_one_thread_are_all_counted() {
         t.await.unwrap();
     }
     assert_eq!(replies(&mut c, root).await, 40);
+    // And a profile's counters of them (`user_activity`, spread over as many rows as there
+    // were writers at once), written by every one of those transactions: none lost, the
+    // thread started once.
+    let counted: (i64, i64, i64) = sqlx::query_as(
+        "select sum(messages)::bigint, sum(replies)::bigint, sum(threads_started)::bigint
+           from user_activity where user_id = $1 and channel_id = $2",
+    )
+    .bind(w.alice)
+    .bind(w.channel)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(counted, (41, 40, 1));
 }
 
 #[tokio::test]

@@ -85,6 +85,7 @@ pub(super) async fn copy_all(
     reports.push(emojis.finish(conn, bar).await?);
     bar.set_message("indexes");
     deferred.restore(conn).await?;
+    crate::db::bulk::recount_activity(conn).await?;
     sqlx::raw_sql(
         "alter table public.chat enable trigger chat_check_parent, enable trigger chat_replies_insert",
     )
