@@ -635,22 +635,7 @@ async fn search_answers_for_the_caller_only_with_the_json_of_search_query_as() {
 
 #[tokio::test]
 async fn no_endpoint_leaks_a_private_channel_or_a_dm_to_a_non_member() {
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    chatctl::db::seed::seed(
-        &pool,
-        &chatctl::db::seed::SeedOptions {
-            until: chatctl::db::seed::REFERENCE,
-            users: 24,
-            channels: 16,
-            messages: 1500,
-            workspaces: 2,
-            seed: 7,
-            progress: false,
-        },
-    )
-    .await
-    .unwrap();
+    let (db, pool) = seeded(24, 16, 1500, 7).await;
     // A word only one message of each private channel and DM has.
     let secrets: Vec<(Uuid, String, Uuid)> = sqlx::query_as(
         "insert into chat (channel_id, user_id, message)
@@ -1349,22 +1334,7 @@ async fn replicas_share_nothing_in_memory_but_the_budget_is_one_and_each_index_s
 /// person's channels.
 #[tokio::test]
 async fn profile_statistics_equal_counting_as_the_caller_after_every_kind_of_write() {
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    chatctl::db::seed::seed(
-        &pool,
-        &chatctl::db::seed::SeedOptions {
-            until: chatctl::db::seed::REFERENCE,
-            users: 40,
-            channels: 24,
-            messages: 2_000,
-            workspaces: 2,
-            seed: 11,
-            progress: false,
-        },
-    )
-    .await
-    .unwrap();
+    let (db, pool) = seeded(40, 24, 2_000, 11).await;
     let mut c = db.conn().await;
     // Callers and people of the same workspace: members of different channels, so some
     // messages are readable and some not.
@@ -1457,4 +1427,25 @@ async fn profile_statistics_equal_counting_as_the_caller_after_every_kind_of_wri
             "after write {i}: only {readable} profiles with messages"
         );
     }
+}
+
+/// A database of `dev seed` data in two workspaces (the same for the same arguments).
+async fn seeded(users: u32, channels: u32, messages: u64, seed: u64) -> (TestDb, sqlx::PgPool) {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    chatctl::db::seed::seed(
+        &pool,
+        &chatctl::db::seed::SeedOptions {
+            until: chatctl::db::seed::REFERENCE,
+            users,
+            channels,
+            messages,
+            workspaces: 2,
+            seed,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    (db, pool)
 }
