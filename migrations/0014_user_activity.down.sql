@@ -50,6 +50,4 @@ begin
     return null;
 end
 $$;
-drop function chat_private.add_threads(uuid[], bigint[]);
-drop function chat_private.lock_roots(uuid[], bigint[]);
 drop table public.user_activity;

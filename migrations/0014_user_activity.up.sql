@@ -100,35 +100,12 @@ begin
 end
 $$;
 
--- Thread roots whose reply counts change by `deltas`, locked in id order (as their
--- counters' update locks them: `no key update`, which the replies' foreign key checks, each
--- holding a `key share` lock on the root, do not wait for; a second first reply to a root
--- waits here, then sees the first one counted); for each author and channel, how many of
--- them start a thread now that did not (1) or no longer do (-1).
-create function chat_private.lock_roots(roots uuid[], deltas bigint[])
-returns table (user_id uuid, channel_id uuid, t bigint)
-language plpgsql security definer set search_path = '' as $$
-begin
-    return query
-        with locked as materialized (
-            select p.id, p.user_id, p.channel_id, p.total_replies, p.is_deleted, p.parent_id
-              from public.chat p where p.id = any (roots) order by p.id for no key update)
-        select g.user_id, g.channel_id, g.k
-          from (select l.user_id, l.channel_id,
-                       sum((greatest(l.total_replies + d.n, 0) > 0)::int - (l.total_replies > 0)::int)::bigint as k
-                  from locked l join unnest(roots, deltas) as d(id, n) on d.id = l.id
-                 where not l.is_deleted and l.parent_id is null
-                 group by l.user_id, l.channel_id) g
-         where g.k <> 0;
-end
-$$;
-
 -- Messages: the thread counts (as before) and the activity counters, from the statement's
 -- transition tables (visible only to this function's own statements, hence a statement per
--- event). A statement of top-level messages (most) costs one query and one `add_activity`;
--- one with replies also locks the roots they change and counts the roots' authors whose
--- first reply came or whose last went (`threads_started`), then updates the roots' counters,
--- whose own UPDATE is told (`chatctl.bumping_roots`) that its activity was counted already.
+-- event). An insert of top-level messages (most) costs one more statement, its authors'
+-- counts; one with replies also counts, from the update of their roots' counters, the roots'
+-- authors whose first reply came or whose last went (`threads_started`); that UPDATE's own
+-- trigger call is told (`chatctl.bumping_roots`) that its activity was counted already.
 -- `last_message_at` is a maximum: looked up again (the person's newest messages first,
 -- `chat_user_idx`) only when a message at that time left the count.
 create or replace function chat_private.apply_reply_deltas() returns trigger
@@ -227,10 +204,6 @@ begin
                     or max(x.at) > (select coalesce(max(b.last_message_at), '-infinity') from public.user_activity b
                                      where b.user_id = x.user_id and b.channel_id = x.channel_id)) g;
     end if;
-    if roots is not null then
-        -- The roots' authors: a thread started or no longer.
-        perform chat_private.add_threads(roots, deltas);
-    end if;
     if people is not null then
         perform chat_private.add_activity(people, channels, m, t, r,
                                           array_fill(0::bigint, array[cardinality(people)]), at,
@@ -271,34 +244,37 @@ begin
         end if;
     end if;
     if roots is not null then
+        -- The roots' counters, and their authors' threads started (or no longer), from what
+        -- each update found: a second first reply to a root waits for the first one's
+        -- commit here and then sees it counted.
         perform set_config('chatctl.bumping_roots', 'on', true);
-        update public.chat p
-           set total_replies = greatest(p.total_replies + d.n, 0),
-               last_reply_at = greatest(p.last_reply_at, d.newest)
-          from unnest(roots, deltas, coalesce(lasts, '{}')) as d(id, n, newest)
-         where p.id = d.id;
+        -- (Planned for each call, with the roots at hand: a plan kept for the session was
+        -- made when the table looked small and read all of it every time, which made one
+        -- long transaction of single-message inserts quadratic.)
+        execute 'with bumped as (
+                     update public.chat p
+                        set total_replies = greatest(p.total_replies + d.n, 0),
+                            last_reply_at = greatest(p.last_reply_at, d.newest)
+                       from unnest($1, $2, $3) as d(id, n, newest)
+                      where p.id = any ($1) and p.id = d.id
+                     returning p.user_id, p.channel_id, p.is_deleted, p.parent_id, p.total_replies, d.n)
+                 select array_agg(user_id), array_agg(channel_id), array_agg(k)
+                   from (select b.user_id, b.channel_id,
+                                sum((b.total_replies > 0)::int - ((b.total_replies - b.n) > 0)::int)::bigint as k
+                           from bumped b
+                          where not b.is_deleted and b.parent_id is null
+                          group by b.user_id, b.channel_id) g
+                  where k <> 0'
+           into people, channels, t
+          using roots, deltas, coalesce(lasts, '{}');
         perform set_config('chatctl.bumping_roots', '', true);
+        if people is not null then
+            m := array_fill(0::bigint, array[cardinality(people)]);
+            perform chat_private.add_activity(people, channels, m, t, m, m,
+                                              array_fill(null::timestamptz, array[cardinality(people)]));
+        end if;
     end if;
     return null;
-end
-$$;
-
--- The roots' authors of `chat_private.lock_roots`: a thread started, or no longer.
-create function chat_private.add_threads(roots uuid[], deltas bigint[]) returns void
-language plpgsql security definer set search_path = '' as $$
-declare
-    people uuid[];
-    channels uuid[];
-    t bigint[];
-    zero bigint[];
-begin
-    select array_agg(f.user_id), array_agg(f.channel_id), array_agg(f.t) into people, channels, t
-      from chat_private.lock_roots(roots, deltas) f;
-    if people is not null then
-        zero := array_fill(0::bigint, array[cardinality(people)]);
-        perform chat_private.add_activity(people, channels, zero, t, zero, zero,
-                                          array_fill(null::timestamptz, array[cardinality(people)]));
-    end if;
 end
 $$;
 
@@ -406,9 +382,9 @@ begin
 end
 $$;
 
-revoke all on function chat_private.activity_slot(uuid, uuid, boolean), chat_private.lock_roots(uuid[], bigint[]),
+revoke all on function chat_private.activity_slot(uuid, uuid, boolean),
     chat_private.add_activity(uuid[], uuid[], bigint[], bigint[], bigint[], bigint[], timestamptz[], boolean),
-    chat_private.add_reactions(uuid[], uuid[], bigint[], boolean), chat_private.add_threads(uuid[], bigint[]),
+    chat_private.add_reactions(uuid[], uuid[], bigint[], boolean),
     chat_private.forget_reactions(), chat_private.apply_reaction_deltas(),
     chat_private.recount_activity() from public, anon, authenticated;
 grant execute on function chat_private.recount_activity() to service_role;
