@@ -116,27 +116,7 @@ pub async fn post(conn: &mut PgConnection, actor: &Actor, m: &NewMessage) -> Res
         ))
         .into());
     }
-    let (key, bot) = match &m.author {
-        Author::Member(who) => (who.trim_start_matches('@').to_lowercase(), false),
-        Author::Bot(name) => (crate::provision::spec::bot_email(name), true),
-    };
-    let author: Option<(Uuid, String, bool)> = sqlx::query_as(
-        "select id, username, is_bot from public.users
-          where email = $1 or username = $1 or id::text = $1
-          order by email = $1 desc, username = $1 desc limit 1",
-    )
-    .bind(&key)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((author, username, _)) = author.filter(|a| a.2 == bot) else {
-        return Err(match &m.author {
-            Author::Member(who) => Error::usage(format!("there is no person `{who}`"))
-                .with_help("give an email address, a username or an id; bots post with --as-bot"),
-            Author::Bot(name) => Error::usage(format!("there is no bot account `{name}`"))
-                .with_help("a spec that lists `bot:NAME` makes it, and so does `bots run`"),
-        }
-        .into());
-    };
+    let (author, username) = find_author(&mut tx, &m.author).await?;
     let member: bool = sqlx::query_scalar(
         "select exists (select 1 from public.members where channel_id = $1 and user_id = $2)",
     )
@@ -318,4 +298,30 @@ impl Tail {
         self.shown.retain(|_, at| *at > from);
         Ok(new)
     }
+}
+
+/// The account an [`Author`] names: its id and username, or a usage error saying who is missing.
+pub async fn find_author(conn: &mut PgConnection, who: &Author) -> Result<(Uuid, String)> {
+    let (key, bot) = match who {
+        Author::Member(name) => (name.trim_start_matches('@').to_lowercase(), false),
+        Author::Bot(name) => (crate::provision::spec::bot_email(name), true),
+    };
+    let author: Option<(Uuid, String, bool)> = sqlx::query_as(
+        "select id, username, is_bot from public.users
+          where email = $1 or username = $1 or id::text = $1
+          order by email = $1 desc, username = $1 desc limit 1",
+    )
+    .bind(&key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((author, username, _)) = author.filter(|a| a.2 == bot) else {
+        return Err(match who {
+            Author::Member(name) => Error::usage(format!("there is no person `{name}`"))
+                .with_help("give an email address, a username or an id; bots post with --as-bot"),
+            Author::Bot(name) => Error::usage(format!("there is no bot account `{name}`"))
+                .with_help("a spec that lists `bot:NAME` makes it, and so does `bots run`"),
+        }
+        .into());
+    };
+    Ok((author, username))
 }

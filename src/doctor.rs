@@ -127,6 +127,7 @@ pub async fn examine(
             checks.extend(bots(conn).await?);
             checks.push(ai_budget(conn, config).await?);
             checks.push(backups(conn).await?);
+            checks.push(files(conn).await?);
         }
     }
     checks.push(realtime(config).await);
@@ -181,6 +182,43 @@ async fn migrations(conn: &mut PgConnection) -> Result<Check> {
             Status::Ok,
             format!("up to date at version {version}"),
             None,
+        )
+    })
+}
+
+/// Objects this much older than their upload with no attachment are abandoned.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+async fn files(conn: &mut PgConnection) -> Result<Check> {
+    let ready: bool = sqlx::query_scalar(
+        "select to_regclass('chatctl.storage_buckets') is not null and to_regclass('storage.objects') is not null",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !ready {
+        return Ok(Check::new(
+            "files",
+            Status::Skip,
+            "the schema predates chatctl's buckets",
+            Some("chatctl migrate up"),
+        ));
+    }
+    let (missing, orphans) = crate::files::reconcile::counts(conn, ORPHAN_GRACE).await?;
+    Ok(if missing == 0 && orphans == 0 {
+        Check::new(
+            "files",
+            Status::Ok,
+            "every attachment has its object; no orphaned object older than 24h",
+            None,
+        )
+    } else {
+        Check::new(
+            "files",
+            Status::Warn,
+            format!(
+                "{missing} attachment(s) whose object is missing, {orphans} orphaned object(s) older than 24h"
+            ),
+            Some("chatctl files reconcile lists them (--delete --yes removes the orphans)"),
         )
     })
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod doctor;
 pub mod error;
+pub mod files;
 pub mod fuzz;
 pub mod logging;
 pub mod output;

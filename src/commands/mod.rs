@@ -13,6 +13,7 @@ mod config;
 mod dev;
 mod dm;
 mod doctor;
+mod files;
 mod import;
 mod man;
 mod migrate;
@@ -131,6 +132,8 @@ pub enum Command {
     Ai(ai::AiArgs),
     /// Build, query, verify and inspect the search index
     Search(search::SearchArgs),
+    /// Signed URLs for Storage objects; attachments and objects reconciled
+    Files(files::FilesArgs),
     /// Create, verify and restore one-file backups of the database
     Backup(backup::BackupArgs),
     /// Serve the HTTP API the web app calls (AI replies), behind Supabase access tokens
@@ -327,6 +330,7 @@ pub async fn dispatch(cli: Cli, ctx: &Context) -> Result<ExitCode> {
         Command::Users(args) => users::run(ctx, args).await,
         Command::Import(args) => import::run(ctx, args).await,
         Command::Dm(args) => dm::run(ctx, args).await,
+        Command::Files(args) => files::run(ctx, args).await,
         Command::Man(args) => man::run(ctx, args),
         Command::Version => {
             ctx.out.render(&crate::build_info::get())?;

@@ -1089,6 +1089,11 @@ impl Config {
         self.raw("supabase.service_role_key")
     }
 
+    /// The Supabase project URL (`https://<ref>.supabase.co`).
+    pub fn supabase_url(&self) -> Option<&str> {
+        self.raw("supabase.url")
+    }
+
     pub fn supabase_jwt_secret(&self) -> Option<&str> {
         self.raw("supabase.jwt_secret")
     }

@@ -136,6 +136,7 @@ async fn load_ids(tx: &mut PgConnection, changes: &[Change]) -> Result<Ids> {
             | Op::UpdateChannel { slug, .. }
             | Op::ArchiveChannel { slug, .. }
             | Op::UnarchiveChannel { slug, .. } => slugs.push(slug.clone()),
+            Op::PutBucket { .. } | Op::RemoveBucket { .. } => {}
         }
     }
     emails.sort();
@@ -480,6 +481,7 @@ async fn apply_in(tx: &mut PgConnection, changes: &[Change]) -> Result<()> {
             _ => {}
         }
     }
+    super::storage::apply(tx, changes).await?;
     for c in changes {
         if let Op::DeleteWorkspace { slug } = &c.op {
             sqlx::query("delete from public.workspaces where slug = $1")

@@ -7,6 +7,7 @@ pub mod identity;
 pub mod ops;
 pub mod plan;
 pub mod spec;
+pub mod storage;
 
 use std::collections::BTreeMap;
 
@@ -198,6 +199,7 @@ pub async fn export(conn: &mut PgConnection, slugs: &[String]) -> Result<spec::S
         }
         out.workspaces.push(ws);
     }
+    out.storage = Some(storage::export(conn).await?);
     Ok(out)
 }
 

@@ -840,6 +840,19 @@ pub async fn workspace_show(conn: &mut PgConnection, slug: &str) -> Result<Works
     })
 }
 
+/// The id of workspace `slug`; a usage error when there is none.
+pub async fn workspace_id(conn: &mut PgConnection, slug: &str) -> Result<Uuid> {
+    sqlx::query_scalar("select id from public.workspaces where slug = $1")
+        .bind(slug)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            Error::usage(format!("no workspace `{slug}`"))
+                .with_help("see `chatctl workspace list`")
+                .into()
+        })
+}
+
 /// The id of `#name` in workspace `slug`; a usage error naming both when there is none.
 pub async fn channel_id(conn: &mut PgConnection, slug: &str, name: &str) -> Result<Uuid> {
     sqlx::query_scalar(

@@ -136,6 +136,16 @@ pub enum Op {
         channel: String,
         target: String,
     },
+    /// Creates or updates a Storage bucket, and makes it chatctl's.
+    PutBucket {
+        name: String,
+        bucket: super::storage::DesiredBucket,
+        create: bool,
+    },
+    /// Deletes an empty bucket chatctl owns.
+    RemoveBucket {
+        name: String,
+    },
 }
 
 /// One change of the plan, as shown and as recorded in the audit log.
@@ -279,6 +289,8 @@ pub struct Current {
     pub workspaces: BTreeMap<String, CurrentWorkspace>,
     /// Every workspace slug in the database.
     pub all_slugs: BTreeSet<String>,
+    /// Every Storage bucket; `None` before migration 0015.
+    pub buckets: Option<BTreeMap<String, super::storage::CurrentBucket>>,
 }
 
 #[derive(Debug, Default)]
@@ -329,6 +341,7 @@ pub async fn load(conn: &mut PgConnection, slugs: &[String], emails: &[String]) 
             );
         }
     }
+    cur.buckets = super::storage::load(conn).await?;
     cur.all_slugs = sqlx::query_scalar::<_, String>("select slug from public.workspaces")
         .fetch_all(&mut *conn)
         .await?
@@ -761,7 +774,20 @@ pub fn diff(d: &Desired, cur: &Current, prune: bool) -> Plan {
             });
         }
     }
-    let warnings = owner_warnings(d, cur, &changes);
+    let mut gone = Vec::new();
+    if let Some(buckets) = &cur.buckets {
+        super::storage::diff(&d.buckets, buckets, &mut changes, &mut gone);
+    }
+    for c in gone {
+        removal(c, &mut changes);
+    }
+    let mut warnings = owner_warnings(d, cur, &changes);
+    if cur.buckets.is_none() {
+        warnings.push(
+            "the database predates chatctl's Storage buckets: `storage:` is not planned (run `chatctl migrate up`)"
+                .to_owned(),
+        );
+    }
     Plan {
         changes,
         skipped_removals: skipped,

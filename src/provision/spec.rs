@@ -24,6 +24,9 @@ pub struct Spec {
     pub bots: Vec<Bot>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workspaces: Vec<WorkspaceSpec>,
+    /// Supabase Storage buckets chatctl owns; absent: one private `attachments` bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<super::storage::StorageSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -123,7 +126,7 @@ impl SpecFile {
     }
 
     /// A problem with the value at `path`.
-    fn problem(&self, path: &str, message: String) -> Problem {
+    pub(crate) fn problem(&self, path: &str, message: String) -> Problem {
         Problem {
             file: self.path.clone(),
             line: self.line(path),
@@ -258,6 +261,8 @@ pub struct Desired {
     pub workspaces: BTreeMap<String, DesiredWorkspace>,
     /// Where each referenced email came from, to report unknown ones.
     pub references: BTreeMap<String, Reference>,
+    /// Storage buckets by name.
+    pub buckets: BTreeMap<String, super::storage::DesiredBucket>,
 }
 
 /// The email a bot account has.
@@ -612,6 +617,9 @@ pub fn resolve_collecting(files: &[SpecFile]) -> (Desired, Vec<Problem>) {
         }
     }
     d.references = refs;
+    let (buckets, bucket_problems) = super::storage::resolve(files);
+    d.buckets = buckets;
+    problems.extend(bucket_problems);
     (d, problems)
 }
 

@@ -214,8 +214,64 @@ async fn the_definer_functions_a_client_may_call_are_the_reviewed_ones() {
         "chat_private.my_reading_workspaces()",
         "chat_private.my_shared_channels()",
         "chat_private.my_workspaces()",
+        // The channel of a Storage object's path, in chatctl's buckets only (migration 0015).
+        "chat_private.object_channel(text,text)",
         "chat_private.shares_channel_with(uuid)",
         "chat_private.visible_emails(uuid[])",
     ];
     assert_eq!(callable, reviewed);
+}
+
+// 0025 public_bucket_allows_listing: a public bucket's files are downloaded by URL; a broad
+// SELECT policy on `storage.objects` also lets anyone list them all. chatctl's policies on
+// Storage read the caller once per query (0003, which the rules above check for `public`)
+// and never reach a public bucket's objects broadly, whatever buckets the spec declares.
+#[tokio::test]
+async fn storage_policies_list_no_public_bucket_and_read_the_caller_once() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    sqlx::raw_sql(
+        "insert into storage.buckets (id, name, public) values ('avatars', 'avatars', true);
+         insert into chatctl.storage_buckets (bucket_id) values ('avatars');",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    // Splinter's own test of a policy's clause, on the buckets marked public.
+    let listing = "select p.policyname::text from storage.buckets b
+          join pg_policies p on p.schemaname = 'storage' and p.tablename = 'objects'
+           and p.cmd in ('SELECT', 'ALL') and p.permissive = 'PERMISSIVE'
+           and p.roles && array['public'::name, 'anon'::name, 'authenticated'::name]
+         where b.public
+           and (p.qual is null
+                or replace(replace(replace(lower(p.qual), ' ', ''), E'\\n', ''), E'\\t', '')
+                   in ('true', '(true)', '1=1', '(1=1)')
+                or p.qual ~* ('\\A\\s*\\(*\\s*bucket_id\\s*=\\s*''' || b.id || '''(\\s*::\\s*[[:alnum:]_\\.]+)?\\s*\\)*\\s*\\Z'))";
+    let found: Vec<String> = sqlx::query_scalar(listing).fetch_all(&mut c).await.unwrap();
+    assert!(found.is_empty(), "{found:?}");
+    let per_row: Vec<String> = sqlx::query_scalar(
+        "select policyname::text from pg_policies
+          cross join lateral unnest(array[qual, with_check]) as clause(text)
+          where schemaname = 'storage' and clause.text like '%auth.uid()%'
+            and lower(clause.text) not like '%select auth.uid()%'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert!(per_row.is_empty(), "{per_row:?}");
+    let mine: i64 = sqlx::query_scalar(
+        "select count(*) from pg_policies where schemaname = 'storage' and policyname like 'chatctl\\_%'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(mine, 4, "select, insert, update, delete");
+    sqlx::raw_sql(
+        "create policy everyone_lists on storage.objects for select to anon using (bucket_id = 'avatars')",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let found: Vec<String> = sqlx::query_scalar(listing).fetch_all(&mut c).await.unwrap();
+    assert_eq!(found, ["everyone_lists"], "the rule missed the offence");
 }

@@ -9,6 +9,7 @@ mod api;
 mod backup;
 mod bots;
 mod cli;
+mod files;
 mod fuzz;
 mod identity;
 mod local;

@@ -502,19 +502,17 @@ async fn down_asks_at_a_terminal_and_does_only_what_it_is_told() {
     let db = TestDb::new().await;
     let env = [("DATABASE_URL", db.url.as_str())];
     let mut c = db.conn().await;
-    sqlx::query(
-        "insert into chatctl.adopt_rejects (table_name, reason, row) values ('x', 'y', '{}')",
-    )
-    .execute(&mut c)
-    .await
-    .unwrap();
+    sqlx::query("insert into chatctl.storage_buckets (bucket_id) values ('x')")
+        .execute(&mut c)
+        .await
+        .unwrap();
     let m = embedded().await;
-    // Back past 0013, which made the table holding that row.
-    let down = ["migrate", "down", "--steps", "2"];
+    // Back past 0015, which made the table holding that row.
+    let down = ["migrate", "down", "--steps", "1"];
     let (code, shown) = crate::support::on_terminal(&env, &down, 120, "n\n");
     assert_eq!(code, Some(1), "{shown}");
     assert!(
-        shown.contains("chatctl.adopt_rejects (1 rows)") && shown.contains("[y/N]"),
+        shown.contains("chatctl.storage_buckets (1 rows)") && shown.contains("[y/N]"),
         "{shown}"
     );
     assert_eq!(
@@ -526,7 +524,7 @@ async fn down_asks_at_a_terminal_and_does_only_what_it_is_told() {
     assert_eq!(code, Some(0), "{shown}");
     assert_eq!(
         migrate::status(&mut c, &m).await.unwrap().version,
-        Some(crate::support::LATEST_MIGRATION - 2)
+        Some(crate::support::LATEST_MIGRATION - 1)
     );
 }
 

@@ -352,6 +352,17 @@ const CHANNEL_ADMIN: &[&str] = &[
 /// hide it from them, and an update may not leave a row its writer cannot read.
 const CHANNEL_ARCHIVE: &[&str] = &["name", "topic", "description", "purpose", "archived_at"];
 const MEMBER_SETTINGS: &[&str] = &["last_read_at", "notification_level", "muted"];
+/// What the uploader may change of their object (its path within their folder, its metadata).
+const STORAGE_OBJECT_EDIT: &[&str] = &[
+    "id",
+    "name",
+    "created_at",
+    "updated_at",
+    "last_accessed_at",
+    "metadata",
+    "version",
+    "user_metadata",
+];
 const STATUS: &[&str] = &[
     "presence",
     "status_text",
@@ -1460,6 +1471,175 @@ const MODEL: &[Table] = &[
         deletes: &[],
         service_denied: &[],
     },
+    // Storage (migration 0015): objects of chatctl's buckets under
+    // `<workspace>/<channel>/<uploader>/<file>`, through the Storage API as the caller.
+    Table {
+        name: "storage.objects",
+        columns: &[
+            "id",
+            "bucket_id",
+            "name",
+            "owner",
+            "created_at",
+            "updated_at",
+            "last_accessed_at",
+            "metadata",
+            "path_tokens",
+            "version",
+            "owner_id",
+            "user_metadata",
+        ],
+        hidden: &[],
+        rows: &[
+            row(
+                "general",
+                "`member`'s file in #general",
+                &[("id", "{general_object}")],
+                HOME_ALL,
+            ),
+            row(
+                "private",
+                "`private`'s file in #private",
+                &[("id", "{private_object}")],
+                PRIVATE,
+            ),
+            row("dm", "`dm`'s file in the DM", &[("id", "{dm_object}")], DM),
+            row(
+                "shared",
+                "`partner`'s file in #shared",
+                &[("id", "{shared_object}")],
+                HOME_AND_PARTNER,
+            ),
+            row(
+                "foreign",
+                "a file laid out as #general's in a bucket chatctl does not own",
+                &[("id", "{foreign_object}")],
+                NOBODY,
+            ),
+            row(
+                "misfiled",
+                "a file of #general filed under the partner workspace",
+                &[("id", "{misfiled_object}")],
+                NOBODY,
+            ),
+        ],
+        inserts: &[
+            insert(
+                "(upload) into their own folder of #general",
+                &[
+                    ("bucket_id", "'files'"),
+                    (
+                        "name",
+                        "{home}::text || '/' || {general}::text || '/' || {me}::text || '/new.pdf'",
+                    ),
+                ],
+                HOME_ALL,
+            ),
+            insert(
+                "(upload) into `peer`'s folder of #general",
+                &[
+                    ("bucket_id", "'files'"),
+                    (
+                        "name",
+                        "{home}::text || '/' || {general}::text || '/' || {peer}::text || '/new.pdf'",
+                    ),
+                ],
+                NOBODY,
+            ),
+            insert(
+                "(upload) into their own folder of #private",
+                &[
+                    ("bucket_id", "'files'"),
+                    (
+                        "name",
+                        "{home}::text || '/' || {private}::text || '/' || {me}::text || '/new.pdf'",
+                    ),
+                ],
+                PRIVATE,
+            ),
+            insert(
+                "(upload) into their own folder of #general in a bucket chatctl does not own",
+                &[
+                    ("bucket_id", "'foreign'"),
+                    (
+                        "name",
+                        "{home}::text || '/' || {general}::text || '/' || {me}::text || '/new.pdf'",
+                    ),
+                ],
+                NOBODY,
+            ),
+            insert(
+                "(upload) outside any channel's folder",
+                &[
+                    ("bucket_id", "'files'"),
+                    ("name", "{me}::text || '/new.pdf'"),
+                ],
+                NOBODY,
+            ),
+        ],
+        client_insert: &[
+            "id",
+            "created_at",
+            "updated_at",
+            "last_accessed_at",
+            "metadata",
+            "version",
+            "user_metadata",
+        ],
+        set_on_insert: &[],
+        set_on_update: &[],
+        updates: &[
+            update("general", STORAGE_OBJECT_EDIT, &[Member]),
+            update("private", STORAGE_OBJECT_EDIT, &[PrivateMember]),
+            update("dm", STORAGE_OBJECT_EDIT, &[DmMember]),
+            update("shared", STORAGE_OBJECT_EDIT, &[PartnerOwner]),
+        ],
+        deletes: &[
+            delete("general", &[Member, Moderator, Admin, Owner]),
+            delete("private", &[PrivateMember, Moderator]),
+            delete("dm", &[DmMember]),
+            delete("shared", &[PartnerOwner, Moderator, Admin, Owner]),
+        ],
+        service_denied: &[],
+    },
+    Table {
+        name: "storage.buckets",
+        columns: &[
+            "id",
+            "name",
+            "owner",
+            "created_at",
+            "updated_at",
+            "public",
+            "avif_autodetection",
+            "file_size_limit",
+            "allowed_mime_types",
+            "owner_id",
+        ],
+        hidden: &[],
+        rows: &[row(
+            "files",
+            "chatctl's bucket `files`",
+            &[("id", "'files'")],
+            NOBODY,
+        )],
+        inserts: &[insert(
+            "a bucket",
+            &[("id", "'new-bucket'"), ("name", "'new-bucket'")],
+            NOBODY,
+        )],
+        client_insert: &[],
+        set_on_insert: &[],
+        set_on_update: &[],
+        updates: &[],
+        deletes: &[],
+        // Its objects refer to it.
+        service_denied: &[
+            ("update", "files", "id"),
+            ("delete", "files", "*"),
+            ("delete-all", "files", "*"),
+        ],
+    },
 ];
 
 /// The functions in `public` the app calls (PostgREST RPC): who gets an answer.
@@ -1582,6 +1762,34 @@ fn value(table: &str, column: &str, context: &str) -> Option<Assignments> {
         ("attachments", "name") => one("'renamed.txt'"),
         ("attachments", "size_bytes") => one("42"),
         ("attachments", "mime_type") => one("'text/plain'"),
+        ("storage.objects", "bucket_id") => one("'foreign'"),
+        // Renamed within its folder (the uploader's).
+        ("storage.objects", "name") => match context {
+            "general" => one(
+                "{home}::text || '/' || {general}::text || '/' || {member}::text || '/renamed.pdf'",
+            ),
+            "private" => one(
+                "{home}::text || '/' || {private}::text || '/' || {private_member}::text || '/renamed.pdf'",
+            ),
+            "dm" => one(
+                "{home}::text || '/' || {dm}::text || '/' || {dm_member}::text || '/renamed.pdf'",
+            ),
+            "shared" => one(
+                "{home}::text || '/' || {shared}::text || '/' || {partner_owner}::text || '/renamed.pdf'",
+            ),
+            _ => one("'renamed.pdf'"),
+        },
+        ("storage.objects", "owner") => one("{outsider}"),
+        ("storage.objects", "owner_id") => one("{outsider}::text"),
+        ("storage.objects", "metadata" | "user_metadata") => one(r#"'{"size":1}'"#),
+        ("storage.objects", "version") => one("'v2'"),
+        ("storage.objects", "path_tokens") => None, // generated
+        ("storage.buckets", "name") => one("'renamed'"),
+        ("storage.buckets", "owner") => one("{member}"),
+        ("storage.buckets", "owner_id") => one("{member}::text"),
+        ("storage.buckets", "public" | "avif_autodetection") => one("true"),
+        ("storage.buckets", "file_size_limit") => one("1"),
+        ("storage.buckets", "allowed_mime_types") => one("array['image/png']"),
         ("user_status", "presence") => one("'dnd'"),
         ("user_status", "status_text") => one("'busy'"),
         ("user_status", "status_emoji") => one("'calendar'"),
@@ -1721,6 +1929,15 @@ enum Kind {
     Check,
 }
 
+/// A model table's name in SQL: `public`'s by default, Storage's as `storage.objects`.
+fn qualified(name: &str) -> String {
+    if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("public.{name}")
+    }
+}
+
 fn key_sql(key: &[(&str, &str)]) -> String {
     key.iter()
         .map(|(c, v)| format!("{c} = {v}"))
@@ -1743,7 +1960,7 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                 line: format!("read {}", r.what),
                 what: format!("select row {}", r.name),
                 kind: Kind::Rows,
-                sql: format!("select 1 from public.{} where {key}", t.name),
+                sql: format!("select 1 from {} where {key}", qualified(t.name)),
                 prepare: String::new(),
                 check: String::new(),
                 expected: all(&|a| t.expect_read(r, None, a)),
@@ -1755,7 +1972,7 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                     line: format!("read {}: `{c}`", r.what),
                     what: format!("select {c} of row {}", r.name),
                     kind: Kind::Rows,
-                    sql: format!("select {c} from public.{} where {key}", t.name),
+                    sql: format!("select {c} from {} where {key}", qualified(t.name)),
                     prepare: String::new(),
                     check: String::new(),
                     expected: all(&|a| t.expect_read(r, Some(c), a)),
@@ -1792,11 +2009,11 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                     line: format!("update {}: `{c}`", r.what),
                     what: format!("update {c} of row {}", r.name),
                     kind: Kind::Write,
-                    sql: format!("update public.{} set {set} where {key}", t.name),
+                    sql: format!("update {} set {set} where {key}", qualified(t.name)),
                     prepare: String::new(),
                     check: format!(
-                        "select ({same}) from public.{} where {}",
-                        t.name,
+                        "select ({same}) from {} where {}",
+                        qualified(t.name),
                         key_sql(&moved)
                     ),
                     expected: all(&|a| t.expect_update(r, c, a)),
@@ -1804,9 +2021,9 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
             }
             for unqualified in [false, true] {
                 let sql = if unqualified {
-                    format!("delete from public.{}", t.name)
+                    format!("delete from {}", qualified(t.name))
                 } else {
-                    format!("delete from public.{} where {key}", t.name)
+                    format!("delete from {} where {key}", qualified(t.name))
                 };
                 out.push(Cell {
                     table: t.name,
@@ -1824,8 +2041,8 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                     sql,
                     prepare: String::new(),
                     check: format!(
-                        "select case when exists (select 1 from public.{} where {key}) then null else true end",
-                        t.name
+                        "select case when exists (select 1 from {} where {key}) then null else true end",
+                        qualified(t.name)
                     ),
                     expected: all(&|a| t.expect_delete(r, unqualified, a)),
                 });
@@ -1851,14 +2068,14 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                     vals.push(v);
                 }
                 let check = match extra {
-                    None => format!("select true from public.{} where {find}", t.name),
+                    None => format!("select true from {} where {find}", qualified(t.name)),
                     Some(_) => {
                         let same = assign
                             .iter()
                             .map(|(k, v)| format!("{k} is not distinct from {v}"))
                             .collect::<Vec<_>>()
                             .join(" and ");
-                        format!("select ({same}) from public.{} where {find}", t.name)
+                        format!("select ({same}) from {} where {find}", qualified(t.name))
                     }
                 };
                 out.push(Cell {
@@ -1874,8 +2091,8 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                     ),
                     kind: Kind::Write,
                     sql: format!(
-                        "insert into public.{} ({}) values ({})",
-                        t.name,
+                        "insert into {} ({}) values ({})",
+                        qualified(t.name),
                         cols.join(", "),
                         vals.join(", ")
                     ),
@@ -1953,6 +2170,12 @@ fn ids() -> BTreeMap<&'static str, String> {
         "deactivated",
         // An account without a profile that no actor is.
         "spare_account",
+        "general_object",
+        "private_object",
+        "dm_object",
+        "shared_object",
+        "foreign_object",
+        "misfiled_object",
     ]
     .iter()
     .enumerate()
@@ -2070,6 +2293,15 @@ async fn fixture(c: &mut PgConnection, ids: &BTreeMap<&'static str, String>) {
             ({{private_msg}}, {{private_member}}), ({{dm_msg}}, {{dm_member}});
         insert into user_status (user_id, presence) values ({{member}}, 'online'),
             ({{partner_owner}}, 'online'), ({{outsider}}, 'online');
+        insert into storage.buckets (id, name) values ('files', 'files'), ('foreign', 'foreign');
+        insert into chatctl.storage_buckets (bucket_id) values ('files');
+        insert into storage.objects (id, bucket_id, name, owner) values
+            ({{general_object}}, 'files', {{home}}::text || '/' || {{general}}::text || '/' || {{member}}::text || '/general.pdf', {{member}}),
+            ({{private_object}}, 'files', {{home}}::text || '/' || {{private}}::text || '/' || {{private_member}}::text || '/private.pdf', {{private_member}}),
+            ({{dm_object}}, 'files', {{home}}::text || '/' || {{dm}}::text || '/' || {{dm_member}}::text || '/dm.pdf', {{dm_member}}),
+            ({{shared_object}}, 'files', {{home}}::text || '/' || {{shared}}::text || '/' || {{partner_owner}}::text || '/shared.pdf', {{partner_owner}}),
+            ({{foreign_object}}, 'foreign', {{home}}::text || '/' || {{general}}::text || '/' || {{member}}::text || '/foreign.pdf', {{member}}),
+            ({{misfiled_object}}, 'files', {{partner}}::text || '/' || {{general}}::text || '/' || {{member}}::text || '/misfiled.pdf', {{member}});
         update users set deactivated_at = now() where id = {{deactivated}};
         update auth.users set banned_until = now() + interval '100 years' where id = {{deactivated}};
         "#,
@@ -2145,13 +2377,17 @@ fn claims(actor: Actor, ids: &BTreeMap<&'static str, String>) -> String {
     }
 }
 
-/// The catalog: every table in `public` with its columns, and every function.
+/// The catalog: every table in `public` with its columns, Storage's objects and buckets,
+/// and every function in `public`.
 async fn catalog(c: &mut PgConnection) -> (BTreeMap<String, Vec<String>>, BTreeSet<String>) {
     let cols: Vec<(String, String)> = sqlx::query_as(
-        "select c.relname::text, a.attname::text from pg_class c
+        "select case when c.relnamespace = 'public'::regnamespace then c.relname::text
+                     else 'storage.' || c.relname end, a.attname::text
+           from pg_class c
            join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-          where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm', 'f')
-          order by c.relname, a.attnum",
+          where (c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm', 'f'))
+             or (c.relnamespace = 'storage'::regnamespace and c.relname in ('objects', 'buckets'))
+          order by c.relnamespace, c.relname, a.attnum",
     )
     .fetch_all(&mut *c)
     .await
@@ -2243,13 +2479,14 @@ const PERMISSIONS_HEAD: &str = "# Permissions
 The web app talks to the database with the signed-in user's token (PostgREST, Realtime), so
 these rules are the product's security boundary. They are held by the database (grants,
 row level security policies and triggers in `migrations/0009_authorization.up.sql`,
-`0010_users.up.sql` for deactivated people, and `0014_user_activity.up.sql` for the
-per-channel counters a profile shows), for every client alike; `chatctl` and other
-operators' tools use the service role.
+`0010_users.up.sql` for deactivated people, `0014_user_activity.up.sql` for the
+per-channel counters a profile shows, and `0015_storage_policies.up.sql` for files in
+Supabase Storage, which runs every client request as the caller), for every client alike;
+`chatctl` and other operators' tools use the service role.
 
 This page is generated from the model in `tests/it/rls.rs`, which checks every cell below
-against a real database: every table and function in `public` (read from the catalog),
-every column, every actor. Anything the model does not grant is expected to be denied, so a
+against a real database: every table and function in `public` (read from the catalog) and
+Storage's `objects` and `buckets`, every column, every actor. Anything the model does not grant is expected to be denied, so a
 new table or column fails the test until it is given its rows here. To change the model,
 edit it and run `CHATCTL_BLESS=1 cargo test rls` to rewrite this page.
 
@@ -2265,6 +2502,10 @@ Rules the cells show:
   counters, external ids and `created_by` are never written by clients.
 - Counters kept by the database (`user_activity`, like `mentions`) are read as their
   channel's messages are, and written by no client.
+- Files (Storage objects of chatctl's buckets) are read and listed as their channel's
+  messages are; uploaded by whoever may post there, into their own folder only, as their
+  own; changed by their uploader; deleted by their uploader, the channel's moderators and,
+  in a public channel, the workspace's owners and admins. Buckets are listed by no client.
 - Reads follow membership: public channels are read by the non-guest members of their
   workspace and of the workspaces they are shared with; private channels and DMs by their
   members only. E-mail addresses are read through `user_emails`, by the person themselves
@@ -2278,7 +2519,10 @@ Rules the cells show:
 
 The fixture: workspaces `home`, `partner` and an unrelated one; #general, #lobby, #shared
 (public; #shared is shared with partner), #private and a DM in home; a message, reaction,
-file and read receipt in each. The actors (`service` acts for `peer`, a plain member of home
+file and read receipt in each; in chatctl's bucket `files`, an object in the folder
+(`<workspace>/<channel>/<uploader>/…`) of #general, #private, the DM and #shared, one laid
+out as #general's in a bucket chatctl does not own, and one of #general filed under the
+partner workspace. The actors (`service` acts for `peer`, a plain member of home
 with no rows of its own):
 
 | actor | who |

@@ -309,8 +309,12 @@ $$;
 create function auth.role() returns text language sql stable as $$ select 'theirs'::text $$;
 create function auth.jwt() returns jsonb language sql stable as $$ select '{}'::jsonb $$;
 create schema storage;
-create table storage.buckets (id text primary key, name text not null);
-create table storage.objects (id uuid primary key default gen_random_uuid(), bucket_id text references storage.buckets(id), name text);
+create table storage.buckets (id text primary key, name text not null, owner uuid, created_at timestamptz default now(),
+    updated_at timestamptz default now(), public boolean default false, avif_autodetection boolean default false,
+    file_size_limit bigint, allowed_mime_types text[], owner_id text);
+create table storage.objects (id uuid primary key default gen_random_uuid(), bucket_id text references storage.buckets(id),
+    name text, owner uuid, created_at timestamptz default now(), updated_at timestamptz default now(),
+    last_accessed_at timestamptz default now(), metadata jsonb, version text, owner_id text, user_metadata jsonb);
 create publication supabase_realtime;
 "#;
 
