@@ -35,7 +35,8 @@ use crate::error::{Error, Kind, Result};
 
 /// Bumped when the schema or the analyzer changes: an index of another format is rebuilt.
 /// 4: `channel` is a fast field too (a user's readable channels filter through it).
-const FORMAT: u32 = 4;
+/// 5: the words of a message's file names and its files' types (`file:`, `type:`).
+const FORMAT: u32 = 5;
 
 /// The fields of a document. Messages and channels share one index (`kind` tells them apart).
 #[derive(Clone, Copy)]
@@ -55,6 +56,9 @@ pub struct Fields {
     pub thread: Field,
     pub mentions: Field,
     pub flags: Field,
+    /// The words of the message's file names (`file:`), and its files' families (`type:`).
+    pub file_words: Field,
+    pub file_types: Field,
     pub created_at: Field,
     /// The UTC day of `created_at` (days since 1970-01-01), indexed: date filters match whole
     /// days by term, where a range over `created_at` itself would scan its column.
@@ -93,6 +97,8 @@ fn schema() -> (Schema, Fields) {
         thread: b.add_text_field("thread", STORED),
         mentions: b.add_text_field("mentions", STRING),
         flags: b.add_text_field("flags", STRING | STORED),
+        file_words: b.add_text_field("file_words", STRING),
+        file_types: b.add_text_field("file_types", STRING),
         created_at: b.add_date_field(
             "created_at",
             DateOptions::from(STORED | FAST).set_precision(DateTimePrecision::Seconds),
@@ -280,6 +286,9 @@ struct MessageRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     edited: bool,
+    /// Its files as `[[name, mime], …]` (attachments rows) and as the message lists them.
+    attached: Option<String>,
+    listed: Option<String>,
 }
 
 /// Files listed in the message itself (besides rows of `public.attachments`).
@@ -288,6 +297,10 @@ const LISTED_FILES: &str = "coalesce(jsonb_array_length(c.message -> 'attachment
 /// `a.message_id` is set for every message `c` with attachments (a hash join on a full read).
 const ATTACHED_JOIN: &str =
     "left join (select distinct message_id from public.attachments) a on a.message_id = c.id";
+
+/// For a full read: each message with attachments, their `[[name, mime], …]`.
+const ATTACHED_FILES_JOIN: &str = "left join (select message_id, jsonb_agg(jsonb_build_array(name, mime_type)) as files \
+     from public.attachments group by message_id) a on a.message_id = c.id";
 
 /// What a document's version is, and `verify` compares: the row's `updated_at` in µs,
 /// doubled, plus 1 for a message with a file (an attachment added later changes the file
@@ -300,11 +313,12 @@ fn version(updated_at: DateTime<Utc>, has_file: bool) -> i64 {
 /// the messages that have attachments hash-joined, or a few, each probing the attachments'
 /// index (hashing the whole table for a handful of rows would cost more).
 fn message_select(full: bool) -> String {
-    let (attached, join) = if full {
-        ("a.message_id is not null", ATTACHED_JOIN)
+    let (attached, files, join) = if full {
+        ("a.message_id is not null", "a.files", ATTACHED_FILES_JOIN)
     } else {
         (
             "exists (select 1 from public.attachments a where a.message_id = c.id)",
+            "(select jsonb_agg(jsonb_build_array(a.name, a.mime_type)) from public.attachments a where a.message_id = c.id)",
             "",
         )
     };
@@ -312,7 +326,8 @@ fn message_select(full: bool) -> String {
         "select c.id, c.channel_id, ch.workspace_id, c.user_id, c.parent_id, c.message ->> 'text', \
            (c.message -> 'mentions')::text, \
            {LISTED_FILES} or {attached}, \
-           c.total_replies, c.created_at, c.updated_at, c.modified_at is not null \
+           c.total_replies, c.created_at, c.updated_at, c.modified_at is not null, \
+           {files}::text, (c.message -> 'attachments')::text \
          from public.chat c join public.channels ch on ch.id = c.channel_id {join}"
     )
 }
@@ -331,7 +346,40 @@ fn message_row(row: &sqlx::postgres::PgRow) -> Result<MessageRow, sqlx::Error> {
         created_at: row.try_get(9)?,
         updated_at: row.try_get(10)?,
         edited: row.try_get(11)?,
+        attached: row.try_get(12)?,
+        listed: row.try_get(13)?,
     })
+}
+
+/// The `(name, mime)` of a message's files, from both places they are kept.
+fn message_files(m: &MessageRow) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(rows) = m
+        .attached
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<Vec<(Option<String>, Option<String>)>>(t).ok())
+    {
+        out.extend(
+            rows.into_iter()
+                .map(|(n, t)| (n.unwrap_or_default(), t.unwrap_or_default())),
+        );
+    }
+    if let Some(list) = m
+        .listed
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+    {
+        for e in list.as_array().into_iter().flatten() {
+            let field = |k: &str| {
+                e.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            out.push((field("name"), field("mime_type")));
+        }
+    }
+    out
 }
 
 static LINK: LazyLock<regex::Regex> =
@@ -386,6 +434,18 @@ fn message_doc(f: &Fields, m: &MessageRow) -> TantivyDocument {
     }
     if m.has_file {
         d.add_text(f.flags, "file");
+    }
+    let mut words = HashSet::new();
+    let mut types = HashSet::new();
+    for (name, mime) in message_files(m) {
+        words.extend(super::files::name_words(&name));
+        types.extend(super::files::families(&mime));
+    }
+    for w in words {
+        d.add_text(f.file_words, w);
+    }
+    for t in types {
+        d.add_text(f.file_types, t);
     }
     if has_link(&m.text) {
         d.add_text(f.flags, "link");

@@ -9,6 +9,7 @@
 //! from RLS or from each other.
 
 pub mod analyzer;
+pub mod files;
 pub mod index;
 pub mod indexer;
 pub mod postgres;
@@ -80,6 +81,10 @@ pub struct Plan {
     /// Sent before.
     pub until: Option<DateTime<Utc>>,
     pub flags: Vec<(bool, Flag)>,
+    /// `file:NAME`: the words a message's file names must all have.
+    pub file_words: Vec<(bool, Vec<String>)>,
+    /// `type:FAMILY`.
+    pub file_types: Vec<(bool, &'static str)>,
 }
 
 impl Plan {
@@ -142,6 +147,8 @@ pub async fn resolve(pool: &Pool, query: Query, scope: &Scope) -> Result<Plan, R
         since: None,
         until: None,
         flags: Vec::new(),
+        file_words: Vec::new(),
+        file_types: Vec::new(),
     };
     let unknown = |c: &query::Clause, reason: String| {
         ResolveError::Query(ParseError {
@@ -202,6 +209,8 @@ pub async fn resolve(pool: &Pool, query: Query, scope: &Scope) -> Result<Plan, R
             T::Has(query::Has::File) => plan.flags.push((c.negated, Flag::File)),
             T::Has(query::Has::Link) => plan.flags.push((c.negated, Flag::Link)),
             T::IsThread => plan.flags.push((c.negated, Flag::Thread)),
+            T::File(words) => plan.file_words.push((c.negated, words.clone())),
+            T::Type(family) => plan.file_types.push((c.negated, family)),
         }
     }
     Ok(plan)

@@ -131,6 +131,21 @@ fn query<'a>(
             Flag::Thread => "(c.parent_id is not null or c.total_replies > 0)",
         });
     }
+    for (negated, words) in &plan.file_words {
+        q.push(if *negated { " and not " } else { " and " });
+        q.push(super::files::words_sql())
+            .push(" @> ")
+            .push_bind(words.clone());
+    }
+    for (negated, family) in &plan.file_types {
+        q.push(if *negated { " and not " } else { " and " });
+        q.push(format!(
+            "exists (select 1 from {} f where lower(f.mime) like any(",
+            super::files::FILES_OF_MESSAGE
+        ))
+        .push_bind(super::files::like_patterns(family))
+        .push("))");
+    }
     if let Some(t) = plan.since {
         q.push(" and c.created_at >= ").push_bind(t);
     }

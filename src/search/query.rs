@@ -1,6 +1,7 @@
 //! The search query language, Slack's: words, `"quoted phrases"`, `-excluded` terms, and the
 //! operators `from:@user`, `in:#channel`, `mentions:@user` (or a bare `@user`), `before:`,
-//! `after:` and `on:` dates (`YYYY-MM-DD`, UTC), `has:file`, `has:link` and `is:thread`.
+//! `after:` and `on:` dates (`YYYY-MM-DD`, UTC), `has:file`, `has:link`, `is:thread`, and
+//! `file:NAME` / `type:FAMILY` for attached files (see [`super::files`]).
 //!
 //! Parsing needs no database; names are resolved to ids later. Every error names the column
 //! it is about and shows the query with a caret under it.
@@ -42,6 +43,10 @@ pub enum Term {
     Has(Has),
     /// `is:thread`: a thread's first message (with replies) or a reply.
     IsThread,
+    /// `file:NAME`: a file whose name has NAME's words (lowercased, at least one).
+    File(Vec<String>),
+    /// `type:FAMILY`: a file of that family (`image`, `pdf`, …).
+    Type(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +110,7 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-const OPERATORS: &str = "from:, in:, mentions:, before:, after:, on:, has:, is:";
+const OPERATORS: &str = "from:, in:, mentions:, before:, after:, on:, has:, is:, file:, type:";
 
 /// The longest query, in bytes: what a person types, with room to spare (a longer one is
 /// a pasted document, and 20,000 words took PostgreSQL's engine past its stack depth).
@@ -282,6 +287,25 @@ fn operand(name: &str, value: &str) -> Result<Term, Operand> {
             "thread" => Term::IsThread,
             _ => return Err(Operand::Bad(format!("is: takes `thread`, not `{value}`"))),
         },
+        "file" => {
+            let words = super::files::name_words(value);
+            if words.is_empty() {
+                return Err(Operand::Bad(format!(
+                    "file: takes a file name with letters or digits, not `{value}`"
+                )));
+            }
+            Term::File(words)
+        }
+        "type" => Term::Type(super::files::family(value).ok_or_else(|| {
+            Operand::Bad(format!(
+                "type: takes one of {}, not `{value}`",
+                super::files::FILE_TYPES
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?),
         _ => return Err(Operand::UnknownOperator),
     })
 }

@@ -92,6 +92,16 @@ impl Reader {
         for (negated, flag) in &plan.flags {
             clauses.push(occur(*negated, term(f.flags, flag.term())));
         }
+        for (negated, words) in &plan.file_words {
+            let all: Vec<(Occur, Box<dyn Query>)> = words
+                .iter()
+                .map(|w| (Occur::Must, term(f.file_words, w)))
+                .collect();
+            clauses.push(occur(*negated, Box::new(BooleanQuery::new(all))));
+        }
+        for (negated, family) in &plan.file_types {
+            clauses.push(occur(*negated, term(f.file_types, family)));
+        }
         clauses.extend(date_filters(f, plan.since, plan.until));
         if !clauses.iter().any(|(o, _)| *o == Occur::Must) {
             // Only exclusions (`-word`): from all the messages.

@@ -246,6 +246,103 @@ async fn every_operator_finds_what_slack_would_on_both_engines() {
     assert_eq!(channels, ["#engineering"]);
 }
 
+/// `file:NAME` and `type:FAMILY`: the words of a message's file names and its files' MIME
+/// families, from attachment rows and from the files a message lists, on both engines, kept
+/// up to date as attachments come and go.
+#[tokio::test]
+async fn file_names_and_types_match_on_both_engines() {
+    let db = TestDb::new().await;
+    let (pool, _) = prepared(&db, BOT).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = IndexDir::new(tmp.path().join("search"));
+    let mut c = db.conn().await;
+    let attach = async |c: &mut sqlx::PgConnection, message: Uuid, name: &str, mime: &str| {
+        sqlx::query(
+            "insert into attachments (message_id, bucket_id, object_path, name, size_bytes, mime_type)
+             values ($1, 'attachments', $2, $2, 10, $3)",
+        )
+        .bind(message)
+        .bind(name)
+        .bind(mime)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    };
+    let report = say(&mut c, "ada", "general", "the numbers").await;
+    attach(&mut c, report, "Q3 Report (final).pdf", "application/pdf").await;
+    let photo = say(&mut c, "ken", "general", "look at this").await;
+    sqlx::query(
+        "update chat set message = message || '{\"attachments\": [{\"name\": \"whiteboard.PNG\", \"mime_type\": \"image/png\"}]}' where id = $1",
+    )
+    .bind(photo)
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let sheet = say(&mut c, "grace", "general", "raw data").await;
+    attach(&mut c, sheet, "q3-raw.csv", "text/csv").await;
+    let doc = say(&mut c, "grace", "general", "the plan").await;
+    attach(
+        &mut c,
+        doc,
+        "plan.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    )
+    .await;
+    let plain = say(
+        &mut c,
+        "ada",
+        "general",
+        "no files here, the report is late",
+    )
+    .await;
+
+    index::build(&pool, &dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    let set = |v: &[Uuid]| v.iter().copied().collect::<BTreeSet<Uuid>>();
+    let cases: [(&str, &[Uuid]); 12] = [
+        ("file:report", &[report]),
+        ("file:q3-report", &[report]),
+        ("file:final.pdf", &[report]),
+        ("file:q3", &[report, sheet]),
+        ("file:WHITEBOARD", &[photo]),
+        ("type:pdf", &[report]),
+        ("type:image", &[photo]),
+        ("type:spreadsheet", &[sheet]),
+        ("type:text", &[sheet]),
+        ("type:docs", &[doc]),
+        ("has:file -type:image -type:pdf", &[sheet, doc]),
+        ("report -file:report", &[plain]),
+    ];
+    for (q, expected) in cases {
+        assert_eq!(both(&pool, &dir, q, None).await, set(expected), "{q}");
+    }
+    assert!(
+        both(&pool, &dir, "file:report type:image", None)
+            .await
+            .is_empty()
+    );
+
+    // Incremental: an attachment added, another removed.
+    attach(&mut c, plain, "late-report.pdf", "application/pdf").await;
+    sqlx::query("delete from attachments where message_id = $1")
+        .bind(report)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sync(&pool, &dir).await;
+    assert_eq!(both(&pool, &dir, "type:pdf", None).await, set(&[plain]));
+    assert_eq!(both(&pool, &dir, "file:report", None).await, set(&[plain]));
+
+    for (q, says) in [
+        ("type:xls", "type: takes one of image, video"),
+        ("file:--", "file: takes a file name"),
+    ] {
+        let err = search::query::parse(q).unwrap_err().to_string();
+        assert!(err.contains(says), "{q}: {err}");
+    }
+}
+
 /// What an incremental run must not miss: a row committed after a later one (a cursor on
 /// time or on a sequence would skip it), edits, soft and hard deletes, attachments, channel
 /// renames; and membership changes, which need no reindex at all.
