@@ -23,8 +23,12 @@ async fn tables(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut left_out =
-        vec!["Storage's file bytes (they live in Storage; their rows are here)".to_owned()];
+    let mut left_out = Vec::new();
+    if opts.storage_dir.is_none() {
+        left_out.push(
+            "Storage's file bytes (their rows are here; --storage-dir adds the bytes)".to_owned(),
+        );
+    }
     let mut out = Vec::new();
     for (schema, name) in rows {
         let full = format!("{schema}.{name}");
@@ -263,6 +267,65 @@ pub async fn create<W: Write>(
         &serde_json::to_vec_pretty(&header)?,
     )?;
 
+    // The objects' bytes, as the snapshot lists the objects (before the tables: a restore
+    // stages them and puts them in place once the rows are committed).
+    let mut stored = Vec::new();
+    let mut missing_files = Vec::new();
+    if let Some(dir) = &opts.storage_dir {
+        let mut objects = sqlx::query_as::<_, (String, String, Option<String>)>(
+            "select bucket_id, name, version from storage.objects
+              where bucket_id is not null and name is not null order by bucket_id, name",
+        )
+        .fetch(&mut *tx);
+        while let Some((bucket, name, version)) = objects.try_next().await? {
+            let found = object_bytes(dir, &bucket, &name, version.as_deref())
+                .and_then(|p| std::fs::File::open(&p).ok().map(|f| (p, f)));
+            let Some((path, file)) = found else {
+                missing_files.push(format!("{bucket}/{name}"));
+                continue;
+            };
+            let size = file
+                .metadata()
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            let entry = format!("storage/{:08}", stored.len());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(size);
+            h.set_mode(0o600);
+            h.set_mtime(0);
+            h.set_cksum();
+            let mut hashing = super::Hashing {
+                inner: std::io::Read::take(file, size),
+                hash: Sha256::new(),
+                size: 0,
+            };
+            tar.append_data(&mut h, &entry, &mut hashing)
+                .with_context(|| format!("cannot write {} to the archive", path.display()))?;
+            if hashing.size != size {
+                return Err(Error::failed(format!(
+                    "{} changed while it was read: take the backup again",
+                    path.display()
+                ))
+                .into());
+            }
+            let sha256 = hex(&hashing.hash.finalize());
+            sums.push(EntrySum {
+                name: entry.clone(),
+                size,
+                sha256: sha256.clone(),
+            });
+            progress.advance(size);
+            stored.push(StoredFile {
+                entry,
+                bucket,
+                name,
+                version,
+                size,
+                sha256,
+            });
+        }
+    }
+
     // Readers: the lead transaction and jobs - 1 more, each in the same snapshot.
     let room = pool
         .options()
@@ -341,6 +404,7 @@ pub async fn create<W: Write>(
         rows: counts.clone(),
         entries: sums,
         content: digests.into_inner().unwrap_or_else(|e| e.into_inner()),
+        files: stored.clone(),
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
     progress.finish();
@@ -363,6 +427,9 @@ pub async fn create<W: Write>(
         encrypted: !opts.encrypt_to.is_empty(),
         seconds: started.elapsed().as_secs_f64(),
         location: None,
+        files: stored.len() as u64,
+        missing_files,
+        stored,
     };
     Ok((summary, out))
 }

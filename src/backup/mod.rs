@@ -9,7 +9,10 @@
 //! 2. `data/NNNN/MMMMMM.copy.zst`: the rows of table NNNN, in chunks of at most
 //!    [`CHUNK`] bytes of `COPY … TO STDOUT` text cut at row ends, each a zstd frame and a
 //!    self-contained `COPY … FROM STDIN`;
-//! 3. `manifest.json`, last: each table's row count and every entry's size and sha256.
+//! 3. with `--storage-dir`, `storage/NNNNNNNN`: the bytes of each Storage object (as the
+//!    file backend keeps them), stored as they are;
+//! 4. `manifest.json`, last: each table's row count, every entry's size and sha256, and
+//!    which object each `storage/` entry holds.
 //!
 //! `verify` reads it once and checks every checksum and count against the manifest.
 //! `restore` migrates an empty target to the archive's schema version, then loads every
@@ -18,6 +21,7 @@
 //! truncated or interrupted restore leaves no row behind.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -115,6 +119,34 @@ pub struct Manifest {
     /// verify compares a restored copy with.
     #[serde(default)]
     pub content: Vec<String>,
+    /// The Storage objects whose bytes the archive holds (`storage/…` entries).
+    #[serde(default)]
+    pub files: Vec<StoredFile>,
+}
+
+/// A Storage object's bytes in the archive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredFile {
+    /// The archive entry holding the bytes.
+    pub entry: String,
+    pub bucket: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Where a Storage object's bytes are in a file backend directory: `<dir>/<bucket>/<name>/<version>`
+/// for a versioned object, as Supabase Storage writes it, else `<dir>/<bucket>/<name>`.
+fn object_bytes(dir: &Path, bucket: &str, name: &str, version: Option<&str>) -> Option<PathBuf> {
+    if version.is_some() {
+        let versioned = crate::files::object_file(dir, bucket, name, version)?;
+        if versioned.is_file() {
+            return Some(versioned);
+        }
+    }
+    crate::files::object_file(dir, bucket, name, None)
 }
 
 /// What `backup create` was asked.
@@ -125,6 +157,8 @@ pub struct CreateOptions {
     pub no_auth: bool,
     /// age recipients (`age1…`) to encrypt the archive to; none: not encrypted.
     pub encrypt_to: Vec<String>,
+    /// Storage's file backend directory: the objects' bytes go into the archive too.
+    pub storage_dir: Option<PathBuf>,
 }
 
 /// What a backup holds, for people and scripts.
@@ -143,6 +177,15 @@ pub struct Summary {
     /// Where the archive was written (`create`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Storage objects whose bytes are in the archive (`create`, `verify`) or were put back
+    /// (`restore`).
+    pub files: u64,
+    /// Objects whose bytes were not in the storage directory (`create`): Storage had lost them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_files: Vec<String>,
+    /// The objects the archive holds bytes of, to put back.
+    #[serde(skip)]
+    pub stored: Vec<StoredFile>,
 }
 
 impl Summary {
@@ -213,6 +256,8 @@ fn damaged(message: impl Into<String>) -> anyhow::Error {
 struct Reader<'a, R: Read> {
     entries: tar::Entries<'a, R>,
     seen: Seen,
+    /// Where `storage/` entries are written as they are read (`None`: checked only).
+    files_to: Option<PathBuf>,
 }
 
 /// What a [`Reader`] has read so far.
@@ -222,6 +267,8 @@ struct Seen {
     rows: Vec<u64>,
     /// The manifest's content digests, once read.
     content: Vec<String>,
+    /// The manifest's list of stored objects, once read.
+    files: Vec<StoredFile>,
 }
 
 /// One chunk of rows.
@@ -233,7 +280,7 @@ struct Chunk {
 }
 
 impl<'a, R: Read> Reader<'a, R> {
-    fn open(archive: &'a mut tar::Archive<R>) -> Result<Reader<'a, R>> {
+    fn open(archive: &'a mut tar::Archive<R>, files_to: Option<PathBuf>) -> Result<Reader<'a, R>> {
         let mut entries = archive
             .entries()
             .map_err(|e| damaged(format!("not a chatctl backup: {e}")))?;
@@ -280,27 +327,71 @@ impl<'a, R: Read> Reader<'a, R> {
                 sums,
                 rows,
                 content: Vec::new(),
+                files: Vec::new(),
             },
+            files_to,
         })
     }
 
-    /// The next chunk, or `None` after the manifest, once everything is checked.
+    /// The next chunk, or `None` after the manifest, once everything is checked. The
+    /// bytes of Storage objects on the way are checked (and written to `files_to`).
     fn next_chunk(&mut self) -> Result<Option<Chunk>> {
-        let Some(entry) = self.entries.next() else {
-            return Err(damaged(
-                "the archive ends before its manifest: it is truncated",
-            ));
+        loop {
+            let Some(entry) = self.entries.next() else {
+                return Err(damaged(
+                    "the archive ends before its manifest: it is truncated",
+                ));
+            };
+            let mut entry =
+                entry.map_err(|e| damaged(format!("the archive is truncated or damaged: {e}")))?;
+            let name = entry
+                .path()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(n) = name.strip_prefix("storage/") {
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(damaged(format!("unexpected entry `{name}`")));
+                }
+                let sum = self.file_entry(&name, &mut entry)?;
+                self.seen.sums.push(sum);
+                continue;
+            }
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| damaged(format!("cannot read {name}: {e}")))?;
+            return self.entry(name, bytes);
+        }
+    }
+
+    /// Copies a `storage/` entry to `files_to` (or nowhere), hashing it on the way.
+    fn file_entry(&self, name: &str, entry: &mut impl Read) -> Result<EntrySum> {
+        let mut hashing = Hashing {
+            inner: entry,
+            hash: Sha256::new(),
+            size: 0,
         };
-        let mut entry =
-            entry.map_err(|e| damaged(format!("the archive is truncated or damaged: {e}")))?;
-        let name = entry
-            .path()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| damaged(format!("cannot read {name}: {e}")))?;
+        match &self.files_to {
+            Some(dir) => {
+                let path = dir.join(name.trim_start_matches("storage/"));
+                let mut f = std::fs::File::create(&path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                std::io::copy(&mut hashing, &mut f)
+                    .map_err(|e| damaged(format!("cannot read {name}: {e}")))?;
+            }
+            None => {
+                std::io::copy(&mut hashing, &mut std::io::sink())
+                    .map_err(|e| damaged(format!("cannot read {name}: {e}")))?;
+            }
+        }
+        Ok(EntrySum {
+            name: name.to_owned(),
+            size: hashing.size,
+            sha256: hex(&hashing.hash.finalize()),
+        })
+    }
+
+    fn entry(&mut self, name: String, bytes: Vec<u8>) -> Result<Option<Chunk>> {
         if name == "manifest.json" {
             let manifest: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| damaged(format!("the manifest is not readable: {e}")))?;
@@ -317,7 +408,19 @@ impl<'a, R: Read> Reader<'a, R> {
             if manifest.rows != self.seen.rows {
                 return Err(damaged("the row counts differ from the manifest"));
             }
+            let stored: Vec<&str> = self
+                .seen
+                .sums
+                .iter()
+                .filter(|s| s.name.starts_with("storage/"))
+                .map(|s| s.name.as_str())
+                .collect();
+            let listed: Vec<&str> = manifest.files.iter().map(|f| f.entry.as_str()).collect();
+            if stored != listed {
+                return Err(damaged("the stored files differ from the manifest's list"));
+            }
             self.seen.content = manifest.content;
+            self.seen.files = manifest.files;
             return Ok(None);
         }
         let table = name
@@ -342,11 +445,27 @@ impl<'a, R: Read> Reader<'a, R> {
     }
 }
 
+/// A reader that hashes and counts what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
 /// Checks an archive: its header, every entry's checksum and size, every table's row count.
 pub fn verify<R: Read>(input: R, progress: &Progress) -> Result<Summary> {
     let started = Instant::now();
     let mut archive = tar::Archive::new(input);
-    let mut r = Reader::open(&mut archive)?;
+    let mut r = Reader::open(&mut archive, None)?;
     progress.set_message("verifying");
     while let Some(chunk) = r.next_chunk()? {
         progress.advance(chunk.stored);
@@ -367,6 +486,9 @@ fn summary(r: &Seen, started: Instant) -> Summary {
         encrypted: false,
         seconds: started.elapsed().as_secs_f64(),
         location: None,
+        files: r.files.len() as u64,
+        missing_files: Vec::new(),
+        stored: r.files.clone(),
     }
 }
 

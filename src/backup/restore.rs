@@ -13,6 +13,8 @@ pub struct RestoreOptions {
     /// loaded into a scratch database beside it, which is renamed to the target's name
     /// once whole (all or nothing, by the rename).
     pub jobs: usize,
+    /// Storage's file backend directory: the objects' bytes the archive holds go back there.
+    pub storage_dir: Option<std::path::PathBuf>,
 }
 
 /// Restores an archive into the database at `target_url` (migrated to the archive's schema
@@ -24,9 +26,65 @@ pub async fn restore<R: Read + Send + 'static>(
     config: &crate::config::Config,
     progress: &Progress,
 ) -> Result<Summary> {
-    let done = restore_reading(target_url, input, opts, config, progress).await;
+    // The objects' bytes are staged beside where they go (the same file system, so each is
+    // put in place by a rename) and put in place once the rows are committed.
+    let staging = match &opts.storage_dir {
+        None => None,
+        Some(dir) => {
+            let s = dir.join(format!(
+                ".chatctl-restore-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            crate::owner_only::create_dir_all(&s)
+                .with_context(|| format!("cannot create {}", s.display()))?;
+            Some(s)
+        }
+    };
+    let done = restore_reading(target_url, input, opts, staging.clone(), config, progress).await;
     progress.finish();
-    Ok(done?.0)
+    let placed = match (&done, &opts.storage_dir, &staging) {
+        (Ok((summary, ..)), Some(dir), Some(staged)) => place_files(staged, dir, &summary.stored),
+        _ => Ok(0),
+    };
+    if let Some(s) = &staging {
+        let _ = std::fs::remove_dir_all(s);
+    }
+    let (mut summary, ..) = done?;
+    let in_archive = summary.stored.len();
+    summary.files = placed?;
+    if opts.storage_dir.is_none() && in_archive > 0 {
+        summary.left_out.push(format!(
+            "the bytes of {in_archive} Storage object(s) in the archive (--storage-dir puts them back)"
+        ));
+    }
+    Ok(summary)
+}
+
+/// Moves each staged object's bytes to where Storage's file backend keeps it.
+fn place_files(
+    staged: &std::path::Path,
+    dir: &std::path::Path,
+    files: &[StoredFile],
+) -> Result<u64> {
+    let mut placed = 0;
+    for f in files {
+        let to = crate::files::object_file(dir, &f.bucket, &f.name, f.version.as_deref())
+            .ok_or_else(|| {
+                damaged(format!(
+                    "`{}/{}` is not a path inside the storage directory",
+                    f.bucket, f.name
+                ))
+            })?;
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let from = staged.join(f.entry.trim_start_matches("storage/"));
+        std::fs::rename(&from, &to)
+            .with_context(|| format!("cannot put {} in place", to.display()))?;
+        placed += 1;
+    }
+    Ok(placed)
 }
 
 /// An archive read on a thread of its own, checked as it goes, so that reading, checksums
@@ -40,12 +98,15 @@ struct ReadAhead {
 }
 
 impl ReadAhead {
-    fn start<R: Read + Send + 'static>(input: R) -> ReadAhead {
+    fn start<R: Read + Send + 'static>(
+        input: R,
+        files_to: Option<std::path::PathBuf>,
+    ) -> ReadAhead {
         let (header_tx, header) = tokio::sync::oneshot::channel();
         let (tx, chunks) = tokio::sync::mpsc::channel(2);
         let done = tokio::task::spawn_blocking(move || {
             let mut archive = tar::Archive::new(input);
-            let mut r = Reader::open(&mut archive)?;
+            let mut r = Reader::open(&mut archive, files_to)?;
             let _ = header_tx.send(r.seen.header.clone());
             while let Some(chunk) = r.next_chunk()? {
                 if tx.blocking_send(chunk).is_err() {
@@ -100,12 +161,13 @@ async fn restore_reading<R: Read + Send + 'static>(
     target_url: &str,
     input: R,
     opts: &RestoreOptions,
+    files_to: Option<std::path::PathBuf>,
     config: &crate::config::Config,
     progress: &Progress,
 ) -> Result<(Summary, Vec<TableSpec>, Vec<String>)> {
     progress.set_message("restoring");
     let started = Instant::now();
-    let mut read = ReadAhead::start(input);
+    let mut read = ReadAhead::start(input, files_to);
     let header = read.header().await?;
     let migrations =
         crate::db::migrate::Migrations::load(&crate::db::migrate::Source::Embedded).await?;
@@ -584,6 +646,7 @@ pub async fn verify_deep<R: Read + Send + 'static>(
             scratch.as_str(),
             input,
             &RestoreOptions::default(),
+            None,
             config,
             progress,
         )

@@ -42,6 +42,10 @@ enum BackupCmd {
         /// Leave Supabase Auth's users and identities out (a hosted project backs them up)
         #[arg(long)]
         no_auth: bool,
+        /// Storage's file backend directory (FILE_STORAGE_BACKEND_PATH/<global bucket>/<tenant>):
+        /// the objects' bytes go into the archive, each with its checksum
+        #[arg(long, value_name = "DIR")]
+        storage_dir: Option<std::path::PathBuf>,
         /// Connections reading tables at once, all in the same snapshot [default: the
         /// number of cores, at most 4]
         #[arg(long, short = 'j', value_name = "N", value_parser = super::count(1, super::MAX_JOBS))]
@@ -108,6 +112,10 @@ enum BackupCmd {
         /// Replace the rows of a target that holds some
         #[arg(long)]
         force: bool,
+        /// Storage's file backend directory: the objects' bytes the archive holds are put
+        /// back there (once the rows are committed)
+        #[arg(long, value_name = "DIR")]
+        storage_dir: Option<std::path::PathBuf>,
         /// Connections loading and indexing at once. Above 1 the target must not exist:
         /// chatctl loads into a scratch database beside it and renames it to the target
         /// once whole (still all or nothing). 1: one transaction, into an existing
@@ -137,6 +145,16 @@ fn open(at: &str, identity: &[PathBuf], endpoint: Option<&str>) -> Result<Opened
     Ok((input, sealed, size))
 }
 
+/// `--storage-dir` names a directory.
+fn check_dir(dir: Option<&std::path::Path>) -> Result<()> {
+    match dir {
+        Some(d) if !d.is_dir() => {
+            Err(Error::usage(format!("--storage-dir {}: not a directory", d.display())).into())
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
     let endpoint = args.endpoint.as_deref();
     match args.cmd {
@@ -144,9 +162,11 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             out,
             exclude,
             no_auth,
+            storage_dir,
             jobs,
             encrypt_to,
         } => {
+            check_dir(storage_dir.as_deref())?;
             let url = ctx.database_url().await?;
             let pool = crate::db::pool(&url, &ctx.config).await?;
             let jobs = jobs.unwrap_or_else(super::default_jobs);
@@ -154,6 +174,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 exclude,
                 no_auth,
                 encrypt_to,
+                storage_dir,
             };
             let bar = Progress::bytes(0, ctx.out.quiet);
             let summary = if out == "-" {
@@ -277,9 +298,11 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             target_url,
             create,
             force,
+            storage_dir,
             jobs,
             identity,
         } => {
+            check_dir(storage_dir.as_deref())?;
             if jobs == 0 {
                 return Err(Error::usage("--jobs must be at least 1").into());
             }
@@ -305,7 +328,11 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             let mut summary = backup::restore(
                 &url,
                 input,
-                &RestoreOptions { force, jobs },
+                &RestoreOptions {
+                    force,
+                    jobs,
+                    storage_dir,
+                },
                 &ctx.config,
                 &bar,
             )
@@ -347,6 +374,12 @@ impl Report for Done<'_> {
         }
         if s.encrypted {
             writeln!(out, "encrypted: yes (age)")?;
+        }
+        if s.files > 0 {
+            writeln!(out, "files: the bytes of {} Storage object(s)", s.files)?;
+        }
+        for m in &s.missing_files {
+            writeln!(out, "warning: no bytes for {m} in the storage directory")?;
         }
         for l in &s.left_out {
             writeln!(out, "left out: {l}")?;
