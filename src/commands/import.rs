@@ -60,6 +60,10 @@ struct SlackArgs {
     /// Exit 0 even when pieces were rejected
     #[arg(long)]
     allow_rejects: bool,
+    /// Storage's file backend directory: the files' bytes an export holds (`__uploads/`,
+    /// as slack-advanced-exporter fetches them) go there, each with its Storage object
+    #[arg(long, value_name = "DIR")]
+    storage_dir: Option<PathBuf>,
 }
 
 fn parse_since(s: &str) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
@@ -69,6 +73,15 @@ fn parse_since(s: &str) -> std::result::Result<chrono::DateTime<chrono::Utc>, St
 
 pub async fn run(ctx: &Context, args: ImportArgs) -> Result<ExitCode> {
     let ImportCmd::Slack(a) = args.cmd;
+    if let Some(d) = &a.storage_dir
+        && !d.is_dir()
+    {
+        return Err(crate::error::Error::usage(format!(
+            "--storage-dir {}: not a directory",
+            d.display()
+        ))
+        .into());
+    }
     if a.email_domain.contains('@') || !a.email_domain.contains('.') {
         return Err(crate::error::Error::usage(format!(
             "--email-domain `{}` is not a domain (like example.com)",
@@ -103,6 +116,7 @@ pub async fn run(ctx: &Context, args: ImportArgs) -> Result<ExitCode> {
         progress,
         search_index: Some(ctx.config.search_index_dir()),
         jobs: a.jobs.unwrap_or_else(super::default_jobs),
+        storage_dir: a.storage_dir,
     };
     let url = ctx.database_url().await?;
     let pool = crate::db::pool(&url, &ctx.config).await?;
@@ -170,6 +184,20 @@ impl Report for SlackReport {
         ));
         t.add_row(row("files", self.files, String::new(), String::new()));
         report::write_table(out, &t)?;
+        if self.file_bytes > 0 {
+            writeln!(
+                out,
+                "files put in Storage from the export: {}",
+                self.file_bytes
+            )?;
+        }
+        if self.file_bytes_left > 0 {
+            writeln!(
+                out,
+                "{} files' bytes are in the export and were not put in Storage (--storage-dir DIR, and the `attachments` bucket, which `chatctl apply` creates)",
+                self.file_bytes_left
+            )?;
+        }
         if self.bots > 0 {
             writeln!(out, "integration bots given accounts: {}", self.bots)?;
         }

@@ -20,6 +20,7 @@ pub mod archive;
 pub mod model;
 pub mod read;
 pub mod text;
+mod uploads;
 pub mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -56,7 +57,13 @@ pub struct SlackOptions {
     pub search_index: Option<PathBuf>,
     /// Conversations written at once, each on its own connection.
     pub jobs: usize,
+    /// Storage's file backend directory: the bytes of the files the export holds go there.
+    pub storage_dir: Option<PathBuf>,
 }
+
+/// Where an export holds its files' bytes, when it does (`__uploads/<file id>/<name>`, as
+/// slack-advanced-exporter's `fetch-attachments` adds them; Slack's own export has none).
+pub const UPLOADS: &str = "__uploads/";
 
 /// The placeholder address default: `.invalid` never delivers (RFC 2606).
 pub const DEFAULT_EMAIL_DOMAIN: &str = "slack-import.invalid";
@@ -97,6 +104,11 @@ pub struct SlackReport {
     /// Reactions of people users.json does not list: not imported.
     pub reactions_of_unknown_people: u64,
     pub files: u64,
+    /// Files whose bytes the export holds and that were put in Storage (their object made).
+    pub file_bytes: u64,
+    /// Files whose bytes the export holds and that were not put in Storage (no
+    /// `--storage-dir`, a dry run, or no `attachments` bucket yet).
+    pub file_bytes_left: u64,
     /// Messages not imported, by subtype (see the module's documentation).
     pub skipped: BTreeMap<String, u64>,
     pub rejects: u64,
@@ -246,6 +258,8 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
         reactions: 0,
         reactions_of_unknown_people: 0,
         files: 0,
+        file_bytes: 0,
+        file_bytes_left: 0,
         skipped: BTreeMap::new(),
         rejects: 0,
         rejected_by_kind: BTreeMap::new(),
@@ -437,7 +451,7 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
         Ok::<(), anyhow::Error>(())
     };
     let (routed, written) = tokio::join!(route, futures_util::future::join_all(writers));
-    reader.await.map_err(anyhow::Error::from)?;
+    let archive = reader.await.map_err(anyhow::Error::from)?;
     let mut parts = Vec::new();
     let mut failed = routed.err();
     for w in written {
@@ -458,6 +472,8 @@ pub async fn import(pool: &PgPool, opts: &SlackOptions, actor: &Actor) -> Result
         part.add_to(&mut report, &mut bots);
     }
     report.bots = bots.len() as u64;
+    (report.file_bytes, report.file_bytes_left) =
+        uploads::put(pool, archive, workspace, opts).await?;
     finish(report, rejects, started, pool, opts, actor).await
 }
 

@@ -168,11 +168,25 @@ pub fn read_all(
     convs: Vec<Conv>,
     known: Known,
     tx: tokio::sync::mpsc::Sender<Event>,
+) -> Archive {
+    read_conversations(&mut archive, convs, known, tx);
+    archive
+}
+
+fn read_conversations(
+    archive: &mut Archive,
+    convs: Vec<Conv>,
+    known: Known,
+    tx: tokio::sync::mpsc::Sender<Event>,
 ) {
     let mut by_folder: HashMap<String, Vec<Entry>> = HashMap::new();
     // The entries move into their folders (the lists are read already): one copy of the
-    // export's index, whatever its size.
-    for e in std::mem::take(&mut archive.entries) {
+    // export's index, whatever its size. The uploaded files' bytes stay, for the end.
+    let (uploads, entries): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut archive.entries)
+        .into_iter()
+        .partition(|e| e.path.starts_with(super::UPLOADS));
+    archive.entries = uploads;
+    for e in entries {
         let folder = match e.path.split_once('/') {
             Some((folder, file)) if file.ends_with(".json") && !file.contains('/') => {
                 folder.to_owned()
@@ -344,6 +358,7 @@ impl ConvReader<'_> {
             return Ok(());
         }
         let author = self.author(&m)?;
+        let uploader = author.id(self.known.workspace);
         let mut raw_text = m.text.clone().unwrap_or_default();
         if raw_text.is_empty()
             && let Some(atts) = &m.attachments
@@ -482,7 +497,13 @@ impl ConvReader<'_> {
                 .unwrap_or("application/octet-stream");
             let file_row = derived_id(&[b"slack-file", id.as_bytes(), file_id.as_bytes()]);
             let _ = write!(c.files, "{file_row}\t{id}\t");
-            esc(&mut c.files, &format!("slack/{file_id}/{name}"));
+            // The object's path in its channel's folder (the writer puts the workspace's and
+            // the channel's ids before it): `<uploader>/<Slack file id>/<name>`, the name
+            // kept to the characters Storage accepts in a key.
+            esc(
+                &mut c.files,
+                &format!("{uploader}/{}/{}", key_part(&file_id), key_part(&name)),
+            );
             c.files.push('\t');
             esc(&mut c.files, &name);
             let _ = write!(c.files, "\t{size}\t");
@@ -602,6 +623,26 @@ impl Author {
             Author::User(id) => *id,
             Author::Bot(bot, _) => bot_account(workspace, bot),
         }
+    }
+}
+
+/// A file id or name as a part of a Storage key: ASCII letters, digits and `-._ ()`, anything
+/// else `_` (Storage refuses many characters in keys; the name itself is kept as it was).
+fn key_part(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .take(200)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._ ()".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match out.trim() {
+        "" | "." | ".." => "file".to_owned(),
+        _ => out,
     }
 }
 

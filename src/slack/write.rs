@@ -215,14 +215,18 @@ impl Writer {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // In the bucket's layout: `<workspace>/<channel>/<uploader>/<file id>/<name>`.
                 w.files = sqlx::query(
                     "insert into public.attachments (id, message_id, bucket_id, object_path, name,
                             size_bytes, mime_type, created_at)
-                     select id, message_id, 'attachments', object_path, name, size_bytes, mime_type,
-                            created_at
+                     select id, message_id, $3, $2::text || '/' || $1::text || '/' || object_path,
+                            name, size_bytes, mime_type, created_at
                        from pg_temp.slack_files
                      on conflict (id) do nothing",
                 )
+                .bind(channel)
+                .bind(self.workspace)
+                .bind(crate::provision::storage::DEFAULT_BUCKET)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -249,6 +249,109 @@ async fn a_real_export_imports_whole_once_from_its_directory_or_its_zip() {
     assert_eq!(channels, before[1], "no channel made");
 }
 
+/// Files land in the bucket's layout (`<workspace>/<channel>/<uploader>/<file id>/<name>`);
+/// the bytes an export holds (`__uploads/<file id>/<name>`) go to Storage with their object
+/// row, once; a file without bytes is an attachment `files reconcile` reports missing.
+#[tokio::test]
+async fn files_take_the_buckets_layout_and_their_bytes_come_from_the_uploads() {
+    let db = TestDb::new().await;
+    workspace(&db, "mesos");
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    let src = crate::support::fixtures("slack-export/hfaran-slack-export-viewer");
+    let mut files = Vec::new();
+    collect(&src, &src, &mut files);
+    for rel in files {
+        let to = export.join(&rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(&rel), to).unwrap();
+    }
+    let upload = export.join("__uploads/F0VNAKDE2/100_cities.js");
+    std::fs::create_dir_all(upload.parent().unwrap()).unwrap();
+    std::fs::write(&upload, b"var cities = 100;").unwrap();
+    let storage = tmp.path().join("storage");
+    std::fs::create_dir(&storage).unwrap();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    // Without the bucket (no spec applied yet) the bytes stay in the export, and it says so.
+    let (code, r, rejects) = import(
+        &db,
+        &export,
+        "mesos",
+        &["--storage-dir", storage.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{r} {rejects:?}");
+    assert_eq!(
+        (
+            r["files"].as_u64(),
+            r["file_bytes"].as_u64(),
+            r["file_bytes_left"].as_u64()
+        ),
+        (Some(3), Some(0), Some(1))
+    );
+    let mut c = db.conn().await;
+    let (ws, channel, uploader): (uuid::Uuid, uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "select ch.workspace_id, ch.id, m.user_id from attachments a join chat m on m.id = a.message_id
+           join channels ch on ch.id = m.channel_id where a.name = '100_cities.js'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let path = format!("{ws}/{channel}/{uploader}/F0VNAKDE2/100_cities.js");
+    let stored: (String, String) = sqlx::query_as(
+        "select bucket_id, object_path from attachments where name = '100_cities.js'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(stored, ("attachments".to_owned(), path.clone()));
+    sqlx::query("insert into storage.buckets (id, name) values ('attachments', 'attachments')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("insert into chatctl.storage_buckets (bucket_id) values ('attachments')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    // Again: nothing new but the bytes, which now have somewhere to go.
+    let (code, r, _) = import(
+        &db,
+        &export,
+        "mesos",
+        &["--storage-dir", storage.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["messages"]["new"], 0);
+    assert_eq!(
+        (r["file_bytes"].as_u64(), r["file_bytes_left"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        std::fs::read(storage.join("attachments").join(&path)).unwrap(),
+        b"var cities = 100;"
+    );
+    let (owner, size): (uuid::Uuid, serde_json::Value) =
+        sqlx::query_as("select owner, metadata -> 'size' from storage.objects where name = $1")
+            .bind(&path)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!((owner, size), (uploader, json!(17)));
+    let (_, r, _) = import(
+        &db,
+        &export,
+        "mesos",
+        &["--storage-dir", storage.to_str().unwrap()],
+    );
+    assert_eq!(r["file_bytes"], 0, "once");
+    // The two files the export has no bytes for are what reconcile calls missing.
+    let out = chatctl(&env)
+        .args(["files", "reconcile", "-o", "json"])
+        .output()
+        .unwrap();
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found["missing_total"], 2, "{found}");
+}
+
 /// Builds an export from Zulip's real Slack fixtures (users with non-Latin names, channels
 /// with an archived one, DMs with a self-DM, group DMs two of which are the same people, day
 /// files, a thread with a broadcast reply), plus the bad pieces an importer meets.
