@@ -24,7 +24,7 @@ async fn tables(
     .fetch_all(&mut *conn)
     .await?;
     let mut left_out = Vec::new();
-    if opts.storage_dir.is_none() {
+    if opts.storage.is_none() {
         left_out.push(
             "Storage's file bytes (their rows are here; --storage-dir adds the bytes)".to_owned(),
         );
@@ -271,23 +271,18 @@ pub async fn create<W: Write>(
     // stages them and puts them in place once the rows are committed).
     let mut stored = Vec::new();
     let mut missing_files = Vec::new();
-    if let Some(dir) = &opts.storage_dir {
+    if let Some(source) = &opts.storage {
         let mut objects = sqlx::query_as::<_, (String, String, Option<String>)>(
             "select bucket_id, name, version from storage.objects
               where bucket_id is not null and name is not null order by bucket_id, name",
         )
         .fetch(&mut *tx);
         while let Some((bucket, name, version)) = objects.try_next().await? {
-            let found = object_bytes(dir, &bucket, &name, version.as_deref())
-                .and_then(|p| std::fs::File::open(&p).ok().map(|f| (p, f)));
-            let Some((path, file)) = found else {
+            let Some((body, size)) = source.open(&bucket, &name, version.as_deref())? else {
                 missing_files.push(format!("{bucket}/{name}"));
                 continue;
             };
-            let size = file
-                .metadata()
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .len();
+            let path = format!("{bucket}/{name}");
             let entry = format!("storage/{:08}", stored.len());
             let mut h = tar::Header::new_gnu();
             h.set_size(size);
@@ -295,16 +290,15 @@ pub async fn create<W: Write>(
             h.set_mtime(0);
             h.set_cksum();
             let mut hashing = super::Hashing {
-                inner: std::io::Read::take(file, size),
+                inner: std::io::Read::take(body, size),
                 hash: Sha256::new(),
                 size: 0,
             };
             tar.append_data(&mut h, &entry, &mut hashing)
-                .with_context(|| format!("cannot write {} to the archive", path.display()))?;
+                .with_context(|| format!("cannot write {path} to the archive"))?;
             if hashing.size != size {
                 return Err(Error::failed(format!(
-                    "{} changed while it was read: take the backup again",
-                    path.display()
+                    "{path} changed while it was read: take the backup again"
                 ))
                 .into());
             }

@@ -137,16 +137,107 @@ pub struct StoredFile {
     pub sha256: String,
 }
 
-/// Where a Storage object's bytes are in a file backend directory: `<dir>/<bucket>/<name>/<version>`
-/// for a versioned object, as Supabase Storage writes it, else `<dir>/<bucket>/<name>`.
-fn object_bytes(dir: &Path, bucket: &str, name: &str, version: Option<&str>) -> Option<PathBuf> {
-    if version.is_some() {
-        let versioned = crate::files::object_file(dir, bucket, name, version)?;
-        if versioned.is_file() {
-            return Some(versioned);
+/// Where Storage keeps the objects' bytes, laid out alike (`<bucket>/<name>/<version>` for
+/// a versioned object, as Supabase Storage writes it, else `<bucket>/<name>`): its file
+/// backend's directory of the tenant (`FILE_STORAGE_BACKEND_PATH/<global bucket>/<tenant>`),
+/// or the bucket and prefix of its S3 backend (`s3://<GLOBAL_S3_BUCKET>/<tenant>/`).
+#[derive(Debug, Clone)]
+pub enum StorageSource {
+    Dir(PathBuf),
+    S3(store::Remote),
+}
+
+impl StorageSource {
+    /// `DIR` or `s3://bucket/prefix/` (at `endpoint` when given).
+    pub fn parse(text: &str, endpoint: Option<&str>) -> Result<StorageSource> {
+        if store::is_remote(text) {
+            return Ok(StorageSource::S3(store::Remote::parse(text, endpoint)?));
+        }
+        let dir = PathBuf::from(text);
+        if !dir.is_dir() {
+            return Err(Error::usage(format!("--storage-dir {text}: not a directory")).into());
+        }
+        Ok(StorageSource::Dir(dir))
+    }
+
+    /// The object's relative path (`None`: a name that would leave the layout).
+    fn relative(bucket: &str, name: &str, version: Option<&str>) -> Option<String> {
+        crate::files::object_file(Path::new(""), bucket, name, version)
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    /// The object's bytes and size, trying its versioned place first; `None` when absent.
+    fn open(
+        &self,
+        bucket: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<(Box<dyn Read + Send>, u64)>> {
+        let mut places = Vec::new();
+        if version.is_some() {
+            places.extend(Self::relative(bucket, name, version));
+        }
+        places.extend(Self::relative(bucket, name, None));
+        for rel in places {
+            match self {
+                StorageSource::Dir(dir) => {
+                    let path = dir.join(&rel);
+                    if let Ok(f) = std::fs::File::open(&path)
+                        && let Ok(meta) = f.metadata()
+                        && meta.is_file()
+                    {
+                        return Ok(Some((Box::new(f), meta.len())));
+                    }
+                }
+                StorageSource::S3(remote) => {
+                    if let Some((body, size)) = remote.child(&rel).open_if_exists()? {
+                        return Ok(Some((Box::new(body), size)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes an object's bytes from the staged file `from` (moved when it can be).
+    fn put(&self, f: &StoredFile, from: &Path) -> Result<()> {
+        let rel = Self::relative(&f.bucket, &f.name, f.version.as_deref()).ok_or_else(|| {
+            damaged(format!(
+                "`{}/{}` is not a path inside the storage",
+                f.bucket, f.name
+            ))
+        })?;
+        match self {
+            StorageSource::Dir(dir) => {
+                let to = dir.join(&rel);
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                std::fs::rename(from, &to)
+                    .with_context(|| format!("cannot put {} in place", to.display()))?;
+            }
+            StorageSource::S3(remote) => {
+                let target = remote.child(&rel);
+                let mut up = target.create()?;
+                let mut file = std::fs::File::open(from)?;
+                std::io::copy(&mut file, &mut up)
+                    .with_context(|| format!("cannot upload {}", target.location()))?;
+                up.finish()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where restored bytes wait for the rows' commit: beside their place (a rename puts
+    /// them there) or, for S3, in a local temporary directory.
+    fn staging(&self) -> PathBuf {
+        let name = format!(".chatctl-restore-{}", uuid::Uuid::new_v4().simple());
+        match self {
+            StorageSource::Dir(dir) => dir.join(name),
+            StorageSource::S3(_) => std::env::temp_dir().join(name),
         }
     }
-    crate::files::object_file(dir, bucket, name, None)
 }
 
 /// What `backup create` was asked.
@@ -157,8 +248,8 @@ pub struct CreateOptions {
     pub no_auth: bool,
     /// age recipients (`age1…`) to encrypt the archive to; none: not encrypted.
     pub encrypt_to: Vec<String>,
-    /// Storage's file backend directory: the objects' bytes go into the archive too.
-    pub storage_dir: Option<PathBuf>,
+    /// Where Storage keeps the objects' bytes: they go into the archive too.
+    pub storage: Option<StorageSource>,
 }
 
 /// What a backup holds, for people and scripts.

@@ -13,8 +13,8 @@ pub struct RestoreOptions {
     /// loaded into a scratch database beside it, which is renamed to the target's name
     /// once whole (all or nothing, by the rename).
     pub jobs: usize,
-    /// Storage's file backend directory: the objects' bytes the archive holds go back there.
-    pub storage_dir: Option<std::path::PathBuf>,
+    /// Where Storage keeps the objects' bytes: those the archive holds go back there.
+    pub storage: Option<StorageSource>,
 }
 
 /// Restores an archive into the database at `target_url` (migrated to the archive's schema
@@ -26,15 +26,13 @@ pub async fn restore<R: Read + Send + 'static>(
     config: &crate::config::Config,
     progress: &Progress,
 ) -> Result<Summary> {
-    // The objects' bytes are staged beside where they go (the same file system, so each is
-    // put in place by a rename) and put in place once the rows are committed.
-    let staging = match &opts.storage_dir {
+    // The objects' bytes are staged while the rows load (beside where they go, so each is
+    // put in place by a rename, or locally for S3) and put in place once the rows are
+    // committed.
+    let staging = match &opts.storage {
         None => None,
-        Some(dir) => {
-            let s = dir.join(format!(
-                ".chatctl-restore-{}",
-                uuid::Uuid::new_v4().simple()
-            ));
+        Some(source) => {
+            let s = source.staging();
             crate::owner_only::create_dir_all(&s)
                 .with_context(|| format!("cannot create {}", s.display()))?;
             Some(s)
@@ -42,8 +40,10 @@ pub async fn restore<R: Read + Send + 'static>(
     };
     let done = restore_reading(target_url, input, opts, staging.clone(), config, progress).await;
     progress.finish();
-    let placed = match (&done, &opts.storage_dir, &staging) {
-        (Ok((summary, ..)), Some(dir), Some(staged)) => place_files(staged, dir, &summary.stored),
+    let placed = match (&done, &opts.storage, &staging) {
+        (Ok((summary, ..)), Some(source), Some(staged)) => {
+            place_files(staged, source, &summary.stored)
+        }
         _ => Ok(0),
     };
     if let Some(s) = &staging {
@@ -52,7 +52,7 @@ pub async fn restore<R: Read + Send + 'static>(
     let (mut summary, ..) = done?;
     let in_archive = summary.stored.len();
     summary.files = placed?;
-    if opts.storage_dir.is_none() && in_archive > 0 {
+    if opts.storage.is_none() && in_archive > 0 {
         summary.left_out.push(format!(
             "the bytes of {in_archive} Storage object(s) in the archive (--storage-dir puts them back)"
         ));
@@ -60,28 +60,11 @@ pub async fn restore<R: Read + Send + 'static>(
     Ok(summary)
 }
 
-/// Moves each staged object's bytes to where Storage's file backend keeps it.
-fn place_files(
-    staged: &std::path::Path,
-    dir: &std::path::Path,
-    files: &[StoredFile],
-) -> Result<u64> {
+/// Puts each staged object's bytes where Storage keeps it.
+fn place_files(staged: &std::path::Path, to: &StorageSource, files: &[StoredFile]) -> Result<u64> {
     let mut placed = 0;
     for f in files {
-        let to = crate::files::object_file(dir, &f.bucket, &f.name, f.version.as_deref())
-            .ok_or_else(|| {
-                damaged(format!(
-                    "`{}/{}` is not a path inside the storage directory",
-                    f.bucket, f.name
-                ))
-            })?;
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        let from = staged.join(f.entry.trim_start_matches("storage/"));
-        std::fs::rename(&from, &to)
-            .with_context(|| format!("cannot put {} in place", to.display()))?;
+        to.put(f, &staged.join(f.entry.trim_start_matches("storage/")))?;
         placed += 1;
     }
     Ok(placed)

@@ -106,6 +106,35 @@ impl Remote {
         to
     }
 
+    /// The object at `rel` under this location (a prefix).
+    pub fn child(&self, rel: &str) -> Remote {
+        let mut to = self.clone();
+        if !to.key.is_empty() && !to.key.ends_with('/') {
+            to.key.push('/');
+        }
+        to.key.push_str(rel);
+        to
+    }
+
+    /// [`Remote::open`], or `None` when there is no such object.
+    pub fn open_if_exists(&self) -> Result<Option<(Download, u64)>> {
+        let key = Key::from(self.key.as_str());
+        match wait(self.store.get(&key)) {
+            Ok(got) => {
+                let size = got.meta.size;
+                Ok(Some((
+                    Download {
+                        stream: got.into_stream(),
+                        chunk: Bytes::new(),
+                    },
+                    size,
+                )))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::failed(format!("cannot read {}: {e}", self.location())).into()),
+        }
+    }
+
     /// This location as a URL.
     pub fn location(&self) -> String {
         self.url(&self.key)

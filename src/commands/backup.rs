@@ -42,10 +42,15 @@ enum BackupCmd {
         /// Leave Supabase Auth's users and identities out (a hosted project backs them up)
         #[arg(long)]
         no_auth: bool,
-        /// Storage's file backend directory (FILE_STORAGE_BACKEND_PATH/<global bucket>/<tenant>):
-        /// the objects' bytes go into the archive, each with its checksum
-        #[arg(long, value_name = "DIR")]
-        storage_dir: Option<std::path::PathBuf>,
+        /// Where Storage keeps the objects' bytes, whose bytes then go into the archive
+        /// (each with its checksum): its file backend's directory of the tenant
+        /// (FILE_STORAGE_BACKEND_PATH/<global bucket>/<tenant>), or its S3 backend's
+        /// s3://<bucket>/<tenant>/ (at --storage-endpoint)
+        #[arg(long, value_name = "DIR|URL")]
+        storage_dir: Option<String>,
+        /// The S3-compatible server of --storage-dir s3://… [default: --endpoint]
+        #[arg(long, value_name = "URL")]
+        storage_endpoint: Option<String>,
         /// Connections reading tables at once, all in the same snapshot [default: the
         /// number of cores, at most 4]
         #[arg(long, short = 'j', value_name = "N", value_parser = super::count(1, super::MAX_JOBS))]
@@ -112,10 +117,14 @@ enum BackupCmd {
         /// Replace the rows of a target that holds some
         #[arg(long)]
         force: bool,
-        /// Storage's file backend directory: the objects' bytes the archive holds are put
-        /// back there (once the rows are committed)
-        #[arg(long, value_name = "DIR")]
-        storage_dir: Option<std::path::PathBuf>,
+        /// Where Storage keeps the objects' bytes (a directory or s3://bucket/prefix/, as
+        /// for create): those the archive holds are put back there once the rows are
+        /// committed
+        #[arg(long, value_name = "DIR|URL")]
+        storage_dir: Option<String>,
+        /// The S3-compatible server of --storage-dir s3://… [default: --endpoint]
+        #[arg(long, value_name = "URL")]
+        storage_endpoint: Option<String>,
         /// Connections loading and indexing at once. Above 1 the target must not exist:
         /// chatctl loads into a scratch database beside it and renames it to the target
         /// once whole (still all or nothing). 1: one transaction, into an existing
@@ -145,14 +154,15 @@ fn open(at: &str, identity: &[PathBuf], endpoint: Option<&str>) -> Result<Opened
     Ok((input, sealed, size))
 }
 
-/// `--storage-dir` names a directory.
-fn check_dir(dir: Option<&std::path::Path>) -> Result<()> {
-    match dir {
-        Some(d) if !d.is_dir() => {
-            Err(Error::usage(format!("--storage-dir {}: not a directory", d.display())).into())
-        }
-        _ => Ok(()),
-    }
+/// `--storage-dir DIR|URL` (`--storage-endpoint`, else the archive's `--endpoint`).
+fn storage_source(
+    place: Option<String>,
+    endpoint: Option<String>,
+    archive_endpoint: Option<&str>,
+) -> Result<Option<backup::StorageSource>> {
+    place
+        .map(|p| backup::StorageSource::parse(&p, endpoint.as_deref().or(archive_endpoint)))
+        .transpose()
 }
 
 pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
@@ -163,10 +173,11 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             exclude,
             no_auth,
             storage_dir,
+            storage_endpoint,
             jobs,
             encrypt_to,
         } => {
-            check_dir(storage_dir.as_deref())?;
+            let storage = storage_source(storage_dir, storage_endpoint, endpoint)?;
             let url = ctx.database_url().await?;
             let pool = crate::db::pool(&url, &ctx.config).await?;
             let jobs = jobs.unwrap_or_else(super::default_jobs);
@@ -174,7 +185,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 exclude,
                 no_auth,
                 encrypt_to,
-                storage_dir,
+                storage,
             };
             let bar = Progress::bytes(0, ctx.out.quiet);
             let summary = if out == "-" {
@@ -299,10 +310,11 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
             create,
             force,
             storage_dir,
+            storage_endpoint,
             jobs,
             identity,
         } => {
-            check_dir(storage_dir.as_deref())?;
+            let storage = storage_source(storage_dir, storage_endpoint, endpoint)?;
             if jobs == 0 {
                 return Err(Error::usage("--jobs must be at least 1").into());
             }
@@ -331,7 +343,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                 &RestoreOptions {
                     force,
                     jobs,
-                    storage_dir,
+                    storage,
                 },
                 &ctx.config,
                 &bar,

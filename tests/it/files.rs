@@ -927,3 +927,95 @@ async fn backups_carry_the_objects_bytes_with_checksums_and_put_them_back() {
         "{done}"
     );
 }
+
+/// Storage with an S3 backend (`s3://<global bucket>/<tenant>/`, the file backend's layout
+/// under a prefix): a backup reads the objects' bytes there, and a restore writes them to
+/// another tenant's prefix.
+#[tokio::test]
+async fn backups_read_and_write_the_bytes_of_an_s3_storage_backend() {
+    use crate::support::s3_server;
+    let a = acme().await;
+    let mut c = a.db.conn().await;
+    let ada = a.ids["ada"];
+    let plain = format!("{}/{ada}/notes.txt", a.general);
+    let versioned = format!("{}/{ada}/photo.png", a.general);
+    for (name, version) in [(&plain, None), (&versioned, Some("v1"))] {
+        sqlx::query(
+            "insert into storage.objects (bucket_id, name, version) values ('attachments', $1, $2)",
+        )
+        .bind(name)
+        .bind(version)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    let bucket = s3_server::bucket().await;
+    let http = s3_server::client();
+    let object = |b: &str, key: String| format!("{}/{b}/{key}", s3_server::endpoint());
+    for (key, body) in [
+        (format!("stub/attachments/{plain}"), b"notes".to_vec()),
+        (
+            format!("stub/attachments/{versioned}/v1"),
+            vec![0x89, b'P', b'N', b'G'],
+        ),
+    ] {
+        let put = http
+            .put(object(&bucket, key))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+    }
+    let mut env = s3_server::env();
+    env.push(("DATABASE_URL", a.db.url.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let archive = a.dir.path().join("s3.backup");
+    let run = |args: &[&str]| {
+        let out = chatctl(&env)
+            .arg("backup")
+            .args(args)
+            .args(["-o", "json"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = outputs(&out);
+        (
+            out.status.code(),
+            serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null),
+            stderr,
+        )
+    };
+    let source = format!("s3://{bucket}/stub/");
+    let (code, made, err) = run(&[
+        "create",
+        "--out",
+        archive.to_str().unwrap(),
+        "--storage-dir",
+        &source,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(made["files"], 2, "{made}");
+    let target = TestDb::empty().await;
+    let to = format!("s3://{bucket}/tenant2/");
+    let (code, done, err) = run(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--target-url",
+        &target.url,
+        "--storage-dir",
+        &to,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(done["files"], 2);
+    for (key, body) in [
+        (format!("tenant2/attachments/{plain}"), b"notes".to_vec()),
+        (
+            format!("tenant2/attachments/{versioned}/v1"),
+            vec![0x89, b'P', b'N', b'G'],
+        ),
+    ] {
+        let got = http.get(object(&bucket, key.clone())).send().await.unwrap();
+        assert!(got.status().is_success(), "{key}");
+        assert_eq!(got.bytes().await.unwrap().to_vec(), body, "{key}");
+    }
+}

@@ -49,7 +49,7 @@ pub fn endpoint() -> &'static str {
         .endpoint
 }
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
