@@ -59,10 +59,11 @@ with the project's JWT secret (supabase.jwt_secret / SUPABASE_JWT_SECRET).")]
   chatctl files reconcile --delete --yes --storage-dir /var/lib/storage/stub/stub
 
 Orphans are objects of chatctl's buckets older than --older-than (younger ones may be
-uploads whose message is not sent yet). --delete removes them (rows, in batches, each
-audited; and their bytes from --storage-dir, Storage's file backend directory of the
-tenant). Attachments with a missing object are only reported: restore the bytes from a
-backup taken with --storage-dir.")]
+uploads whose message is not sent yet). --delete removes them in batches, each audited:
+with --storage-dir, the rows and the bytes in Storage's file backend directory of the
+tenant; else, with SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY, through Storage's API (rows
+and bytes, as on a hosted project); else the rows only. Attachments with a missing object
+are only reported: restore the bytes from a backup taken with --storage-dir.")]
     Reconcile {
         /// Only this workspace (default: all)
         #[arg(long, short = 'w', value_name = "SLUG")]
@@ -177,11 +178,27 @@ pub async fn run(ctx: &Context, args: FilesArgs) -> Result<ExitCode> {
                 )?;
             }
             let mut conn = ctx.connect().await?;
+            let storage_api = match (
+                ctx.config.supabase_url(),
+                ctx.config.supabase_service_role_key(),
+            ) {
+                (Some(url), Some(key)) => Some(reconcile::StorageApi {
+                    url: url.to_owned(),
+                    service_key: key.to_owned(),
+                }),
+                _ => None,
+            };
+            if delete && storage_dir.is_none() && storage_api.is_none() {
+                tracing::warn!(
+                    "deleting the orphans' rows only: their bytes stay where Storage keeps them (give --storage-dir, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY to delete through Storage's API)"
+                );
+            }
             let opts = reconcile::ReconcileOptions {
                 workspace,
                 older_than,
                 delete,
                 storage_dir,
+                storage_api,
                 limit,
                 batch: 1000,
             };

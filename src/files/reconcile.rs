@@ -32,10 +32,71 @@ pub struct ReconcileOptions {
     pub delete: bool,
     /// Where the objects' bytes are (Storage's file backend), to delete them too.
     pub storage_dir: Option<PathBuf>,
+    /// Supabase Storage's API (the project URL and the service role key): orphans are
+    /// deleted through it, rows and bytes, as Storage wants (used when no `storage_dir`).
+    pub storage_api: Option<StorageApi>,
     /// At most this many of each kind listed (all are counted).
     pub limit: i64,
     /// Orphans deleted per transaction.
     pub batch: usize,
+}
+
+/// Supabase Storage's API, as the service role.
+#[derive(Clone)]
+pub struct StorageApi {
+    pub url: String,
+    pub service_key: String,
+}
+
+impl std::fmt::Debug for StorageApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StorageApi({})", self.url)
+    }
+}
+
+impl StorageApi {
+    /// Deletes `names` of `bucket` (`DELETE /storage/v1/object/{bucket}`, `{"prefixes": […]}`,
+    /// at most 1,000 a call): the names Storage says it deleted.
+    async fn delete(
+        &self,
+        http: &reqwest::Client,
+        bucket: &str,
+        names: &[String],
+    ) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Deleted {
+            name: String,
+        }
+        let url = format!(
+            "{}/storage/v1/object/{bucket}",
+            self.url.trim_end_matches('/')
+        );
+        let answer = http
+            .delete(&url)
+            .bearer_auth(&self.service_key)
+            .header("apikey", &self.service_key)
+            .json(&serde_json::json!({ "prefixes": names }))
+            .send()
+            .await
+            .map_err(|e| {
+                crate::error::Error::failed(format!("cannot reach Supabase Storage at {url}: {e}"))
+            })?;
+        let status = answer.status();
+        if !status.is_success() {
+            let body = answer.text().await.unwrap_or_default();
+            return Err(crate::error::Error::failed(format!(
+                "Supabase Storage refused to delete from `{bucket}` ({status}): {}",
+                body.chars().take(300).collect::<String>()
+            ))
+            .into());
+        }
+        let deleted: Vec<Deleted> = answer.json().await.map_err(|e| {
+            crate::error::Error::failed(format!(
+                "Supabase Storage's answer is not its list of deleted objects: {e}"
+            ))
+        })?;
+        Ok(deleted.into_iter().map(|d| d.name).collect())
+    }
 }
 
 /// An attachment whose object is missing.
@@ -79,6 +140,11 @@ pub struct Reconciliation {
     /// Bytes that could not be removed from `--storage-dir` (path: why).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub file_errors: Vec<String>,
+    /// How the orphans were deleted: `storage_api` (rows and bytes, by Supabase Storage),
+    /// `storage_dir` (rows, and bytes from the directory), `rows_only` (the bytes stay
+    /// wherever Storage keeps them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_through: Option<&'static str>,
     pub dry_run: bool,
 }
 
@@ -254,12 +320,97 @@ pub async fn reconcile(
         deleted: 0,
         deleted_files: 0,
         file_errors: Vec::new(),
+        deleted_through: None,
         dry_run: !opts.delete,
     };
     if opts.delete {
-        delete_orphans(conn, opts, workspace, actor, &mut report).await?;
+        match (&opts.storage_dir, &opts.storage_api) {
+            (None, Some(api)) => {
+                report.deleted_through = Some("storage_api");
+                delete_through_api(conn, opts, api, workspace, actor, &mut report).await?;
+            }
+            (dir, _) => {
+                report.deleted_through = Some(if dir.is_some() {
+                    "storage_dir"
+                } else {
+                    "rows_only"
+                });
+                delete_orphans(conn, opts, workspace, actor, &mut report).await?;
+            }
+        }
     }
     Ok(report)
+}
+
+/// Deletes every orphan through Supabase Storage's API, `opts.batch` (at most 1,000) names a
+/// call, each call audited with what Storage says it deleted. The orphans are listed, then
+/// checked again just before each call (an attachment made meanwhile keeps its object; the
+/// grace period keeps the uploads in progress out).
+async fn delete_through_api(
+    conn: &mut PgConnection,
+    opts: &ReconcileOptions,
+    api: &StorageApi,
+    workspace: Option<Uuid>,
+    actor: &crate::provision::Actor,
+    report: &mut Reconciliation,
+) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| crate::error::Error::failed(format!("cannot make an HTTP client: {e}")))?;
+    let batch = i64::try_from(opts.batch.clamp(1, 1000)).unwrap_or(1000);
+    let mut after: (String, String) = (String::new(), String::new());
+    loop {
+        let page: Vec<(String, String)> = sqlx::query_as(&format!(
+            "select o.bucket_id, o.name from storage.objects o where {ORPHAN}
+                and (o.bucket_id, o.name) > ($3, $4)
+              order by o.bucket_id, o.name limit $5"
+        ))
+        .bind(workspace)
+        .bind(opts.older_than.as_secs_f64())
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(batch)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        let mut by_bucket: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for (b, n) in &page {
+            by_bucket.entry(b.as_str()).or_default().push(n.clone());
+        }
+        for (bucket, names) in by_bucket {
+            let gone = api.delete(&http, bucket, &names).await?;
+            if gone.is_empty() {
+                continue;
+            }
+            crate::audit::record(
+                conn,
+                &actor.operator,
+                &actor.command,
+                &[crate::audit::Entry {
+                    action: "delete".into(),
+                    object_type: "storage_objects".into(),
+                    object_id: format!("{} orphaned object(s)", gone.len()),
+                    before: Some(serde_json::json!({
+                        "objects": gone.iter().map(|n| format!("{bucket}/{n}")).collect::<Vec<_>>(),
+                        "through": "storage_api",
+                    })),
+                    after: None,
+                }],
+            )
+            .await?;
+            report.deleted += gone.len() as u64;
+            report.deleted_files += gone.len() as u64;
+        }
+        if (page.len() as i64) < batch {
+            break;
+        }
+        after = last;
+    }
+    Ok(())
 }
 
 /// Deletes every orphan, `opts.batch` per transaction, each batch audited; then their bytes.

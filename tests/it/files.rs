@@ -1019,3 +1019,109 @@ async fn backups_read_and_write_the_bytes_of_an_s3_storage_backend() {
         assert_eq!(got.bytes().await.unwrap().to_vec(), body, "{key}");
     }
 }
+
+/// A stand-in for Supabase Storage's `DELETE /storage/v1/object/{bucket}` (Storage cannot run
+/// here): as the service role (its key in `Authorization` and `apikey`), deletes the named
+/// objects of the database's `storage.objects` and answers with them, as Storage's
+/// `deleteObjects` route does; records each call's names.
+async fn storage_api(
+    url: String,
+    key: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>) {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{HeaderMap, StatusCode};
+    type Calls = std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>;
+    let calls: Calls = Default::default();
+    async fn delete(
+        State((db, key, calls)): State<(String, &'static str, Calls)>,
+        UrlPath(bucket): UrlPath<String>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> Result<axum::Json<Value>, StatusCode> {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+        let apikey = headers.get("apikey").and_then(|v| v.to_str().ok());
+        if auth != Some(&format!("Bearer {key}")) || apikey != Some(key) {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+        let names: Vec<String> = serde_json::from_value(body["prefixes"].clone())
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        calls.lock().unwrap().push(names.clone());
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
+            .await
+            .unwrap();
+        let gone: Vec<Value> = sqlx::query_scalar(
+            "with d as (delete from storage.objects where bucket_id = $1 and name = any($2) returning *)
+             select jsonb_build_object('name', name, 'bucket_id', bucket_id, 'id', id) from d",
+        )
+        .bind(&bucket)
+        .bind(&names)
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        Ok(axum::Json(Value::Array(gone)))
+    }
+    let app = axum::Router::new()
+        .route("/storage/v1/object/{bucket}", axum::routing::delete(delete))
+        .with_state((url, key, calls.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_hosted_project_orphans_are_deleted_through_storages_api() {
+    let a = acme().await;
+    let mut c = a.db.conn().await;
+    let bob = a.ids["bob"];
+    let names: Vec<String> = (0..3)
+        .map(|i| format!("{}/{bob}/abandoned-{i}.bin", a.general))
+        .collect();
+    for n in &names {
+        sqlx::query("insert into storage.objects (bucket_id, name, created_at) values ('attachments', $1, now() - interval '3 days')")
+            .bind(n)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let (url, calls) = storage_api(a.db.url.clone(), "service-role-key-for-tests").await;
+    let env = [
+        ("DATABASE_URL", a.db.url.clone()),
+        ("SUPABASE_URL", url),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "service-role-key-for-tests".to_owned(),
+        ),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        chatctl(&env)
+            .args(["files", "reconcile", "--delete", "--yes", "-o", "json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    let done: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(done["deleted"], 3, "{done}");
+    assert_eq!(done["deleted_through"], "storage_api");
+    let mut sent = calls.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "one call for the batch");
+    sent[0].sort();
+    assert_eq!(sent[0], names);
+    let left: i64 = sqlx::query_scalar("select count(*) from storage.objects")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let audited: Value = sqlx::query_scalar(
+        "select before from chatctl.audit_log where object_type = 'storage_objects'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(audited["through"], "storage_api");
+    assert_eq!(audited["objects"].as_array().unwrap().len(), 3);
+}
