@@ -282,6 +282,9 @@ struct Table {
     set_on_update: &'static [(&'static str, Who)],
     updates: &'static [Update],
     deletes: &'static [Delete],
+    /// Listings (`select … where COND`, as Storage lists a folder): what, the condition,
+    /// and who sees rows of it.
+    lists: &'static [(&'static str, &'static str, &'static [Actor])],
     service_denied: ServiceDenied,
 }
 
@@ -451,6 +454,7 @@ const MODEL: &[Table] = &[
         deletes: &[],
         // Their messages keep them (chat.user_id is `on delete restrict`); their auth user
         // owns the id.
+        lists: &[],
         service_denied: &[
             ("update", "*", "id"),
             ("delete", "coworker", "*"),
@@ -500,6 +504,7 @@ const MODEL: &[Table] = &[
         ],
         deletes: &[],
         // The default channel is one of the workspace's own (a new one has none).
+        lists: &[],
         service_denied: &[
             ("insert", "a workspace", "channel_id"),
             ("update", "*", "id"),
@@ -605,6 +610,7 @@ const MODEL: &[Table] = &[
             },
         ],
         // A workspace keeps its owner, whoever asks.
+        lists: &[],
         service_denied: &[
             ("update", "owner", "role"),
             ("update", "owner", "workspace_id"),
@@ -711,6 +717,7 @@ const MODEL: &[Table] = &[
         ],
         // A channel stays in its workspace; a DM stays a DM of the same people (and has no
         // name); ids are referenced by every message.
+        lists: &[],
         service_denied: &[
             ("update", "*", "id"),
             ("update", "*", "workspace_id"),
@@ -863,6 +870,7 @@ const MODEL: &[Table] = &[
         ],
         // A DM's people are its key's, with no moderating role; members come from the
         // channel's workspaces.
+        lists: &[],
         service_denied: &[
             ("insert", "themselves into the DM", "*"),
             ("update", "dm", "role"),
@@ -930,6 +938,7 @@ const MODEL: &[Table] = &[
         ],
         updates: &[],
         deletes: &[delete("shared", &[Admin, Owner, PartnerOwner])],
+        lists: &[],
         service_denied: &[],
     },
     Table {
@@ -1066,6 +1075,7 @@ const MODEL: &[Table] = &[
         ],
         // Messages referenced by replies, reactions, files, receipts and mentions keep
         // their id; a reply's parent is in its channel.
+        lists: &[],
         service_denied: &[
             ("update", "general", "id"),
             ("update", "private", "id"),
@@ -1165,6 +1175,7 @@ const MODEL: &[Table] = &[
             delete("private", &[PrivateMember]),
             delete("dm", &[DmMember]),
         ],
+        lists: &[],
         service_denied: &[],
     },
     Table {
@@ -1239,6 +1250,7 @@ const MODEL: &[Table] = &[
             delete("private", PRIVATE),
             delete("dm", &[DmMember]),
         ],
+        lists: &[],
         service_denied: &[],
     },
     Table {
@@ -1309,6 +1321,7 @@ const MODEL: &[Table] = &[
             delete("private", &[PrivateMember]),
             delete("dm", &[DmMember]),
         ],
+        lists: &[],
         service_denied: &[],
     },
     Table {
@@ -1372,6 +1385,7 @@ const MODEL: &[Table] = &[
             delete("member", &[Member]),
             delete("partner", &[PartnerOwner]),
         ],
+        lists: &[],
         service_denied: &[],
     },
     Table {
@@ -1402,6 +1416,7 @@ const MODEL: &[Table] = &[
         set_on_update: &[],
         updates: &[],
         deletes: &[],
+        lists: &[],
         service_denied: &[],
     },
     Table {
@@ -1469,6 +1484,7 @@ const MODEL: &[Table] = &[
         set_on_update: &[],
         updates: &[],
         deletes: &[],
+        lists: &[],
         service_denied: &[],
     },
     // Storage (migration 0015): objects of chatctl's buckets under
@@ -1600,6 +1616,39 @@ const MODEL: &[Table] = &[
             delete("dm", &[DmMember]),
             delete("shared", &[PartnerOwner, Moderator, Admin, Owner]),
         ],
+        lists: &[
+            (
+                "#general's folder",
+                "bucket_id = 'files' and name like {home}::text || '/' || {general}::text || '/%'",
+                HOME_ALL,
+            ),
+            (
+                "#private's folder",
+                "bucket_id = 'files' and name like {home}::text || '/' || {private}::text || '/%'",
+                PRIVATE,
+            ),
+            (
+                "the DM's folder",
+                "bucket_id = 'files' and name like {home}::text || '/' || {dm}::text || '/%'",
+                DM,
+            ),
+            (
+                "#shared's folder",
+                "bucket_id = 'files' and name like {home}::text || '/' || {shared}::text || '/%'",
+                HOME_AND_PARTNER,
+            ),
+            (
+                "the bucket chatctl does not own",
+                "bucket_id = 'foreign'",
+                NOBODY,
+            ),
+            // Who reads some channel of home: its people, and the partner (#shared).
+            (
+                "the whole bucket `files`",
+                "bucket_id = 'files'",
+                SEE_MEMBER,
+            ),
+        ],
         service_denied: &[],
     },
     Table {
@@ -1634,6 +1683,7 @@ const MODEL: &[Table] = &[
         updates: &[],
         deletes: &[],
         // Its objects refer to it.
+        lists: &[],
         service_denied: &[
             ("update", "files", "id"),
             ("delete", "files", "*"),
@@ -2047,6 +2097,24 @@ fn cells(catalog: &BTreeMap<String, Vec<String>>) -> Vec<Cell> {
                     expected: all(&|a| t.expect_delete(r, unqualified, a)),
                 });
             }
+        }
+        for (what, cond, who) in t.lists {
+            out.push(Cell {
+                table: t.name,
+                line: format!("list {what}"),
+                what: format!("list {what}"),
+                kind: Kind::Rows,
+                sql: format!("select 1 from {} where {cond}", qualified(t.name)),
+                prepare: String::new(),
+                check: String::new(),
+                expected: all(&|a| {
+                    if a == Service || may(who, a) {
+                        Outcome::Allowed
+                    } else {
+                        Outcome::Denied
+                    }
+                }),
+            });
         }
         for ins in t.inserts {
             let find = key_sql(ins.values);
