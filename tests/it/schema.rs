@@ -98,6 +98,78 @@ async fn total_replies_follows_inserts_soft_deletes_and_deletes() {
     assert!(last.is_some());
 }
 
+/// A channel (or its workspace) goes with its messages and every count kept of them, also
+/// when someone reacted to several of its messages (migration 0016: the counters' rows were
+/// updated twice in the cascade, and the second update failed its foreign key check).
+#[tokio::test]
+async fn a_channel_whose_messages_have_reactions_is_deleted_whole() {
+    let db = TestDb::new().await;
+    let mut c = db.conn().await;
+    let w = world(&mut c).await;
+    let bob = user(&mut c, "bob").await;
+    let mut messages = Vec::new();
+    for i in 0..3 {
+        let root = post(&mut c, &w, None, &format!("message {i}")).await;
+        post(&mut c, &w, Some(root), "a reply").await;
+        messages.push(root);
+    }
+    for (who, emoji) in [(bob, "👍"), (w.alice, "👀"), (bob, "🎉")] {
+        sqlx::query("insert into emojis (chat_id, user_id, emoji_uni_code) select unnest($1::uuid[]), $2, $3")
+            .bind(&messages)
+            .bind(who)
+            .bind(emoji)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let other: Uuid = sqlx::query_scalar(
+        "insert into channels (workspace_id, name) values ($1, 'random') returning id",
+    )
+    .bind(w.ws)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let w2 = World {
+        channel: other,
+        ..w
+    };
+    let kept = post(&mut c, &w2, None, "elsewhere").await;
+    sqlx::query("insert into emojis (chat_id, user_id, emoji_uni_code) values ($1, $2, '👍'), ($1, $3, '👍')")
+        .bind(kept)
+        .bind(bob)
+        .bind(w2.alice)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("delete from channels where id = $1")
+        .bind(w.channel)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from chat), (select count(*) from emojis),
+                (select coalesce(sum(reactions), 0)::bigint from user_activity)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        (1, 2, 2),
+        "the other channel's message, reactions and counts stay"
+    );
+    sqlx::query("delete from workspaces where id = $1")
+        .bind(w.ws)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("select count(*) from user_activity")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
 #[tokio::test]
 async fn concurrent_replies_to_one_thread_are_all_counted() {
     let db = TestDb::new().await;
