@@ -36,16 +36,22 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
-fn apply(env: &[(&str, &str)], file: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
+/// Runs chatctl with `args` then `-o json`: its exit code, its JSON (or null) and its stderr.
+fn json_run(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, Value, String) {
     let out = chatctl(env)
-        .args(["apply", "-o", "json", "-f"])
-        .arg(file)
-        .args(extra)
+        .args(args)
+        .args(["-o", "json"])
         .output()
         .unwrap();
     let (stdout, stderr) = outputs(&out);
     let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     (out.status.code(), json, stderr)
+}
+
+fn apply(env: &[(&str, &str)], file: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let mut args = vec!["apply", "-f", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    json_run(env, &args)
 }
 
 /// The bucket changes of a plan: (action, bucket).
@@ -470,17 +476,9 @@ async fn signed_urls_carry_the_claims_storage_checks() {
         .await
         .unwrap();
     let sign = |args: &[&str]| {
-        let out = chatctl(&env)
-            .args(["files", "sign", "-w", "acme", "-o", "json"])
-            .args(args)
-            .output()
-            .unwrap();
-        let (stdout, stderr) = outputs(&out);
-        (
-            out.status.code(),
-            serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null),
-            stderr,
-        )
+        let mut all = vec!["files", "sign", "-w", "acme"];
+        all.extend_from_slice(args);
+        json_run(&env, &all)
     };
 
     let before = chrono::Utc::now().timestamp();
@@ -672,17 +670,9 @@ async fn reconcile_finds_missing_objects_and_orphans_and_deletes_only_when_told(
     }
 
     let reconcile = |args: &[&str]| {
-        let out = chatctl(&env)
-            .args(["files", "reconcile", "-o", "json"])
-            .args(args)
-            .output()
-            .unwrap();
-        let (stdout, stderr) = outputs(&out);
-        (
-            out.status.code(),
-            serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null),
-            stderr,
-        )
+        let mut all = vec!["files", "reconcile"];
+        all.extend_from_slice(args);
+        json_run(&env, &all)
     };
     let (code, found, err) = reconcile(&[]);
     assert_eq!(code, Some(0), "{err}");
@@ -820,18 +810,9 @@ async fn backups_carry_the_objects_bytes_with_checksums_and_put_them_back() {
     let archive = a.dir.path().join("with-files.backup");
     let env = [("DATABASE_URL", a.db.url.as_str())];
     let run = |args: &[&str]| {
-        let out = chatctl(&env)
-            .arg("backup")
-            .args(args)
-            .args(["-o", "json"])
-            .output()
-            .unwrap();
-        let (stdout, stderr) = outputs(&out);
-        (
-            out.status.code(),
-            serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null),
-            stderr,
-        )
+        let mut all = vec!["backup"];
+        all.extend_from_slice(args);
+        json_run(&env, &all)
     };
     let (code, made, err) = run(&[
         "create",
@@ -972,18 +953,9 @@ async fn backups_read_and_write_the_bytes_of_an_s3_storage_backend() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let archive = a.dir.path().join("s3.backup");
     let run = |args: &[&str]| {
-        let out = chatctl(&env)
-            .arg("backup")
-            .args(args)
-            .args(["-o", "json"])
-            .output()
-            .unwrap();
-        let (stdout, stderr) = outputs(&out);
-        (
-            out.status.code(),
-            serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null),
-            stderr,
-        )
+        let mut all = vec!["backup"];
+        all.extend_from_slice(args);
+        json_run(&env, &all)
     };
     let source = format!("s3://{bucket}/stub/");
     let (code, made, err) = run(&[
