@@ -83,11 +83,12 @@ pub async fn bind(config: &Config, url: &str, listen: &str) -> Result<Bound> {
         )))
     })?;
     let addr = listener.local_addr()?;
-    let indexer = Arc::new(Indexer::new(
-        pool.clone(),
-        crate::search::IndexDir::new(config.search_index_dir()),
-        INDEX_EVERY,
-    ));
+    let dir = crate::search::IndexDir::new(config.search_index_dir());
+    // An index of another database is never served, not even until the first sync.
+    if crate::search::index::retire_if_foreign(&pool, &dir).await? {
+        tracing::warn!(dir = %dir.path.display(), "the search index was built from another database: rebuilding it (searches use PostgreSQL meanwhile)");
+    }
+    let indexer = Arc::new(Indexer::new(pool.clone(), dir, INDEX_EVERY));
     Ok(Bound {
         addr,
         listener,

@@ -15,6 +15,9 @@ pub struct RestoreOptions {
     pub jobs: usize,
     /// Where Storage keeps the objects' bytes: those the archive holds go back there.
     pub storage: Option<StorageSource>,
+    /// Keep the archive's database key (a rehearsal compared with the archive, `verify
+    /// --deep`); a restore proper gives the database a key of its own.
+    pub keep_identity: bool,
 }
 
 /// Restores an archive into the database at `target_url` (migrated to the archive's schema
@@ -258,6 +261,9 @@ async fn restore_reading<R: Read + Send + 'static>(
     let seen = read.finish().await?;
     deferred.restore(&mut tx).await?;
     reset_sequences(&mut tx, &header.tables).await?;
+    if !opts.keep_identity {
+        new_identity(&mut tx).await?;
+    }
     tx.commit().await.context("cannot commit the restore")?;
     let done = summary(&seen, started);
     Ok((done, seen.header.tables, seen.content))
@@ -319,6 +325,25 @@ async fn reset_sequences(conn: &mut PgConnection, tables: &[TableSpec]) -> Resul
                 .await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A restored database is another database than the one backed up: a search index built
+/// from that one must be rebuilt for this one (its watermark and documents are the other's),
+/// so the restore gives it a key of its own (schema version 17 on).
+async fn new_identity(conn: &mut PgConnection) -> Result<()> {
+    let keyed: bool = sqlx::query_scalar(
+        "select exists (select 1 from pg_attribute
+                         where attrelid = to_regclass('chatctl.search_state')
+                           and attname = 'database_key' and not attisdropped)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if keyed {
+        sqlx::query("update chatctl.search_state set database_key = gen_random_uuid()")
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -518,6 +543,7 @@ async fn load_parallel(
         .await?;
     }
     reset_sequences(&mut conns[0], &header.tables).await?;
+    new_identity(&mut conns[0]).await?;
     for c in conns {
         let _ = sqlx::Connection::close(c).await;
     }
@@ -628,7 +654,10 @@ pub async fn verify_deep<R: Read + Send + 'static>(
         let (summary, tables, content) = restore_reading(
             scratch.as_str(),
             input,
-            &RestoreOptions::default(),
+            &RestoreOptions {
+                keep_identity: true,
+                ..RestoreOptions::default()
+            },
             None,
             config,
             progress,

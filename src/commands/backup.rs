@@ -344,6 +344,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
                     force,
                     jobs,
                     storage,
+                    keep_identity: false,
                 },
                 &ctx.config,
                 &bar,

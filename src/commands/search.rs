@@ -156,7 +156,11 @@ async fn search_messages(
         }
     };
     let reader = match engine {
-        Engine::Tantivy => Some(search::Reader::open(dir)?),
+        Engine::Tantivy => {
+            let r = search::Reader::open(dir)?;
+            search::index::check_database(pool, &r.generation).await?;
+            Some(r)
+        }
         Engine::Postgres => None,
     };
     let request = search::Request {

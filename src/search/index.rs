@@ -117,6 +117,10 @@ pub struct Payload {
     pub synced_at: DateTime<Utc>,
     /// When this generation was built in full.
     pub built_at: DateTime<Utc>,
+    /// The database it was built from: its key (`chatctl.search_state.database_key`) and
+    /// its oid (a database made from a template, or a copy, has the template's key).
+    #[serde(default)]
+    pub database: Option<String>,
 }
 
 /// An open generation of the index.
@@ -512,6 +516,54 @@ fn channel_doc(f: &Fields, c: &ChannelRow) -> TantivyDocument {
 
 /// Begins the read of a sync or build: a repeatable-read, read-only transaction, and the
 /// xmin of its snapshot (the watermark the documents read in it will reflect).
+/// Which database an index reflects: its key (`chatctl.search_state.database_key`, new
+/// with each migrated or restored database) and its oid (new with each database made, from
+/// a template or not), as `key/oid`.
+async fn database_key(conn: &mut sqlx::PgConnection) -> Result<String> {
+    sqlx::query_scalar(
+        // Read as JSON: a database not yet migrated to 0017 has no key (`unkeyed`), and its
+        // index is rebuilt once after the migration.
+        "select coalesce(to_jsonb(s) ->> 'database_key', 'unkeyed') || '/' || d.oid::text
+           from chatctl.search_state s, pg_database d where d.datname = current_database()",
+    )
+    .fetch_one(conn)
+    .await
+    .context("cannot read the search state (is the database migrated?)")
+}
+
+/// Stops using an index built from another database than `pool`'s (its generation stays on
+/// disk until the next build removes it): until one is built, searches have no index (the
+/// API answers them with PostgreSQL) rather than another database's documents. Whether it
+/// did.
+pub async fn retire_if_foreign(pool: &Pool, dir: &IndexDir) -> Result<bool> {
+    let Ok(Some(g)) = dir.open() else {
+        return Ok(false);
+    };
+    if check_database(pool, &g).await.is_ok() {
+        return Ok(false);
+    }
+    match std::fs::remove_file(dir.current_file()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot retire {}", dir.current_file().display())),
+    }
+}
+
+/// Refuses an index built from another database than `pool`'s (its documents are not this
+/// database's): for a query, which does not rebuild.
+pub async fn check_database(pool: &Pool, g: &Generation) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    if g.payload.database.as_deref() != Some(database_key(&mut conn).await?.as_str()) {
+        return Err(Error::new(
+            Kind::Failed,
+            "the search index was built from another database (or before chatctl recorded which)",
+        )
+        .with_help("bring it up to date: chatctl search reindex (it rebuilds it in full)")
+        .into());
+    }
+    Ok(())
+}
+
 async fn begin_snapshot(pool: &Pool) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, u64)> {
     let mut tx = pool.begin().await?;
     sqlx::query("set transaction isolation level repeatable read, read only")
@@ -589,6 +641,7 @@ pub async fn build(
     let writer = open_writer(&index, opts.threads, opts.memory)?;
 
     let (mut tx, watermark) = begin_snapshot(pool).await?;
+    let database = database_key(&mut tx).await?;
     let (messages, channels) = add_all(&mut tx, &writer, &fields, None, on_progress).await?;
     tx.commit().await?;
     on_progress(messages);
@@ -598,6 +651,7 @@ pub async fn build(
         watermark,
         synced_at: now,
         built_at: now,
+        database: Some(database),
     };
     commit(writer, payload).await?;
     dir.publish(&name)?;
@@ -806,6 +860,15 @@ pub async fn sync(pool: &Pool, dir: &IndexDir, on_progress: OnProgress<'_>) -> R
             return Ok(r);
         }
     };
+    let here = database_key(&mut *pool.acquire().await?).await?;
+    if generation.payload.database.as_deref() != Some(here.as_str()) {
+        let mut r = build(pool, dir, &BuildOptions::default(), on_progress).await?;
+        r.note = Some(
+            "the index was built from another database (or before chatctl recorded which): rebuilt it in full"
+                .to_owned(),
+        );
+        return Ok(r);
+    }
     if let Some(report) = apply_changes(pool, dir, generation).await? {
         return Ok(report);
     }

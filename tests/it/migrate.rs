@@ -508,7 +508,7 @@ async fn down_asks_at_a_terminal_and_does_only_what_it_is_told() {
         .unwrap();
     let m = embedded().await;
     // Back past 0015, which made the table holding that row.
-    let down = ["migrate", "down", "--steps", "2"];
+    let down = ["migrate", "down", "--steps", "3"];
     let (code, shown) = crate::support::on_terminal(&env, &down, 120, "n\n");
     assert_eq!(code, Some(1), "{shown}");
     assert!(
@@ -524,7 +524,7 @@ async fn down_asks_at_a_terminal_and_does_only_what_it_is_told() {
     assert_eq!(code, Some(0), "{shown}");
     assert_eq!(
         migrate::status(&mut c, &m).await.unwrap().version,
-        Some(crate::support::LATEST_MIGRATION - 2)
+        Some(crate::support::LATEST_MIGRATION - 3)
     );
 }
 

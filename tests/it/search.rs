@@ -343,6 +343,83 @@ async fn file_names_and_types_match_on_both_engines() {
     }
 }
 
+/// An index directory outlives its database: pointed at another one (a restore into a new
+/// database, staging then production), it is rebuilt from that one, never topped up with
+/// its change log; a query refuses it until then. A restored database has a key of its own.
+#[tokio::test]
+async fn an_index_of_another_database_is_rebuilt_not_topped_up() {
+    let a = TestDb::new().await;
+    let (pool_a, _) = prepared(&a, BOT).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = IndexDir::new(tmp.path().join("search"));
+    let mut ca = a.conn().await;
+    let only_a = say(&mut ca, "ada", "general", "zanzibar quarterly numbers").await;
+    index::build(&pool_a, &dir, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&pool_a, &dir, Engine::Tantivy, "zanzibar", None, 10).await,
+        [only_a]
+    );
+
+    let b = TestDb::new().await;
+    let (pool_b, _) = prepared(&b, BOT).await;
+    let mut cb = b.conn().await;
+    let only_b = say(&mut cb, "ada", "general", "zanzibar weekly plans").await;
+    let reader = Reader::open(&dir).unwrap();
+    let refused = index::check_database(&pool_b, &reader.generation)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("another database"),
+        "{refused}"
+    );
+    let report = sync(&pool_b, &dir).await;
+    assert_eq!(report.mode, "full");
+    assert!(report.note.unwrap_or_default().contains("another database"));
+    assert_eq!(
+        ids(&pool_b, &dir, Engine::Tantivy, "zanzibar", None, 10).await,
+        [only_b]
+    );
+    let reader = Reader::open(&dir).unwrap();
+    index::check_database(&pool_b, &reader.generation)
+        .await
+        .unwrap();
+    // Back on the first: rebuilt again, then topped up as usual.
+    assert_eq!(sync(&pool_a, &dir).await.mode, "full");
+    assert_eq!(sync(&pool_a, &dir).await.mode, "incremental");
+
+    // A restore of `a` is another database.
+    let archive = tmp.path().join("a.backup");
+    let out = chatctl_std(&[("DATABASE_URL", &a.url)])
+        .args(["backup", "create", "--out", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let c = TestDb::empty().await;
+    let out = chatctl_std(&[("DATABASE_URL", &a.url)])
+        .args([
+            "backup",
+            "restore",
+            archive.to_str().unwrap(),
+            "--target-url",
+            &c.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", outputs(&out).1);
+    let key = |url: String| async move {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, Uuid>("select database_key from chatctl.search_state")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_ne!(key(a.url.clone()).await, key(c.url.clone()).await);
+}
+
 /// What an incremental run must not miss: a row committed after a later one (a cursor on
 /// time or on a sequence would skip it), edits, soft and hard deletes, attachments, channel
 /// renames; and membership changes, which need no reindex at all.

@@ -28,7 +28,7 @@ use uuid::Uuid;
 pub const TEMPLATE: &str = "chatctl_template";
 
 /// The newest migration in `migrations/` (tests that count them say so with this).
-pub const LATEST_MIGRATION: i64 = 16;
+pub const LATEST_MIGRATION: i64 = 17;
 
 /// Where the test cluster lives: `CHATCTL_TEST_PGDIR` (CI sets it, to stop the cluster at
 /// the end), else a directory under /tmp derived from the checkout (reachable by the

@@ -1,0 +1,1 @@
+alter table chatctl.search_state drop column database_key;
