@@ -248,6 +248,16 @@ pub async fn create<W: Write>(
             .await?;
         estimate += size.unwrap_or(0);
     }
+    if opts.storage.is_some() {
+        // And the objects' bytes, as Storage recorded their sizes.
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "select sum(case when metadata ->> 'size' ~ '^[0-9]{1,18}$' then (metadata ->> 'size')::bigint end)::bigint
+               from storage.objects",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        estimate += bytes.unwrap_or(0);
+    }
     progress.set_length(estimate.max(0) as u64);
     progress.set_message("backing up");
     let header = Header {
