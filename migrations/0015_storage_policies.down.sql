@@ -13,6 +13,9 @@ begin
     end if;
 end
 $grants$;
+drop function chat_private.my_folder_workspaces();
+drop function chat_private.my_channel_folders();
+drop function chat_private.storage_bucket_ids();
 drop function chat_private.object_uploader(text);
 drop function chat_private.object_channel(text, text);
 drop table chatctl.storage_buckets;

@@ -207,7 +207,9 @@ async fn the_definer_functions_a_client_may_call_are_the_reviewed_ones() {
     let reviewed = [
         "chat_private.active_uid()",
         "chat_private.my_admin_workspaces()",
+        "chat_private.my_channel_folders()",
         "chat_private.my_channels()",
+        "chat_private.my_folder_workspaces()",
         "chat_private.my_moderated_channels()",
         "chat_private.my_owned_workspaces()",
         "chat_private.my_postable_channels()",
@@ -217,6 +219,8 @@ async fn the_definer_functions_a_client_may_call_are_the_reviewed_ones() {
         // The channel of a Storage object's path, in chatctl's buckets only (migration 0015).
         "chat_private.object_channel(text,text)",
         "chat_private.shares_channel_with(uuid)",
+        // chatctl's buckets (migration 0015), read by the Storage policies once per query.
+        "chat_private.storage_bucket_ids()",
         "chat_private.visible_emails(uuid[])",
     ];
     assert_eq!(callable, reviewed);
