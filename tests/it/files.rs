@@ -409,33 +409,28 @@ async fn people_list_upload_and_delete_files_as_their_channels_allow() {
             "delete from storage.objects where split_part(name, '/', 4) = '{file}' returning name"
         )
     };
-    assert_eq!(
-        as_person(&mut c, Some(bob), &delete("plan.pdf"))
+    // Each in a transaction rolled back: the file is there for the next one.
+    for (who, file, deleted, why) in [
+        (bob, "plan.pdf", 0, "not bob's"),
+        (bob, "notes.txt", 1, "his own"),
+        (
+            ada,
+            "notes.txt",
+            1,
+            "the workspace's owner, in a public channel",
+        ),
+        (
+            eve,
+            "notes.txt",
+            0,
+            "eve reads #general but is neither its uploader nor a moderator",
+        ),
+    ] {
+        let n = as_person(&mut c, Some(who), &delete(file))
             .await
-            .map(|v| v.len()),
-        Ok(0),
-        "not bob's"
-    );
-    assert_eq!(
-        as_person(&mut c, Some(bob), &delete("notes.txt"))
-            .await
-            .map(|v| v.len()),
-        Ok(1),
-        "his own"
-    );
-    assert_eq!(
-        as_person(&mut c, Some(ada), &delete("notes.txt"))
-            .await
-            .map(|v| v.len()),
-        Ok(1),
-        "the workspace's owner, in a public channel"
-    );
-    assert_eq!(
-        as_person(&mut c, Some(eve), &delete("notes.txt"))
-            .await
-            .map(|v| v.len()),
-        Ok(0)
-    );
+            .map(|v| v.len());
+        assert_eq!(n, Ok(deleted), "{why}");
+    }
 }
 
 /// The claims of a token, verified with `secret` as Storage verifies it (HS256, no key id).
