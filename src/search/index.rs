@@ -306,6 +306,10 @@ const ATTACHED_JOIN: &str =
 const ATTACHED_FILES_JOIN: &str = "left join (select message_id, jsonb_agg(jsonb_build_array(name, mime_type)) as files \
      from public.attachments group by message_id) a on a.message_id = c.id";
 
+/// For a few messages: each one's attachments, by the attachments' index (one probe each).
+const ATTACHED_FILES_OF_EACH: &str = "left join lateral (select jsonb_agg(jsonb_build_array(a.name, a.mime_type)) as files \
+     from public.attachments a where a.message_id = c.id) a on true";
+
 /// What a document's version is, and `verify` compares: the row's `updated_at` in µs,
 /// doubled, plus 1 for a message with a file (an attachment added later changes the file
 /// flag, not `updated_at`).
@@ -320,11 +324,7 @@ fn message_select(full: bool) -> String {
     let (attached, files, join) = if full {
         ("a.message_id is not null", "a.files", ATTACHED_FILES_JOIN)
     } else {
-        (
-            "exists (select 1 from public.attachments a where a.message_id = c.id)",
-            "(select jsonb_agg(jsonb_build_array(a.name, a.mime_type)) from public.attachments a where a.message_id = c.id)",
-            "",
-        )
+        ("a.files is not null", "a.files", ATTACHED_FILES_OF_EACH)
     };
     format!(
         "select c.id, c.channel_id, ch.workspace_id, c.user_id, c.parent_id, c.message ->> 'text', \
@@ -520,16 +520,18 @@ fn channel_doc(f: &Fields, c: &ChannelRow) -> TantivyDocument {
 /// with each migrated or restored database) and its oid (new with each database made, from
 /// a template or not), as `key/oid`.
 async fn database_key(conn: &mut sqlx::PgConnection) -> Result<String> {
-    sqlx::query_scalar(
-        // Read as JSON: a database not yet migrated to 0017 has no key (`unkeyed`), and its
-        // index is rebuilt once after the migration.
-        "select coalesce(to_jsonb(s) ->> 'database_key', 'unkeyed') || '/' || d.oid::text
-           from chatctl.search_state s, pg_database d where d.datname = current_database()",
-    )
-    .fetch_one(conn)
-    .await
-    .context("cannot read the search state (is the database migrated?)")
+    sqlx::query_scalar(&format!("select {DATABASE_KEY} {DATABASE_KEY_FROM}"))
+        .fetch_one(conn)
+        .await
+        .context("cannot read the search state (is the database migrated?)")
 }
+
+/// [`database_key`]'s expression and its `from`, read as JSON: a database not yet migrated to
+/// 0017 has no key (`unkeyed`), and its index is rebuilt once after the migration.
+const DATABASE_KEY: &str =
+    "coalesce(to_jsonb(s) ->> 'database_key', 'unkeyed') || '/' || d.oid::text";
+const DATABASE_KEY_FROM: &str =
+    "from chatctl.search_state s, pg_database d where d.datname = current_database()";
 
 /// Stops using an index built from another database than `pool`'s (its generation stays on
 /// disk until the next build removes it): until one is built, searches have no index (the
@@ -860,36 +862,47 @@ pub async fn sync(pool: &Pool, dir: &IndexDir, on_progress: OnProgress<'_>) -> R
             return Ok(r);
         }
     };
-    let here = database_key(&mut *pool.acquire().await?).await?;
-    if generation.payload.database.as_deref() != Some(here.as_str()) {
-        let mut r = build(pool, dir, &BuildOptions::default(), on_progress).await?;
-        r.note = Some(
-            "the index was built from another database (or before chatctl recorded which): rebuilt it in full"
-                .to_owned(),
-        );
-        return Ok(r);
-    }
-    if let Some(report) = apply_changes(pool, dir, generation).await? {
-        return Ok(report);
-    }
+    let why = match apply_changes(pool, dir, generation).await? {
+        Ok(report) => return Ok(report),
+        Err(Rebuild::TooOld) => "the index was older than the change log's retention",
+        Err(Rebuild::OtherDatabase) => {
+            "the index was built from another database (or before chatctl recorded which)"
+        }
+    };
     let mut r = build(pool, dir, &BuildOptions::default(), on_progress).await?;
-    r.note =
-        Some("the index was older than the change log's retention: rebuilt it in full".to_owned());
+    r.note = Some(format!("{why}: rebuilt it in full"));
     Ok(r)
 }
 
-/// Applies the change log since the index's watermark; `None` when the log no longer goes
-/// back that far. The horizon is read in the same snapshot as the log, so a prune that
-/// commits meanwhile cannot hide entries from it.
-async fn apply_changes(pool: &Pool, dir: &IndexDir, g: Generation) -> Result<Option<IndexReport>> {
+/// Why an index cannot be brought up to date from the change log.
+enum Rebuild {
+    /// The log no longer goes back to its watermark.
+    TooOld,
+    /// It was built from another database.
+    OtherDatabase,
+}
+
+/// Applies the change log since the index's watermark, or says why it cannot. The horizon
+/// and the database's key are read in the same snapshot as the log, so a prune that commits
+/// meanwhile cannot hide entries from it.
+async fn apply_changes(
+    pool: &Pool,
+    dir: &IndexDir,
+    g: Generation,
+) -> Result<std::result::Result<IndexReport, Rebuild>> {
     let started = Instant::now();
     let since = g.payload.watermark;
     let (mut tx, watermark) = begin_snapshot(pool).await?;
-    let horizon: i64 = sqlx::query_scalar("select horizon::text::bigint from chatctl.search_state")
-        .fetch_one(&mut *tx)
-        .await?;
+    let (horizon, database): (i64, String) = sqlx::query_as(&format!(
+        "select s.horizon::text::bigint, {DATABASE_KEY} {DATABASE_KEY_FROM}"
+    ))
+    .fetch_one(&mut *tx)
+    .await?;
+    if g.payload.database.as_deref() != Some(database.as_str()) {
+        return Ok(Err(Rebuild::OtherDatabase));
+    }
     if since < horizon as u64 {
-        return Ok(None);
+        return Ok(Err(Rebuild::TooOld));
     }
     let changed: Vec<(String, Uuid)> = sqlx::query_as(
         "select distinct kind::text, id from chatctl.search_log where xid >= $1::text::xid8",
@@ -909,7 +922,7 @@ async fn apply_changes(pool: &Pool, dir: &IndexDir, g: Generation) -> Result<Opt
         tx.commit().await?;
         // Nothing changed: the index stays as it is, its watermark too (still correct: every
         // later change is logged at or past it).
-        return Ok(Some(IndexReport {
+        return Ok(Ok(IndexReport {
             mode: "incremental",
             generation: g.name.clone(),
             messages: 0,
@@ -971,7 +984,7 @@ async fn apply_changes(pool: &Pool, dir: &IndexDir, g: Generation) -> Result<Opt
     }
     commit(writer, payload).await?;
     let elapsed = started.elapsed();
-    Ok(Some(IndexReport {
+    Ok(Ok(IndexReport {
         mode: "incremental",
         generation: g.name.clone(),
         messages,
