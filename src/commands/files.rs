@@ -43,8 +43,8 @@ with the project's JWT secret (supabase.jwt_secret / SUPABASE_JWT_SECRET).")]
         #[arg(long, default_value = crate::provision::storage::DEFAULT_BUCKET, value_name = "NAME")]
         bucket: String,
         /// How long the URL works (30s, 10m, 1h, 7d; at most 365d)
-        #[arg(long, default_value = "1h", value_name = "DURATION")]
-        expires: String,
+        #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = crate::config::parse_duration)]
+        expires: std::time::Duration,
         /// An upload URL (PUT) instead of a download URL
         #[arg(long)]
         upload: bool,
@@ -69,8 +69,8 @@ are only reported: restore the bytes from a backup taken with --storage-dir.")]
         #[arg(long, short = 'w', value_name = "SLUG")]
         workspace: Option<String>,
         /// The grace period: younger objects are never orphans
-        #[arg(long, default_value = "24h", value_name = "DURATION")]
-        older_than: String,
+        #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = crate::config::parse_duration)]
+        older_than: std::time::Duration,
         /// Delete the orphaned objects
         #[arg(long)]
         delete: bool,
@@ -86,14 +86,6 @@ are only reported: restore the bytes from a backup taken with --storage-dir.")]
     },
 }
 
-fn duration(flag: &str, text: &str) -> Result<std::time::Duration> {
-    crate::config::parse_duration(text).map_err(|e| {
-        Error::usage(format!("cannot read `{flag} {text}`: {e}"))
-            .with_help("use a duration: 30s, 10m, 1h, 7d")
-            .into()
-    })
-}
-
 pub async fn run(ctx: &Context, args: FilesArgs) -> Result<ExitCode> {
     match args.cmd {
         FilesCmd::Sign {
@@ -107,7 +99,6 @@ pub async fn run(ctx: &Context, args: FilesArgs) -> Result<ExitCode> {
             upload,
             upsert,
         } => {
-            let expires = duration("--expires", &expires)?;
             let Some(secret) = ctx.config.supabase_jwt_secret() else {
                 return Err(Error::usage(
                     "signing a URL needs the project's JWT secret: set SUPABASE_JWT_SECRET or supabase.jwt_secret",
@@ -159,7 +150,6 @@ pub async fn run(ctx: &Context, args: FilesArgs) -> Result<ExitCode> {
             storage_dir,
             limit,
         } => {
-            let older_than = duration("--older-than", &older_than)?;
             if let Some(d) = &storage_dir
                 && !d.is_dir()
             {

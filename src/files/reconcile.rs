@@ -238,21 +238,40 @@ const ORPHAN: &str = "o.bucket_id in (select bucket_id from chatctl.storage_buck
 const SIZE: &str =
     "case when o.metadata ->> 'size' ~ '^[0-9]{1,18}$' then (o.metadata ->> 'size')::bigint end";
 
-/// Counts of both kinds, for `doctor`: (missing, orphans older than `older_than`).
-pub async fn counts(conn: &mut PgConnection, older_than: Duration) -> Result<(i64, i64)> {
-    let missing: i64 = sqlx::query_scalar(
+/// An attachment of the workspace `$1` (any, when null) whose object is missing, as the
+/// rest of a query `from public.attachments a join public.chat m … join public.channels c`.
+const MISSING: &str = "($1::uuid is null or c.workspace_id = $1)
+    and not exists (select 1 from storage.objects o where o.bucket_id = a.bucket_id and o.name = a.object_path)";
+
+/// How many of each kind, in the workspace `workspace` (any, when `None`): attachments with
+/// a missing object, orphans older than `older_than`, and the orphans' bytes.
+async fn totals(
+    conn: &mut PgConnection,
+    workspace: Option<Uuid>,
+    older_than: Duration,
+) -> Result<(i64, i64, i64)> {
+    let missing: i64 = sqlx::query_scalar(&format!(
         "select count(*) from public.attachments a
-          where not exists (select 1 from storage.objects o where o.bucket_id = a.bucket_id and o.name = a.object_path)",
-    )
+           join public.chat m on m.id = a.message_id
+           join public.channels c on c.id = m.channel_id
+          where {MISSING}"
+    ))
+    .bind(workspace)
     .fetch_one(&mut *conn)
     .await?;
-    let orphans: i64 = sqlx::query_scalar(&format!(
-        "select count(*) from storage.objects o where {ORPHAN}"
+    let (orphans, bytes): (i64, i64) = sqlx::query_as(&format!(
+        "select count(*), coalesce(sum({SIZE}), 0)::bigint from storage.objects o where {ORPHAN}"
     ))
-    .bind(None::<Uuid>)
+    .bind(workspace)
     .bind(older_than.as_secs_f64())
     .fetch_one(&mut *conn)
     .await?;
+    Ok((missing, orphans, bytes))
+}
+
+/// Counts of both kinds, for `doctor`: (missing, orphans older than `older_than`).
+pub async fn counts(conn: &mut PgConnection, older_than: Duration) -> Result<(i64, i64)> {
+    let (missing, orphans, _) = totals(conn, None, older_than).await?;
     Ok((missing, orphans))
 }
 
@@ -267,17 +286,9 @@ pub async fn reconcile(
         Some(slug) => Some(crate::provision::ops::workspace_id(conn, slug).await?),
     };
     let secs = opts.older_than.as_secs_f64();
-    let missing_total: i64 = sqlx::query_scalar(
-        "select count(*) from public.attachments a
-           join public.chat m on m.id = a.message_id
-           join public.channels c on c.id = m.channel_id
-          where ($1::uuid is null or c.workspace_id = $1)
-            and not exists (select 1 from storage.objects o where o.bucket_id = a.bucket_id and o.name = a.object_path)",
-    )
-    .bind(workspace)
-    .fetch_one(&mut *conn)
-    .await?;
-    let missing: Vec<Missing> = sqlx::query_as(
+    let (missing_total, orphans_total, orphan_bytes) =
+        totals(conn, workspace, opts.older_than).await?;
+    let missing: Vec<Missing> = sqlx::query_as(&format!(
         "select a.id as attachment_id, a.message_id, w.slug as workspace,
                 coalesce('#' || c.name, c.kind || ' ' || c.id::text) as channel,
                 a.bucket_id as bucket, a.object_path as path, a.name, a.size_bytes
@@ -285,20 +296,12 @@ pub async fn reconcile(
            join public.chat m on m.id = a.message_id
            join public.channels c on c.id = m.channel_id
            join public.workspaces w on w.id = c.workspace_id
-          where ($1::uuid is null or c.workspace_id = $1)
-            and not exists (select 1 from storage.objects o where o.bucket_id = a.bucket_id and o.name = a.object_path)
-          order by a.created_at, a.id limit $2",
-    )
+          where {MISSING}
+          order by a.created_at, a.id limit $2"
+    ))
     .bind(workspace)
     .bind(opts.limit)
     .fetch_all(&mut *conn)
-    .await?;
-    let (orphans_total, orphan_bytes): (i64, i64) = sqlx::query_as(&format!(
-        "select count(*), coalesce(sum({SIZE}), 0)::bigint from storage.objects o where {ORPHAN}"
-    ))
-    .bind(workspace)
-    .bind(secs)
-    .fetch_one(&mut *conn)
     .await?;
     let orphans: Vec<Orphan> = sqlx::query_as(&format!(
         "select o.id, o.bucket_id as bucket, o.name, o.version, {SIZE} as size_bytes, o.created_at
