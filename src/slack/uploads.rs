@@ -54,10 +54,14 @@ pub async fn put(
            join public.chat c on c.id = a.message_id
            join public.channels ch on ch.id = c.channel_id
           where ch.workspace_id = $1 and a.bucket_id = $2
+            and split_part(a.object_path, '/', 4) = any ($3)
             and not exists (select 1 from storage.objects o where o.bucket_id = a.bucket_id and o.name = a.object_path)",
     )
     .bind(workspace)
     .bind(DEFAULT_BUCKET)
+    // Only the attachments the export has bytes for: as many as its uploads, whatever the
+    // number of files without bytes.
+    .bind(by_file.keys().cloned().collect::<Vec<String>>())
     .fetch(pool)
     .try_collect()
     .await?;
